@@ -1,0 +1,298 @@
+"""On-device image augmentation: pure per-image ops, vmapped over the batch, and the view recipes.
+
+Every op takes a PRNG key and one float image [H, W, C] with values in [0, 1] (C = 1 grayscale or C = 3 RGB) and
+returns an image of the same dtype and range. Ops are jit- and vmap-safe: random choices become ``jnp.where``
+selections, never Python branches on traced values. Randomness is explicit: the same key gives the same view.
+
+The recipes follow SimCLR (Chen et al. 2020, appendix A) and BYOL's asymmetric pair (Grill et al. 2020, table 6),
+which VICReg's official code also uses. Colour jitter uses torchvision's definitions (multiplicative brightness,
+contrast and saturation blended towards grey, hue shifted in HSV) in a random order, as BYOL does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import chex
+import dm_pix as pix
+import jax
+import jax.numpy as jnp
+
+# ----------------------------------------------------------------------------------------------------------------
+# Geometry.
+
+
+def _interpolation_matrix(start: jax.Array, length: jax.Array, in_size: int, out_size: int) -> jax.Array:
+  """[out_size, in_size] bilinear weights that resample the segment [start, start + length) to out_size pixels.
+
+  Pixel centres are at half-integers (as ``align_corners=False``); samples outside the image are clamped to the
+  border. When the segment is shrunk the triangle kernel is widened by the scale (antialiasing, as PIL does).
+  """
+  scale = length / out_size                                           # input pixels per output pixel
+  centres = start + (jnp.arange(out_size) + 0.5) * scale - 0.5        # [out]
+  centres = jnp.clip(centres, 0.0, in_size - 1.0)
+  support = jnp.maximum(scale, 1.0)
+  distance = jnp.abs(centres[:, None] - jnp.arange(in_size)[None, :]) / support
+  weights = jnp.maximum(0.0, 1.0 - distance)
+  return weights / jnp.sum(weights, axis=1, keepdims=True)
+
+
+def crop_and_resize(image: jax.Array, top: jax.Array, left: jax.Array, height: jax.Array, width: jax.Array,
+                    out_size: int) -> jax.Array:
+  """Crops the box (top, left, height, width) (float pixels) and resizes it to [out_size, out_size, C]."""
+  in_h, in_w, _ = image.shape
+  rows = _interpolation_matrix(top, height, in_h, out_size)           # [S, H]
+  cols = _interpolation_matrix(left, width, in_w, out_size)           # [S, W]
+  return jnp.einsum("sh,hwc,tw->stc", rows, image, cols)
+
+
+def random_resized_crop(key: jax.Array, image: jax.Array, out_size: int,
+                        scale: tuple[float, float] = (0.08, 1.0),
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3), attempts: int = 10) -> jax.Array:
+  """torchvision's RandomResizedCrop: area fraction ~ U(scale), log aspect ratio ~ U(log ratio).
+
+  As torchvision, up to ``attempts`` boxes are drawn and the first that fits inside the image is used; if none
+  fits, the central crop with the aspect ratio clamped to ``ratio`` is taken.
+  """
+  chex.assert_rank(image, 3)
+  in_h, in_w, _ = image.shape
+  area = in_h * in_w
+  k_area, k_ratio, k_top, k_left = jax.random.split(key, 4)
+  target_area = area * jax.random.uniform(k_area, (attempts,), minval=scale[0], maxval=scale[1])
+  aspect = jnp.exp(jax.random.uniform(k_ratio, (attempts,), minval=math.log(ratio[0]),
+                                      maxval=math.log(ratio[1])))
+  widths = jnp.round(jnp.sqrt(target_area * aspect))
+  heights = jnp.round(jnp.sqrt(target_area / aspect))
+  fits = (widths > 0) & (heights > 0) & (widths <= in_w) & (heights <= in_h)
+  first = jnp.argmax(fits)
+
+  in_ratio = in_w / in_h
+  if in_ratio < ratio[0]:
+    fallback_w, fallback_h = in_w, round(in_w / ratio[0])
+  elif in_ratio > ratio[1]:
+    fallback_h, fallback_w = in_h, round(in_h * ratio[1])
+  else:
+    fallback_w, fallback_h = in_w, in_h
+  any_fits = jnp.any(fits)
+  width = jnp.where(any_fits, widths[first], fallback_w)
+  height = jnp.where(any_fits, heights[first], fallback_h)
+  top = jnp.where(any_fits, jnp.floor(jax.random.uniform(k_top, (attempts,))[first] * (in_h - height + 1)),
+                  (in_h - height) // 2)
+  left = jnp.where(any_fits, jnp.floor(jax.random.uniform(k_left, (attempts,))[first] * (in_w - width + 1)),
+                   (in_w - width) // 2)
+  return crop_and_resize(image, top, left, height, width, out_size)
+
+
+def random_flip(key: jax.Array, image: jax.Array, prob: float = 0.5) -> jax.Array:
+  """Horizontal flip with probability ``prob``."""
+  return jnp.where(jax.random.uniform(key) < prob, image[:, ::-1, :], image)
+
+
+def random_rotation(key: jax.Array, image: jax.Array, max_degrees: float, prob: float = 1.0) -> jax.Array:
+  """Rotation by an angle ~ U(-max_degrees, max_degrees) about the centre, zero fill, with probability ``prob``."""
+  k_apply, k_angle = jax.random.split(key)
+  angle = jax.random.uniform(k_angle, minval=-max_degrees, maxval=max_degrees) * math.pi / 180.0
+  rotated = pix.rotate(image, angle, order=1, mode="constant", cval=0.0)
+  return jnp.where(jax.random.uniform(k_apply) < prob, rotated, image)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Colour.
+
+
+def to_grayscale(image: jax.Array) -> jax.Array:
+  """ITU-R 601 luma, repeated over the channels (the identity on one-channel images)."""
+  if image.shape[-1] == 1:
+    return image
+  gray = image[..., 0:1] * 0.299 + image[..., 1:2] * 0.587 + image[..., 2:3] * 0.114
+  return jnp.broadcast_to(gray, image.shape)
+
+
+def adjust_brightness(image: jax.Array, factor: jax.Array) -> jax.Array:
+  """torchvision: image * factor."""
+  return jnp.clip(image * factor, 0.0, 1.0)
+
+
+def adjust_contrast(image: jax.Array, factor: jax.Array) -> jax.Array:
+  """torchvision: blend with the mean grey level of the image."""
+  mean = jnp.mean(to_grayscale(image)[..., 0])
+  return jnp.clip(mean + factor * (image - mean), 0.0, 1.0)
+
+
+def adjust_saturation(image: jax.Array, factor: jax.Array) -> jax.Array:
+  """torchvision: blend with the grayscale image (the identity on one-channel images)."""
+  gray = to_grayscale(image)
+  return jnp.clip(gray + factor * (image - gray), 0.0, 1.0)
+
+
+def adjust_hue(image: jax.Array, delta: jax.Array) -> jax.Array:
+  """Rotates the hue by ``delta`` turns (in [-0.5, 0.5]); the identity on one-channel images."""
+  if image.shape[-1] == 1:
+    return image
+  return jnp.clip(pix.adjust_hue(image, delta), 0.0, 1.0)
+
+
+def color_jitter(key: jax.Array, image: jax.Array, brightness: float, contrast: float, saturation: float,
+                 hue: float, prob: float = 0.8) -> jax.Array:
+  """Brightness, contrast, saturation and hue jitter in a random order, applied with probability ``prob``.
+
+  Factors are drawn as torchvision's ColorJitter: brightness, contrast and saturation ~ U(1 - s, 1 + s) (clipped
+  at 0), hue shift ~ U(-hue, hue). A strength of 0 makes that op the identity.
+  """
+  k_apply, k_order, k_b, k_c, k_s, k_h = jax.random.split(key, 6)
+
+  def factor(k, strength):
+    return jax.random.uniform(k, minval=max(0.0, 1.0 - strength), maxval=1.0 + strength)
+
+  ops = (
+      lambda x: adjust_brightness(x, factor(k_b, brightness)),
+      lambda x: adjust_contrast(x, factor(k_c, contrast)),
+      lambda x: adjust_saturation(x, factor(k_s, saturation)),
+      lambda x: adjust_hue(x, jax.random.uniform(k_h, minval=-hue, maxval=hue)),
+  )
+  order = jax.random.permutation(k_order, len(ops))
+  jittered = image
+  for position in range(len(ops)):
+    jittered = jax.lax.switch(order[position], ops, jittered)
+  return jnp.where(jax.random.uniform(k_apply) < prob, jittered, image)
+
+
+def random_grayscale(key: jax.Array, image: jax.Array, prob: float = 0.2) -> jax.Array:
+  return jnp.where(jax.random.uniform(key) < prob, to_grayscale(image), image)
+
+
+def _blur_matrix(sigma: jax.Array, size: int, radius: int) -> jax.Array:
+  """[size, size] matrix applying a 1-D Gaussian of ``sigma`` (truncated at ``radius``) with reflected borders."""
+  offsets = jnp.arange(-radius, radius + 1)
+  taps = jnp.exp(-0.5 * (offsets / sigma) ** 2)
+  taps = taps / jnp.sum(taps)
+  source = jnp.arange(size)[:, None] + offsets[None, :]               # [size, 2r+1]
+  source = jnp.abs(source)                                             # reflect at 0
+  source = (size - 1) - jnp.abs((size - 1) - source)                   # reflect at size - 1
+  return jnp.zeros((size, size)).at[jnp.arange(size)[:, None], source].add(taps[None, :])
+
+
+def gaussian_blur(image: jax.Array, sigma: jax.Array, kernel_size: int) -> jax.Array:
+  """Separable Gaussian blur, written as two small matrix products (fast on every backend)."""
+  radius = max(kernel_size // 2, 1)
+  height, width, _ = image.shape
+  rows = _blur_matrix(sigma, height, min(radius, height - 1))
+  cols = _blur_matrix(sigma, width, min(radius, width - 1))
+  return jnp.einsum("sh,hwc,tw->stc", rows, image, cols)
+
+
+def random_blur(key: jax.Array, image: jax.Array, prob: float, sigma: tuple[float, float] = (0.1, 2.0),
+                kernel_fraction: float = 0.1) -> jax.Array:
+  """Gaussian blur with sigma ~ U(sigma) and kernel ~ 10% of the image side (SimCLR), with probability prob."""
+  k_apply, k_sigma = jax.random.split(key)
+  s = jax.random.uniform(k_sigma, minval=sigma[0], maxval=sigma[1])
+  kernel_size = max(3, int(round(kernel_fraction * image.shape[0])) | 1)
+  blurred = gaussian_blur(image, s, kernel_size)
+  return jnp.where(jax.random.uniform(k_apply) < prob, blurred, image)
+
+
+def solarize(image: jax.Array, threshold: float = 0.5) -> jax.Array:
+  """Inverts the pixels at or above ``threshold``."""
+  return jnp.where(image < threshold, image, 1.0 - image)
+
+
+def random_solarize(key: jax.Array, image: jax.Array, prob: float) -> jax.Array:
+  return jnp.where(jax.random.uniform(key) < prob, solarize(image), image)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Views.
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewRecipe:
+  """The random transformation that produces one view. Hashable: it is static under jit."""
+  size: int = 32
+  crop_scale: tuple[float, float] = (0.08, 1.0)
+  crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+  flip_prob: float = 0.5
+  rotation_prob: float = 0.0
+  rotation_degrees: float = 0.0
+  jitter_prob: float = 0.8
+  brightness: float = 0.4
+  contrast: float = 0.4
+  saturation: float = 0.2
+  hue: float = 0.1
+  grayscale_prob: float = 0.2
+  blur_prob: float = 0.0
+  blur_sigma: tuple[float, float] = (0.1, 2.0)
+  solarize_prob: float = 0.0
+
+  def apply(self, key: jax.Array, image: jax.Array) -> jax.Array:
+    """One view of one image: [H, W, C] in [0, 1] -> [size, size, C] in [0, 1]."""
+    keys = jax.random.split(key, 7)
+    x = random_resized_crop(keys[0], image, self.size, self.crop_scale, self.crop_ratio)
+    if self.flip_prob > 0:
+      x = random_flip(keys[1], x, self.flip_prob)
+    if self.rotation_prob > 0 and self.rotation_degrees > 0:
+      x = random_rotation(keys[2], x, self.rotation_degrees, self.rotation_prob)
+    if self.jitter_prob > 0:
+      x = color_jitter(keys[3], x, self.brightness, self.contrast, self.saturation, self.hue, self.jitter_prob)
+    if self.grayscale_prob > 0:
+      x = random_grayscale(keys[4], x, self.grayscale_prob)
+    if self.blur_prob > 0:
+      x = random_blur(keys[5], x, self.blur_prob, self.blur_sigma)
+    if self.solarize_prob > 0:
+      x = random_solarize(keys[6], x, self.solarize_prob)
+    return x
+
+
+def simclr_recipes(size: int, crop_scale=(0.08, 1.0), blur_prob: float = 0.5,
+                   strength: float = 1.0) -> tuple[ViewRecipe, ViewRecipe]:
+  """SimCLR: two identically distributed views; colour jitter (0.8, 0.8, 0.8, 0.2) x strength, p 0.8."""
+  view = ViewRecipe(size=size, crop_scale=crop_scale, brightness=0.8 * strength, contrast=0.8 * strength,
+                    saturation=0.8 * strength, hue=0.2 * strength, blur_prob=blur_prob)
+  return view, view
+
+
+def byol_recipes(size: int, crop_scale=(0.08, 1.0), blur_probs=(1.0, 0.1),
+                 solarize_probs=(0.0, 0.2)) -> tuple[ViewRecipe, ViewRecipe]:
+  """BYOL's asymmetric pair: jitter (0.4, 0.4, 0.2, 0.1) p 0.8, grayscale 0.2; blur 1.0 / 0.1; solarize 0 / 0.2."""
+  return tuple(ViewRecipe(size=size, crop_scale=crop_scale, blur_prob=b, solarize_prob=s)
+               for b, s in zip(blur_probs, solarize_probs))
+
+
+# VICReg's official augmentations are BYOL's asymmetric pair.
+vicreg_recipes = byol_recipes
+
+RECIPES = {"simclr": simclr_recipes, "byol": byol_recipes, "vicreg": vicreg_recipes}
+
+
+def make_recipes(name: str, **kwargs) -> tuple[ViewRecipe, ...]:
+  if name not in RECIPES:
+    raise ValueError(f"unknown view recipe {name!r}; known: {sorted(RECIPES)}")
+  return RECIPES[name](**kwargs)
+
+
+def to_float(images: jax.Array) -> jax.Array:
+  """uint8 [..., H, W, C] in [0, 255] -> float32 in [0, 1]."""
+  return images.astype(jnp.float32) / 255.0
+
+
+def views(keys: jax.Array, images: jax.Array, recipes: Sequence[ViewRecipe]) -> list[jax.Array]:
+  """Makes one view per recipe of every image.
+
+  Args:
+    keys: [B] PRNG keys, one per image (derive them from the image's global index for layout independence).
+    images: [B, H, W, C] uint8 or float in [0, 1].
+    recipes: one ViewRecipe per view.
+
+  Returns:
+    A list of len(recipes) float32 arrays [B, size, size, C] in [0, 1].
+  """
+  chex.assert_rank(images, 4)
+  chex.assert_axis_dimension(keys, 0, images.shape[0])
+  if images.dtype == jnp.uint8:
+    images = to_float(images)
+  out = []
+  for index, recipe in enumerate(recipes):
+    view_keys = jax.vmap(lambda k: jax.random.fold_in(k, index))(keys)
+    out.append(jax.vmap(recipe.apply)(view_keys, images))
+  return out

@@ -1,0 +1,28 @@
+"""Registry of self-supervised methods. Adding one: a module here with make(config) and defaults()."""
+
+from __future__ import annotations
+
+from jaxssl.methods import byol, simclr, vicreg
+from jaxssl.methods.base import Method, Outputs
+
+_REGISTRY = {"simclr": simclr, "byol": byol, "vicreg": vicreg}
+
+
+def names() -> list[str]:
+  return sorted(_REGISTRY)
+
+
+def get(config) -> Method:
+  """The Method named by ``config.method.name``."""
+  name = config.method.name
+  if name not in _REGISTRY:
+    raise KeyError(f"unknown method {name!r}; known: {names()}")
+  return _REGISTRY[name].make(config)
+
+
+def defaults(name: str) -> dict:
+  """The method's paper defaults (head sizes, temperatures, momentum)."""
+  return _REGISTRY[name].defaults()
+
+
+__all__ = ["Method", "Outputs", "get", "names", "defaults"]

@@ -1,0 +1,54 @@
+"""The Method interface: a method is data plus pure functions (in the spirit of optax.GradientTransformation).
+
+The trainer calls, inside the jitted per-device step:
+
+    online  = Outputs of the trained network on every view   (gradients flow)
+    target  = Outputs of the EMA network on every view, or None when ``uses_ema`` is False (no gradient)
+    loss, metrics = method.loss(online, target, method_state, labels, axis_name)
+    method_state  = method.update_state(method_state, online, target, axis_name)
+
+and never looks at which method it runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+import ml_collections
+
+from jaxssl import augment
+
+
+class Outputs(NamedTuple):
+  """Per-view outputs of a network, each a list with one [N, dim] array per view."""
+  representations: Sequence[jax.Array]
+  projections: Sequence[jax.Array]
+  predictions: Sequence[jax.Array] | None
+
+
+class Method(NamedTuple):
+  """A self-supervised method.
+
+  Attributes:
+    name: registry name.
+    make_heads: (config, axis_name, dtype) -> (projector, predictor or None), Flax modules.
+    recipes: config -> one augment.ViewRecipe per view.
+    loss: (online, target, method_state, labels, axis_name) -> (scalar loss, dict of scalar metrics).
+    uses_ema: the trainer keeps an EMA copy of encoder + projector (``state.ema_params``) and passes its outputs.
+    init_state: (key, config) -> method state pytree (queues, centres, ...); ``()`` for none.
+    update_state: (method_state, online, target, axis_name) -> new method state.
+  """
+  name: str
+  make_heads: Callable[[ml_collections.ConfigDict, str | None, Any], tuple[nn.Module, nn.Module | None]]
+  recipes: Callable[[ml_collections.ConfigDict], Sequence[augment.ViewRecipe]]
+  loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
+  uses_ema: bool = False
+  init_state: Callable[[jax.Array, ml_collections.ConfigDict], Any] = lambda key, config: ()
+  update_state: Callable[..., Any] = lambda state, online, target, axis_name: state
+
+
+def recipe_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The view-recipe arguments every method shares: crop size and crop scale from ``config.augment``."""
+  return {"size": config.augment.size, "crop_scale": tuple(config.augment.crop_scale)}

@@ -1,0 +1,40 @@
+"""BYOL (Grill et al. 2020, "Bootstrap Your Own Latent", arXiv:2006.07733)."""
+
+from __future__ import annotations
+
+import jax
+
+from jaxssl import augment, losses
+from jaxssl.methods.base import Method, recipe_kwargs
+from jaxssl.models import MLP
+
+
+def _heads(config, axis_name, dtype):
+  m = config.method
+  projector = MLP(hidden_dims=tuple(m.proj_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name, dtype=dtype)
+  predictor = MLP(hidden_dims=tuple(m.pred_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name, dtype=dtype)
+  return projector, predictor
+
+
+def _recipes(config):
+  return augment.byol_recipes(**recipe_kwargs(config), blur_probs=tuple(config.augment.blur_probs),
+                              solarize_probs=tuple(config.augment.solarize_probs))
+
+
+def _loss(online, target, method_state, labels, axis_name):
+  """Symmetrised: the prediction of each view regresses the target's projection of the other view."""
+  p1, p2 = online.predictions
+  z1, z2 = jax.tree.map(jax.lax.stop_gradient, tuple(target.projections))
+  value = losses.byol_loss(p1, z2, axis_name) + losses.byol_loss(p2, z1, axis_name)
+  return value, {"loss": value}
+
+
+def make(config) -> Method:
+  """BYOL: online predictor regresses an EMA target's projection; the trainer runs the tau schedule."""
+  del config
+  return Method(name="byol", make_heads=_heads, recipes=_recipes, loss=_loss, uses_ema=True)
+
+
+def defaults():
+  """Paper defaults: projector and predictor 4096-256, base momentum 0.996 (cosine to 1)."""
+  return {"proj_hidden_dims": (4096,), "proj_dim": 256, "pred_hidden_dims": (4096,), "base_momentum": 0.996}

@@ -1,0 +1,37 @@
+"""VICReg (Bardes, Ponce and LeCun 2022, "Variance-Invariance-Covariance Regularization", arXiv:2105.04906)."""
+
+from __future__ import annotations
+
+from jaxssl import augment, losses
+from jaxssl.methods.base import Method, recipe_kwargs
+from jaxssl.models import MLP
+
+
+def _heads(config, axis_name, dtype):
+  m = config.method
+  expander = MLP(hidden_dims=tuple(m.proj_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name, dtype=dtype)
+  return expander, None
+
+
+def _recipes(config):
+  return augment.vicreg_recipes(**recipe_kwargs(config), blur_probs=tuple(config.augment.blur_probs),
+                                solarize_probs=tuple(config.augment.solarize_probs))
+
+
+def make(config) -> Method:
+  """VICReg on the expander outputs of two views, statistics over the global batch."""
+  m = config.method
+
+  def loss(online, target, method_state, labels, axis_name):
+    z1, z2 = online.projections
+    value, terms = losses.vicreg_loss(z1, z2, sim_coeff=m.sim_coeff, std_coeff=m.std_coeff,
+                                      cov_coeff=m.cov_coeff, axis_name=axis_name, return_terms=True)
+    return value, {"loss": value, **terms}
+
+  return Method(name="vicreg", make_heads=_heads, recipes=_recipes, loss=loss)
+
+
+def defaults():
+  """Paper defaults: expander 8192-8192-8192, coefficients 25 / 25 / 1."""
+  return {"proj_hidden_dims": (8192, 8192), "proj_dim": 8192, "sim_coeff": 25.0, "std_coeff": 25.0,
+          "cov_coeff": 1.0}

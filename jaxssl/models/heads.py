@@ -1,0 +1,58 @@
+"""MLP projector and predictor heads, and the network that joins them to an encoder."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class MLP(nn.Module):
+  """Linear layers with BatchNorm and ReLU between them.
+
+  ``hidden_dims`` are followed by BN + ReLU; the last layer (``output_dim``) is linear, optionally followed by a
+  BN without learned scale/shift (SimCLR v2 / solo-learn style, off by default).
+
+  SimCLR: hidden (2048,), output 128. BYOL: hidden (4096,), output 256, for projector and predictor alike.
+  VICReg's expander: hidden (8192, 8192), output 8192.
+  """
+  hidden_dims: Sequence[int]
+  output_dim: int
+  axis_name: str | None = None
+  last_bn: bool = False
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+    for width in self.hidden_dims:
+      x = nn.Dense(width, use_bias=False, dtype=self.dtype)(x)
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
+                       axis_name=self.axis_name if train else None)(x)
+      x = nn.relu(x)
+    x = nn.Dense(self.output_dim, dtype=self.dtype)(x)
+    if self.last_bn:
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, use_scale=False,
+                       use_bias=False, dtype=self.dtype, axis_name=self.axis_name if train else None)(x)
+    return x.astype(jnp.float32)
+
+
+class SSLNetwork(nn.Module):
+  """encoder -> projector (-> predictor).
+
+  Returns (h, z, p): representation [N, R], projection [N, P] and prediction [N, P] (None without predictor or
+  when ``with_predictor`` is False, as for an EMA target network).
+  """
+  encoder: nn.Module
+  projector: nn.Module
+  predictor: nn.Module | None = None
+
+  def __call__(self, x: jnp.ndarray, train: bool = True, with_predictor: bool = True):
+    h = self.encoder(x, train=train)
+    z = self.projector(h, train=train)
+    p = self.predictor(z, train=train) if (self.predictor is not None and with_predictor) else None
+    return h, z, p
+
+  def embed(self, x: jnp.ndarray) -> jnp.ndarray:
+    """Frozen-encoder features for evaluation (BatchNorm in inference mode)."""
+    return self.encoder(x, train=False)

@@ -1,0 +1,128 @@
+"""ResNets (He et al. 2016, arXiv:1512.03385) as Flax linen modules, with cross-device BatchNorm.
+
+``stem="cifar"`` is the 3x3 stride-1 convolution with no max-pool used for 32x32 images (SimCLR appendix B.9);
+``stem="imagenet"`` the 7x7 stride-2 convolution and 3x3 max-pool. The output is the global-average-pooled
+representation h of shape [N, widths[-1] * expansion].
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import chex
+import flax.linen as nn
+import jax.numpy as jnp
+
+Dtype = Any
+
+
+def _last_scale_init(zero: bool):
+  """Goyal et al. 2017 start each residual branch at zero; torchvision (lightly, solo-learn) does not by default."""
+  return nn.initializers.zeros if zero else nn.initializers.ones
+
+
+class BasicBlock(nn.Module):
+  """Two 3x3 convolutions (ResNet-18/34)."""
+  features: int
+  strides: int
+  conv: Any
+  norm: Any
+  zero_init_residual: bool = False
+  expansion = 1
+
+  @nn.compact
+  def __call__(self, x):
+    residual = x
+    y = self.conv(self.features, (3, 3), (self.strides, self.strides))(x)
+    y = nn.relu(self.norm()(y))
+    y = self.conv(self.features, (3, 3))(y)
+    y = self.norm(scale_init=_last_scale_init(self.zero_init_residual))(y)
+    if residual.shape != y.shape:
+      residual = self.conv(self.features, (1, 1), (self.strides, self.strides), name="shortcut_conv")(residual)
+      residual = self.norm(name="shortcut_norm")(residual)
+    return nn.relu(residual + y)
+
+
+class BottleneckBlock(nn.Module):
+  """1x1, 3x3, 1x1 convolutions with 4x expansion (ResNet-50), stride on the 3x3 (torchvision's v1.5)."""
+  features: int
+  strides: int
+  conv: Any
+  norm: Any
+  zero_init_residual: bool = False
+  expansion = 4
+
+  @nn.compact
+  def __call__(self, x):
+    residual = x
+    y = nn.relu(self.norm()(self.conv(self.features, (1, 1))(x)))
+    y = nn.relu(self.norm()(self.conv(self.features, (3, 3), (self.strides, self.strides))(y)))
+    y = self.conv(self.features * 4, (1, 1))(y)
+    y = self.norm(scale_init=_last_scale_init(self.zero_init_residual))(y)
+    if residual.shape != y.shape:
+      residual = self.conv(self.features * 4, (1, 1), (self.strides, self.strides), name="shortcut_conv")(residual)
+      residual = self.norm(name="shortcut_norm")(residual)
+    return nn.relu(residual + y)
+
+
+class ResNet(nn.Module):
+  """A ResNet encoder.
+
+  Attributes:
+    stage_sizes: blocks per stage.
+    block: BasicBlock or BottleneckBlock.
+    widths: channels of each stage (before expansion).
+    stem: "cifar" or "imagenet".
+    axis_name: mapped axis over which BatchNorm averages its batch statistics (synchronised BN); None for local.
+    zero_init_residual: initialise the last BN scale of each block at zero.
+    dtype: computation dtype (e.g. jnp.bfloat16); parameters stay float32.
+  """
+  stage_sizes: Sequence[int]
+  block: Any
+  widths: Sequence[int] = (64, 128, 256, 512)
+  stem: str = "cifar"
+  axis_name: str | None = None
+  bn_momentum: float = 0.9
+  zero_init_residual: bool = False
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+    """[N, H, W, C] float images -> [N, widths[-1] * expansion] representations."""
+    chex.assert_rank(x, 4)
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
+                             kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"))
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
+                             epsilon=1e-5, dtype=self.dtype, axis_name=self.axis_name if train else None)
+    x = x.astype(self.dtype)
+    if self.stem == "cifar":
+      x = conv(self.widths[0], (3, 3), name="stem_conv")(x)
+      x = nn.relu(norm(name="stem_norm")(x))
+    elif self.stem == "imagenet":
+      x = conv(self.widths[0], (7, 7), (2, 2), padding=[(3, 3), (3, 3)], name="stem_conv")(x)
+      x = nn.relu(norm(name="stem_norm")(x))
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    else:
+      raise ValueError(f"unknown stem {self.stem!r}; use 'cifar' or 'imagenet'")
+    for stage, (num_blocks, width) in enumerate(zip(self.stage_sizes, self.widths)):
+      for index in range(num_blocks):
+        strides = 2 if stage > 0 and index == 0 else 1
+        x = self.block(width, strides, conv=conv, norm=norm,
+                       zero_init_residual=self.zero_init_residual)(x)
+    return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+
+
+ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), block=BasicBlock)
+ResNet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block=BottleneckBlock)
+# For CPU tests and benchmarks: one basic block per stage, widths 16-32-64-128, CIFAR stem.
+SmallResNet = functools.partial(ResNet, stage_sizes=(1, 1, 1, 1), block=BasicBlock, widths=(16, 32, 64, 128))
+
+ENCODERS = {"resnet18": ResNet18, "resnet50": ResNet50, "small_resnet": SmallResNet}
+
+
+def representation_dim(name: str) -> int:
+  """Width of the representation h of a named encoder."""
+  module = ENCODERS[name]
+  widths = module.keywords.get("widths", (64, 128, 256, 512))
+  return widths[-1] * module.keywords["block"].expansion

@@ -1,0 +1,44 @@
+"""Optimizers and schedules: LARS / SGD with warm-up + cosine learning rate, and BYOL's EMA momentum schedule."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+  """Linear warm-up from 0 then cosine decay to 0; peak = base_lr * global_batch / 256 (Goyal et al. 2017)."""
+  peak = config.optim.base_lr * config.train.batch_size / 256.0
+  warmup = min(int(config.optim.warmup_steps), max(total_steps - 1, 0))
+  return optax.warmup_cosine_decay_schedule(init_value=0.0, peak_value=peak, warmup_steps=warmup,
+                                            decay_steps=max(total_steps, warmup + 1), end_value=0.0)
+
+
+def _decay_mask(params):
+  """True for weight matrices and convolution kernels; False for biases and BatchNorm scale/shift."""
+  return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+  """LARS (You et al. 2017) as SimCLR/BYOL use it, BN and biases excluded from weight decay and trust ratio."""
+  schedule = learning_rate_schedule(config, total_steps)
+  o = config.optim
+  if o.name == "lars":
+    return optax.lars(learning_rate=schedule, weight_decay=o.weight_decay, weight_decay_mask=_decay_mask,
+                      trust_coefficient=o.trust_coefficient, trust_ratio_mask=_decay_mask, momentum=o.momentum)
+  if o.name == "sgd":
+    return optax.chain(optax.add_decayed_weights(o.weight_decay, mask=_decay_mask),
+                       optax.sgd(learning_rate=schedule, momentum=o.momentum))
+  if o.name == "adamw":
+    return optax.adamw(learning_rate=schedule, weight_decay=o.weight_decay, mask=_decay_mask)
+  raise ValueError(f"unknown optimizer {o.name!r}")
+
+
+def ema_momentum(step: jax.Array, total_steps: int, base_momentum: float) -> jax.Array:
+  """BYOL's tau: 1 - (1 - base) * (cos(pi * step / total) + 1) / 2, rising from base to 1."""
+  progress = jnp.minimum(step / max(total_steps, 1), 1.0)
+  return 1.0 - (1.0 - base_momentum) * (jnp.cos(math.pi * progress) + 1.0) / 2.0

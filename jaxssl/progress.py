@@ -1,0 +1,35 @@
+"""A dependency-free progress line: step, loss and images/s, redrawn in place on a terminal."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+  """Prints ``[step/total] loss=... img/s=...`` every ``every`` steps (and at the last step)."""
+
+  def __init__(self, total: int, global_batch: int, every: int = 10, stream=None):
+    self.total, self.global_batch, self.every = total, global_batch, max(1, every)
+    self.stream = stream or sys.stderr
+    self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+    self._last_step, self._last_time = 0, time.perf_counter()
+
+  def should_log(self, step: int) -> bool:
+    return step % self.every == 0 or step == self.total
+
+  def log(self, step: int, metrics: dict[str, float]) -> None:
+    now = time.perf_counter()
+    rate = (step - self._last_step) * self.global_batch / max(now - self._last_time, 1e-9)
+    self._last_step, self._last_time = step, now
+    shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+    bar_width = 20
+    filled = int(bar_width * step / self.total)
+    line = f"[{'#' * filled}{'.' * (bar_width - filled)}] {step}/{self.total} {shown} img/s={rate:.1f}"
+    self.stream.write(("\r" + line) if self.tty else (line + "\n"))
+    self.stream.flush()
+
+  def close(self) -> None:
+    if self.tty:
+      self.stream.write("\n")
+      self.stream.flush()

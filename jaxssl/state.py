@@ -1,0 +1,41 @@
+"""The train state: everything a step reads and writes, as one pytree of arrays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+
+
+class TrainState(flax.struct.PyTreeNode):
+  """State of one training run, replicated on every device.
+
+  Attributes:
+    step: int32 scalar, optimizer steps taken.
+    params: online network parameters {"encoder", "projector", ("predictor")}.
+    batch_stats: BatchNorm running statistics of the online network.
+    opt_state: optax state.
+    ema_params: EMA target parameters {"encoder", "projector"} (BYOL, DINO, MoCo, MeanShift) or None.
+    ema_batch_stats: EMA of the online running statistics, for evaluating the target, or None.
+    method_state: the method's own state (queues, centres); () when it has none.
+    rng: the run's base PRNG key (raw uint32 [2]); the step key is fold_in(rng, step).
+  """
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  ema_params: Any
+  ema_batch_stats: Any
+  method_state: Any
+  rng: jax.Array
+
+
+def target_subtree(tree: Any) -> Any:
+  """The part of a params / batch_stats tree that an EMA target keeps: everything but the predictor."""
+  return {name: value for name, value in tree.items() if name != "predictor"}
+
+
+def ema_update(ema: Any, online: Any, tau: jax.Array) -> Any:
+  """ema <- tau * ema + (1 - tau) * online, leaf by leaf over the target's subtree."""
+  return jax.tree.map(lambda e, o: tau * e + (1.0 - tau) * o, ema, target_subtree(online))

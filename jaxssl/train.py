@@ -1,0 +1,239 @@
+"""The one trainer: network, state, the per-device step, its data-parallel wrappers and the training loop.
+
+The per-device step sees this device's share of the global batch and reaches the rest of it only through
+collectives over the axis ``AXIS``. ``shard_step`` runs it under ``jax.shard_map`` over a 1-D mesh of all
+devices (the default); ``pmap_step`` runs the same function under ``jax.pmap``. The trainer never names a method.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxssl import augment, methods, optim
+from jaxssl.methods.base import Method, Outputs
+from jaxssl.models import ENCODERS, SSLNetwork
+from jaxssl.state import TrainState, ema_update, target_subtree
+
+AXIS = "batch"
+Batch = dict[str, jax.Array]          # {"image": uint8 [B, H, W, C], "label": int32 [B] (-1 when unlabeled)}
+StepFn = Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]
+
+
+class Trainer(NamedTuple):
+  """What a run is made of, built once from the config."""
+  config: ml_collections.ConfigDict
+  method: Method
+  network: SSLNetwork
+  tx: optax.GradientTransformation
+  recipes: tuple[augment.ViewRecipe, ...]
+  total_steps: int
+
+
+def _dtype(name: str):
+  return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
+
+
+def build(config: ml_collections.ConfigDict, total_steps: int, axis_name: str | None = AXIS) -> Trainer:
+  """Builds the method, network (BN synchronised over ``axis_name``), optimizer and view recipes."""
+  method = methods.get(config)
+  dtype = _dtype(config.model.compute_dtype)
+  encoder = ENCODERS[config.model.encoder](stem=config.model.stem, axis_name=axis_name, dtype=dtype,
+                                           zero_init_residual=config.model.zero_init_residual)
+  projector, predictor = method.make_heads(config, axis_name, dtype)
+  network = SSLNetwork(encoder=encoder, projector=projector, predictor=predictor)
+  return Trainer(config=config, method=method, network=network, tx=optim.make_optimizer(config, total_steps),
+                 recipes=tuple(method.recipes(config)), total_steps=total_steps)
+
+
+def normalize(trainer: Trainer, images: jax.Array) -> jax.Array:
+  """Float images in [0, 1] -> (x - mean) / std with the dataset's per-channel statistics."""
+  mean = jnp.asarray(trainer.config.data.mean, jnp.float32)
+  std = jnp.asarray(trainer.config.data.std, jnp.float32)
+  return (images - mean) / std
+
+
+def init_state(trainer: Trainer, key: jax.Array, channels: int) -> TrainState:
+  """Initial state for images with ``channels`` channels at the recipe's view size."""
+  init_key, state_key, rng = jax.random.split(key, 3)
+  size = trainer.recipes[0].size
+  variables = trainer.network.init(init_key, jnp.zeros((2, size, size, channels)), train=False)
+  params, batch_stats = variables["params"], variables["batch_stats"]
+  uses_ema = trainer.method.uses_ema
+  # The target starts as a copy: aliased leaves in a donated state would be freed twice.
+  copy = lambda tree: jax.tree.map(jnp.copy, target_subtree(tree))
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats=batch_stats,
+      opt_state=trainer.tx.init(params),
+      ema_params=copy(params) if uses_ema else None,
+      ema_batch_stats=copy(batch_stats) if uses_ema else None,
+      method_state=trainer.method.init_state(state_key, trainer.config),
+      rng=jax.random.key_data(rng),
+  )
+
+
+def _forward_views(network: SSLNetwork, variables, views, with_predictor: bool):
+  """Runs the network on each view in turn (BN statistics per view, as the reference implementations do)."""
+
+  def apply_all(module, views):
+    outs = [module(v, train=True, with_predictor=with_predictor) for v in views]
+    return [o[0] for o in outs], [o[1] for o in outs], [o[2] for o in outs]
+
+  (h, z, p), updates = network.apply(variables, views, mutable=["batch_stats"], method=apply_all)
+  outputs = Outputs(representations=h, projections=z, predictions=p if p[0] is not None else None)
+  return outputs, updates["batch_stats"]
+
+
+def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> StepFn:
+  """The per-device training step (state, batch) -> (state, metrics).
+
+  augment -> encoder -> heads -> method loss -> gradient averaged over ``axis_name`` -> optax update -> EMA ->
+  method state update. Each example's augmentation key is fold_in(fold_in(rng, step), global index), so the
+  views do not depend on how the global batch is split over devices or hosts.
+  """
+  method, network, config = trainer.method, trainer.network, trainer.config
+  base_momentum = config.method.get("base_momentum", 0.0)
+
+  def step(state: TrainState, batch: Batch):
+    images, labels = batch["image"], batch["label"]
+    local_batch = images.shape[0]
+    offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * local_batch
+    step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    example_keys = jax.vmap(jax.random.fold_in, (None, 0))(step_key, offset + jnp.arange(local_batch))
+    views = [normalize(trainer, v) for v in augment.views(example_keys, images, trainer.recipes)]
+
+    target = None
+    if method.uses_ema:
+      target, _ = _forward_views(
+          network, {"params": state.ema_params, "batch_stats": state.ema_batch_stats}, views, with_predictor=False)
+      target = jax.tree.map(jax.lax.stop_gradient, target)
+
+    def loss_fn(params):
+      online, batch_stats = _forward_views(
+          network, {"params": params, "batch_stats": state.batch_stats}, views, with_predictor=True)
+      loss, metrics = method.loss(online, target, state.method_state, labels, axis_name)
+      return loss, (metrics, batch_stats, online)
+
+    grads, (metrics, batch_stats, online) = jax.grad(loss_fn, has_aux=True)(state.params)
+    if axis_name is not None:
+      grads = jax.lax.pmean(grads, axis_name)
+    updates, opt_state = trainer.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+
+    metrics = dict(metrics)
+    metrics["lr"] = optim.learning_rate_schedule(config, trainer.total_steps)(state.step)
+    ema_params, ema_batch_stats = state.ema_params, state.ema_batch_stats
+    if method.uses_ema:
+      tau = optim.ema_momentum(state.step, trainer.total_steps, base_momentum)
+      ema_params = ema_update(ema_params, params, tau)
+      ema_batch_stats = ema_update(ema_batch_stats, batch_stats, tau)
+      metrics["tau"] = tau
+    method_state = method.update_state(state.method_state, online, target, axis_name)
+    if axis_name is not None:
+      metrics = jax.lax.pmean(metrics, axis_name)
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
+                              ema_params=ema_params, ema_batch_stats=ema_batch_stats, method_state=method_state)
+    return new_state, metrics
+
+  return step
+
+
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh over all global devices (every process's), axis ``AXIS``."""
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), (AXIS,))
+
+
+def shard_step(step: StepFn, mesh: Mesh) -> StepFn:
+  """The per-device step, data-parallel under jax.shard_map and jitted; the state buffer is donated.
+
+  ``check_vma=False`` gives pmap's semantics: the state is replicated by construction (gradients, BN statistics
+  and metrics are averaged over the axis), and all_gather outputs are used as replicated values.
+  """
+  mapped = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()), check_vma=False)
+  return jax.jit(mapped, donate_argnums=0)
+
+
+def pmap_step(step: StepFn) -> StepFn:
+  """The same per-device step under jax.pmap (state with a leading device axis, batch reshaped [D, B/D, ...])."""
+  return jax.pmap(step, axis_name=AXIS, donate_argnums=0)
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+  """Puts a pytree on every device of the mesh, replicated."""
+  return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> Batch:
+  """This process's share of the global batch -> global arrays sharded over the mesh's batch axis."""
+  sharding = NamedSharding(mesh, P(AXIS))
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The loop.
+
+
+def total_steps_for(config: ml_collections.ConfigDict, num_train: int) -> int:
+  """``train.num_steps`` if positive, else ``train.num_epochs`` (may be fractional) of the train split."""
+  if config.train.num_steps > 0:
+    return int(config.train.num_steps)
+  return max(1, int(round(config.train.num_epochs * num_train / config.train.batch_size)))
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Validates the config, trains, evaluates with kNN and writes ``results.json``; returns the results."""
+  from jaxssl import data, evaluate, validate
+  from jaxssl.progress import Progress
+
+  validate.validate(config, num_devices=jax.device_count())
+  dataset = data.load(config.data)             # raises DataError before the workdir is touched
+  os.makedirs(workdir, exist_ok=True)
+
+  mesh = make_mesh()
+  total_steps = total_steps_for(config, len(dataset.train_images))
+  trainer = build(config, total_steps)
+  state = replicate(init_state(trainer, jax.random.key(config.seed), dataset.train_images.shape[-1]), mesh)
+  step_fn = shard_step(make_per_device_step(trainer), mesh)
+
+  results: dict[str, float] = {}
+  if config.eval.knn_at_init:
+    results["knn_random_init"] = evaluate.knn_accuracy_of(trainer, state, dataset, mesh)
+    print(f"kNN accuracy of the encoder at random initialisation: {100 * results['knn_random_init']:.2f}%",
+          flush=True)
+
+  batches = data.train_batches(dataset, config.train.batch_size, seed=config.seed,
+                               process_index=jax.process_index(), process_count=jax.process_count())
+  progress = Progress(total_steps, config.train.batch_size, every=config.train.log_every)
+  history = []
+  start = time.perf_counter()
+  for step in range(total_steps):
+    state, metrics = step_fn(state, shard_batch(next(batches), mesh))
+    if progress.should_log(step + 1):
+      metrics = {k: float(v) for k, v in metrics.items()}
+      history.append({"step": step + 1, **metrics})
+      progress.log(step + 1, metrics)
+  jax.block_until_ready(state)
+  progress.close()
+  results["train_seconds"] = time.perf_counter() - start
+  results["steps"] = total_steps
+  results["final_loss"] = history[-1]["loss"] if history else float("nan")
+
+  results["knn_accuracy"] = evaluate.knn_accuracy_of(trainer, state, dataset, mesh)
+  print(f"kNN accuracy ({config.method.name}, {total_steps} steps): {100 * results['knn_accuracy']:.2f}%",
+        flush=True)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump({"results": results, "history": history, "config": config.to_dict()}, f, indent=1, default=str)
+  return results

@@ -1,0 +1,65 @@
+"""Config validation, once at start: every error is one line naming the field and its value."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jaxssl import methods
+from jaxssl.models import ENCODERS
+
+
+class ConfigError(ValueError):
+  """A config field with a bad value."""
+
+
+def _fail(field: str, value, why: str):
+  raise ConfigError(f"config.{field}={value!r}: {why}")
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Raises ConfigError for the first bad field."""
+  if config.method.name not in methods.names():
+    _fail("method.name", config.method.name, f"unknown method; known: {', '.join(methods.names())}")
+  if config.model.encoder not in ENCODERS:
+    _fail("model.encoder", config.model.encoder, f"unknown encoder; known: {', '.join(sorted(ENCODERS))}")
+  if config.model.stem not in ("cifar", "imagenet"):
+    _fail("model.stem", config.model.stem, "use 'cifar' or 'imagenet'")
+  if config.model.compute_dtype not in ("float32", "bfloat16"):
+    _fail("model.compute_dtype", config.model.compute_dtype, "use 'float32' or 'bfloat16'")
+
+  batch = config.train.batch_size
+  if not isinstance(batch, int) or batch <= 0:
+    _fail("train.batch_size", batch, "must be a positive integer")
+  if batch % num_devices:
+    _fail("train.batch_size", batch, f"must be divisible by the number of devices ({num_devices})")
+  if config.train.num_steps <= 0 and config.train.num_epochs <= 0:
+    _fail("train.num_epochs", config.train.num_epochs, "must be positive when train.num_steps is not set")
+  if config.train.log_every <= 0:
+    _fail("train.log_every", config.train.log_every, "must be positive")
+
+  if config.optim.name not in ("lars", "sgd", "adamw"):
+    _fail("optim.name", config.optim.name, "use 'lars', 'sgd' or 'adamw'")
+  if not config.optim.base_lr > 0:
+    _fail("optim.base_lr", config.optim.base_lr, "must be positive")
+  if config.optim.weight_decay < 0:
+    _fail("optim.weight_decay", config.optim.weight_decay, "must be non-negative")
+  if config.optim.warmup_steps < 0:
+    _fail("optim.warmup_steps", config.optim.warmup_steps, "must be non-negative")
+
+  if config.augment.size <= 0:
+    _fail("augment.size", config.augment.size, "must be positive")
+  low, high = config.augment.crop_scale
+  if not 0 < low <= high <= 1:
+    _fail("augment.crop_scale", tuple(config.augment.crop_scale), "need 0 < low <= high <= 1")
+
+  if "base_momentum" in config.method and not 0 <= config.method.base_momentum < 1:
+    _fail("method.base_momentum", config.method.base_momentum, "must be in [0, 1)")
+  if "temperature" in config.method and not config.method.temperature > 0:
+    _fail("method.temperature", config.method.temperature, "must be positive")
+
+  if config.eval.knn_k <= 0:
+    _fail("eval.knn_k", config.eval.knn_k, "must be positive")
+  if not config.eval.knn_temperature > 0:
+    _fail("eval.knn_temperature", config.eval.knn_temperature, "must be positive")
+  if len(config.data.mean) != len(config.data.std) or any(s <= 0 for s in config.data.std):
+    _fail("data.std", tuple(config.data.std), "needs one positive value per entry of data.mean")

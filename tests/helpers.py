@@ -1,0 +1,20 @@
+"""Shared test utilities."""
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+AXIS = "batch"
+
+
+def mesh(num_devices: int = 8) -> Mesh:
+  return Mesh(np.asarray(jax.devices()[:num_devices]), (AXIS,))
+
+
+def on_devices(fn, *arrays, num_devices: int = 8):
+  """Runs fn(*local_shards, axis_name) under shard_map with every array split over its first axis."""
+  m = mesh(num_devices)
+  mapped = jax.shard_map(lambda *xs: fn(*xs, AXIS), mesh=m, in_specs=tuple(P(AXIS) for _ in arrays),
+                         out_specs=P(), check_vma=False)
+  placed = [jax.device_put(a, NamedSharding(m, P(AXIS))) for a in arrays]
+  return jax.jit(mapped)(*placed)

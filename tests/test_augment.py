@@ -1,0 +1,129 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxssl import augment
+
+
+def _image(key=0, size=16, channels=3):
+  return jax.random.uniform(jax.random.key(key), (size, size, channels))
+
+
+KEY = jax.random.key(42)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("recipe", ["simclr", "byol", "vicreg"])
+def test_views_shape_dtype_range(recipe, channels):
+  images = jax.random.randint(jax.random.key(0), (4, 20, 20, channels), 0, 256).astype(jnp.uint8)
+  keys = jax.random.split(KEY, 4)
+  views = jax.jit(lambda k, x: augment.views(k, x, augment.make_recipes(recipe, size=12)))(keys, images)
+  assert len(views) == 2
+  for v in views:
+    assert v.shape == (4, 12, 12, channels)
+    assert v.dtype == jnp.float32
+    assert float(v.min()) >= 0.0 and float(v.max()) <= 1.0
+
+
+def test_same_key_same_view_and_different_keys_differ():
+  images = jax.random.randint(jax.random.key(0), (4, 16, 16, 3), 0, 256).astype(jnp.uint8)
+  recipes = augment.make_recipes("simclr", size=16)
+  keys = jax.random.split(KEY, 4)
+  a = augment.views(keys, images, recipes)
+  b = augment.views(keys, images, recipes)
+  c = augment.views(jax.random.split(jax.random.key(7), 4), images, recipes)
+  np.testing.assert_array_equal(a[0], b[0])
+  assert not np.allclose(a[0], c[0])
+  assert not np.allclose(a[0], a[1])          # the two views of an image differ
+
+
+def test_crop_of_whole_image_is_identity():
+  image = _image()
+  out = augment.random_resized_crop(KEY, image, 16, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+  np.testing.assert_allclose(out, image, atol=1e-6)
+
+
+def test_crop_resizes_and_stays_in_range():
+  out = augment.random_resized_crop(KEY, _image(size=32), 8)
+  assert out.shape == (8, 8, 3) and float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+def test_crop_scale_controls_area():
+  # A constant image with one bright quadrant: tiny crops are mostly uniform, full crops see both levels.
+  image = jnp.zeros((32, 32, 1)).at[:16, :16].set(1.0)
+  small = jax.vmap(lambda k: augment.random_resized_crop(k, image, 8, scale=(0.01, 0.02)))(
+      jax.random.split(KEY, 64))
+  assert float(jnp.mean(jnp.std(small, axis=(1, 2, 3)))) < 0.2
+  full = augment.random_resized_crop(KEY, image, 32, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+  assert float(full.mean()) == pytest.approx(0.25, abs=1e-5)
+
+
+def test_flip():
+  image = _image()
+  np.testing.assert_array_equal(augment.random_flip(KEY, image, prob=0.0), image)
+  np.testing.assert_array_equal(augment.random_flip(KEY, image, prob=1.0), image[:, ::-1])
+
+
+def test_rotation_identity_and_change():
+  image = _image()
+  np.testing.assert_allclose(augment.random_rotation(KEY, image, max_degrees=0.0), image, atol=1e-5)
+  np.testing.assert_allclose(augment.random_rotation(KEY, image, max_degrees=30.0, prob=0.0), image)
+  assert not np.allclose(augment.random_rotation(KEY, image, max_degrees=30.0, prob=1.0), image)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_color_jitter_identity_settings(channels):
+  image = _image(channels=channels)
+  same = augment.color_jitter(KEY, image, 0.0, 0.0, 0.0, 0.0, prob=1.0)
+  np.testing.assert_allclose(same, image, atol=1e-5)
+  np.testing.assert_array_equal(augment.color_jitter(KEY, image, 0.8, 0.8, 0.8, 0.2, prob=0.0), image)
+  assert not np.allclose(augment.color_jitter(KEY, image, 0.8, 0.8, 0.8, 0.2, prob=1.0), image)
+
+
+def test_color_ops_identity_factors():
+  image = _image()
+  np.testing.assert_allclose(augment.adjust_brightness(image, 1.0), image, atol=1e-6)
+  np.testing.assert_allclose(augment.adjust_contrast(image, 1.0), image, atol=1e-6)
+  np.testing.assert_allclose(augment.adjust_saturation(image, 1.0), image, atol=1e-6)
+  np.testing.assert_allclose(augment.adjust_hue(image, 0.0), image, atol=1e-5)
+
+
+def test_grayscale():
+  image = _image()
+  gray = augment.to_grayscale(image)
+  np.testing.assert_allclose(gray[..., 0], gray[..., 1])
+  np.testing.assert_allclose(gray[..., 0], image @ jnp.array([0.299, 0.587, 0.114]), atol=1e-6)
+  one_channel = _image(channels=1)
+  np.testing.assert_array_equal(augment.to_grayscale(one_channel), one_channel)
+  np.testing.assert_array_equal(augment.random_grayscale(KEY, image, prob=0.0), image)
+
+
+def test_blur():
+  image = _image()
+  np.testing.assert_array_equal(augment.random_blur(KEY, image, prob=0.0), image)
+  np.testing.assert_allclose(augment.gaussian_blur(image, jnp.float32(0.01), 5), image, atol=1e-6)
+  blurred = augment.gaussian_blur(image, jnp.float32(2.0), 5)
+  assert float(jnp.std(blurred)) < float(jnp.std(image))             # smoothing lowers the variance
+  assert float(jnp.mean(blurred)) == pytest.approx(float(jnp.mean(image)), abs=0.02)
+  constant = jnp.full((8, 8, 1), 0.3)
+  np.testing.assert_allclose(augment.gaussian_blur(constant, jnp.float32(1.5), 5), constant, atol=1e-6)
+
+
+def test_solarize():
+  image = _image()
+  np.testing.assert_array_equal(augment.random_solarize(KEY, image, prob=0.0), image)
+  np.testing.assert_allclose(augment.solarize(image, threshold=1.01), image)
+  out = augment.solarize(jnp.array([[[0.2, 0.5, 0.9]]]))
+  np.testing.assert_allclose(out, [[[0.2, 0.5, 0.1]]], atol=1e-6)
+
+
+def test_byol_recipes_are_asymmetric():
+  first, second = augment.make_recipes("byol", size=32)
+  assert (first.blur_prob, second.blur_prob) == (1.0, 0.1)
+  assert (first.solarize_prob, second.solarize_prob) == (0.0, 0.2)
+
+
+def test_unknown_recipe():
+  with pytest.raises(ValueError, match="unknown view recipe"):
+    augment.make_recipes("nope", size=8)

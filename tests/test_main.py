@@ -1,0 +1,47 @@
+"""The command line: a short real run, and one-line errors with exit code 2 for bad values."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--config.data.dataset=synthetic", "--config.data.synthetic_size=16", "--config.augment.size=16",
+        "--config.train.batch_size=16", "--config.method.proj_hidden_dims=(32,)", "--config.method.proj_dim=16"]
+
+
+def _main(workdir, *args):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  return subprocess.run([sys.executable, "-m", "jaxssl.main", f"--workdir={workdir}", *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=600)
+
+
+def test_short_run_prints_knn_accuracy_and_writes_results(tmp_path):
+  result = _main(tmp_path, "--config=configs/vicreg.py", *TINY, "--config.train.num_steps=2",
+                 "--config.eval.batch_size=64")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "kNN accuracy of the encoder at random initialisation" in result.stdout
+  assert "kNN accuracy (vicreg, 2 steps)" in result.stdout
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert 0.0 <= saved["results"]["knn_accuracy"] <= 1.0
+  assert len(saved["history"]) >= 1
+
+
+@pytest.mark.parametrize("override,field", [
+    ("--config.method.name=nosuchmethod", "config.method.name='nosuchmethod'"),
+    ("--config.train.batch_size=12", "config.train.batch_size=12"),
+    ("--config.optim.base_lr=0.0", "config.optim.base_lr=0.0"),
+    ("--config.optim.base_lr=-1.0", "config.optim.base_lr=-1.0"),
+    ("--config.data.data_dir=/no/such/dir", "config.data.data_dir='/no/such/dir'"),
+])
+def test_bad_config_value_gives_one_line_error_and_exit_2(tmp_path, override, field):
+  keep = tmp_path / "precious.txt"
+  keep.write_text("earlier results")
+  result = _main(tmp_path, "--config=configs/simclr.py", override)
+  assert result.returncode == 2, result.stderr[-2000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and field in errors[0], result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  assert keep.read_text() == "earlier results" and sorted(os.listdir(tmp_path)) == ["precious.txt"]

@@ -1,0 +1,66 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from jaxssl.models import MLP, ResNet18, ResNet50, SmallResNet, representation_dim
+from helpers import AXIS, mesh
+
+
+@pytest.mark.parametrize("module,stem,size,dim", [
+    (SmallResNet, "cifar", 28, 128), (ResNet18, "cifar", 32, 512), (ResNet18, "imagenet", 64, 512),
+    (ResNet50, "cifar", 16, 2048), (ResNet50, "imagenet", 32, 2048)])
+def test_resnet_output_shapes(module, stem, size, dim):
+  model = module(stem=stem)
+  x = jnp.zeros((2, size, size, 3))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+  out = jax.eval_shape(lambda v: model.apply(v, x, train=False), variables)
+  assert out.shape == (2, dim)
+
+
+def test_small_resnet_forward_and_representation_dims():
+  model = SmallResNet()
+  x = jax.random.uniform(jax.random.key(0), (4, 28, 28, 1))
+  variables = model.init(jax.random.key(1), x, train=False)
+  h, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+  assert h.shape == (4, 128) and bool(jnp.all(jnp.isfinite(h)))
+  assert representation_dim("small_resnet") == 128
+  assert representation_dim("resnet18") == 512 and representation_dim("resnet50") == 2048
+
+
+def test_imagenet_stem_downsamples_by_four():
+  model = SmallResNet(stem="imagenet")
+  x = jnp.zeros((1, 32, 32, 3))
+  variables = model.init(jax.random.key(0), x, train=False)
+  _, state = model.apply(variables, x, train=False, capture_intermediates=True, mutable=["intermediates"])
+  stem_out = state["intermediates"]["stem_conv"]["__call__"][0]
+  assert stem_out.shape == (1, 16, 16, 16)
+
+
+def test_mlp_head_shapes():
+  head = MLP(hidden_dims=(64, 64), output_dim=32)
+  x = jnp.ones((5, 16))
+  variables = head.init(jax.random.key(0), x, train=False)
+  assert head.apply(variables, x, train=False).shape == (5, 32)
+
+
+def test_batchnorm_is_synchronised_across_devices():
+  """Training-mode BN over 8 devices with axis_name normalises with global statistics: same as one device."""
+  x = jax.random.normal(jax.random.key(0), (32, 8, 8, 3)) * 3 + 1
+  plain = SmallResNet()
+  variables = plain.init(jax.random.key(1), x[:2], train=False)
+  expected, expected_state = plain.apply(variables, x, train=True, mutable=["batch_stats"])
+
+  synced = SmallResNet(axis_name=AXIS)
+  m = mesh(8)
+
+  def local(v, xs):
+    return synced.apply(v, xs, train=True, mutable=["batch_stats"])
+
+  mapped = jax.jit(jax.shard_map(local, mesh=m, in_specs=(P(), P(AXIS)), out_specs=(P(AXIS), P()),
+                                 check_vma=False))
+  out, state = mapped(variables, jax.device_put(x, NamedSharding(m, P(AXIS))))
+  np.testing.assert_allclose(out, expected, atol=1e-4)
+  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(expected_state)):
+    np.testing.assert_allclose(a, b, atol=1e-4)

@@ -1,0 +1,130 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxssl import data, optim, train
+from jaxssl.methods.base import Outputs
+from jaxssl.state import target_subtree
+from helpers import mesh
+from tiny import tiny_config
+
+METHODS = ["simclr", "byol", "vicreg"]
+
+
+def _batches(config, steps):
+  dataset = data.synthetic(num_train=64, size=16)
+  it = data.train_batches(dataset, config.train.batch_size, seed=0)
+  return [next(it) for _ in range(steps)]
+
+
+def _run_shard_map(config, batches, num_devices):
+  m = mesh(num_devices)
+  trainer = train.build(config, total_steps=len(batches))
+  state = train.replicate(train.init_state(trainer, jax.random.key(0), 1), m)
+  step = train.shard_step(train.make_per_device_step(trainer), m)
+  losses = []
+  for batch in batches:
+    state, metrics = step(state, train.shard_batch(batch, m))
+    losses.append(float(metrics["loss"]))
+  return jax.device_get(state), losses
+
+
+def _run_pmap(config, batches, num_devices=8):
+  trainer = train.build(config, total_steps=len(batches))
+  state = train.init_state(trainer, jax.random.key(0), 1)
+  state = jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (num_devices,) + x.shape), state)
+  step = train.pmap_step(train.make_per_device_step(trainer))
+  losses = []
+  for batch in batches:
+    local = {k: v.reshape((num_devices, -1) + v.shape[1:]) for k, v in batch.items()}
+    state, metrics = step(state, local)
+    losses.append(float(metrics["loss"][0]))
+  return jax.tree.map(lambda x: x[0], jax.device_get(state)), losses
+
+
+def _assert_trees_close(a, b, atol):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=atol)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_shard_map_and_pmap_agree_and_eight_devices_match_one(method):
+  config = tiny_config(method)
+  batches = _batches(config, 3)
+  state8, losses8 = _run_shard_map(config, batches, 8)
+  state_pmap, losses_pmap = _run_pmap(config, batches, 8)
+  state1, losses1 = _run_shard_map(config, batches, 1)
+  np.testing.assert_allclose(losses8, losses_pmap, atol=1e-5)
+  _assert_trees_close(state8.params, state_pmap.params, 1e-5)
+  np.testing.assert_allclose(losses8, losses1, atol=1e-4)
+  _assert_trees_close(state8.params, state1.params, 1e-4)
+  _assert_trees_close(state8.batch_stats, state1.batch_stats, 1e-4)
+  assert all(np.isfinite(losses8))
+  # The step really trained: parameters moved.
+  init = train.init_state(train.build(config, 3), jax.random.key(0), 1)
+  assert not np.allclose(init.params["encoder"]["stem_conv"]["kernel"], state8.params["encoder"]["stem_conv"]["kernel"])
+
+
+def test_byol_target_gets_no_gradient_and_follows_ema():
+  config = tiny_config("byol")
+  trainer = train.build(config, total_steps=3)
+  batch = _batches(config, 1)[0]
+  m = mesh(8)
+  state0 = jax.device_get(train.init_state(trainer, jax.random.key(0), 1))   # host copy: the step donates
+  assert state0.ema_params is not None and "predictor" not in state0.ema_params
+
+  # The loss has zero gradient with respect to the target's outputs.
+  z = [jnp.ones((4, 16)), jnp.arange(64.0).reshape(4, 16)]
+  def loss_of_target(target_projections):
+    online = Outputs([None, None], z, [z[1] + 1.0, z[0] - 2.0])
+    target = Outputs([None, None], target_projections, None)
+    return trainer.method.loss(online, target, (), None, None)[0]
+  for g in jax.grad(loss_of_target)(z):
+    np.testing.assert_array_equal(g, 0.0)
+
+  # After one step the target moved only by the EMA rule: ema1 = tau * ema0 + (1 - tau) * params1.
+  step = train.shard_step(train.make_per_device_step(trainer), m)
+  state1 = jax.device_get(step(train.replicate(state0, m), train.shard_batch(batch, m))[0])
+  tau = float(optim.ema_momentum(0, 3, config.method.base_momentum))
+  expected = jax.tree.map(lambda e, o: tau * e + (1 - tau) * o, target_subtree(state0.params),
+                          target_subtree(state1.params))
+  _assert_trees_close(state1.ema_params, expected, 1e-6)
+
+
+def test_ema_momentum_schedule():
+  assert float(optim.ema_momentum(0, 100, 0.996)) == pytest.approx(0.996)
+  assert float(optim.ema_momentum(50, 100, 0.996)) == pytest.approx(0.998)
+  assert float(optim.ema_momentum(100, 100, 0.996)) == pytest.approx(1.0)
+
+
+def test_learning_rate_scales_with_batch_and_warms_up():
+  config = tiny_config("simclr", batch_size=512)
+  config.optim.base_lr = 0.3
+  config.optim.warmup_steps = 10
+  schedule = optim.learning_rate_schedule(config, total_steps=100)
+  assert float(schedule(0)) == 0.0
+  assert float(schedule(10)) == pytest.approx(0.6)          # 0.3 * 512 / 256
+  assert float(schedule(100)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_lars_excludes_bn_and_bias_from_decay_and_trust_ratio():
+  config = tiny_config("simclr")
+  config.optim.weight_decay = 0.5
+  tx = optim.make_optimizer(config, total_steps=10)
+  params = {"kernel": jnp.ones((3, 3)), "bias": jnp.ones((3,)), "scale": jnp.ones((3,))}
+  zero_grads = jax.tree.map(jnp.zeros_like, params)
+  state = tx.init(params)
+  for _ in range(3):                                            # past the warm-up, lr > 0
+    updates, state = tx.update(zero_grads, state, params)
+  assert float(jnp.abs(updates["kernel"]).sum()) > 0           # decayed
+  np.testing.assert_array_equal(updates["bias"], 0.0)           # excluded
+  np.testing.assert_array_equal(updates["scale"], 0.0)
+
+
+def test_bfloat16_compute_runs():
+  config = tiny_config("simclr")
+  config.model.compute_dtype = "bfloat16"
+  state, losses = _run_shard_map(config, _batches(config, 2), 8)
+  assert all(np.isfinite(losses))
+  assert state.params["encoder"]["stem_conv"]["kernel"].dtype == jnp.float32
