@@ -158,3 +158,159 @@ def vicreg_loss(z1: jax.Array, z2: jax.Array, sim_coeff: float = 25.0, std_coeff
   if return_terms:
     return loss, {"invariance": invariance, "variance": variance, "covariance": covariance}
   return loss
+
+
+def negative_cosine(p: jax.Array, z: jax.Array, axis_name: AxisName = None) -> jax.Array:
+  """SimSiam's D(p, z) = -mean_i cos(p_i, z_i) (Chen and He 2021, arXiv:2011.10566, eq. 1).
+
+  The caller stops the gradient of ``z`` and symmetrises: L = D(p1, z2) / 2 + D(p2, z1) / 2.
+
+  Args:
+    p: [N, D] predictions; z: [N, D] projections.
+  """
+  chex.assert_rank([p, z], 2)
+  chex.assert_equal_shape([p, z])
+  cos = jnp.sum(_l2_normalize(p) * _l2_normalize(z), axis=-1)
+  return _pmean(-jnp.mean(cos), axis_name)
+
+
+def barlow_twins_loss(z1: jax.Array, z2: jax.Array, lambd: float = 0.0051, eps: float = 1e-5,
+                      axis_name: AxisName = None) -> jax.Array:
+  """Barlow Twins (Zbontar et al. 2021, arXiv:2103.03230, eq. 1), as the official code.
+
+  Each embedding is standardised per dimension over the global batch (BatchNorm without affine: biased
+  variance, ``eps``), C = z1_n^T z2_n / N is the [D, D] cross-correlation, and
+
+      L = sum_d (1 - C_dd)^2 + lambd * sum_{d != e} C_de^2
+
+  Args:
+    z1, z2: [N, D] projections of the two views.
+    lambd: weight of the redundancy-reduction term (0.0051 in the official code).
+  """
+  chex.assert_rank([z1, z2], 2)
+  chex.assert_equal_shape([z1, z2])
+
+  def standardise(z):
+    zc, scatter, n = _centred_statistics(z, axis_name)
+    return zc / jnp.sqrt(jnp.diagonal(scatter) / n + eps), n
+
+  n1, n = standardise(z1)
+  n2, _ = standardise(z2)
+  c = _psum(n1.T @ n2, axis_name) / n                                  # [D, D]
+  on_diagonal = jnp.sum((jnp.diagonal(c) - 1.0) ** 2)
+  off_diagonal = jnp.sum(c ** 2) - jnp.sum(jnp.diagonal(c) ** 2)
+  return on_diagonal + lambd * off_diagonal
+
+
+def info_nce(q: jax.Array, k: jax.Array, temperature: float = 0.2, axis_name: AxisName = None) -> jax.Array:
+  """MoCo v3's contrastive loss (Chen, Xie and He 2021, arXiv:2104.02057, algorithm 1).
+
+  Queries q_i are matched against the keys of the global batch; k_i is the positive, the other N - 1 keys are
+  negatives: L = 2T * mean_i CE(q_i k^T / T, i). Both are L2-normalised. The caller stops the gradient of the
+  momentum encoder's keys and symmetrises: ctr(q1, k2) + ctr(q2, k1).
+
+  Args:
+    q: [N, D] queries (online predictions); k: [N, D] keys (momentum-encoder projections).
+  """
+  chex.assert_rank([q, k], 2)
+  chex.assert_equal_shape([q, k])
+  n = q.shape[0]
+  keys = _all_gather(_l2_normalize(k), axis_name)                     # [N_global, D]
+  logits = _l2_normalize(q) @ keys.T / temperature                    # [n, N_global]
+  positive = _device_offset(n, axis_name) + jnp.arange(n)
+  log_prob = jax.nn.log_softmax(logits, axis=-1)
+  loss = -jnp.take_along_axis(log_prob, positive[:, None], axis=-1).mean()
+  return _pmean(2.0 * temperature * loss, axis_name)
+
+
+def supcon(features: jax.Array, labels: jax.Array, temperature: float = 0.07,
+           base_temperature: float = 0.07, axis_name: AxisName = None) -> jax.Array:
+  """Supervised contrastive loss L^sup_out (Khosla et al. 2020, arXiv:2004.11362, eq. 2), as the official code.
+
+  Every view of every image is an anchor i; its positives P(i) are all other views with the same label (the
+  other views of the same image included), and
+
+      l_i = -(T / T_base) / |P(i)| * sum_{p in P(i)} log( exp(z_i.z_p/T) / sum_{a != i} exp(z_i.z_a/T) )
+
+  over all V*N views of the global batch; the loss is the mean over anchors. Features are L2-normalised here.
+
+  Args:
+    features: [N, V, D] projections of V views of N images.
+    labels: int [N] class labels (use arange(N) offset per device for the unsupervised SimCLR special case).
+  """
+  chex.assert_rank(features, 3)
+  chex.assert_shape(labels, (features.shape[0],))
+  n, views, _ = features.shape
+  z = _l2_normalize(features)
+  anchors = z.transpose(1, 0, 2).reshape(views * n, -1)               # view-major, as torch.cat(unbind(dim=1))
+  anchor_labels = jnp.tile(labels, views)
+  all_z = _all_gather(z, axis_name)                                   # [N_global, V, D]
+  all_labels = _all_gather(labels, axis_name)
+  n_global = all_z.shape[0]
+  contrast = all_z.transpose(1, 0, 2).reshape(views * n_global, -1)
+  contrast_labels = jnp.tile(all_labels, views)
+
+  logits = anchors @ contrast.T / temperature                         # [V n, V N]
+  offset = _device_offset(n, axis_name)
+  rows = jnp.arange(views * n)
+  self_col = (rows // n) * n_global + offset + rows % n
+  not_self = jnp.arange(views * n_global)[None, :] != self_col[:, None]
+  logits = jnp.where(not_self, logits, -jnp.inf)
+  log_prob = jax.nn.log_softmax(logits, axis=-1)
+  positives = (anchor_labels[:, None] == contrast_labels[None, :]) & not_self
+  mean_log_prob_pos = jnp.sum(jnp.where(positives, log_prob, 0.0), axis=1) / jnp.maximum(
+      jnp.sum(positives, axis=1), 1)
+  loss = -(temperature / base_temperature) * jnp.mean(mean_log_prob_pos)
+  return _pmean(loss, axis_name)
+
+
+def nearest_neighbour(z: jax.Array, support: jax.Array) -> jax.Array:
+  """NNCLR's NN(z, Q): for each row of z, the most cosine-similar row of the support set (L2-normalised).
+
+  Args:
+    z: [N, D] projections; support: [Q, D] support set (queue of past projections).
+
+  Returns:
+    [N, D] the chosen (normalised) support rows, without gradient.
+  """
+  chex.assert_rank([z, support], 2)
+  support = _l2_normalize(support)
+  index = jnp.argmax(_l2_normalize(z) @ support.T, axis=1)
+  return jax.lax.stop_gradient(support[index])
+
+
+def nnclr_loss(nn: jax.Array, p: jax.Array, temperature: float = 0.1, axis_name: AxisName = None) -> jax.Array:
+  """NNCLR's contrastive term (Dwibedi et al. 2021, arXiv:2104.14548, eq. 2), as solo-learn computes it.
+
+  The nearest neighbour nn_i of one view's projection is the positive of the other view's prediction p_i; the
+  predictions of the other images of the global batch are the negatives:
+
+      L = mean_i -log( exp(nn_i . p_i / T) / sum_k exp(nn_i . p_k / T) )
+
+  Args:
+    nn: [N, D] nearest neighbours from the support set; p: [N, D] predictions of the other view.
+  """
+  chex.assert_rank([nn, p], 2)
+  chex.assert_equal_shape([nn, p])
+  n = nn.shape[0]
+  candidates = _all_gather(_l2_normalize(p), axis_name)               # [N_global, D]
+  logits = _l2_normalize(nn) @ candidates.T / temperature
+  positive = _device_offset(n, axis_name) + jnp.arange(n)
+  log_prob = jax.nn.log_softmax(logits, axis=-1)
+  loss = -jnp.take_along_axis(log_prob, positive[:, None], axis=-1).mean()
+  return _pmean(loss, axis_name)
+
+
+def enqueue(queue: jax.Array, pointer: jax.Array, z: jax.Array, axis_name: AxisName = None):
+  """Writes the L2-normalised projections of the global batch into a FIFO queue (NNCLR, MoCo).
+
+  Args:
+    queue: [Q, D]; pointer: int32 scalar, next row to write; z: [N, D] this device's projections.
+      Q must be a multiple of the global batch N_global.
+
+  Returns:
+    (new queue, new pointer), identical on every device.
+  """
+  batch = _all_gather(jax.lax.stop_gradient(_l2_normalize(z)), axis_name)   # [N_global, D]
+  queue = jax.lax.dynamic_update_slice(queue, batch.astype(queue.dtype), (pointer, 0))
+  return queue, (pointer + batch.shape[0]) % queue.shape[0]

@@ -199,6 +199,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
 
   validate.validate(config, num_devices=jax.device_count())
   dataset = data.load(config.data)             # raises DataError before the workdir is touched
+  if methods.get(config).needs_labels and bool(np.any(dataset.train_labels < 0)):
+    raise data.DataError(f"config.method.name={config.method.name!r} needs labels, but "
+                         f"config.data.dataset={config.data.dataset!r} has an unlabeled train split")
   os.makedirs(workdir, exist_ok=True)
 
   mesh = make_mesh()

@@ -57,6 +57,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   if "temperature" in config.method and not config.method.temperature > 0:
     _fail("method.temperature", config.method.temperature, "must be positive")
 
+  if "queue_size" in config.method and (config.method.queue_size <= 0 or config.method.queue_size % batch):
+    _fail("method.queue_size", config.method.queue_size,
+          f"must be a positive multiple of train.batch_size ({batch})")
+
   if config.eval.knn_k <= 0:
     _fail("eval.knn_k", config.eval.knn_k, "must be positive")
   if not config.eval.knn_temperature > 0:

@@ -128,3 +128,25 @@ def test_bfloat16_compute_runs():
   state, losses = _run_shard_map(config, _batches(config, 2), 8)
   assert all(np.isfinite(losses))
   assert state.params["encoder"]["stem_conv"]["kernel"].dtype == jnp.float32
+
+
+@pytest.mark.parametrize("method", ["nnclr", "simsiam", "barlow_twins", "mocov3", "supcon"])
+def test_more_methods_eight_devices_match_one(method):
+  config = tiny_config(method)
+  batches = _batches(config, 2)
+  state8, losses8 = _run_shard_map(config, batches, 8)
+  state1, losses1 = _run_shard_map(config, batches, 1)
+  assert all(np.isfinite(losses8))
+  np.testing.assert_allclose(losses8, losses1, atol=1e-4, rtol=1e-4)
+  _assert_trees_close(state8.params, state1.params, 1e-4)
+  _assert_trees_close(state8.method_state, state1.method_state, 1e-4)     # queues filled from the global batch
+  if method == "nnclr":
+    assert int(state8.method_state["pointer"]) == 2 * config.train.batch_size
+
+
+def test_method_that_needs_labels_refuses_an_unlabeled_split(tmp_path, monkeypatch):
+  unlabeled = data.synthetic(num_train=64, size=16)._replace(train_labels=np.full(64, -1, np.int32))
+  monkeypatch.setattr(data, "load", lambda config: unlabeled)
+  with pytest.raises(data.DataError, match="config.method.name='supcon' needs labels"):
+    train.run(tiny_config("supcon"), str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()

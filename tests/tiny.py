@@ -16,5 +16,7 @@ def tiny_config(method: str, batch_size: int = 16):
   m.proj_dim = 16
   if "pred_hidden_dims" in m:
     m.pred_hidden_dims = (32,)
+  if "queue_size" in m:
+    m.queue_size = 4 * batch_size
   config.eval.batch_size = 64
   return config

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from jaxssl.methods import byol, simclr, vicreg
+from jaxssl.methods import barlow_twins, byol, mocov3, nnclr, simclr, simsiam, supcon, vicreg
 from jaxssl.methods.base import Method, Outputs
 
-_REGISTRY = {"simclr": simclr, "byol": byol, "vicreg": vicreg}
+_REGISTRY = {
+    "simclr": simclr, "nnclr": nnclr, "supcon": supcon,                   # deep metric learning
+    "byol": byol, "simsiam": simsiam,                                     # self-distillation
+    "vicreg": vicreg, "barlow_twins": barlow_twins,                       # canonical correlation
+    "mocov3": mocov3,
+}
 
 
 def names() -> list[str]:

@@ -39,6 +39,7 @@ class Method(NamedTuple):
     uses_ema: the trainer keeps an EMA copy of encoder + projector (``state.ema_params``) and passes its outputs.
     init_state: (key, config) -> method state pytree (queues, centres, ...); ``()`` for none.
     update_state: (method_state, online, target, axis_name) -> new method state.
+    needs_labels: the loss uses the labels (SupCon); the trainer refuses an unlabeled train split.
   """
   name: str
   make_heads: Callable[[ml_collections.ConfigDict, str | None, Any], tuple[nn.Module, nn.Module | None]]
@@ -47,6 +48,7 @@ class Method(NamedTuple):
   uses_ema: bool = False
   init_state: Callable[[jax.Array, ml_collections.ConfigDict], Any] = lambda key, config: ()
   update_state: Callable[..., Any] = lambda state, online, target, axis_name: state
+  needs_labels: bool = False
 
 
 def recipe_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:

@@ -1,0 +1,58 @@
+"""NNCLR (Dwibedi et al. 2021, "With a Little Help from My Friends: Nearest-Neighbor Contrastive Learning")."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxssl import augment, losses
+from jaxssl.methods.base import Method, recipe_kwargs
+from jaxssl.models import MLP
+
+
+def _heads(config, axis_name, dtype):
+  m = config.method
+  projector = MLP(hidden_dims=tuple(m.proj_hidden_dims), output_dim=m.proj_dim, last_bn=True,
+                  axis_name=axis_name, dtype=dtype)
+  predictor = MLP(hidden_dims=tuple(m.pred_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name, dtype=dtype)
+  return projector, predictor
+
+
+def _recipes(config):
+  return augment.byol_recipes(**recipe_kwargs(config), blur_probs=tuple(config.augment.blur_probs),
+                              solarize_probs=tuple(config.augment.solarize_probs))
+
+
+def make(config) -> Method:
+  """The nearest neighbour of each view's projection in a support set is the positive for the other view's
+  prediction. The support set (``method_state``) is a queue filled with the first view's projections of the
+  global batch; it starts as random unit vectors, as solo-learn does."""
+  m = config.method
+
+  def init_state(key, config):
+    queue = jax.random.normal(key, (m.queue_size, m.proj_dim))
+    return {"queue": queue / jnp.linalg.norm(queue, axis=1, keepdims=True), "pointer": jnp.zeros((), jnp.int32)}
+
+  def loss(online, target, method_state, labels, axis_name):
+    z1, z2 = online.projections
+    p1, p2 = online.predictions
+    nn1 = losses.nearest_neighbour(z1, method_state["queue"])
+    nn2 = losses.nearest_neighbour(z2, method_state["queue"])
+    value = 0.5 * (losses.nnclr_loss(nn1, p2, m.temperature, axis_name)
+                   + losses.nnclr_loss(nn2, p1, m.temperature, axis_name))
+    return value, {"loss": value}
+
+  def update_state(method_state, online, target, axis_name):
+    queue, pointer = losses.enqueue(method_state["queue"], method_state["pointer"], online.projections[0],
+                                    axis_name)
+    return {"queue": queue, "pointer": pointer}
+
+  return Method(name="nnclr", make_heads=_heads, recipes=_recipes, loss=loss, init_state=init_state,
+                update_state=update_state)
+
+
+def defaults():
+  """Paper defaults: projector 2048-2048-256 (BN on the output), predictor 4096-256, support set 98,304,
+  temperature 0.1."""
+  return {"proj_hidden_dims": (2048, 2048), "proj_dim": 256, "pred_hidden_dims": (4096,), "temperature": 0.1,
+          "queue_size": 98304}

@@ -1,0 +1,137 @@
+"""SimSiam, Barlow Twins, MoCo v3 and SupCon losses: hand values, references, and 8 devices against 1."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxssl import losses
+from helpers import on_devices
+
+
+def _random(key, shape):
+  return jax.random.normal(jax.random.key(key), shape)
+
+
+def _barlow_reference(z1, z2, lambd, eps):
+  """Straight from the official code: BatchNorm1d(affine=False) in training mode, then c = bn(z1).T bn(z2) / N."""
+  z1, z2 = np.asarray(z1, np.float64), np.asarray(z2, np.float64)
+  bn = lambda z: (z - z.mean(0)) / np.sqrt(z.var(0) + eps)
+  c = bn(z1).T @ bn(z2) / len(z1)
+  on = ((np.diag(c) - 1) ** 2).sum()
+  off = (c ** 2).sum() - (np.diag(c) ** 2).sum()
+  return on + lambd * off
+
+
+class TestNegativeCosine:
+
+  def test_hand_value(self):
+    p = jnp.array([[1.0, 0.0], [1.0, 0.0]])
+    z = jnp.array([[0.0, 2.0], [3.0, 0.0]])
+    assert losses.negative_cosine(p, z) == pytest.approx(-0.5)
+
+  def test_eight_devices_match_one(self):
+    p, z = _random(0, (16, 4)), _random(1, (16, 4))
+    sharded = on_devices(lambda a, b, axis: losses.negative_cosine(a, b, axis), p, z)
+    assert sharded == pytest.approx(losses.negative_cosine(p, z), abs=1e-6)
+
+
+class TestBarlowTwins:
+
+  def test_hand_value(self):
+    z1 = jnp.array([[1.0, 1.0], [-1.0, -1.0]])
+    z2 = jnp.array([[1.0, -1.0], [-1.0, 1.0]])
+    # Standardised: unchanged. C = [[1, -1], [1, -1]]: on-diagonal (1-1)^2 + (-1-1)^2 = 4, off-diagonal 1 + 1.
+    assert losses.barlow_twins_loss(z1, z2, lambd=0.0051, eps=0.0) == pytest.approx(4 + 0.0051 * 2, abs=1e-5)
+
+  def test_matches_official_formula(self):
+    z1, z2 = _random(0, (12, 5)), _random(1, (12, 5)) * 3 + 2
+    expected = _barlow_reference(z1, z2, 0.0051, 1e-5)
+    assert losses.barlow_twins_loss(z1, z2) == pytest.approx(expected, rel=1e-4)
+
+  def test_invariant_to_affine_rescaling_per_dimension(self):
+    z1, z2 = _random(0, (12, 5)), _random(1, (12, 5))
+    scaled = z1 * jnp.arange(1.0, 6.0) + 7.0
+    assert losses.barlow_twins_loss(scaled, z2) == pytest.approx(losses.barlow_twins_loss(z1, z2), rel=1e-3)
+
+  def test_eight_devices_match_one(self):
+    z1, z2 = _random(0, (32, 6)), _random(1, (32, 6))
+    sharded = on_devices(lambda a, b, axis: losses.barlow_twins_loss(a, b, axis_name=axis), z1, z2)
+    assert sharded == pytest.approx(losses.barlow_twins_loss(z1, z2), rel=1e-5)
+
+
+class TestInfoNCE:
+
+  def test_hand_value(self):
+    # q_i = k_i orthonormal, T = 1: CE = log(1 + 1/e) per query, scaled by 2T.
+    eye = jnp.eye(2)
+    assert losses.info_nce(eye, eye, temperature=1.0) == pytest.approx(2 * math.log(1 + 1 / math.e), abs=1e-6)
+
+  def test_scale_invariant_and_finite_gradient(self):
+    q, k = _random(0, (8, 4)), _random(1, (8, 4))
+    assert losses.info_nce(4 * q, 0.3 * k) == pytest.approx(losses.info_nce(q, k), abs=1e-5)
+    assert bool(jnp.all(jnp.isfinite(jax.grad(losses.info_nce)(q, k))))
+
+  def test_eight_devices_match_one(self):
+    q, k = _random(0, (32, 6)), _random(1, (32, 6))
+    sharded = on_devices(lambda a, b, axis: losses.info_nce(a, b, 0.2, axis), q, k)
+    assert sharded == pytest.approx(losses.info_nce(q, k, 0.2), abs=1e-5)
+
+
+class TestSupCon:
+
+  def test_hand_value(self):
+    # Three orthogonal single views, labels (0, 0, 1), T = base T = 1: anchors 0 and 1 each have one positive
+    # among two equally similar candidates (log 1/2); anchor 2 has no positive and contributes 0.
+    features = jnp.eye(3)[:, None, :]
+    value = losses.supcon(features, jnp.array([0, 0, 1]), temperature=1.0, base_temperature=1.0)
+    assert value == pytest.approx(2 * math.log(2) / 3, abs=1e-6)
+
+  def test_distinct_labels_reduce_to_nt_xent(self):
+    z1, z2 = _random(0, (8, 5)), _random(1, (8, 5))
+    value = losses.supcon(jnp.stack([z1, z2], axis=1), jnp.arange(8), temperature=0.5, base_temperature=0.5)
+    assert value == pytest.approx(losses.nt_xent(z1, z2, temperature=0.5), abs=1e-5)
+
+  def test_more_positives_from_shared_labels(self):
+    z = _random(0, (8, 2, 5))
+    labels = jnp.array([0, 0, 1, 1, 2, 2, 3, 3])
+    assert bool(jnp.isfinite(losses.supcon(z, labels)))
+    assert losses.supcon(z, labels) != pytest.approx(losses.supcon(z, jnp.arange(8)), abs=1e-3)
+
+  def test_eight_devices_match_one(self):
+    z = _random(0, (32, 2, 6))
+    labels = jax.random.randint(jax.random.key(1), (32,), 0, 4)
+    sharded = on_devices(lambda f, y, axis: losses.supcon(f, y, 0.1, 0.1, axis), z, labels)
+    assert sharded == pytest.approx(losses.supcon(z, labels, 0.1, 0.1), abs=1e-5)
+
+
+class TestNNCLR:
+
+  def test_nearest_neighbour_picks_most_similar_support_row(self):
+    support = jnp.array([[1.0, 0.0], [0.0, 2.0], [-1.0, -1.0]])
+    z = jnp.array([[0.1, 5.0], [3.0, 0.2], [-2.0, -1.5]])
+    np.testing.assert_allclose(losses.nearest_neighbour(z, support),
+                               [[0.0, 1.0], [1.0, 0.0], [-0.70710677, -0.70710677]], atol=1e-6)
+
+  def test_loss_hand_value(self):
+    # nn_i = p_i orthonormal, T = 1: each row has its positive at 1 and one negative at 0.
+    eye = jnp.eye(2)
+    assert losses.nnclr_loss(eye, eye, temperature=1.0) == pytest.approx(math.log(1 + 1 / math.e), abs=1e-6)
+
+  def test_loss_eight_devices_match_one(self):
+    nn, p = _random(0, (32, 6)), _random(1, (32, 6))
+    sharded = on_devices(lambda a, b, axis: losses.nnclr_loss(a, b, 0.1, axis), nn, p)
+    assert sharded == pytest.approx(losses.nnclr_loss(nn, p, 0.1), abs=1e-5)
+
+  def test_enqueue_fills_from_the_global_batch(self):
+    queue, z = jnp.zeros((64, 4)), _random(0, (16, 4))
+    expected_queue, expected_pointer = losses.enqueue(queue, jnp.int32(32), z)
+    np.testing.assert_allclose(expected_queue[32:48], z / jnp.linalg.norm(z, axis=1, keepdims=True), atol=1e-6)
+    assert int(expected_pointer) == 48
+
+    def local(z_local, axis):
+      return losses.enqueue(queue, jnp.int32(32), z_local, axis)[0]
+    np.testing.assert_allclose(on_devices(local, z), expected_queue, atol=1e-6)
+    assert int(losses.enqueue(queue, jnp.int32(48), z)[1]) == 0    # wraps around
