@@ -314,3 +314,72 @@ def enqueue(queue: jax.Array, pointer: jax.Array, z: jax.Array, axis_name: AxisN
   batch = _all_gather(jax.lax.stop_gradient(_l2_normalize(z)), axis_name)   # [N_global, D]
   queue = jax.lax.dynamic_update_slice(queue, batch.astype(queue.dtype), (pointer, 0))
   return queue, (pointer + batch.shape[0]) % queue.shape[0]
+
+
+def mean_shift_loss(query: jax.Array, target: jax.Array, bank: jax.Array, k: int = 5) -> jax.Array:
+  """Mean Shift (Koohpayegani et al. 2021, arXiv:2105.07269, eq. 3), as the official code (UMBCvision/MSF).
+
+  The k nearest neighbours of the target embedding in the memory bank (which already holds the current
+  targets, so the target itself is the first neighbour; k = 1 is BYOL) are the regression targets of the query:
+
+      L = mean_i (1/k) sum_{j in NN_k(t_i)} || q_i/|q_i| - b_j ||^2 = mean_i (1/k) sum_j (2 - 2 q_i . b_j)
+
+  Args:
+    query: [N, D] online predictions; target: [N, D] EMA-target projections; bank: [Q, D] unit rows.
+    k: neighbours.
+
+  Returns:
+    Scalar loss over this device's queries; average it over devices (the bank is already global).
+  """
+  chex.assert_rank([query, target, bank], 2)
+  q = _l2_normalize(query)
+  t = jax.lax.stop_gradient(_l2_normalize(target))
+  _, index = jax.lax.top_k(t @ bank.T, k)                              # [N, k] most similar = nearest
+  neighbours = jax.lax.stop_gradient(bank[index])                      # [N, k, D]
+  return jnp.mean(2.0 - 2.0 * jnp.einsum("nd,nkd->nk", q, neighbours))
+
+
+def whiten(x: jax.Array, eps: float = 0.0) -> jax.Array:
+  """Cholesky whitening of a batch (W-MSE's Whitening2d): W (x - mean) with W = L^-1, Cov = L L^T.
+
+  Cov uses the unbiased (N - 1) normalisation and is shrunk as (1 - eps) Cov + eps I. Gradients flow through W.
+
+  Args:
+    x: [N, D] with N > D.
+
+  Returns:
+    [N, D] whitened rows: their covariance is the identity.
+  """
+  chex.assert_rank(x, 2)
+  n, d = x.shape
+  xc = x - jnp.mean(x, axis=0)
+  cov = xc.T @ xc / (n - 1)
+  cov = (1.0 - eps) * cov + eps * jnp.eye(d)
+  lower = jnp.linalg.cholesky(cov)
+  return jax.scipy.linalg.solve_triangular(lower, xc.T, lower=True).T
+
+
+def wmse_loss(z1: jax.Array, z2: jax.Array, w_size: int = 128, eps: float = 0.0,
+              axis_name: AxisName = None) -> jax.Array:
+  """W-MSE with two views (Ermolov et al. 2021, arXiv:2007.06346, eq. 3), as the official code.
+
+  The global batch is split into sub-batches of ``w_size`` examples; each view's embeddings are whitened within
+  each sub-batch, and the loss is the normalised MSE 2 - 2 cos between the whitened views, averaged over the batch.
+  Sub-batches are contiguous slices of the (randomly sampled) global batch, i.e. the official w_iter = 1.
+
+  Args:
+    z1, z2: [N, D] embeddings of the two views; the global batch must be a multiple of ``w_size`` > D.
+  """
+  chex.assert_rank([z1, z2], 2)
+  chex.assert_equal_shape([z1, z2])
+  z1, z2 = _all_gather(z1, axis_name), _all_gather(z2, axis_name)    # whitening needs the whole sub-batch
+  n, d = z1.shape
+  if n % w_size:
+    raise ValueError(f"W-MSE needs a global batch ({n}) that is a multiple of w_size ({w_size})")
+
+  def whiten_chunks(z):
+    return jax.vmap(lambda chunk: whiten(chunk, eps))(z.reshape(n // w_size, w_size, d)).reshape(n, d)
+
+  w1, w2 = whiten_chunks(z1), whiten_chunks(z2)
+  cos = jnp.sum(_l2_normalize(w1) * _l2_normalize(w2), axis=-1)
+  return jnp.mean(2.0 - 2.0 * cos)

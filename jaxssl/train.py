@@ -135,7 +135,8 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
     metrics["lr"] = optim.learning_rate_schedule(config, trainer.total_steps)(state.step)
     ema_params, ema_batch_stats = state.ema_params, state.ema_batch_stats
     if method.uses_ema:
-      tau = optim.ema_momentum(state.step, trainer.total_steps, base_momentum)
+      tau = optim.ema_momentum(state.step, trainer.total_steps, base_momentum,
+                               config.method.get("ema_schedule", "cosine"))
       ema_params = ema_update(ema_params, params, tau)
       ema_batch_stats = ema_update(ema_batch_stats, batch_stats, tau)
       metrics["tau"] = tau

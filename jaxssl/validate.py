@@ -57,9 +57,17 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   if "temperature" in config.method and not config.method.temperature > 0:
     _fail("method.temperature", config.method.temperature, "must be positive")
 
-  if "queue_size" in config.method and (config.method.queue_size <= 0 or config.method.queue_size % batch):
-    _fail("method.queue_size", config.method.queue_size,
-          f"must be a positive multiple of train.batch_size ({batch})")
+  for field in ("queue_size", "bank_size"):
+    if field in config.method and (config.method[field] <= 0 or config.method[field] % batch):
+      _fail(f"method.{field}", config.method[field], f"must be a positive multiple of train.batch_size ({batch})")
+  if "topk" in config.method and not 0 < config.method.topk <= config.method.bank_size:
+    _fail("method.topk", config.method.topk, "must be in [1, method.bank_size]")
+
+  if "w_size" in config.method:
+    w_size = config.method.w_size
+    if w_size <= config.method.proj_dim or batch % w_size:
+      _fail("method.w_size", w_size, f"must exceed method.proj_dim ({config.method.proj_dim}) and divide "
+            f"train.batch_size ({batch})")
 
   if config.eval.knn_k <= 0:
     _fail("eval.knn_k", config.eval.knn_k, "must be positive")

@@ -135,3 +135,44 @@ class TestNNCLR:
       return losses.enqueue(queue, jnp.int32(32), z_local, axis)[0]
     np.testing.assert_allclose(on_devices(local, z), expected_queue, atol=1e-6)
     assert int(losses.enqueue(queue, jnp.int32(48), z)[1]) == 0    # wraps around
+
+
+class TestMeanShift:
+
+  def test_hand_value(self):
+    # Bank of unit vectors; the target's 2 nearest are rows 0 and 1; the query sits on row 0.
+    bank = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    value = losses.mean_shift_loss(jnp.array([[2.0, 0.0]]), jnp.array([[1.0, 0.9]]), bank, k=2)
+    assert value == pytest.approx(((2 - 2 * 1.0) + (2 - 2 * 0.0)) / 2, abs=1e-6)
+
+  def test_k_one_with_target_in_bank_is_byol(self):
+    q, t = _random(0, (6, 4)), _random(1, (6, 4))
+    bank = jnp.concatenate([t / jnp.linalg.norm(t, axis=1, keepdims=True), _random(2, (10, 4)) * 0.01])
+    assert losses.mean_shift_loss(q, t, bank, k=1) == pytest.approx(losses.byol_loss(q, t), abs=1e-5)
+
+
+class TestWMSE:
+
+  def test_whitening_gives_identity_covariance(self):
+    x = _random(0, (64, 4)) @ jnp.array([[2.0, 1.0, 0, 0], [0, 1.0, 0, 0], [0, 0, 3.0, 0], [1.0, 0, 0, 0.5]]) + 4.0
+    w = np.asarray(losses.whiten(x), np.float64)
+    np.testing.assert_allclose(w.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(w.T @ w / (len(w) - 1), np.eye(4), atol=1e-3)
+
+  def test_matches_reference_and_is_zero_for_identical_views(self):
+    z1, z2 = _random(0, (32, 4)), _random(1, (32, 4))
+    # Reference: numpy Cholesky whitening per sub-batch of 16, then 2 - 2 cos.
+    def white(z):
+      zc = z - z.mean(0)
+      lower = np.linalg.cholesky(zc.T @ zc / (len(z) - 1))
+      return np.linalg.solve(lower, zc.T).T
+    a = np.concatenate([white(np.asarray(z1[i:i + 16], np.float64)) for i in (0, 16)])
+    b = np.concatenate([white(np.asarray(z2[i:i + 16], np.float64)) for i in (0, 16)])
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert losses.wmse_loss(z1, z2, w_size=16) == pytest.approx(np.mean(2 - 2 * cos), abs=1e-4)
+    assert losses.wmse_loss(z1, z1, w_size=16) == pytest.approx(0.0, abs=1e-5)
+
+  def test_eight_devices_match_one(self):
+    z1, z2 = _random(0, (32, 4)), _random(1, (32, 4))
+    sharded = on_devices(lambda a, b, axis: losses.wmse_loss(a, b, w_size=16, axis_name=axis), z1, z2)
+    assert sharded == pytest.approx(losses.wmse_loss(z1, z2, w_size=16), abs=1e-5)

@@ -16,7 +16,10 @@ def tiny_config(method: str, batch_size: int = 16):
   m.proj_dim = 16
   if "pred_hidden_dims" in m:
     m.pred_hidden_dims = (32,)
-  if "queue_size" in m:
-    m.queue_size = 4 * batch_size
+  for field in ("queue_size", "bank_size"):
+    if field in m:
+      m[field] = 4 * batch_size
+  if "w_size" in m:
+    m.proj_dim, m.w_size = 4, 8
   config.eval.batch_size = 64
   return config

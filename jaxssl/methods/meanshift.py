@@ -1,0 +1,61 @@
+"""Mean Shift (Koohpayegani, Tejankar and Pirsiavash 2021, "Mean Shift for Self-Supervised Learning")."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxssl import augment, losses
+from jaxssl.methods.base import Method, recipe_kwargs
+from jaxssl.models import MLP
+
+
+def _heads(config, axis_name, dtype):
+  m = config.method
+  projector = MLP(hidden_dims=tuple(m.proj_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name, dtype=dtype)
+  predictor = MLP(hidden_dims=tuple(m.pred_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name, dtype=dtype)
+  return projector, predictor
+
+
+def _recipes(config):
+  """View 0, the query: strong (jitter 0.4/0.4/0.4/0.1 p 0.8, grayscale 0.2, blur 0.5); view 1, the target:
+  weak (crop and flip only), as the official --weak_strong setting."""
+  kwargs = recipe_kwargs(config)
+  strong = augment.ViewRecipe(**kwargs, saturation=0.4, blur_prob=config.augment.blur_prob)
+  weak = augment.ViewRecipe(**kwargs, jitter_prob=0.0, grayscale_prob=0.0)
+  return strong, weak
+
+
+def make(config) -> Method:
+  """The query's prediction regresses the mean of the k nearest neighbours of the target in a memory bank of
+  past targets (``method_state``, filled from the global batch before the search, as the official code)."""
+  m = config.method
+
+  def init_state(key, config):
+    bank = jax.random.normal(key, (m.bank_size, m.proj_dim))
+    return {"bank": bank / jnp.linalg.norm(bank, axis=1, keepdims=True), "pointer": jnp.zeros((), jnp.int32)}
+
+  def with_current_targets(method_state, target, axis_name):
+    bank, pointer = losses.enqueue(method_state["bank"], method_state["pointer"], target.projections[1],
+                                   axis_name)
+    return {"bank": bank, "pointer": pointer}
+
+  def loss(online, target, method_state, labels, axis_name):
+    bank = with_current_targets(method_state, target, axis_name)["bank"]
+    value = losses.mean_shift_loss(online.predictions[0], target.projections[1], bank, k=m.topk)
+    if axis_name is not None:
+      value = jax.lax.pmean(value, axis_name)
+    return value, {"loss": value}
+
+  def update_state(method_state, online, target, axis_name):
+    return with_current_targets(method_state, target, axis_name)
+
+  return Method(name="meanshift", make_heads=_heads, recipes=_recipes, loss=loss, uses_ema=True,
+                init_state=init_state, update_state=update_state)
+
+
+def defaults():
+  """Official defaults for ResNet-50 (feature 2048): projector 4096-512, predictor 4096-512, k 5, bank 128,000,
+  constant EMA momentum 0.99."""
+  return {"proj_hidden_dims": (4096,), "proj_dim": 512, "pred_hidden_dims": (4096,), "topk": 5,
+          "bank_size": 128000, "base_momentum": 0.99, "ema_schedule": "constant"}

@@ -1,0 +1,37 @@
+"""W-MSE (Ermolov, Siarohin, Sangineto and Sebe 2021, "Whitening for Self-Supervised Representation Learning")."""
+
+from __future__ import annotations
+
+from jaxssl import augment, losses
+from jaxssl.methods.base import Method, recipe_kwargs
+from jaxssl.models import MLP
+
+
+def _heads(config, axis_name, dtype):
+  m = config.method
+  projector = MLP(hidden_dims=tuple(m.proj_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name, dtype=dtype)
+  return projector, None
+
+
+def _recipes(config):
+  # The official code: crop (0.2, 1), jitter (0.4, 0.4, 0.4, 0.1) p 0.8, grayscale 0.1, flip; no blur on CIFAR.
+  kwargs = recipe_kwargs(config)
+  view = augment.ViewRecipe(**kwargs, saturation=0.4, grayscale_prob=0.1, blur_prob=config.augment.blur_prob)
+  return view, view
+
+
+def make(config) -> Method:
+  """Whitened embeddings of the two views pulled together; whitening over sub-batches of the global batch."""
+  m = config.method
+
+  def loss(online, target, method_state, labels, axis_name):
+    z1, z2 = online.projections
+    value = losses.wmse_loss(z1, z2, w_size=m.w_size, eps=m.w_eps, axis_name=axis_name)
+    return value, {"loss": value}
+
+  return Method(name="wmse", make_heads=_heads, recipes=_recipes, loss=loss)
+
+
+def defaults():
+  """Official CIFAR defaults: projector 1024-64, whitening sub-batch 128, no shrinkage."""
+  return {"proj_hidden_dims": (1024,), "proj_dim": 64, "w_size": 128, "w_eps": 0.0}
