@@ -35,6 +35,9 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.augment.blur_prob = 0.0                 # SimCLR recipe; SimCLR uses no blur on 32x32 CIFAR either
   config.augment.blur_probs = (1.0, 0.1)         # BYOL / VICReg asymmetric pair
   config.augment.solarize_probs = (0.0, 0.2)
+  config.augment.num_local_crops = 0             # multi-crop methods (SwAV, DINO): small crops beside 2 global
+  config.augment.local_size = 12
+  config.augment.local_crop_scale = (0.05, 0.14)
 
   config.optim = ml_collections.ConfigDict()
   config.optim.name = "lars"                     # lars | sgd | adamw

@@ -259,6 +259,14 @@ def byol_recipes(size: int, crop_scale=(0.08, 1.0), blur_probs=(1.0, 0.1),
                for b, s in zip(blur_probs, solarize_probs))
 
 
+def multicrop_recipes(global_views: Sequence[ViewRecipe], local_size: int, num_local: int,
+                      local_scale: tuple[float, float] = (0.05, 0.14)) -> tuple[ViewRecipe, ...]:
+  """Multi-crop (SwAV, DINO): the global views, then ``num_local`` small crops of ``local_size`` pixels drawn
+  with the first global view's colour and blur settings at ``local_scale``."""
+  local = dataclasses.replace(global_views[0], size=local_size, crop_scale=local_scale)
+  return tuple(global_views) + (local,) * num_local
+
+
 # VICReg's official augmentations are BYOL's asymmetric pair.
 vicreg_recipes = byol_recipes
 

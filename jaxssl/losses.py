@@ -383,3 +383,62 @@ def wmse_loss(z1: jax.Array, z2: jax.Array, w_size: int = 128, eps: float = 0.0,
   w1, w2 = whiten_chunks(z1), whiten_chunks(z2)
   cos = jnp.sum(_l2_normalize(w1) * _l2_normalize(w2), axis=-1)
   return jnp.mean(2.0 - 2.0 * cos)
+
+
+def sinkhorn(scores: jax.Array, epsilon: float = 0.05, iterations: int = 3, weights: jax.Array | None = None,
+             axis_name: AxisName = None) -> jax.Array:
+  """SwAV's Sinkhorn-Knopp equipartition (Caron et al. 2020, arXiv:2006.09882, eq. 3; official code).
+
+  Q = exp(scores / epsilon)^T is alternately normalised so that the K prototypes share the B samples of the global
+  batch equally and each sample's assignment sums to one.
+
+  Args:
+    scores: [n, K] prototype scores of this device's samples.
+    weights: optional [n] 0/1 mask of samples that take part (rows with 0 are left out of the equipartition).
+
+  Returns:
+    [n, K] soft assignments (rows sum to 1 for the samples that take part), without gradient.
+  """
+  chex.assert_rank(scores, 2)
+  scores = jax.lax.stop_gradient(scores)
+  n, k = scores.shape
+  weights = jnp.ones((n,), scores.dtype) if weights is None else weights.astype(scores.dtype)
+  q = jnp.exp(scores / epsilon).T * weights[None, :]                   # [K, n]
+  total = _psum(jnp.sum(weights), axis_name)                          # B over all devices
+  q = q / _psum(jnp.sum(q), axis_name)
+  for _ in range(iterations):
+    q = q / _psum(jnp.sum(q, axis=1, keepdims=True), axis_name) / k   # each prototype gets 1/K of the mass
+    q = q / jnp.maximum(jnp.sum(q, axis=0, keepdims=True), 1e-30) / total   # each sample gets 1/B
+  return (q * total).T
+
+
+def swav_loss(scores: list[jax.Array], temperature: float = 0.1, epsilon: float = 0.05,
+              iterations: int = 3, queue_scores: list[jax.Array] | None = None,
+              queue_weights: jax.Array | None = None, assign_views: tuple[int, ...] = (0, 1),
+              axis_name: AxisName = None) -> jax.Array:
+  """SwAV's swapped prediction (Caron et al. 2020, eq. 1), as the official code.
+
+  For each view s in ``assign_views`` the codes q_s = Sinkhorn(scores_s) (computed together with the queue's
+  scores, if any) are predicted from every other view t:
+
+      L = mean_s [ 1/(V-1) sum_{t != s} mean_i -sum_k q_s[i, k] log softmax(scores_t[i] / T)_k ]
+
+  Args:
+    scores: V arrays [n, K] of cosine scores between normalised projections and normalised prototypes.
+    queue_scores: per assigned view, [m, K] scores of this device's slice of the queue, or None.
+    queue_weights: [m] 0/1, which queue rows take part (0 until the queue is full).
+  """
+  num_views = len(scores)
+  total = 0.0
+  for position, s in enumerate(assign_views):
+    out, weights = scores[s], None
+    if queue_scores is not None:
+      out = jnp.concatenate([queue_scores[position], out])
+      weights = jnp.concatenate([queue_weights, jnp.ones((scores[s].shape[0],), out.dtype)])
+    q = sinkhorn(out, epsilon, iterations, weights, axis_name)[-scores[s].shape[0]:]
+    sub = 0.0
+    for t in range(num_views):
+      if t != s:
+        sub -= jnp.mean(jnp.sum(q * jax.nn.log_softmax(scores[t] / temperature, axis=-1), axis=-1))
+    total += sub / (num_views - 1)
+  return _pmean(total / len(assign_views), axis_name)

@@ -115,13 +115,15 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
 
     target = None
     if method.uses_ema:
-      target, _ = _forward_views(
-          network, {"params": state.ema_params, "batch_stats": state.ema_batch_stats}, views, with_predictor=False)
+      target_views = views if method.target_views is None else [views[i] for i in method.target_views]
+      target, _ = _forward_views(network, {"params": state.ema_params, "batch_stats": state.ema_batch_stats},
+                                 target_views, with_predictor=False)
       target = jax.tree.map(jax.lax.stop_gradient, target)
 
     def loss_fn(params):
       online, batch_stats = _forward_views(
           network, {"params": params, "batch_stats": state.batch_stats}, views, with_predictor=True)
+      online = online._replace(params=params)
       loss, metrics = method.loss(online, target, state.method_state, labels, axis_name)
       return loss, (metrics, batch_stats, online)
 

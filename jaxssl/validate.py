@@ -58,8 +58,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _fail("method.temperature", config.method.temperature, "must be positive")
 
   for field in ("queue_size", "bank_size"):
-    if field in config.method and (config.method[field] <= 0 or config.method[field] % batch):
-      _fail(f"method.{field}", config.method[field], f"must be a positive multiple of train.batch_size ({batch})")
+    optional = field == "queue_size" and config.method.name == "swav"        # SwAV runs without a queue at 0
+    size = config.method.get(field, None)
+    if size is not None and (size < (0 if optional else 1) or size % batch):
+      _fail(f"method.{field}", size, f"must be a {'' if optional else 'positive '}multiple of train.batch_size "
+            f"({batch})")
   if "topk" in config.method and not 0 < config.method.topk <= config.method.bank_size:
     _fail("method.topk", config.method.topk, "must be in [1, method.bank_size]")
 

@@ -176,3 +176,45 @@ class TestWMSE:
     z1, z2 = _random(0, (32, 4)), _random(1, (32, 4))
     sharded = on_devices(lambda a, b, axis: losses.wmse_loss(a, b, w_size=16, axis_name=axis), z1, z2)
     assert sharded == pytest.approx(losses.wmse_loss(z1, z2, w_size=16), abs=1e-5)
+
+
+class TestSwAV:
+
+  def test_sinkhorn_equipartition(self):
+    scores = jnp.tanh(_random(0, (12, 4)))
+    q = losses.sinkhorn(scores, epsilon=0.5, iterations=50)
+    np.testing.assert_allclose(q.sum(axis=1), 1.0, atol=1e-5)          # each sample: a distribution
+    np.testing.assert_allclose(q.sum(axis=0), 12 / 4, atol=1e-2)       # each prototype: B / K samples
+
+  def test_sinkhorn_three_iterations_by_hand(self):
+    scores = jnp.array([[0.9, 0.1], [0.8, 0.3], [0.2, 0.7]])
+    q = np.exp(np.asarray(scores, np.float64) / 0.05).T
+    q /= q.sum()
+    for _ in range(3):
+      q /= q.sum(axis=1, keepdims=True); q /= 2
+      q /= q.sum(axis=0, keepdims=True); q /= 3
+    np.testing.assert_allclose(losses.sinkhorn(scores), (q * 3).T, atol=1e-5)
+
+  def test_masked_rows_take_no_part(self):
+    scores = jnp.tanh(_random(0, (6, 3)))
+    padded = jnp.concatenate([jnp.tanh(_random(1, (4, 3))), scores])
+    q = losses.sinkhorn(padded, weights=jnp.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1.0]))
+    np.testing.assert_allclose(q[4:], losses.sinkhorn(scores), atol=1e-5)
+    np.testing.assert_allclose(q[:4], 0.0)
+
+  def test_swapped_prediction_by_hand(self):
+    s1, s2 = jnp.tanh(_random(0, (6, 3))), jnp.tanh(_random(1, (6, 3)))
+    q1, q2 = losses.sinkhorn(s1), losses.sinkhorn(s2)
+    ce = lambda q, s: -jnp.mean(jnp.sum(q * jax.nn.log_softmax(s / 0.1, axis=-1), axis=-1))
+    assert losses.swav_loss([s1, s2]) == pytest.approx((ce(q1, s2) + ce(q2, s1)) / 2, abs=1e-5)
+
+  def test_eight_devices_match_one_with_queue(self):
+    views = [jnp.tanh(_random(i, (16, 5))) for i in range(3)]
+    queue = [jnp.tanh(_random(10 + i, (16, 5))) for i in range(2)]
+    weights = jnp.ones((16,))
+    expected = losses.swav_loss(views, queue_scores=queue, queue_weights=weights)
+
+    def local(a, b, c, qa, qb, w, axis):
+      return losses.swav_loss([a, b, c], queue_scores=[qa, qb], queue_weights=w, axis_name=axis)
+    # Each device scores its slice of the queue, as the SwAV method does.
+    assert on_devices(local, *views, *queue, weights) == pytest.approx(expected, abs=1e-5)

@@ -19,6 +19,10 @@ def tiny_config(method: str, batch_size: int = 16):
   for field in ("queue_size", "bank_size"):
     if field in m:
       m[field] = 4 * batch_size
+  if "num_prototypes" in m:
+    # A queue of one global batch, full after the first step: the second step already uses it.
+    m.num_prototypes, m.queue_size, m.queue_start_step, m.freeze_prototypes_steps = 8, batch_size, 0, 1
+    config.augment.num_local_crops, config.augment.local_size = 2, 8
   if "w_size" in m:
     m.proj_dim, m.w_size = 4, 8
   config.eval.batch_size = 64

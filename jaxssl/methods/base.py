@@ -22,10 +22,12 @@ from jaxssl import augment
 
 
 class Outputs(NamedTuple):
-  """Per-view outputs of a network, each a list with one [N, dim] array per view."""
+  """Per-view outputs of a network, each a list with one [N, dim] array per view, and (online network only) the
+  parameters that produced them, for losses that use a head's weights directly (SwAV's prototypes)."""
   representations: Sequence[jax.Array]
   projections: Sequence[jax.Array]
   predictions: Sequence[jax.Array] | None
+  params: Any = None
 
 
 class Method(NamedTuple):
@@ -40,6 +42,7 @@ class Method(NamedTuple):
     init_state: (key, config) -> method state pytree (queues, centres, ...); ``()`` for none.
     update_state: (method_state, online, target, axis_name) -> new method state.
     needs_labels: the loss uses the labels (SupCon); the trainer refuses an unlabeled train split.
+    target_views: indices of the views the EMA target sees (None: all); ``target`` lists only those, in order.
   """
   name: str
   make_heads: Callable[[ml_collections.ConfigDict, str | None, Any], tuple[nn.Module, nn.Module | None]]
@@ -49,6 +52,7 @@ class Method(NamedTuple):
   init_state: Callable[[jax.Array, ml_collections.ConfigDict], Any] = lambda key, config: ()
   update_state: Callable[..., Any] = lambda state, online, target, axis_name: state
   needs_labels: bool = False
+  target_views: tuple[int, ...] | None = None
 
 
 def recipe_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:

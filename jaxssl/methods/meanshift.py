@@ -36,13 +36,13 @@ def make(config) -> Method:
     return {"bank": bank / jnp.linalg.norm(bank, axis=1, keepdims=True), "pointer": jnp.zeros((), jnp.int32)}
 
   def with_current_targets(method_state, target, axis_name):
-    bank, pointer = losses.enqueue(method_state["bank"], method_state["pointer"], target.projections[1],
+    bank, pointer = losses.enqueue(method_state["bank"], method_state["pointer"], target.projections[0],
                                    axis_name)
     return {"bank": bank, "pointer": pointer}
 
   def loss(online, target, method_state, labels, axis_name):
     bank = with_current_targets(method_state, target, axis_name)["bank"]
-    value = losses.mean_shift_loss(online.predictions[0], target.projections[1], bank, k=m.topk)
+    value = losses.mean_shift_loss(online.predictions[0], target.projections[0], bank, k=m.topk)
     if axis_name is not None:
       value = jax.lax.pmean(value, axis_name)
     return value, {"loss": value}
@@ -51,7 +51,7 @@ def make(config) -> Method:
     return with_current_targets(method_state, target, axis_name)
 
   return Method(name="meanshift", make_heads=_heads, recipes=_recipes, loss=loss, uses_ema=True,
-                init_state=init_state, update_state=update_state)
+                init_state=init_state, update_state=update_state, target_views=(1,))
 
 
 def defaults():

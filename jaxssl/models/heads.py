@@ -56,3 +56,23 @@ class SSLNetwork(nn.Module):
   def embed(self, x: jnp.ndarray) -> jnp.ndarray:
     """Frozen-encoder features for evaluation (BatchNorm in inference mode)."""
     return self.encoder(x, train=False)
+
+
+class Prototypes(nn.Module):
+  """SwAV's prototypes: cosine scores between the L2-normalised input and K L2-normalised prototype vectors.
+
+  The official code renormalises the weights in place every step; normalising inside the forward pass gives the
+  same scores. Returns [N, K].
+  """
+  num_prototypes: int
+
+  @nn.compact
+  def __call__(self, z: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+    w = self.param("prototypes", nn.initializers.lecun_normal(), (self.num_prototypes, z.shape[-1]))
+    return cosine_scores(z, w)
+
+
+def cosine_scores(z: jnp.ndarray, prototypes: jnp.ndarray) -> jnp.ndarray:
+  """[N, D] x [K, D] -> [N, K] cosine similarities."""
+  unit = lambda x: x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+  return unit(z.astype(jnp.float32)) @ unit(prototypes).T

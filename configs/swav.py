@@ -1,0 +1,20 @@
+"""swav on Fashion-MNIST with the small ResNet, multi-crop 2 x 28 + 4 x 14.
+
+    python -m jaxssl.main --config configs/swav.py --workdir runs/swav
+"""
+
+from configs import common
+
+
+def get_config():
+  config = common.get_config("swav")
+  m = config.method
+  m.num_prototypes = 100                          # ~10x the classes, as 3000 is for ImageNet's 1000
+  m.queue_size = 2048                             # a multiple of the batch
+  m.queue_start_step = 117                        # half an epoch
+  m.freeze_prototypes_steps = 50
+  config.augment.crop_scale = (0.14, 1.0)
+  config.augment.num_local_crops = 4
+  config.augment.local_size = 14
+  config.augment.local_crop_scale = (0.05, 0.14)
+  return config
