@@ -442,3 +442,38 @@ def swav_loss(scores: list[jax.Array], temperature: float = 0.1, epsilon: float 
         sub -= jnp.mean(jnp.sum(q * jax.nn.log_softmax(scores[t] / temperature, axis=-1), axis=-1))
     total += sub / (num_views - 1)
   return _pmean(total / len(assign_views), axis_name)
+
+
+def dino_loss(student: list[jax.Array], teacher: list[jax.Array], center: jax.Array,
+              student_temperature: float = 0.1, teacher_temperature: float | jax.Array = 0.04,
+              axis_name: AxisName = None) -> jax.Array:
+  """DINO's self-distillation loss (Caron et al. 2021, arXiv:2104.14294, eq. 3; official DINOLoss).
+
+  The teacher's outputs on the global views, centred and sharpened, P_t = softmax((t - c) / T_t), are the targets
+  of the student's outputs on every *other* view, P_s = softmax(s / T_s):
+
+      L = mean over pairs (a in teacher views, v in student views, v != a) of mean_i H(P_t[a, i], P_s[v, i])
+
+  Teacher view a is student view a (the global views come first).
+
+  Args:
+    student: V arrays [n, K] of student logits (global views first).
+    teacher: G arrays [n, K] of teacher logits on the G global views (no gradient).
+    center: [K] running centre of the teacher logits.
+  """
+  total, terms = 0.0, 0
+  for a, t in enumerate(teacher):
+    targets = jax.nn.softmax((jax.lax.stop_gradient(t) - center) / teacher_temperature, axis=-1)
+    for v, s in enumerate(student):
+      if v != a:
+        total += jnp.mean(-jnp.sum(targets * jax.nn.log_softmax(s / student_temperature, axis=-1), axis=-1))
+        terms += 1
+  return _pmean(total / terms, axis_name)
+
+
+def dino_center(center: jax.Array, teacher: list[jax.Array], momentum: float = 0.9,
+                axis_name: AxisName = None) -> jax.Array:
+  """c <- m c + (1 - m) mean of the teacher logits over all global views of the global batch."""
+  local = sum(jnp.sum(jax.lax.stop_gradient(t), axis=0) for t in teacher)
+  count = sum(t.shape[0] for t in teacher) * (1 if axis_name is None else jax.lax.psum(1, axis_name))
+  return momentum * center + (1.0 - momentum) * _psum(local, axis_name) / count

@@ -218,3 +218,36 @@ class TestSwAV:
       return losses.swav_loss([a, b, c], queue_scores=[qa, qb], queue_weights=w, axis_name=axis)
     # Each device scores its slice of the queue, as the SwAV method does.
     assert on_devices(local, *views, *queue, weights) == pytest.approx(expected, abs=1e-5)
+
+
+class TestDINO:
+
+  def test_hand_value(self):
+    # Two classes, teacher with T_t = 1 and zero centre: targets softmax(t); one student view per teacher view.
+    t = [jnp.array([[0.0, jnp.log(3.0)]]), jnp.array([[0.0, 0.0]])]
+    s = [jnp.array([[0.0, 0.0]]), jnp.array([[jnp.log(3.0), 0.0]])]
+    value = losses.dino_loss(s, t, jnp.zeros(2), student_temperature=1.0, teacher_temperature=1.0)
+    # pair (teacher 0 -> student 1): targets (1/4, 3/4), student (3/4, 1/4); pair (1 -> 0): (1/2, 1/2), (1/2, 1/2)
+    h01 = -(0.25 * math.log(0.75) + 0.75 * math.log(0.25))
+    h10 = math.log(2.0)
+    assert value == pytest.approx((h01 + h10) / 2, abs=1e-5)
+
+  def test_centre_is_subtracted_and_updated(self):
+    t = [jnp.ones((4, 3)), 3 * jnp.ones((4, 3))]
+    np.testing.assert_allclose(losses.dino_center(jnp.zeros(3), t, momentum=0.9), 0.1 * 2.0, atol=1e-6)
+    s = [_random(0, (4, 3)), _random(1, (4, 3)), _random(2, (4, 3))]
+    shifted = [x + 5.0 for x in t]
+    np.testing.assert_allclose(losses.dino_loss(s, shifted, jnp.full(3, 5.0)), losses.dino_loss(s, t, jnp.zeros(3)),
+                               atol=1e-5)
+
+  def test_eight_devices_match_one(self):
+    s = [_random(i, (16, 6)) for i in range(3)]
+    t = [_random(10 + i, (16, 6)) for i in range(2)]
+    c = _random(20, (6,))
+    expected = losses.dino_loss(s, t, c, 0.1, 0.05)
+    expected_center = losses.dino_center(c, t)
+    sharded = on_devices(lambda a, b, d, e, f, axis: losses.dino_loss([a, b, d], [e, f], c, 0.1, 0.05, axis),
+                         *s, *t)
+    center = on_devices(lambda e, f, axis: losses.dino_center(c, [e, f], axis_name=axis), *t)
+    assert sharded == pytest.approx(expected, abs=1e-5)
+    np.testing.assert_allclose(center, expected_center, atol=1e-6)

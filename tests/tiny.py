@@ -23,6 +23,9 @@ def tiny_config(method: str, batch_size: int = 16):
     # A queue of one global batch, full after the first step: the second step already uses it.
     m.num_prototypes, m.queue_size, m.queue_start_step, m.freeze_prototypes_steps = 8, batch_size, 0, 1
     config.augment.num_local_crops, config.augment.local_size = 2, 8
+  if "out_dim" in m:
+    m.out_dim, m.bottleneck_dim, m.teacher_temperature_warmup_steps = 32, 8, 2
+    config.augment.num_local_crops, config.augment.local_size = 2, 8
   if "w_size" in m:
     m.proj_dim, m.w_size = 4, 8
   config.eval.batch_size = 64

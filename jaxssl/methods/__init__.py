@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from jaxssl.methods import (barlow_twins, byol, meanshift, mocov3, nnclr, simclr, simsiam, supcon, swav,
-                            vicreg, wmse)
+from jaxssl.methods import (barlow_twins, byol, dino, meanshift, mocov3, nnclr, simclr, simsiam, supcon,
+                            swav, vicreg, wmse)
 from jaxssl.methods.base import Method, Outputs
 
 _REGISTRY = {
     "simclr": simclr, "nnclr": nnclr, "meanshift": meanshift, "supcon": supcon,  # deep metric learning
-    "byol": byol, "simsiam": simsiam,                                     # self-distillation
+    "byol": byol, "simsiam": simsiam, "dino": dino,                       # self-distillation
     "vicreg": vicreg, "barlow_twins": barlow_twins, "wmse": wmse, "swav": swav,  # canonical correlation
     "mocov3": mocov3,
 }

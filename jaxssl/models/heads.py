@@ -11,7 +11,7 @@ import jax.numpy as jnp
 class MLP(nn.Module):
   """Linear layers with BatchNorm and ReLU between them.
 
-  ``hidden_dims`` are followed by BN + ReLU; the last layer (``output_dim``) is linear, optionally followed by a
+  ``hidden_dims`` are followed by BN (unless ``use_bn`` is False) and ReLU (or GELU); the last layer (``output_dim``) is linear, optionally followed by a
   BN without learned scale/shift (SimCLR v2 / solo-learn style, off by default).
 
   SimCLR: hidden (2048,), output 128. BYOL: hidden (4096,), output 256, for projector and predictor alike.
@@ -21,15 +21,19 @@ class MLP(nn.Module):
   output_dim: int
   axis_name: str | None = None
   last_bn: bool = False
+  use_bn: bool = True
+  activation: str = "relu"
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+    activation = {"relu": nn.relu, "gelu": lambda y: nn.gelu(y, approximate=False)}[self.activation]
     for width in self.hidden_dims:
-      x = nn.Dense(width, use_bias=False, dtype=self.dtype)(x)
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
-                       axis_name=self.axis_name if train else None)(x)
-      x = nn.relu(x)
+      x = nn.Dense(width, use_bias=not self.use_bn, dtype=self.dtype)(x)
+      if self.use_bn:
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
+                         axis_name=self.axis_name if train else None)(x)
+      x = activation(x)
     x = nn.Dense(self.output_dim, dtype=self.dtype)(x)
     if self.last_bn:
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, use_scale=False,
@@ -76,3 +80,19 @@ def cosine_scores(z: jnp.ndarray, prototypes: jnp.ndarray) -> jnp.ndarray:
   """[N, D] x [K, D] -> [N, K] cosine similarities."""
   unit = lambda x: x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
   return unit(z.astype(jnp.float32)) @ unit(prototypes).T
+
+
+class DINOHead(nn.Module):
+  """DINO's projection head (Caron et al. 2021, arXiv:2104.14294, official code with norm_last_layer=True):
+  MLP (GELU, no BN) to a bottleneck, L2 normalisation, then a weight-normalised linear layer with unit norms,
+  i.e. cosine scores against ``out_dim`` learned directions. Returns logits [N, out_dim] in [-1, 1]."""
+  hidden_dims: Sequence[int]
+  bottleneck_dim: int
+  out_dim: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+    x = MLP(self.hidden_dims, self.bottleneck_dim, use_bn=False, activation="gelu", dtype=self.dtype)(x, train)
+    last = self.param("last_layer", nn.initializers.truncated_normal(0.02), (self.out_dim, self.bottleneck_dim))
+    return cosine_scores(x, last)

@@ -1,0 +1,58 @@
+"""DINO (Caron et al. 2021, "Emerging Properties in Self-Supervised Vision Transformers", arXiv:2104.14294)."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from jaxssl import augment, losses
+from jaxssl.methods.base import Method, recipe_kwargs
+from jaxssl.models import DINOHead
+
+
+def _heads(config, axis_name, dtype):
+  m = config.method
+  return DINOHead(hidden_dims=tuple(m.proj_hidden_dims), bottleneck_dim=m.bottleneck_dim, out_dim=m.out_dim,
+                  dtype=dtype), None
+
+
+def _recipes(config):
+  # Official: the two global crops are BYOL's asymmetric pair; local crops like the second... here the first.
+  a = config.augment
+  global_views = augment.byol_recipes(**recipe_kwargs(config), blur_probs=tuple(a.blur_probs),
+                                      solarize_probs=tuple(a.solarize_probs))
+  return augment.multicrop_recipes(global_views, a.local_size, a.num_local_crops, tuple(a.local_crop_scale))
+
+
+def teacher_temperature(step, m):
+  """Linear warm-up from ``warmup_teacher_temperature`` to ``teacher_temperature`` over the warm-up steps."""
+  progress = jnp.minimum(step / max(m.teacher_temperature_warmup_steps, 1), 1.0)
+  return m.warmup_teacher_temperature + progress * (m.teacher_temperature - m.warmup_teacher_temperature)
+
+
+def make(config) -> Method:
+  """Student (all views) distils the EMA teacher (global views only); the teacher's centre is method state."""
+  m = config.method
+
+  def init_state(key, config):
+    return {"center": jnp.zeros((m.out_dim,), jnp.float32), "step": jnp.zeros((), jnp.int32)}
+
+  def loss(online, target, method_state, labels, axis_name):
+    temperature = teacher_temperature(method_state["step"], m)
+    value = losses.dino_loss(list(online.projections), list(target.projections), method_state["center"],
+                             m.student_temperature, temperature, axis_name)
+    return value, {"loss": value, "teacher_temperature": temperature}
+
+  def update_state(method_state, online, target, axis_name):
+    center = losses.dino_center(method_state["center"], list(target.projections), m.center_momentum, axis_name)
+    return {"center": center, "step": method_state["step"] + 1}
+
+  return Method(name="dino", make_heads=_heads, recipes=_recipes, loss=loss, uses_ema=True, init_state=init_state,
+                update_state=update_state, target_views=(0, 1))
+
+
+def defaults():
+  """Official defaults: head 2048-2048-256 then 65,536 outputs, student T 0.1, teacher T 0.04 -> 0.07 over 30
+  epochs (here in steps: 30 ImageNet epochs at batch 1024 = 37,530), centre momentum 0.9, EMA 0.996 -> 1."""
+  return {"proj_hidden_dims": (2048, 2048), "bottleneck_dim": 256, "out_dim": 65536, "student_temperature": 0.1,
+          "warmup_teacher_temperature": 0.04, "teacher_temperature": 0.07,
+          "teacher_temperature_warmup_steps": 37530, "center_momentum": 0.9, "base_momentum": 0.996}
