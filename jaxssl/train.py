@@ -234,6 +234,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   progress.close()
   results["train_seconds"] = time.perf_counter() - start
   results["steps"] = total_steps
+  results["first_loss"] = history[0]["loss"] if history else float("nan")
   results["final_loss"] = history[-1]["loss"] if history else float("nan")
 
   results["knn_accuracy"] = evaluate.knn_accuracy_of(trainer, state, dataset, mesh)
