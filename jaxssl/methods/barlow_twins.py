@@ -2,21 +2,8 @@
 
 from __future__ import annotations
 
-from jaxssl import augment, losses
-from jaxssl.methods.base import Method, recipe_kwargs
-from jaxssl.models import MLP
-
-
-def _heads(config, axis_name, dtype):
-  m = config.method
-  projector = MLP(hidden_dims=tuple(m.proj_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name, dtype=dtype)
-  return projector, None
-
-
-def _recipes(config):
-  # The official code uses BYOL's asymmetric pair (blur 1.0 / 0.1, solarize 0 / 0.2).
-  return augment.byol_recipes(**recipe_kwargs(config), blur_probs=tuple(config.augment.blur_probs),
-                              solarize_probs=tuple(config.augment.solarize_probs))
+from jaxssl import losses
+from jaxssl.methods.base import Method, byol_pair, mlp_heads
 
 
 def make(config) -> Method:
@@ -28,7 +15,7 @@ def make(config) -> Method:
     value = losses.barlow_twins_loss(z1, z2, lambd=lambd, axis_name=axis_name)
     return value, {"loss": value}
 
-  return Method(name="barlow_twins", make_heads=_heads, recipes=_recipes, loss=loss)
+  return Method(name="barlow_twins", make_heads=mlp_heads, recipes=byol_pair, loss=loss)
 
 
 def defaults():

@@ -19,6 +19,7 @@ import jax
 import ml_collections
 
 from jaxssl import augment
+from jaxssl.models import MLP
 
 
 class Outputs(NamedTuple):
@@ -58,3 +59,29 @@ class Method(NamedTuple):
 def recipe_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The view-recipe arguments every method shares: crop size and crop scale from ``config.augment``."""
   return {"size": config.augment.size, "crop_scale": tuple(config.augment.crop_scale)}
+
+
+def mlp_heads(config: ml_collections.ConfigDict, axis_name: str | None, dtype: Any, *,
+              projector_last_bn: bool = False, with_predictor: bool = False):
+  """The usual heads: an MLP projector (method.proj_hidden_dims -> method.proj_dim) and, if asked, an MLP
+  predictor (method.pred_hidden_dims -> method.proj_dim)."""
+  m = config.method
+  projector = MLP(hidden_dims=tuple(m.proj_hidden_dims), output_dim=m.proj_dim, last_bn=projector_last_bn,
+                  axis_name=axis_name, dtype=dtype)
+  predictor = None
+  if with_predictor:
+    predictor = MLP(hidden_dims=tuple(m.pred_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name,
+                    dtype=dtype)
+  return projector, predictor
+
+
+def simclr_pair(config: ml_collections.ConfigDict, strength: float = 1.0) -> tuple[augment.ViewRecipe, ...]:
+  """SimCLR's two views with jitter strength ``strength`` x augment.jitter_strength and augment.blur_prob."""
+  return augment.simclr_recipes(**recipe_kwargs(config), blur_prob=config.augment.blur_prob,
+                                strength=strength * config.augment.jitter_strength)
+
+
+def byol_pair(config: ml_collections.ConfigDict) -> tuple[augment.ViewRecipe, ...]:
+  """BYOL's asymmetric pair with augment.blur_probs and augment.solarize_probs."""
+  return augment.byol_recipes(**recipe_kwargs(config), blur_probs=tuple(config.augment.blur_probs),
+                              solarize_probs=tuple(config.augment.solarize_probs))

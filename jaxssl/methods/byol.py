@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 
-from jaxssl import augment, losses
-from jaxssl.methods.base import Method, recipe_kwargs
-from jaxssl.models import MLP
+from jaxssl import losses
+from jaxssl.methods.base import Method, byol_pair, mlp_heads
 
-
-def _heads(config, axis_name, dtype):
-  m = config.method
-  projector = MLP(hidden_dims=tuple(m.proj_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name, dtype=dtype)
-  predictor = MLP(hidden_dims=tuple(m.pred_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name, dtype=dtype)
-  return projector, predictor
-
-
-def _recipes(config):
-  return augment.byol_recipes(**recipe_kwargs(config), blur_probs=tuple(config.augment.blur_probs),
-                              solarize_probs=tuple(config.augment.solarize_probs))
+_HEADS = functools.partial(mlp_heads, with_predictor=True)
 
 
 def _loss(online, target, method_state, labels, axis_name):
@@ -32,7 +23,7 @@ def _loss(online, target, method_state, labels, axis_name):
 def make(config) -> Method:
   """BYOL: online predictor regresses an EMA target's projection; the trainer runs the tau schedule."""
   del config
-  return Method(name="byol", make_heads=_heads, recipes=_recipes, loss=_loss, uses_ema=True)
+  return Method(name="byol", make_heads=_HEADS, recipes=byol_pair, loss=_loss, uses_ema=True)
 
 
 def defaults():

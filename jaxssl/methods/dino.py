@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from jaxssl import augment, losses
-from jaxssl.methods.base import Method, recipe_kwargs
+from jaxssl.methods.base import Method, byol_pair
 from jaxssl.models import DINOHead
 
 
@@ -16,10 +16,9 @@ def _heads(config, axis_name, dtype):
 
 
 def _recipes(config):
-  # Official: the two global crops are BYOL's asymmetric pair; local crops like the second... here the first.
+  # Official: the two global crops are BYOL's asymmetric pair; local crops here take the first's settings.
   a = config.augment
-  global_views = augment.byol_recipes(**recipe_kwargs(config), blur_probs=tuple(a.blur_probs),
-                                      solarize_probs=tuple(a.solarize_probs))
+  global_views = byol_pair(config)
   return augment.multicrop_recipes(global_views, a.local_size, a.num_local_crops, tuple(a.local_crop_scale))
 
 

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
 from jaxssl import augment, losses
-from jaxssl.methods.base import Method, recipe_kwargs
-from jaxssl.models import MLP
+from jaxssl.methods.base import Method, mlp_heads, recipe_kwargs
 
 
-def _heads(config, axis_name, dtype):
-  m = config.method
-  projector = MLP(hidden_dims=tuple(m.proj_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name, dtype=dtype)
-  predictor = MLP(hidden_dims=tuple(m.pred_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name, dtype=dtype)
-  return projector, predictor
+_HEADS = functools.partial(mlp_heads, with_predictor=True)
 
 
 def _recipes(config):
@@ -50,7 +47,7 @@ def make(config) -> Method:
   def update_state(method_state, online, target, axis_name):
     return with_current_targets(method_state, target, axis_name)
 
-  return Method(name="meanshift", make_heads=_heads, recipes=_recipes, loss=loss, uses_ema=True,
+  return Method(name="meanshift", make_heads=_HEADS, recipes=_recipes, loss=loss, uses_ema=True,
                 init_state=init_state, update_state=update_state, target_views=(1,))
 
 

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 
-from jaxssl import augment, losses
-from jaxssl.methods.base import Method, recipe_kwargs
-from jaxssl.models import MLP
+from jaxssl import losses
+from jaxssl.methods.base import Method, byol_pair, mlp_heads
 
-
-def _heads(config, axis_name, dtype):
-  m = config.method
-  projector = MLP(hidden_dims=tuple(m.proj_hidden_dims), output_dim=m.proj_dim, last_bn=True,
-                  axis_name=axis_name, dtype=dtype)
-  predictor = MLP(hidden_dims=tuple(m.pred_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name, dtype=dtype)
-  return projector, predictor
-
-
-def _recipes(config):
-  return augment.byol_recipes(**recipe_kwargs(config), blur_probs=tuple(config.augment.blur_probs),
-                              solarize_probs=tuple(config.augment.solarize_probs))
+_HEADS = functools.partial(mlp_heads, projector_last_bn=True, with_predictor=True)
 
 
 def make(config) -> Method:
@@ -32,7 +22,7 @@ def make(config) -> Method:
     value = (losses.info_nce(q1, k2, temperature, axis_name) + losses.info_nce(q2, k1, temperature, axis_name))
     return value, {"loss": value}
 
-  return Method(name="mocov3", make_heads=_heads, recipes=_recipes, loss=loss, uses_ema=True)
+  return Method(name="mocov3", make_heads=_HEADS, recipes=byol_pair, loss=loss, uses_ema=True)
 
 
 def defaults():

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
-from jaxssl import augment, losses
-from jaxssl.methods.base import Method, recipe_kwargs
-from jaxssl.models import MLP
+from jaxssl import losses
+from jaxssl.methods.base import Method, byol_pair, mlp_heads
 
-
-def _heads(config, axis_name, dtype):
-  m = config.method
-  projector = MLP(hidden_dims=tuple(m.proj_hidden_dims), output_dim=m.proj_dim, last_bn=True,
-                  axis_name=axis_name, dtype=dtype)
-  predictor = MLP(hidden_dims=tuple(m.pred_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name, dtype=dtype)
-  return projector, predictor
-
-
-def _recipes(config):
-  return augment.byol_recipes(**recipe_kwargs(config), blur_probs=tuple(config.augment.blur_probs),
-                              solarize_probs=tuple(config.augment.solarize_probs))
+_HEADS = functools.partial(mlp_heads, projector_last_bn=True, with_predictor=True)
 
 
 def make(config) -> Method:
@@ -47,7 +37,7 @@ def make(config) -> Method:
                                     axis_name)
     return {"queue": queue, "pointer": pointer}
 
-  return Method(name="nnclr", make_heads=_heads, recipes=_recipes, loss=loss, init_state=init_state,
+  return Method(name="nnclr", make_heads=_HEADS, recipes=byol_pair, loss=loss, init_state=init_state,
                 update_state=update_state)
 
 

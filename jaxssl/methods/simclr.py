@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-from jaxssl import augment, losses
-from jaxssl.methods.base import Method, recipe_kwargs
-from jaxssl.models import MLP
-
-
-def _heads(config, axis_name, dtype):
-  m = config.method
-  projector = MLP(hidden_dims=tuple(m.proj_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name, dtype=dtype)
-  return projector, None
-
-
-def _recipes(config):
-  return augment.simclr_recipes(**recipe_kwargs(config), blur_prob=config.augment.blur_prob,
-                                strength=config.augment.jitter_strength)
+from jaxssl import losses
+from jaxssl.methods.base import Method, mlp_heads, simclr_pair
 
 
 def make(config) -> Method:
@@ -27,7 +15,7 @@ def make(config) -> Method:
     value = losses.nt_xent(z1, z2, temperature=temperature, axis_name=axis_name)
     return value, {"loss": value}
 
-  return Method(name="simclr", make_heads=_heads, recipes=_recipes, loss=loss)
+  return Method(name="simclr", make_heads=mlp_heads, recipes=simclr_pair, loss=loss)
 
 
 def defaults():

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 
-from jaxssl import augment, losses
-from jaxssl.methods.base import Method, recipe_kwargs
-from jaxssl.models import MLP
+from jaxssl import losses
+from jaxssl.methods.base import Method, mlp_heads, simclr_pair
 
-
-def _heads(config, axis_name, dtype):
-  m = config.method
-  projector = MLP(hidden_dims=tuple(m.proj_hidden_dims), output_dim=m.proj_dim, last_bn=True,
-                  axis_name=axis_name, dtype=dtype)
-  predictor = MLP(hidden_dims=tuple(m.pred_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name, dtype=dtype)
-  return projector, predictor
-
-
-def _recipes(config):
-  return augment.simclr_recipes(**recipe_kwargs(config), blur_prob=config.augment.blur_prob,
-                                strength=0.5 * config.augment.jitter_strength)
+_HEADS = functools.partial(mlp_heads, projector_last_bn=True, with_predictor=True)
+_RECIPES = functools.partial(simclr_pair, strength=0.5)
 
 
 def _loss(online, target, method_state, labels, axis_name):
@@ -32,7 +23,7 @@ def _loss(online, target, method_state, labels, axis_name):
 
 def make(config) -> Method:
   del config
-  return Method(name="simsiam", make_heads=_heads, recipes=_recipes, loss=_loss)
+  return Method(name="simsiam", make_heads=_HEADS, recipes=_RECIPES, loss=_loss)
 
 
 def defaults():

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax.numpy as jnp
 
-from jaxssl import augment, losses
-from jaxssl.methods.base import Method, recipe_kwargs
-from jaxssl.models import MLP
+from jaxssl import losses
+from jaxssl.methods.base import Method, mlp_heads, simclr_pair
 
-
-def _heads(config, axis_name, dtype):
-  m = config.method
-  projector = MLP(hidden_dims=tuple(m.proj_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name, dtype=dtype)
-  return projector, None
-
-
-def _recipes(config):
-  return augment.simclr_recipes(**recipe_kwargs(config), blur_prob=config.augment.blur_prob,
-                                strength=0.5 * config.augment.jitter_strength)
+# SupCon uses SimCLR's augmentations with jitter (0.4, 0.4, 0.4, 0.1), i.e. strength 0.5.
+_RECIPES = functools.partial(simclr_pair, strength=0.5)
 
 
 def make(config) -> Method:
@@ -30,7 +23,7 @@ def make(config) -> Method:
                           axis_name=axis_name)
     return value, {"loss": value}
 
-  return Method(name="supcon", make_heads=_heads, recipes=_recipes, loss=loss, needs_labels=True)
+  return Method(name="supcon", make_heads=mlp_heads, recipes=_RECIPES, loss=loss, needs_labels=True)
 
 
 def defaults():

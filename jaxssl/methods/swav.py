@@ -6,20 +6,18 @@ import jax
 import jax.numpy as jnp
 
 from jaxssl import augment, losses
-from jaxssl.methods.base import Method, recipe_kwargs
-from jaxssl.models import MLP, Prototypes, cosine_scores
+from jaxssl.methods.base import Method, mlp_heads, simclr_pair
+from jaxssl.models import Prototypes, cosine_scores
 
 
 def _heads(config, axis_name, dtype):
-  m = config.method
-  projector = MLP(hidden_dims=tuple(m.proj_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name, dtype=dtype)
-  return projector, Prototypes(num_prototypes=m.num_prototypes)
+  projector, _ = mlp_heads(config, axis_name, dtype)
+  return projector, Prototypes(num_prototypes=config.method.num_prototypes)
 
 
 def _recipes(config):
   a = config.augment
-  global_views = augment.simclr_recipes(**recipe_kwargs(config), blur_prob=a.blur_prob,
-                                        strength=a.jitter_strength)
+  global_views = simclr_pair(config)
   return augment.multicrop_recipes(global_views, a.local_size, a.num_local_crops, tuple(a.local_crop_scale))
 
 

@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-from jaxssl import augment, losses
-from jaxssl.methods.base import Method, recipe_kwargs
-from jaxssl.models import MLP
-
-
-def _heads(config, axis_name, dtype):
-  m = config.method
-  expander = MLP(hidden_dims=tuple(m.proj_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name, dtype=dtype)
-  return expander, None
-
-
-def _recipes(config):
-  return augment.vicreg_recipes(**recipe_kwargs(config), blur_probs=tuple(config.augment.blur_probs),
-                                solarize_probs=tuple(config.augment.solarize_probs))
+from jaxssl import losses
+from jaxssl.methods.base import Method, byol_pair, mlp_heads
 
 
 def make(config) -> Method:
@@ -28,7 +16,7 @@ def make(config) -> Method:
                                       cov_coeff=m.cov_coeff, axis_name=axis_name, return_terms=True)
     return value, {"loss": value, **terms}
 
-  return Method(name="vicreg", make_heads=_heads, recipes=_recipes, loss=loss)
+  return Method(name="vicreg", make_heads=mlp_heads, recipes=byol_pair, loss=loss)
 
 
 def defaults():

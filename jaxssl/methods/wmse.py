@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 from jaxssl import augment, losses
-from jaxssl.methods.base import Method, recipe_kwargs
-from jaxssl.models import MLP
-
-
-def _heads(config, axis_name, dtype):
-  m = config.method
-  projector = MLP(hidden_dims=tuple(m.proj_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name, dtype=dtype)
-  return projector, None
+from jaxssl.methods.base import Method, mlp_heads, recipe_kwargs
 
 
 def _recipes(config):
@@ -29,7 +22,7 @@ def make(config) -> Method:
     value = losses.wmse_loss(z1, z2, w_size=m.w_size, eps=m.w_eps, axis_name=axis_name)
     return value, {"loss": value}
 
-  return Method(name="wmse", make_heads=_heads, recipes=_recipes, loss=loss)
+  return Method(name="wmse", make_heads=mlp_heads, recipes=_recipes, loss=loss)
 
 
 def defaults():

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 class MLP(nn.Module):
   """Linear layers with BatchNorm and ReLU between them.
 
-  ``hidden_dims`` are followed by BN (unless ``use_bn`` is False) and ReLU (or GELU); the last layer (``output_dim``) is linear, optionally followed by a
+  ``hidden_dims`` are followed by BN (unless ``use_bn`` is False) and ReLU (or GELU); the last layer
+  (``output_dim``) is linear, optionally followed by a
   BN without learned scale/shift (SimCLR v2 / solo-learn style, off by default).
 
   SimCLR: hidden (2048,), output 128. BYOL: hidden (4096,), output 256, for projector and predictor alike.
