@@ -45,3 +45,18 @@ def test_bad_config_value_gives_one_line_error_and_exit_2(tmp_path, override, fi
   assert len(errors) == 1 and field in errors[0], result.stderr[-2000:]
   assert "Traceback" not in result.stderr
   assert keep.read_text() == "earlier results" and sorted(os.listdir(tmp_path)) == ["precious.txt"]
+
+
+@pytest.mark.parametrize("args,culprit", [
+    (["--config=configs/simclr.py", "--config.nosuch=1"], "--config.nosuch=1"),
+    (["--config=configs/simclr.py", "--config.train.batch_size=abc"], "--config.train.batch_size=abc"),
+    (["--config=configs/nosuch.py"], "configs/nosuch.py"),
+    ([], "--config"),
+])
+def test_bad_command_line_gives_one_line_error_and_exit_2(tmp_path, args, culprit):
+  result = _main(tmp_path / "run", *args)
+  assert result.returncode == 2, result.stderr[-2000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and culprit in errors[0], result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  assert not (tmp_path / "run").exists()
