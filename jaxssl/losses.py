@@ -202,6 +202,17 @@ def barlow_twins_loss(z1: jax.Array, z2: jax.Array, lambd: float = 0.0051, eps: 
   return on_diagonal + lambd * off_diagonal
 
 
+def _match_global_keys(queries: jax.Array, keys: jax.Array, temperature: float, axis_name: AxisName) -> jax.Array:
+  """mean_i CE(q_i . K^T / T, i) for this device's queries against the L2-normalised keys of the global batch,
+  query i's positive being its own key; the local mean, before any average over devices."""
+  n = queries.shape[0]
+  all_keys = _all_gather(_l2_normalize(keys), axis_name)              # [N_global, D]
+  logits = _l2_normalize(queries) @ all_keys.T / temperature          # [n, N_global]
+  positive = _device_offset(n, axis_name) + jnp.arange(n)
+  log_prob = jax.nn.log_softmax(logits, axis=-1)
+  return -jnp.take_along_axis(log_prob, positive[:, None], axis=-1).mean()
+
+
 def info_nce(q: jax.Array, k: jax.Array, temperature: float = 0.2, axis_name: AxisName = None) -> jax.Array:
   """MoCo v3's contrastive loss (Chen, Xie and He 2021, arXiv:2104.02057, algorithm 1).
 
@@ -214,13 +225,7 @@ def info_nce(q: jax.Array, k: jax.Array, temperature: float = 0.2, axis_name: Ax
   """
   chex.assert_rank([q, k], 2)
   chex.assert_equal_shape([q, k])
-  n = q.shape[0]
-  keys = _all_gather(_l2_normalize(k), axis_name)                     # [N_global, D]
-  logits = _l2_normalize(q) @ keys.T / temperature                    # [n, N_global]
-  positive = _device_offset(n, axis_name) + jnp.arange(n)
-  log_prob = jax.nn.log_softmax(logits, axis=-1)
-  loss = -jnp.take_along_axis(log_prob, positive[:, None], axis=-1).mean()
-  return _pmean(2.0 * temperature * loss, axis_name)
+  return _pmean(2.0 * temperature * _match_global_keys(q, k, temperature, axis_name), axis_name)
 
 
 def supcon(features: jax.Array, labels: jax.Array, temperature: float = 0.07,
@@ -292,13 +297,7 @@ def nnclr_loss(nn: jax.Array, p: jax.Array, temperature: float = 0.1, axis_name:
   """
   chex.assert_rank([nn, p], 2)
   chex.assert_equal_shape([nn, p])
-  n = nn.shape[0]
-  candidates = _all_gather(_l2_normalize(p), axis_name)               # [N_global, D]
-  logits = _l2_normalize(nn) @ candidates.T / temperature
-  positive = _device_offset(n, axis_name) + jnp.arange(n)
-  log_prob = jax.nn.log_softmax(logits, axis=-1)
-  loss = -jnp.take_along_axis(log_prob, positive[:, None], axis=-1).mean()
-  return _pmean(loss, axis_name)
+  return _pmean(_match_global_keys(nn, p, temperature, axis_name), axis_name)
 
 
 def enqueue(queue: jax.Array, pointer: jax.Array, z: jax.Array, axis_name: AxisName = None):
