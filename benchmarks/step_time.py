@@ -33,12 +33,12 @@ def _override(config, assignment):
 
 
 def step_time(config, steps: int) -> float:
-  dataset = data.synthetic(num_train=(steps + 1) * config.train.batch_size, size=config.augment.size)
+  source = data.synthetic((steps + 1) * config.train.batch_size, size=config.augment.size)
   mesh = train.make_mesh()
   trainer = train.build(config, total_steps=100)
   state = train.replicate(train.init_state(trainer, jax.random.key(0), 1), mesh)
   step = train.shard_step(train.make_per_device_step(trainer), mesh)
-  batches = data.train_batches(dataset, config.train.batch_size, seed=0)
+  batches = data.Pipeline(source, config.train.batch_size, seed=0, prefetch=0)
   state, metrics = step(state, train.shard_batch(next(batches), mesh))      # compile
   jax.block_until_ready(metrics)
   times = []

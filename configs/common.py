@@ -21,10 +21,18 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.model.zero_init_residual = False        # torchvision's default, as lightly and solo-learn
 
   config.data = ml_collections.ConfigDict()
-  config.data.dataset = "fashion_mnist"          # fashion_mnist | synthetic
-  config.data.data_dir = "/usr/share/datasets/fashion-mnist"
+  config.data.source = "tfds"                    # tfds | folder | numpy | idx | synthetic
+  config.data.dataset = "fashion_mnist"          # a TFDS name (source tfds)
+  config.data.data_dir = ""                      # TFDS data_dir ("" = TFDS's default), a folder, an .npz or IDX dir
+  config.data.train_split = "train"              # pretraining split; may be unlabeled (STL-10's "unlabelled")
+  config.data.eval_train_split = ""              # labeled split kNN / linear probe fit on ("" = train_split)
+  config.data.test_split = "test"                # labeled split they are scored on ("" = no evaluation)
+  config.data.image_size = 0                     # > 0: resize on the host (folders, mixed-size TFDS datasets)
+  config.data.cache = True                       # read each split into memory once (small datasets)
+  config.data.prefetch = 2                       # batches prepared ahead by the host thread
   config.data.mean = (0.2860,)                   # per channel, after scaling to [0, 1]
   config.data.std = (0.3530,)
+  config.data.synthetic_num_examples = 512
   config.data.synthetic_size = 28
   config.data.synthetic_channels = 1
 
@@ -58,4 +66,14 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.eval.knn_temperature = 0.1
   config.eval.knn_at_init = True                 # also report the random-init encoder (the baseline to beat)
   config.eval.batch_size = 1000
+  config.eval.at_end = True                      # kNN (+ online probe) after training
+  config.eval.every_epochs = 0.0                 # > 0: also evaluate every this many epochs during training
+  config.eval.online_probe = True                # linear classifier on stop-gradient features, when labeled
+  config.eval.online_probe_lr = 0.1
+  config.eval.linear_probe = False               # offline linear probe after training (python -m jaxssl.evaluate)
+  config.eval.linear_epochs = 30
+  config.eval.linear_lr = 0.1
+  config.eval.linear_batch_size = 256
+  config.eval.linear_weight_decay = 0.0
+  config.eval.linear_augment = False             # random resized crop + flip on the probe's training images
   return config

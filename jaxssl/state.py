@@ -20,6 +20,9 @@ class TrainState(flax.struct.PyTreeNode):
     ema_batch_stats: EMA of the online running statistics, for evaluating the target, or None.
     method_state: the method's own state (queues, centres); () when it has none.
     rng: the run's base PRNG key (raw uint32 [2]); the step key is fold_in(rng, step).
+    probe_params: the online linear probe on stop-gradient representations (solo-learn's online classifier),
+      or None when it is off or the train split has no labels.
+    probe_opt_state: its optax state, or None.
   """
   step: jax.Array
   params: Any
@@ -29,6 +32,8 @@ class TrainState(flax.struct.PyTreeNode):
   ema_batch_stats: Any
   method_state: Any
   rng: jax.Array
+  probe_params: Any = None
+  probe_opt_state: Any = None
 
 
 def target_subtree(tree: Any) -> Any:

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import flax.linen as nn
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -37,22 +38,33 @@ class Trainer(NamedTuple):
   tx: optax.GradientTransformation
   recipes: tuple[augment.ViewRecipe, ...]
   total_steps: int
+  probe: nn.Module | None = None                     # the online linear probe (None: off)
+  probe_tx: optax.GradientTransformation | None = None
 
 
 def _dtype(name: str):
   return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
 
 
-def build(config: ml_collections.ConfigDict, total_steps: int, axis_name: str | None = AXIS) -> Trainer:
-  """Builds the method, network (BN synchronised over ``axis_name``), optimizer and view recipes."""
+def build(config: ml_collections.ConfigDict, total_steps: int, axis_name: str | None = AXIS,
+          num_classes: int = 0) -> Trainer:
+  """Builds the method, network (BN synchronised over ``axis_name``), optimizer and view recipes; with
+  ``num_classes`` > 0 and ``config.eval.online_probe`` also the online linear probe and its optimizer."""
   method = methods.get(config)
   dtype = _dtype(config.model.compute_dtype)
   encoder = ENCODERS[config.model.encoder](stem=config.model.stem, axis_name=axis_name, dtype=dtype,
                                            zero_init_residual=config.model.zero_init_residual)
   projector, predictor = method.make_heads(config, axis_name, dtype)
   network = SSLNetwork(encoder=encoder, projector=projector, predictor=predictor)
+  probe = probe_tx = None
+  if num_classes > 0 and config.eval.online_probe:
+    from jaxssl.evaluate import LinearProbe
+
+    probe = LinearProbe(num_classes)
+    # solo-learn's online classifier: SGD with momentum, decayed with the run, no weight decay.
+    probe_tx = optax.sgd(optax.cosine_decay_schedule(config.eval.online_probe_lr, total_steps), momentum=0.9)
   return Trainer(config=config, method=method, network=network, tx=optim.make_optimizer(config, total_steps),
-                 recipes=tuple(method.recipes(config)), total_steps=total_steps)
+                 recipes=tuple(method.recipes(config)), total_steps=total_steps, probe=probe, probe_tx=probe_tx)
 
 
 def normalize(trainer: Trainer, images: jax.Array) -> jax.Array:
@@ -69,6 +81,12 @@ def init_state(trainer: Trainer, key: jax.Array, channels: int) -> TrainState:
   variables = trainer.network.init(init_key, jnp.zeros((2, size, size, channels)), train=False)
   params, batch_stats = variables["params"], variables["batch_stats"]
   uses_ema = trainer.method.uses_ema
+  probe_params = probe_opt_state = None
+  if trainer.probe is not None:
+    features = jax.eval_shape(lambda: trainer.network.apply(variables, jnp.zeros((1, size, size, channels)),
+                                                            method=trainer.network.embed))
+    probe_params = trainer.probe.init(jax.random.fold_in(init_key, 1), jnp.zeros(features.shape))
+    probe_opt_state = trainer.probe_tx.init(probe_params)
   # The target starts as a copy: aliased leaves in a donated state would be freed twice.
   copy = lambda tree: jax.tree.map(jnp.copy, target_subtree(tree))
   return TrainState(
@@ -80,6 +98,8 @@ def init_state(trainer: Trainer, key: jax.Array, channels: int) -> TrainState:
       ema_batch_stats=copy(batch_stats) if uses_ema else None,
       method_state=trainer.method.init_state(state_key, trainer.config),
       rng=jax.random.key_data(rng),
+      probe_params=probe_params,
+      probe_opt_state=probe_opt_state,
   )
 
 
@@ -143,13 +163,45 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
       ema_batch_stats = ema_update(ema_batch_stats, batch_stats, tau)
       metrics["tau"] = tau
     method_state = method.update_state(state.method_state, online, target, axis_name)
+    probe_params, probe_opt_state = state.probe_params, state.probe_opt_state
+    if trainer.probe is not None:
+      probe_params, probe_opt_state, probe_metrics = _online_probe_update(
+          trainer, state, online.representations[:2], labels, axis_name)
+      metrics.update(probe_metrics)
     if axis_name is not None:
       metrics = jax.lax.pmean(metrics, axis_name)
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
-                              ema_params=ema_params, ema_batch_stats=ema_batch_stats, method_state=method_state)
+                              ema_params=ema_params, ema_batch_stats=ema_batch_stats, method_state=method_state,
+                              probe_params=probe_params, probe_opt_state=probe_opt_state)
     return new_state, metrics
 
   return step
+
+
+def _online_probe_update(trainer: Trainer, state: TrainState, representations, labels, axis_name):
+  """One SGD step of the online linear probe on stop-gradient representations of the (global) views.
+
+  Unlabeled examples (label -1) are masked out. The loss is the mean over the labeled examples of the global
+  batch: each device scales its sum by the global count, so the pmean of the gradients is the global gradient.
+  """
+  features = jnp.concatenate([jax.lax.stop_gradient(h) for h in representations]).astype(jnp.float32)
+  targets = jnp.concatenate([labels] * len(representations))
+  mask = (targets >= 0).astype(jnp.float32)
+  count = mask.sum() if axis_name is None else jax.lax.psum(mask.sum(), axis_name)
+  devices = 1 if axis_name is None else jax.lax.psum(1, axis_name)
+
+  def loss_fn(params):
+    logits = trainer.probe.apply(params, features)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(targets, 0))
+    return (ce * mask).sum() * devices / jnp.maximum(count, 1.0), logits
+
+  (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.probe_params)
+  if axis_name is not None:
+    grads = jax.lax.pmean(grads, axis_name)
+  updates, opt_state = trainer.probe_tx.update(grads, state.probe_opt_state, state.probe_params)
+  correct = ((jnp.argmax(logits, -1) == targets) * mask).sum() * devices / jnp.maximum(count, 1.0)
+  # After the trainer's pmean over devices these are the global-batch loss and accuracy.
+  return optax.apply_updates(state.probe_params, updates), opt_state, {"probe_loss": loss, "probe_acc": correct}
 
 
 def make_mesh(devices=None) -> Mesh:
@@ -195,52 +247,90 @@ def total_steps_for(config: ml_collections.ConfigDict, num_train: int) -> int:
   return max(1, int(round(config.train.num_epochs * num_train / config.train.batch_size)))
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Validates the config, trains, evaluates with kNN and writes ``results.json``; returns the results."""
+def _format(results: dict[str, float]) -> str:
+  names = {"knn_accuracy": "kNN", "online_probe_accuracy": "online probe", "linear_top1": "linear top-1",
+           "linear_top5": "linear top-5"}
+  return ", ".join(f"{names[k]} {100 * v:.2f}%" for k, v in results.items() if k in names)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[str, float]:
+  """Validates the config, trains, evaluates and writes ``results.json``; returns the results.
+
+  ``dataset`` (a ``jaxssl.data.Dataset``, e.g. of in-memory ArraySources) replaces the config's data source.
+  """
   from jaxssl import data, evaluate, validate
   from jaxssl.progress import Progress
 
   validate.validate(config, num_devices=jax.device_count())
-  dataset = data.load(config.data)             # raises DataError before the workdir is touched
-  if methods.get(config).needs_labels and bool(np.any(dataset.train_labels < 0)):
+  dataset = dataset or data.load(config.data)   # raises DataError before the workdir is touched
+  if methods.get(config).needs_labels and not dataset.train.labeled:
     raise data.DataError(f"config.method.name={config.method.name!r} needs labels, but "
-                         f"config.data.dataset={config.data.dataset!r} has an unlabeled train split")
+                         f"config.data.train_split={config.data.train_split!r} has none")
+  evaluates = dataset.eval_train is not None and dataset.test is not None
+  asked = {"eval.knn_at_init": config.eval.knn_at_init, "eval.every_epochs": config.eval.every_epochs > 0,
+           "eval.linear_probe": config.eval.linear_probe, "eval.at_end": config.eval.at_end}
+  if not evaluates and any(asked.values()):
+    field = next(k for k, v in asked.items() if v)
+    raise data.DataError(f"config.{field}={config.eval[field.split('.')[1]]!r} asks for evaluation, but "
+                         f"config.data.eval_train_split={config.data.eval_train_split!r} / "
+                         f"config.data.test_split={config.data.test_split!r} have no labels; turn it off or "
+                         "name labeled splits")
   os.makedirs(workdir, exist_ok=True)
 
   mesh = make_mesh()
-  total_steps = total_steps_for(config, len(dataset.train_images))
-  trainer = build(config, total_steps)
-  state = replicate(init_state(trainer, jax.random.key(config.seed), dataset.train_images.shape[-1]), mesh)
+  steps_per_epoch = len(dataset.train) // config.train.batch_size
+  total_steps = total_steps_for(config, len(dataset.train))
+  num_classes = dataset.num_classes if dataset.train.labeled else 0
+  trainer = build(config, total_steps, num_classes=num_classes)
+  channels = dataset.train.image_shape[-1]
+  state = replicate(init_state(trainer, jax.random.key(config.seed), channels), mesh)
   step_fn = shard_step(make_per_device_step(trainer), mesh)
 
   results: dict[str, float] = {}
+  evals: list[dict[str, float]] = []
   if config.eval.knn_at_init:
     results["knn_random_init"] = evaluate.knn_accuracy_of(trainer, state, dataset, mesh)
     print(f"kNN accuracy of the encoder at random initialisation: {100 * results['knn_random_init']:.2f}%",
           flush=True)
 
-  batches = data.train_batches(dataset, config.train.batch_size, seed=config.seed,
-                               process_index=jax.process_index(), process_count=jax.process_count())
+  eval_every = int(round(config.eval.every_epochs * steps_per_epoch)) if config.eval.every_epochs > 0 else 0
+  pipeline = data.Pipeline(dataset.train, config.train.batch_size, seed=config.seed,
+                           process_index=jax.process_index(), process_count=jax.process_count(),
+                           prefetch=config.data.prefetch, transform=lambda b: shard_batch(b, mesh))
   progress = Progress(total_steps, config.train.batch_size, every=config.train.log_every)
   history = []
   start = time.perf_counter()
-  for step in range(total_steps):
-    state, metrics = step_fn(state, shard_batch(next(batches), mesh))
-    if progress.should_log(step + 1):
-      metrics = {k: float(v) for k, v in metrics.items()}
-      history.append({"step": step + 1, **metrics})
-      progress.log(step + 1, metrics)
+  eval_seconds = 0.0
+  with pipeline:
+    for step in range(total_steps):
+      state, metrics = step_fn(state, next(pipeline))
+      if progress.should_log(step + 1):
+        metrics = {k: float(v) for k, v in metrics.items()}
+        history.append({"step": step + 1, **metrics})
+        progress.log(step + 1, metrics)
+      if eval_every and (step + 1) % eval_every == 0 and step + 1 < total_steps:
+        t = time.perf_counter()
+        scores = evaluate.evaluate_state(trainer, state, dataset, mesh)
+        eval_seconds += time.perf_counter() - t
+        evals.append({"step": step + 1, "epoch": (step + 1) / steps_per_epoch, **scores})
+        progress.close()
+        print(f"step {step + 1} (epoch {(step + 1) / steps_per_epoch:.2f}): {_format(scores)}", flush=True)
   jax.block_until_ready(state)
   progress.close()
-  results["train_seconds"] = time.perf_counter() - start
+  results["train_seconds"] = time.perf_counter() - start - eval_seconds
   results["steps"] = total_steps
   results["first_loss"] = history[0]["loss"] if history else float("nan")
   results["final_loss"] = history[-1]["loss"] if history else float("nan")
 
-  results["knn_accuracy"] = evaluate.knn_accuracy_of(trainer, state, dataset, mesh)
-  print(f"kNN accuracy ({config.method.name}, {total_steps} steps): {100 * results['knn_accuracy']:.2f}%",
-        flush=True)
+  if config.eval.at_end:
+    scores = evaluate.evaluate_state(trainer, state, dataset, mesh, linear=config.eval.linear_probe)
+    results.update(scores)
+    evals.append({"step": total_steps, "epoch": total_steps / steps_per_epoch, **scores})
+    print(f"kNN accuracy ({config.method.name}, {total_steps} steps): {100 * scores['knn_accuracy']:.2f}%",
+          flush=True)
+    print(f"final: {_format(scores)}", flush=True)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump({"results": results, "history": history, "config": config.to_dict()}, f, indent=1, default=str)
+      json.dump({"results": results, "evals": evals, "history": history, "config": config.to_dict()}, f,
+                indent=1, default=str)
   return results

@@ -72,6 +72,27 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
       _fail("method.w_size", w_size, f"must exceed method.proj_dim ({config.method.proj_dim}) and divide "
             f"train.batch_size ({batch})")
 
+  from jaxssl.data import SOURCES
+
+  if config.data.source not in SOURCES:
+    _fail("data.source", config.data.source, f"use one of {', '.join(SOURCES)}")
+  if config.data.image_size < 0:
+    _fail("data.image_size", config.data.image_size, "must be 0 (keep) or positive")
+  if config.data.source == "folder" and config.data.image_size <= 0:
+    _fail("data.image_size", config.data.image_size, "an image folder needs a positive size")
+  if config.data.prefetch < 0:
+    _fail("data.prefetch", config.data.prefetch, "must be non-negative")
+  if not config.data.train_split:
+    _fail("data.train_split", config.data.train_split, "must name a split")
+
+  if config.eval.every_epochs < 0:
+    _fail("eval.every_epochs", config.eval.every_epochs, "must be non-negative (0 = only at the end)")
+  for field in ("online_probe_lr", "linear_lr"):
+    if not config.eval[field] > 0:
+      _fail(f"eval.{field}", config.eval[field], "must be positive")
+  for field in ("linear_epochs", "linear_batch_size", "batch_size"):
+    if not isinstance(config.eval[field], int) or config.eval[field] <= 0:
+      _fail(f"eval.{field}", config.eval[field], "must be a positive integer")
   if config.eval.knn_k <= 0:
     _fail("eval.knn_k", config.eval.knn_k, "must be positive")
   if not config.eval.knn_temperature > 0:

@@ -13,9 +13,8 @@ METHODS = ["simclr", "byol", "vicreg"]
 
 
 def _batches(config, steps):
-  dataset = data.synthetic(num_train=64, size=16)
-  it = data.train_batches(dataset, config.train.batch_size, seed=0)
-  return [next(it) for _ in range(steps)]
+  pipeline = data.Pipeline(data.synthetic(64, size=16), config.train.batch_size, seed=0, prefetch=0)
+  return [next(pipeline) for _ in range(steps)]
 
 
 def _run_shard_map(config, batches, num_devices):
@@ -147,8 +146,35 @@ def test_more_methods_eight_devices_match_one(method):
 
 
 def test_method_that_needs_labels_refuses_an_unlabeled_split(tmp_path, monkeypatch):
-  unlabeled = data.synthetic(num_train=64, size=16)._replace(train_labels=np.full(64, -1, np.int32))
-  monkeypatch.setattr(data, "load", lambda config: unlabeled)
+  labeled = data.synthetic(64, size=16)
+  unlabeled = data.ArraySource(labeled.images)
+  dataset = data.Dataset(unlabeled, labeled, labeled, 10)
   with pytest.raises(data.DataError, match="config.method.name='supcon' needs labels"):
-    train.run(tiny_config("supcon"), str(tmp_path / "run"))
+    train.run(tiny_config("supcon"), str(tmp_path / "run"), dataset=dataset)
   assert not (tmp_path / "run").exists()
+
+
+def test_online_probe_learns_and_eight_devices_match_one():
+  config = tiny_config("simclr")
+  config.train.num_steps = 4
+  batches = _batches(config, 4)
+
+  def run(num_devices):
+    m = mesh(num_devices)
+    trainer = train.build(config, total_steps=4, num_classes=10)
+    state = train.replicate(train.init_state(trainer, jax.random.key(0), 1), m)
+    step = train.shard_step(train.make_per_device_step(trainer), m)
+    before = jax.device_get(state.probe_params)
+    metrics = []
+    for batch in batches:
+      state, m_ = step(state, train.shard_batch(batch, m))
+      metrics.append({k: float(v) for k, v in m_.items()})
+    return before, jax.device_get(state.probe_params), metrics
+
+  before, after8, metrics8 = run(8)
+  _, after1, metrics1 = run(1)
+  assert not np.allclose(before["params"]["head"]["kernel"], after8["params"]["head"]["kernel"])
+  _assert_trees_close(after8, after1, 1e-4)
+  for a, b in zip(metrics8, metrics1):
+    np.testing.assert_allclose([a["probe_loss"], a["probe_acc"]], [b["probe_loss"], b["probe_acc"]], atol=1e-4)
+  assert metrics8[-1]["probe_loss"] < metrics8[0]["probe_loss"]

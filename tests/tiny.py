@@ -5,7 +5,7 @@ from configs import common
 
 def tiny_config(method: str, batch_size: int = 16):
   config = common.get_config(method)
-  config.data.dataset = "synthetic"
+  config.data.source = "synthetic"
   config.data.synthetic_size = 16
   config.augment.size = 16
   config.train.batch_size = batch_size

@@ -1,90 +1,128 @@
-"""Data sources (host side, numpy) and the host batch iterator.
+"""Data: sources (TFDS, image folder, numpy, IDX, synthetic), the host pipeline, offline preparation.
 
-Sources return uint8 images [N, H, W, C] and int32 labels [N] (-1 where a split has no labels). All augmentation
-happens later, on device.
+``load(config.data)`` returns a Dataset of sources; ``Pipeline`` turns the train source into this process's share
+of each global batch. Images stay uint8 on the host; augmentation happens on device.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import ml_collections
 import numpy as np
 
 from jaxssl.data import idx
+from jaxssl.data.pipeline import Pipeline, global_batch_indices
+from jaxssl.data.sources import (ArraySource, DataError, FolderSource, Source, TfdsSource, cached,
+                                 synthetic)
 
+SOURCES = ("tfds", "folder", "numpy", "idx", "synthetic")
 
-class DataError(ValueError):
-  """Bad or missing data; the message names the config field and what to do."""
+__all__ = ["ArraySource", "DataError", "Dataset", "FolderSource", "Pipeline", "SOURCES", "Source", "TfdsSource",
+           "cached", "global_batch_indices", "load", "synthetic"]
 
 
 class Dataset(NamedTuple):
-  train_images: np.ndarray
-  train_labels: np.ndarray
-  test_images: np.ndarray
-  test_labels: np.ndarray
+  """The splits of a run.
+
+  Attributes:
+    train: the pretraining split (may be unlabeled).
+    eval_train: the labeled split kNN and the linear probe fit on; None when there is none.
+    test: the labeled split they are scored on; None when there is none.
+    num_classes: number of classes of the labeled splits (0 when unknown).
+  """
+  train: Source
+  eval_train: Source | None
+  test: Source | None
   num_classes: int
 
 
-def synthetic(num_train: int = 512, num_test: int = 128, size: int = 28, channels: int = 1,
-              num_classes: int = 10, seed: int = 0) -> Dataset:
-  """Random images whose class sets a bright square's position: learnable, tiny, and needs no files."""
-  rng = np.random.default_rng(seed)
+def _labeled(source: Source | None) -> Source | None:
+  return source if source is not None and source.labeled else None
 
-  def make(n):
-    labels = rng.integers(0, num_classes, size=n).astype(np.int32)
-    images = rng.integers(0, 64, size=(n, size, size, channels)).astype(np.uint8)
-    cell = max(size // 4, 1)
-    for i, label in enumerate(labels):
-      r, c = divmod(int(label) % 16, 4)
-      images[i, r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = 255
-    return images, labels
 
-  train_images, train_labels = make(num_train)
-  test_images, test_labels = make(num_test)
-  return Dataset(train_images, train_labels, test_images, test_labels, num_classes)
+def _tfds(config) -> Dataset:
+  def split(name: str) -> TfdsSource | None:
+    if not name:
+      return None
+    return TfdsSource(config.dataset, name, config.data_dir, image_size=config.image_size)
+
+  train = split(config.train_split)
+  eval_train = split(config.eval_train_split) if config.eval_train_split not in ("", config.train_split) else train
+  test = split(config.test_split)
+  return Dataset(train, _labeled(eval_train), _labeled(test), train.num_classes)
+
+
+def _idx(config) -> Dataset:
+  directory = config.data_dir
+  if not directory or not os.path.isdir(directory):
+    raise DataError(f"config.data.data_dir={directory!r} is not a directory; install the data with "
+                    "`apt-get install -y dataset-fashion-mnist` (/usr/share/datasets/fashion-mnist) or point "
+                    "data_dir at a directory holding the four Fashion-MNIST IDX files")
+  try:
+    arrays = idx.load_fashion_mnist(directory)
+  except (FileNotFoundError, ValueError, OSError, EOFError) as e:
+    raise DataError(f"config.data.data_dir={directory!r}: {e}") from None
+  train = ArraySource(arrays["train_images"], arrays["train_labels"], 10)
+  return Dataset(train, train, ArraySource(arrays["test_images"], arrays["test_labels"], 10), 10)
+
+
+def _numpy(config) -> Dataset:
+  path = config.data_dir
+  try:
+    arrays = np.load(path)
+  except (OSError, ValueError) as e:
+    raise DataError(f"config.data.data_dir={path!r} is not a readable .npz file ({e})") from None
+
+  def split(name: str) -> ArraySource | None:
+    if not name:
+      return None
+    if f"{name}_images" not in arrays:
+      raise DataError(f"config.data.data_dir={path!r} has no array '{name}_images' (keys: {sorted(arrays)})")
+    labels = arrays[f"{name}_labels"] if f"{name}_labels" in arrays else None
+    return ArraySource(arrays[f"{name}_images"], labels)
+
+  train = split(config.train_split)
+  eval_train = split(config.eval_train_split) if config.eval_train_split not in ("", config.train_split) else train
+  test = split(config.test_split)
+  classes = max((s.num_classes for s in (train, eval_train, test) if s is not None and s.labeled), default=0)
+  for s in (train, eval_train, test):
+    if s is not None and s.labeled:
+      s.num_classes = classes
+  return Dataset(train, _labeled(eval_train), _labeled(test), classes)
+
+
+def _folder(config) -> Dataset:
+  channels = len(config.mean)
+
+  def split(name: str, labeled: bool) -> FolderSource | None:
+    if not name:
+      return None
+    root = os.path.join(config.data_dir, name)
+    return FolderSource(root, config.image_size, channels, labeled=labeled, field=f"data.data_dir (+ {name!r})")
+
+  train = split(config.train_split, labeled=True)
+  eval_train = (split(config.eval_train_split, True) if config.eval_train_split not in ("", config.train_split)
+                else train)
+  test = split(config.test_split, True)
+  return Dataset(train, _labeled(eval_train), _labeled(test), train.num_classes or getattr(test, "num_classes", 0))
 
 
 def load(config: ml_collections.ConfigDict) -> Dataset:
-  """The dataset named by ``config.dataset`` ("fashion_mnist" from IDX files in ``config.data_dir``, or
-  "synthetic"). Raises DataError naming the field when it cannot."""
-  if config.dataset == "synthetic":
-    return synthetic(size=config.synthetic_size, channels=config.synthetic_channels)
-  if config.dataset == "fashion_mnist":
-    directory = config.data_dir
-    if not directory or not os.path.isdir(directory):
-      raise DataError(f"config.data.data_dir={directory!r} is not a directory; install the data with "
-                      "`apt-get install -y dataset-fashion-mnist` (/usr/share/datasets/fashion-mnist) or point "
-                      "data_dir at a directory holding the four Fashion-MNIST IDX files")
-    try:
-      arrays = idx.load_fashion_mnist(directory)
-    except (FileNotFoundError, ValueError, OSError, EOFError) as e:
-      raise DataError(f"config.data.data_dir={directory!r}: {e}") from None
-    return Dataset(arrays["train_images"], arrays["train_labels"], arrays["test_images"], arrays["test_labels"],
-                   num_classes=10)
-  raise DataError(f"config.data.dataset={config.dataset!r} is unknown; use 'fashion_mnist' or 'synthetic'")
-
-
-def train_batches(dataset: Dataset, global_batch: int, seed: int, process_index: int = 0,
-                  process_count: int = 1, start_epoch: int = 0) -> Iterator[dict[str, np.ndarray]]:
-  """Endless iterator over this process's share of each global batch, reshuffled every epoch.
-
-  The order is a permutation drawn from (seed, epoch), so it does not depend on the number of processes; each
-  global batch is split into ``process_count`` contiguous slices and this process yields slice
-  ``process_index``. The last incomplete batch of an epoch is dropped.
-  """
-  n = len(dataset.train_images)
-  per_process = global_batch // process_count
-  steps_per_epoch = n // global_batch
-  if steps_per_epoch == 0:
-    raise DataError(f"config.train.batch_size={global_batch} is larger than the train split ({n} examples)")
-  epoch = start_epoch
-  while True:
-    order = np.random.default_rng([seed, epoch]).permutation(n)
-    for b in range(steps_per_epoch):
-      # Sorting the global batch makes the host gather faster and keeps positions independent of the layout.
-      members = np.sort(order[b * global_batch:(b + 1) * global_batch])
-      chosen = members[process_index * per_process:(process_index + 1) * per_process]
-      yield {"image": dataset.train_images[chosen], "label": dataset.train_labels[chosen]}
-    epoch += 1
+  """The splits ``config`` (the config's ``data`` section) names; raises DataError naming the field when it
+  cannot. With ``config.cache`` each split is read into memory once (right for small datasets)."""
+  if config.source == "synthetic":
+    train = synthetic(config.synthetic_num_examples, config.synthetic_size, config.synthetic_channels)
+    test = synthetic(max(config.synthetic_num_examples // 4, 1), config.synthetic_size,
+                     config.synthetic_channels, seed=1)
+    return Dataset(train, train, test, 10)
+  loaders = {"tfds": _tfds, "idx": _idx, "numpy": _numpy, "folder": _folder}
+  if config.source not in loaders:
+    raise DataError(f"config.data.source={config.source!r} is unknown; use one of {', '.join(SOURCES)}")
+  dataset = loaders[config.source](config)
+  if config.cache:
+    memo = {}
+    dataset = Dataset(*(memo.setdefault(id(s), cached(s)) if s is not None else None for s in dataset[:3]),
+                      dataset.num_classes)
+  return dataset

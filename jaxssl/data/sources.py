@@ -1,0 +1,216 @@
+"""Random-access data sources on the host: TFDS (array_record), image folders, numpy arrays, IDX files, synthetic.
+
+A source is one split. ``source.read(indices)`` returns uint8 images [n, H, W, C] and int32 labels [n] (-1 where
+the split has no labels); every image of a source has the same shape. Sources only read and decode; all
+augmentation happens later, on device.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+
+class DataError(ValueError):
+  """Bad or missing data; the message names the config field and what to do."""
+
+
+class Source:
+  """One split, read by index. Subclasses set ``num_classes``, ``labeled`` and implement __len__ and read."""
+  num_classes: int = 0
+  labeled: bool = False
+
+  def __len__(self) -> int:
+    raise NotImplementedError
+
+  def read(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images [n, H, W, C] and int32 labels [n] of the examples at ``indices``."""
+    raise NotImplementedError
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return tuple(self.read([0])[0].shape[1:])
+
+  def all(self, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Every example, in order (for in-memory caching and evaluation of small splits)."""
+    parts = [self.read(np.arange(s, min(s + chunk, len(self)))) for s in range(0, len(self), chunk)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+class ArraySource(Source):
+  """An in-memory split: images uint8 [N, H, W, C] (or [N, H, W]), labels int [N] or None (unlabeled)."""
+
+  def __init__(self, images: np.ndarray, labels: np.ndarray | None = None, num_classes: int | None = None):
+    images = np.asarray(images)
+    if images.ndim == 3:
+      images = images[..., None]
+    if images.ndim != 4 or images.dtype != np.uint8:
+      raise DataError(f"images must be uint8 [N, H, W, C]; got {images.dtype} {images.shape}")
+    labels = np.full(len(images), -1, np.int32) if labels is None else np.asarray(labels, np.int32)
+    if labels.shape != (len(images),):
+      raise DataError(f"labels must be [N] = [{len(images)}]; got {labels.shape}")
+    self.images, self.labels = images, labels
+    self.labeled = bool(len(labels)) and bool(np.all(labels >= 0))
+    self.num_classes = int(num_classes if num_classes is not None else (labels.max() + 1 if self.labeled else 0))
+
+  def __len__(self) -> int:
+    return len(self.images)
+
+  def read(self, indices):
+    indices = np.asarray(indices)
+    return self.images[indices], self.labels[indices]
+
+  @property
+  def image_shape(self):
+    return tuple(self.images.shape[1:])
+
+  def all(self, chunk: int = 4096):
+    return self.images, self.labels
+
+
+def cached(source: Source) -> ArraySource:
+  """The whole split read once into memory."""
+  if isinstance(source, ArraySource):
+    return source
+  images, labels = source.all()
+  out = ArraySource(images, labels, source.num_classes)
+  out.labeled = source.labeled
+  return out
+
+
+def _resize_square(image: np.ndarray, size: int) -> np.ndarray:
+  """Shorter side to ``size`` then a centred ``size`` x ``size`` crop (PIL, bicubic); uint8 [H, W, C] in and out."""
+  from PIL import Image
+
+  if image.shape[0] == size and image.shape[1] == size:
+    return image
+  channels = image.shape[-1]
+  pil = Image.fromarray(image[..., 0] if channels == 1 else image)
+  h, w = image.shape[:2]
+  scale = size / min(h, w)
+  pil = pil.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+  left, top = (pil.width - size) // 2, (pil.height - size) // 2
+  out = np.asarray(pil.crop((left, top, left + size, top + size)))
+  return out[..., None] if out.ndim == 2 else out
+
+
+class TfdsSource(Source):
+  """A split of a prepared TFDS dataset, read through ``tfds`` random access (array_record), no TensorFlow.
+
+  ``image_size`` > 0 resizes on the host (shorter side, then centre crop) for datasets whose images differ in
+  size (ImageNet); 0 keeps the stored size, which must then be fixed.
+  """
+
+  def __init__(self, name: str, split: str, data_dir: str = "", image_size: int = 0, field: str = "data"):
+    import tensorflow_datasets as tfds
+
+    try:
+      builder = tfds.builder(name, data_dir=data_dir or None, try_gcs=False)
+    except tfds.core.registered.DatasetNotFoundError:
+      raise DataError(f"config.{field}.dataset={name!r} is not a TFDS dataset name (see `tfds.list_builders()`)"
+                      ) from None
+    where = data_dir or "TFDS's default data_dir"
+    try:
+      self._source = builder.as_data_source(split=split)
+    except (AssertionError, FileNotFoundError, NotImplementedError, ValueError, KeyError, OSError) as e:
+      if not builder.is_prepared():
+        raise DataError(
+            f"config.{field}.dataset={name!r} is not prepared in config.{field}.data_dir={data_dir!r} ({where}); "
+            f"run `python -m jaxssl.data.prepare {name} --data_dir {data_dir or '~/tensorflow_datasets'}` "
+            "(add --from DIR to build it offline from local files)") from None
+      splits = ", ".join(sorted(builder.info.splits)) or "?"
+      raise DataError(f"config.{field}: split {split!r} of {name!r} cannot be read ({type(e).__name__}: "
+                      f"{str(e).splitlines()[0][:200]}); prepared splits: {splits}; prepare with "
+                      "file_format=array_record") from None
+    features = builder.info.features
+    self.labeled = "label" in features and not split.startswith("unlabel")
+    self.num_classes = int(getattr(features["label"], "num_classes", 0) or 0) if "label" in features else 0
+    self.image_size = image_size
+    self.name, self.split = name, split
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def read(self, indices):
+    keys = [int(i) for i in np.asarray(indices)]
+    try:
+      examples = self._source.__getitems__(keys)        # one batched read: ~3x faster than one at a time
+    except TypeError:                                    # tfds.testing.mock_data's source reads one at a time
+      examples = [self._source[k] for k in keys]
+    images = [np.asarray(e["image"]) for e in examples]
+    images = [im[..., None] if im.ndim == 2 else im for im in images]
+    if self.image_size:
+      images = [_resize_square(im, self.image_size) for im in images]
+    labels = [int(e["label"]) if self.labeled else -1 for e in examples]
+    try:
+      stacked = np.stack(images)
+    except ValueError:
+      raise DataError(f"config.data.image_size=0 but {self.name}:{self.split} has images of different sizes; "
+                      "set config.data.image_size") from None
+    return stacked.astype(np.uint8), np.asarray(labels, np.int32)
+
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+class FolderSource(Source):
+  """Images under ``root``: one sub-folder per class (labels = sorted folder index), or loose files (unlabeled).
+
+  With ``labeled=False`` every image under ``root`` is read and labels are -1. Images are decoded with PIL,
+  converted to ``channels`` (1: grayscale, 3: RGB) and resized to ``size`` x ``size`` (shorter side, centre crop).
+  """
+
+  def __init__(self, root: str, size: int, channels: int = 3, labeled: bool = True, field: str = "data.data_dir"):
+    if not os.path.isdir(root):
+      raise DataError(f"config.{field}={root!r} is not a directory of images")
+    if size <= 0:
+      raise DataError(f"config.data.image_size={size}: an image folder needs a positive size")
+    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+      for dirpath, _, files in sorted(os.walk(os.path.join(root, name))):
+        for f in sorted(files):
+          if f.lower().endswith(IMAGE_EXTENSIONS):
+            paths.append(os.path.join(dirpath, f))
+            labels.append(label if labeled else -1)
+    for f in sorted(os.listdir(root)):
+      if f.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(root, f)):
+        paths.append(os.path.join(root, f))
+        labels.append(-1)
+    if not paths:
+      raise DataError(f"config.{field}={root!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    self.paths, self.labels = paths, np.asarray(labels, np.int32)
+    self.labeled = labeled and bool(classes) and bool(np.all(self.labels >= 0))
+    self.num_classes = len(classes) if self.labeled else 0
+    self.size, self.channels = size, channels
+
+  def __len__(self) -> int:
+    return len(self.paths)
+
+  def read(self, indices):
+    from PIL import Image
+
+    images = []
+    for i in np.asarray(indices):
+      try:
+        with Image.open(self.paths[int(i)]) as im:
+          array = np.asarray(im.convert("L" if self.channels == 1 else "RGB"))
+      except OSError as e:
+        raise DataError(f"cannot read image {self.paths[int(i)]!r}: {e}") from None
+      images.append(_resize_square(array[..., None] if array.ndim == 2 else array, self.size))
+    return np.stack(images), self.labels[np.asarray(indices)]
+
+
+def synthetic(num_examples: int = 512, size: int = 28, channels: int = 1, num_classes: int = 10,
+              seed: int = 0) -> ArraySource:
+  """Random images whose class sets a bright square's position: learnable, tiny, and needs no files."""
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, num_classes, size=num_examples).astype(np.int32)
+  images = rng.integers(0, 64, size=(num_examples, size, size, channels)).astype(np.uint8)
+  cell = max(size // 4, 1)
+  for i, label in enumerate(labels):
+    r, c = divmod(int(label) % 16, 4)
+    images[i, r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = 255
+  return ArraySource(images, labels, num_classes)
