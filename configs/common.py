@@ -60,6 +60,8 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.train.num_epochs = 1.0                  # may be fractional
   config.train.num_steps = -1                    # > 0 overrides num_epochs
   config.train.log_every = 10
+  config.train.checkpoint_every = 500            # steps between checkpoints (0: only at the end and on SIGTERM)
+  config.train.keep_checkpoints = 3
 
   config.eval = ml_collections.ConfigDict()
   config.eval.knn_k = 200

@@ -18,7 +18,9 @@ def main(argv) -> int:
     print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
     return 2
   from jaxssl import train
+  from jaxssl.checkpoint import CheckpointError
   from jaxssl.data import DataError
+  from jaxssl.train import TrainingError
   from jaxssl.validate import ConfigError
 
   try:
@@ -29,7 +31,7 @@ def main(argv) -> int:
     return 2
   try:
     train.run(config, _WORKDIR.value)
-  except (ConfigError, DataError) as e:
+  except (ConfigError, DataError, CheckpointError, TrainingError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   return 0

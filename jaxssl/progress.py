@@ -9,11 +9,11 @@ import time
 class Progress:
   """Prints ``[step/total] loss=... img/s=...`` every ``every`` steps (and at the last step)."""
 
-  def __init__(self, total: int, global_batch: int, every: int = 10, stream=None):
+  def __init__(self, total: int, global_batch: int, every: int = 10, stream=None, start: int = 0):
     self.total, self.global_batch, self.every = total, global_batch, max(1, every)
     self.stream = stream or sys.stderr
     self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-    self._last_step, self._last_time = 0, time.perf_counter()
+    self._last_step, self._last_time = start, time.perf_counter()
 
   def should_log(self, step: int) -> bool:
     return step % self.every == 0 or step == self.total

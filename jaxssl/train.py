@@ -150,6 +150,8 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
     grads, (metrics, batch_stats, online) = jax.grad(loss_fn, has_aux=True)(state.params)
     if axis_name is not None:
       grads = jax.lax.pmean(grads, axis_name)
+    finite = jnp.isfinite(metrics["loss"]) & jnp.all(jnp.asarray(
+        [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
     updates, opt_state = trainer.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
 
@@ -170,6 +172,7 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
       metrics.update(probe_metrics)
     if axis_name is not None:
       metrics = jax.lax.pmean(metrics, axis_name)
+    metrics["finite"] = finite.astype(jnp.float32)          # the loop's NaN/Inf guard reads this
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
                               ema_params=ema_params, ema_batch_stats=ema_batch_stats, method_state=method_state,
                               probe_params=probe_params, probe_opt_state=probe_opt_state)
@@ -253,12 +256,50 @@ def _format(results: dict[str, float]) -> str:
   return ", ".join(f"{names[k]} {100 * v:.2f}%" for k, v in results.items() if k in names)
 
 
+class TrainingError(RuntimeError):
+  """The run cannot go on (a non-finite loss or gradient); the message names the step."""
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop reads at the next step boundary (then it saves and exits)."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    self.requested = True
+
+  def __exit__(self, *exc):
+    import signal
+
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _check_finite(metrics, step: int) -> None:
+  if float(metrics["finite"]) != 1.0:
+    raise TrainingError(f"step {step}: the loss or a gradient is not finite (loss={float(metrics['loss'])}); "
+                        "the last checkpoint before it is kept; lower config.optim.base_lr or check the data")
+
+
 def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[str, float]:
-  """Validates the config, trains, evaluates and writes ``results.json``; returns the results.
+  """Validates the config, trains (resuming from the workdir's latest checkpoint), evaluates and writes
+  ``results.json``; returns the results.
 
   ``dataset`` (a ``jaxssl.data.Dataset``, e.g. of in-memory ArraySources) replaces the config's data source.
+  Checkpoints go to ``workdir/checkpoints`` every ``train.checkpoint_every`` steps, at the end, and on SIGTERM
+  (then the run returns early with ``results["preempted"] = True``).
   """
-  from jaxssl import data, evaluate, validate
+  from jaxssl import checkpoint, data, evaluate, validate
   from jaxssl.progress import Progress
 
   validate.validate(config, num_devices=jax.device_count())
@@ -275,7 +316,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
                          f"config.data.eval_train_split={config.data.eval_train_split!r} / "
                          f"config.data.test_split={config.data.test_split!r} have no labels; turn it off or "
                          "name labeled splits")
-  os.makedirs(workdir, exist_ok=True)
 
   mesh = make_mesh()
   steps_per_epoch = len(dataset.train) // config.train.batch_size
@@ -284,40 +324,77 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
   trainer = build(config, total_steps, num_classes=num_classes)
   channels = dataset.train.image_shape[-1]
   state = replicate(init_state(trainer, jax.random.key(config.seed), channels), mesh)
+
+  resuming = os.path.isdir(os.path.join(workdir, "checkpoints"))
+  os.makedirs(workdir, exist_ok=True)
+  checkpointer = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)
+  meta = {"data_position": 0, "history": [], "evals": [], "results": {}}
+  if resuming and checkpointer.latest_step() is not None:
+    state, meta = checkpointer.restore(state)     # CheckpointError: nothing in the workdir has changed
+    print(f"resuming from step {int(state.step)} ({checkpointer.directory})", flush=True)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=1))
   step_fn = shard_step(make_per_device_step(trainer), mesh)
 
-  results: dict[str, float] = {}
-  evals: list[dict[str, float]] = []
-  if config.eval.knn_at_init:
+  results: dict[str, float] = dict(meta["results"])
+  history, evals = list(meta["history"]), list(meta["evals"])
+  first_step = int(state.step)
+  if config.eval.knn_at_init and first_step == 0:
     results["knn_random_init"] = evaluate.knn_accuracy_of(trainer, state, dataset, mesh)
     print(f"kNN accuracy of the encoder at random initialisation: {100 * results['knn_random_init']:.2f}%",
           flush=True)
 
+  def save(step: int, position: int) -> None:
+    checkpointer.save(step, state, {"data_position": position, "history": history, "evals": evals,
+                                    "results": results, "total_steps": total_steps})
+
   eval_every = int(round(config.eval.every_epochs * steps_per_epoch)) if config.eval.every_epochs > 0 else 0
   pipeline = data.Pipeline(dataset.train, config.train.batch_size, seed=config.seed,
-                           process_index=jax.process_index(), process_count=jax.process_count(),
-                           prefetch=config.data.prefetch, transform=lambda b: shard_batch(b, mesh))
-  progress = Progress(total_steps, config.train.batch_size, every=config.train.log_every)
-  history = []
+                           position=int(meta["data_position"]), process_index=jax.process_index(),
+                           process_count=jax.process_count(), prefetch=config.data.prefetch,
+                           transform=lambda b: shard_batch(b, mesh))
+  progress = Progress(total_steps, config.train.batch_size, every=config.train.log_every, start=first_step)
   start = time.perf_counter()
   eval_seconds = 0.0
-  with pipeline:
-    for step in range(total_steps):
+  pending = None                                  # the previous step's metrics, checked one step late
+  with pipeline, _Preemption() as preemption:
+    for step in range(first_step, total_steps):
       state, metrics = step_fn(state, next(pipeline))
-      if progress.should_log(step + 1):
-        metrics = {k: float(v) for k, v in metrics.items()}
-        history.append({"step": step + 1, **metrics})
-        progress.log(step + 1, metrics)
-      if eval_every and (step + 1) % eval_every == 0 and step + 1 < total_steps:
+      if pending is not None:
+        _check_finite(*pending)
+      pending = (metrics, step + 1)
+      done = step + 1
+      boundary = (progress.should_log(done) or (eval_every and done % eval_every == 0)
+                  or (config.train.checkpoint_every and done % config.train.checkpoint_every == 0)
+                  or preemption.requested or done == total_steps)
+      if not boundary:
+        continue
+      _check_finite(*pending)                     # never log, evaluate or save a non-finite state
+      pending = None
+      if progress.should_log(done):
+        shown = {k: float(v) for k, v in metrics.items() if k != "finite"}
+        history.append({"step": done, **shown})
+        progress.log(done, shown)
+      if eval_every and done % eval_every == 0 and done < total_steps:
         t = time.perf_counter()
         scores = evaluate.evaluate_state(trainer, state, dataset, mesh)
         eval_seconds += time.perf_counter() - t
-        evals.append({"step": step + 1, "epoch": (step + 1) / steps_per_epoch, **scores})
+        evals.append({"step": done, "epoch": done / steps_per_epoch, **scores})
         progress.close()
-        print(f"step {step + 1} (epoch {(step + 1) / steps_per_epoch:.2f}): {_format(scores)}", flush=True)
+        print(f"step {done} (epoch {done / steps_per_epoch:.2f}): {_format(scores)}", flush=True)
+      if preemption.requested and done < total_steps:
+        save(done, pipeline.position)
+        progress.close()
+        print(f"SIGTERM: saved a checkpoint at step {done}; run the same command again to resume", flush=True)
+        checkpointer.close()
+        results["preempted"] = True
+        return results
+      if (config.train.checkpoint_every and done % config.train.checkpoint_every == 0) or done == total_steps:
+        save(done, pipeline.position)
   jax.block_until_ready(state)
   progress.close()
-  results["train_seconds"] = time.perf_counter() - start - eval_seconds
+  results["train_seconds"] = results.get("train_seconds", 0.0) + time.perf_counter() - start - eval_seconds
   results["steps"] = total_steps
   results["first_loss"] = history[0]["loss"] if history else float("nan")
   results["final_loss"] = history[-1]["loss"] if history else float("nan")
@@ -329,6 +406,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
     print(f"kNN accuracy ({config.method.name}, {total_steps} steps): {100 * scores['knn_accuracy']:.2f}%",
           flush=True)
     print(f"final: {_format(scores)}", flush=True)
+  checkpointer.close()
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump({"results": results, "evals": evals, "history": history, "config": config.to_dict()}, f,

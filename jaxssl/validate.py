@@ -34,6 +34,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _fail("train.batch_size", batch, f"must be divisible by the number of devices ({num_devices})")
   if config.train.num_steps <= 0 and config.train.num_epochs <= 0:
     _fail("train.num_epochs", config.train.num_epochs, "must be positive when train.num_steps is not set")
+  if config.train.checkpoint_every < 0:
+    _fail("train.checkpoint_every", config.train.checkpoint_every, "must be non-negative (0: only at the end)")
+  if config.train.keep_checkpoints <= 0:
+    _fail("train.keep_checkpoints", config.train.keep_checkpoints, "must be positive")
   if config.train.log_every <= 0:
     _fail("train.log_every", config.train.log_every, "must be positive")
 

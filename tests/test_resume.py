@@ -1,0 +1,107 @@
+"""Checkpoints: exact resume after SIGKILL, clean exit on SIGTERM, the NaN guard, mismatched checkpoints."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = 8
+ARGS = ["--config=configs/simclr.py", "--config.data.source=synthetic", "--config.data.synthetic_size=16",
+        "--config.augment.size=16", "--config.train.batch_size=16", "--config.method.proj_hidden_dims=(32,)",
+        "--config.method.proj_dim=16", f"--config.train.num_steps={STEPS}", "--config.train.checkpoint_every=1",
+        "--config.train.keep_checkpoints=2", "--config.eval.knn_at_init=False", "--config.eval.at_end=False",
+        "--config.train.log_every=1"]
+
+
+def _command(workdir, *extra):
+  return [sys.executable, "-m", "jaxssl.main", f"--workdir={workdir}", *ARGS, *extra]
+
+
+def _env():
+  # Two devices: the collectives are exercised, and each process compiles faster than with eight.
+  return dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+
+
+def _run(workdir, *extra):
+  result = subprocess.run(_command(workdir, *extra), cwd=ROOT, env=_env(), capture_output=True, text=True,
+                          timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+def _start_and_signal(workdir, sig, after_step):
+  """Starts a run and sends ``sig`` once checkpoint ``after_step`` exists; returns the finished process."""
+  process = subprocess.Popen(_command(workdir), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+  checkpoint = os.path.join(workdir, "checkpoints", str(after_step))
+  deadline = time.time() + 600
+  while not os.path.isdir(checkpoint) and process.poll() is None and time.time() < deadline:
+    time.sleep(0.05)
+  process.send_signal(sig)
+  out, err = process.communicate(timeout=600)
+  return process.returncode, out, err
+
+
+def _final_state(workdir):
+  path = os.path.join(workdir, "checkpoints", str(STEPS), "state")
+  return ocp.StandardCheckpointer().restore(path)
+
+
+def _assert_identical(a, b):
+  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(leaves_a) == len(leaves_b) > 0
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_sigterm_then_sigkill_then_resume_ends_bit_identical_and_mismatch_is_refused(tmp_path):
+  reference = tmp_path / "reference"
+  _run(reference)
+
+  # A config with another model refuses the reference's checkpoint in one line and leaves it as it was.
+  before = sorted(os.listdir(reference / "checkpoints"))
+  result = subprocess.run(_command(reference, "--config.method.proj_dim=8"), cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 2
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and "does not fit this run's config:" in errors[0], result.stderr[-2000:]
+  assert "shape (16,) in the checkpoint but (8,) here" in errors[0]
+  assert "Traceback" not in result.stderr
+  assert sorted(os.listdir(reference / "checkpoints")) == before
+
+  # Preempted with SIGTERM: a checkpoint at the next step boundary and a clean exit.
+  run = tmp_path / "interrupted"
+  code, out, err = _start_and_signal(run, signal.SIGTERM, after_step=2)
+  assert code == 0, err[-3000:]
+  assert "SIGTERM: saved a checkpoint at step" in out
+  assert not os.path.isdir(run / "checkpoints" / str(STEPS))
+  # Resumed, then killed outright at another step; then resumed to the end.
+  code, out, _ = _start_and_signal(run, signal.SIGKILL, after_step=5)
+  assert code == -signal.SIGKILL and "resuming from step" in out
+  assert not os.path.isdir(run / "checkpoints" / str(STEPS))
+  assert "resuming from step" in _run(run).stdout
+  _assert_identical(_final_state(reference), _final_state(run))
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+  from jaxssl import checkpoint, train
+  from tiny import tiny_config
+
+  config = tiny_config("vicreg")
+  config.train.num_steps, config.train.checkpoint_every, config.eval.knn_at_init = 4, 1, False
+  config.optim.name, config.optim.base_lr, config.optim.warmup_steps = "sgd", 1e30, 0   # diverges at step 2
+  with pytest.raises(train.TrainingError, match="step 2: the loss or a gradient is not finite"):
+    train.run(config, str(tmp_path))
+  checkpointer = checkpoint.Checkpointer(str(tmp_path))
+  assert checkpointer.latest_step() == 1
+  trainer = train.build(config, 4, num_classes=10)
+  state, meta = checkpointer.restore(train.init_state(trainer, jax.random.key(0), 1))
+  assert int(state.step) == 1 and meta["data_position"] == 1
+  assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state.params))
