@@ -92,5 +92,15 @@ class Checkpointer:
                             f"; {advice}") from None
     return restored["state"], restored["meta"]
 
+  def restore_meta(self, step: int | None = None) -> dict:
+    """Only the JSON record of ``step`` (default: the latest): what is needed to rebuild the run's model."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise CheckpointError(f"no checkpoint in {self.directory}")
+    try:
+      return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except Exception as e:  # noqa: BLE001
+      raise CheckpointError(f"checkpoint {self.directory}/{step} cannot be read ({_first_line(e)})") from None
+
   def close(self) -> None:
     self._manager.close()

@@ -278,3 +278,76 @@ def evaluate_state(trainer, state, dataset, mesh: Mesh | None = None, linear: bo
     lp = linear_probe_of(trainer, state, dataset, mesh, features=features)
     out["linear_top1"], out["linear_top5"] = lp["top1"], lp["top5"]
   return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# python -m jaxssl.evaluate --workdir DIR
+
+
+def main(argv: list[str] | None = None) -> int:
+  """Restores a run's latest checkpoint and prints kNN, online-probe and linear-probe accuracy; writes
+  ``eval.json`` in the workdir. Bad input: one line on stderr, exit code 2."""
+  import argparse
+  import json
+  import os
+  import sys
+
+  parser = argparse.ArgumentParser(prog="python -m jaxssl.evaluate", description=main.__doc__.split(";")[0])
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+  parser.add_argument("--linear_epochs", type=int, default=None, help="default: the run's eval.linear_epochs")
+  parser.add_argument("--linear_lr", type=float, default=None)
+  parser.add_argument("--linear_augment", action="store_true", help="crop + flip the probe's training images")
+  parser.add_argument("--no_linear", action="store_true", help="kNN (and online probe) only")
+  args = parser.parse_args(argv)
+
+  from jaxssl import data
+  from jaxssl.checkpoint import CheckpointError
+  from jaxssl.restore import load_run
+  from jaxssl.train import make_mesh, replicate
+
+  try:
+    run = load_run(args.workdir, args.step)
+    config = run.config
+    with config.unlocked():
+      if args.linear_epochs is not None:
+        config.eval.linear_epochs = args.linear_epochs
+      if args.linear_lr is not None:
+        config.eval.linear_lr = args.linear_lr
+      config.eval.linear_augment = bool(args.linear_augment or config.eval.linear_augment)
+    if config.eval.linear_epochs <= 0 or not config.eval.linear_lr > 0:
+      raise data.DataError(f"--linear_epochs={config.eval.linear_epochs} / --linear_lr={config.eval.linear_lr}: "
+                           "must be positive")
+    dataset = data.load(config.data)
+    for field, split in (("eval_train_split", dataset.eval_train), ("test_split", dataset.test)):
+      if split is None:
+        name = config.data[field] or config.data.train_split
+        raise data.DataError(f"config.data.{field}={name!r} has no labels: kNN and the linear probe need a "
+                             "labeled split; set it in the run's config.json")
+  except (CheckpointError, data.DataError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+
+  mesh = make_mesh()
+  scores = evaluate_state(run.trainer, replicate(run.state, mesh), dataset, mesh, linear=not args.no_linear)
+  step = int(run.state.step)
+  print(f"{config.method.name} at step {step}: {summary(scores)}", flush=True)
+  if jax.process_index() == 0:
+    with open(os.path.join(args.workdir, "eval.json"), "w") as f:
+      json.dump({"step": step, "linear_epochs": config.eval.linear_epochs,
+                 "linear_augment": config.eval.linear_augment, **scores}, f, indent=1)
+  return 0
+
+
+def summary(scores: dict[str, float]) -> str:
+  names = {"knn_accuracy": "kNN", "online_probe_accuracy": "online probe", "linear_top1": "linear top-1",
+           "linear_top5": "linear top-5"}
+  return ", ".join(f"{names[k]} {100 * v:.2f}%" for k, v in scores.items() if k in names)
+
+
+if __name__ == "__main__":
+  import sys
+
+  from jaxssl import evaluate as _importable   # the module train imports, so its classes are the same ones
+
+  sys.exit(_importable.main())

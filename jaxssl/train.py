@@ -250,12 +250,6 @@ def total_steps_for(config: ml_collections.ConfigDict, num_train: int) -> int:
   return max(1, int(round(config.train.num_epochs * num_train / config.train.batch_size)))
 
 
-def _format(results: dict[str, float]) -> str:
-  names = {"knn_accuracy": "kNN", "online_probe_accuracy": "online probe", "linear_top1": "linear top-1",
-           "linear_top5": "linear top-5"}
-  return ", ".join(f"{names[k]} {100 * v:.2f}%" for k, v in results.items() if k in names)
-
-
 class TrainingError(RuntimeError):
   """The run cannot go on (a non-finite loss or gradient); the message names the step."""
 
@@ -347,7 +341,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
 
   def save(step: int, position: int) -> None:
     checkpointer.save(step, state, {"data_position": position, "history": history, "evals": evals,
-                                    "results": results, "total_steps": total_steps})
+                                    "results": results, "total_steps": total_steps, "num_classes": num_classes,
+                                    "channels": channels})
 
   eval_every = int(round(config.eval.every_epochs * steps_per_epoch)) if config.eval.every_epochs > 0 else 0
   pipeline = data.Pipeline(dataset.train, config.train.batch_size, seed=config.seed,
@@ -382,7 +377,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
         eval_seconds += time.perf_counter() - t
         evals.append({"step": done, "epoch": done / steps_per_epoch, **scores})
         progress.close()
-        print(f"step {done} (epoch {done / steps_per_epoch:.2f}): {_format(scores)}", flush=True)
+        print(f"step {done} (epoch {done / steps_per_epoch:.2f}): {evaluate.summary(scores)}", flush=True)
       if preemption.requested and done < total_steps:
         save(done, pipeline.position)
         progress.close()
@@ -405,7 +400,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
     evals.append({"step": total_steps, "epoch": total_steps / steps_per_epoch, **scores})
     print(f"kNN accuracy ({config.method.name}, {total_steps} steps): {100 * scores['knn_accuracy']:.2f}%",
           flush=True)
-    print(f"final: {_format(scores)}", flush=True)
+    print(f"final: {evaluate.summary(scores)}", flush=True)
   checkpointer.close()
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "results.json"), "w") as f:

@@ -26,7 +26,35 @@ def test_short_run_prints_knn_accuracy_and_writes_results(tmp_path):
   assert "kNN accuracy (vicreg, 2 steps)" in result.stdout
   saved = json.loads((tmp_path / "results.json").read_text())
   assert 0.0 <= saved["results"]["knn_accuracy"] <= 1.0
+  assert 0.0 <= saved["results"]["online_probe_accuracy"] <= 1.0
   assert len(saved["history"]) >= 1
+
+  # The encoder, read back for use in other JAX code.
+  import jax.numpy as jnp
+  import jaxssl
+  module, variables = jaxssl.load_encoder(str(tmp_path))
+  assert module.apply(variables, jnp.zeros((3, 16, 16, 1)), train=False).shape == (3, 128)
+
+  # The offline evaluation of the saved run.
+  evaluated = _evaluate(tmp_path, "--linear_epochs=2")
+  assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+  assert "vicreg at step 2: kNN" in evaluated.stdout and "linear top-1" in evaluated.stdout
+  scores = json.loads((tmp_path / "eval.json").read_text())
+  assert abs(scores["knn_accuracy"] - saved["results"]["knn_accuracy"]) < 1e-6
+  assert 0.0 <= scores["linear_top1"] <= scores["linear_top5"] <= 1.0
+
+
+def _evaluate(workdir, *args):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  return subprocess.run([sys.executable, "-m", "jaxssl.evaluate", f"--workdir={workdir}", *args], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_evaluate_without_a_run_gives_one_line_error(tmp_path):
+  result = _evaluate(tmp_path / "nothing")
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and "has no config.json" in errors[0]
 
 
 @pytest.mark.parametrize("override,field", [

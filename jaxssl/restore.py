@@ -1,0 +1,68 @@
+"""A finished (or interrupted) run, read back from its workdir: config, model, train state, encoder.
+
+    module, variables = jaxssl.load_encoder("runs/simclr")
+    features = module.apply(variables, (images - mean) / std, train=False)   # [N, D]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import ml_collections
+
+from jaxssl.checkpoint import CheckpointError, Checkpointer
+
+
+class Run(NamedTuple):
+  config: ml_collections.ConfigDict
+  trainer: Any            # jaxssl.train.Trainer
+  state: Any              # jaxssl.state.TrainState, on the default device
+  meta: dict              # the checkpoint's record: step history, evals, data position
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run in ``workdir`` was started with (its config.json)."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise CheckpointError(f"--workdir={workdir!r} has no config.json: not a jaxssl run directory")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def load_run(workdir: str, step: int | None = None, axis_name: str | None = None) -> Run:
+  """Rebuilds the run's trainer from config.json and restores checkpoint ``step`` (default: the latest)."""
+  from jaxssl import train
+
+  config = load_config(workdir)
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    raise CheckpointError(f"--workdir={workdir!r} has no checkpoints/ to restore")
+  checkpointer = Checkpointer(workdir)
+  try:
+    meta = checkpointer.restore_meta(step)
+    trainer = train.build(config, int(meta["total_steps"]), axis_name=axis_name,
+                          num_classes=int(meta.get("num_classes", 0)))
+    abstract = jax.eval_shape(lambda: train.init_state(trainer, jax.random.key(0), int(meta.get("channels", 1))))
+    # Onto one local device, whatever mesh the run was saved from (orbax needs the target's sharding).
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
+    state, meta = checkpointer.restore(abstract, step)
+  finally:
+    checkpointer.close()
+  return Run(config, trainer, state, meta)
+
+
+def load_encoder(workdir: str, step: int | None = None) -> tuple[nn.Module, dict]:
+  """The trained encoder of the run in ``workdir``: (Flax module, variables), ready for ``module.apply``.
+
+  The module takes float images [N, H, W, C] normalised as in training, ``(x / 255 - config.data.mean) /
+  config.data.std`` (see ``load_config``), with ``train=False``, and returns features [N, D]. BatchNorm is not
+  synchronised across devices (``axis_name=None``), so it can be applied anywhere.
+  """
+  run = load_run(workdir, step)
+  module = run.trainer.network.encoder
+  variables = {"params": run.state.params["encoder"], "batch_stats": run.state.batch_stats["encoder"]}
+  return module, variables
