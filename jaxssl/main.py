@@ -1,22 +1,45 @@
-"""Entry point: ``python -m jaxssl.main --config configs/vicreg.py --workdir runs/vicreg [--config.x=y ...]``."""
+"""Entry point: ``python -m jaxssl.main --config configs/vicreg.py --workdir runs/vicreg [--config.x=y ...]``.
+
+With ``--distributed`` the process joins a multi-process run first (``jax.distributed.initialize``): on TPU
+pods and SLURM the cluster is detected; otherwise JAXSSL_COORDINATOR (host:port), JAXSSL_NUM_PROCESSES and
+JAXSSL_PROCESS_ID name it (``launch/local.sh`` sets them). Every process runs the same command.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/NAME.py).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results (and checkpoints).")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Join a multi-process run (jax.distributed.initialize).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def initialize_distributed() -> None:
+  """jax.distributed.initialize from JAXSSL_* variables when set, else from the cluster's environment."""
+  import jax
+
+  if os.environ.get("JAXSSL_COORDINATOR"):
+    jax.distributed.initialize(coordinator_address=os.environ["JAXSSL_COORDINATOR"],
+                               num_processes=int(os.environ["JAXSSL_NUM_PROCESSES"]),
+                               process_id=int(os.environ["JAXSSL_PROCESS_ID"]))
+  else:
+    jax.distributed.initialize()
 
 
 def main(argv) -> int:
   if len(argv) > 1:
     print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
     return 2
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)   # orbax and TFDS log every step at INFO; --verbosity=0 shows it
+  if _DISTRIBUTED.value:
+    initialize_distributed()
   from jaxssl import train
   from jaxssl.checkpoint import CheckpointError
   from jaxssl.data import DataError

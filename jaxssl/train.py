@@ -22,6 +22,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxssl import augment, methods, optim
 from jaxssl.methods.base import Method, Outputs
+from jaxssl.metrics import MetricsWriter
 from jaxssl.models import ENCODERS, SSLNetwork
 from jaxssl.state import TrainState, ema_update, target_subtree
 
@@ -156,6 +157,7 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
     params = optax.apply_updates(state.params, updates)
 
     metrics = dict(metrics)
+    metrics.update(representation_health(online.representations[0], axis_name))
     metrics["lr"] = optim.learning_rate_schedule(config, trainer.total_steps)(state.step)
     ema_params, ema_batch_stats = state.ema_params, state.ema_batch_stats
     if method.uses_ema:
@@ -179,6 +181,25 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
     return new_state, metrics
 
   return step
+
+
+def representation_health(representations: jax.Array, axis_name: str | None) -> dict[str, jax.Array]:
+  """Collapse indicators of the encoder's features [B, D] over the global batch.
+
+  rep_std: std over the batch of the L2-normalised features, averaged over dimensions and times sqrt(D): about
+    1 when spread out, 0 when collapsed (SimSiam, Chen and He 2021).
+  rep_rank: effective rank exp(H(s / sum s)) of the centred features' singular values s (Roy and Vetterli 2007),
+    between 1 (collapsed to a line) and min(B, D).
+  """
+  h = jax.lax.stop_gradient(representations).astype(jnp.float32)
+  if axis_name is not None:
+    h = jax.lax.all_gather(h, axis_name, tiled=True)
+  unit = h / jnp.maximum(jnp.linalg.norm(h, axis=-1, keepdims=True), 1e-12)
+  std = jnp.std(unit, axis=0).mean() * jnp.sqrt(h.shape[-1])
+  singular = jnp.linalg.svd(h - h.mean(axis=0), compute_uv=False)
+  p = singular / jnp.maximum(singular.sum(), 1e-12)
+  rank = jnp.exp(-jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.maximum(p, 1e-30)), 0.0)))
+  return {"rep_std": std, "rep_rank": rank}
 
 
 def _online_probe_update(trainer: Trainer, state: TrainState, representations, labels, axis_name):
@@ -330,12 +351,14 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=1))
   step_fn = shard_step(make_per_device_step(trainer), mesh)
+  writer = MetricsWriter(workdir, enabled=jax.process_index() == 0, resume_step=int(state.step))
 
   results: dict[str, float] = dict(meta["results"])
   history, evals = list(meta["history"]), list(meta["evals"])
   first_step = int(state.step)
   if config.eval.knn_at_init and first_step == 0:
     results["knn_random_init"] = evaluate.knn_accuracy_of(trainer, state, dataset, mesh)
+    writer.write(0, {"knn_accuracy": results["knn_random_init"]}, prefix="eval")
     print(f"kNN accuracy of the encoder at random initialisation: {100 * results['knn_random_init']:.2f}%",
           flush=True)
 
@@ -371,11 +394,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
         shown = {k: float(v) for k, v in metrics.items() if k != "finite"}
         history.append({"step": done, **shown})
         progress.log(done, shown)
+        writer.write(done, shown)
       if eval_every and done % eval_every == 0 and done < total_steps:
         t = time.perf_counter()
         scores = evaluate.evaluate_state(trainer, state, dataset, mesh)
         eval_seconds += time.perf_counter() - t
         evals.append({"step": done, "epoch": done / steps_per_epoch, **scores})
+        writer.write(done, scores, prefix="eval")
         progress.close()
         print(f"step {done} (epoch {done / steps_per_epoch:.2f}): {evaluate.summary(scores)}", flush=True)
       if preemption.requested and done < total_steps:
@@ -383,6 +408,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
         progress.close()
         print(f"SIGTERM: saved a checkpoint at step {done}; run the same command again to resume", flush=True)
         checkpointer.close()
+        writer.close()
         results["preempted"] = True
         return results
       if (config.train.checkpoint_every and done % config.train.checkpoint_every == 0) or done == total_steps:
@@ -398,10 +424,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
     scores = evaluate.evaluate_state(trainer, state, dataset, mesh, linear=config.eval.linear_probe)
     results.update(scores)
     evals.append({"step": total_steps, "epoch": total_steps / steps_per_epoch, **scores})
+    writer.write(total_steps, scores, prefix="eval")
     print(f"kNN accuracy ({config.method.name}, {total_steps} steps): {100 * scores['knn_accuracy']:.2f}%",
           flush=True)
     print(f"final: {evaluate.summary(scores)}", flush=True)
   checkpointer.close()
+  writer.close()
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump({"results": results, "evals": evals, "history": history, "config": config.to_dict()}, f,

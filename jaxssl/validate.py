@@ -16,10 +16,29 @@ def _fail(field: str, value, why: str):
   raise ConfigError(f"config.{field}={value!r}: {why}")
 
 
+def _unknown_key(config, reference, prefix: str = "") -> str | None:
+  for key in config.keys():
+    if key not in reference:
+      return prefix + key
+    if isinstance(config[key], ml_collections.ConfigDict) and isinstance(reference[key], ml_collections.ConfigDict):
+      found = _unknown_key(config[key], reference[key], f"{prefix}{key}.")
+      if found:
+        return found
+  return None
+
+
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ConfigError for the first bad field."""
+  from jaxssl import defaults
+
   if config.method.name not in methods.names():
     _fail("method.name", config.method.name, f"unknown method; known: {', '.join(methods.names())}")
+  unknown = _unknown_key(config, defaults.get_config(config.method.name))
+  if unknown:
+    value = config
+    for part in unknown.split("."):
+      value = value[part]
+    _fail(unknown, value, "unknown config key (a typo? the schema is jaxssl/defaults.py)")
   if config.model.encoder not in ENCODERS:
     _fail("model.encoder", config.model.encoder, f"unknown encoder; known: {', '.join(sorted(ENCODERS))}")
   if config.model.stem not in ("cifar", "imagenet"):
@@ -52,6 +71,14 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
 
   if config.augment.size <= 0:
     _fail("augment.size", config.augment.size, "must be positive")
+  if config.augment.num_local_crops < 0:
+    _fail("augment.num_local_crops", config.augment.num_local_crops, "must be non-negative")
+  if config.augment.num_local_crops and not 0 < config.augment.local_size < config.augment.size:
+    _fail("augment.local_size", config.augment.local_size, f"local crops must be smaller than the global ones "
+          f"(augment.size={config.augment.size})")
+  if config.data.image_size > 0 and config.augment.size > 2 * config.data.image_size:
+    _fail("augment.size", config.augment.size, f"crops more than twice data.image_size "
+          f"({config.data.image_size}) only upsample")
   low, high = config.augment.crop_scale
   if not 0 < low <= high <= 1:
     _fail("augment.crop_scale", tuple(config.augment.crop_scale), "need 0 < low <= high <= 1")

@@ -1,0 +1,83 @@
+"""The config schema and its defaults: Fashion-MNIST (28x28x1) with the small ResNet, sized for a few minutes
+on 2 CPU cores.
+
+Every field a run reads is here (validation refuses keys it does not know); method configs in configs/ start
+from ``get_config(method)`` and override what differs.
+"""
+
+import ml_collections
+
+from jaxssl import methods
+
+
+def get_config(method: str) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.method = ml_collections.ConfigDict({"name": method, **methods.defaults(method)})
+
+  config.model = ml_collections.ConfigDict()
+  config.model.encoder = "small_resnet"          # small_resnet | resnet18 | resnet50
+  config.model.stem = "cifar"                    # cifar (3x3, no max-pool) | imagenet (7x7 + max-pool)
+  config.model.compute_dtype = "float32"         # float32 | bfloat16
+  config.model.zero_init_residual = False        # torchvision's default, as lightly and solo-learn
+
+  config.data = ml_collections.ConfigDict()
+  config.data.source = "tfds"                    # tfds | folder | numpy | idx | synthetic
+  config.data.dataset = "fashion_mnist"          # a TFDS name (source tfds)
+  config.data.data_dir = ""                      # TFDS data_dir ("" = TFDS's default), a folder, an .npz or IDX dir
+  config.data.train_split = "train"              # pretraining split; may be unlabeled (STL-10's "unlabelled")
+  config.data.eval_train_split = ""              # labeled split kNN / linear probe fit on ("" = train_split)
+  config.data.test_split = "test"                # labeled split they are scored on ("" = no evaluation)
+  config.data.image_size = 0                     # > 0: resize on the host (folders, mixed-size TFDS datasets)
+  config.data.cache = True                       # read each split into memory once (small datasets)
+  config.data.prefetch = 2                       # batches prepared ahead by the host thread
+  config.data.mean = (0.2860,)                   # per channel, after scaling to [0, 1]
+  config.data.std = (0.3530,)
+  config.data.synthetic_num_examples = 512
+  config.data.synthetic_size = 28
+  config.data.synthetic_channels = 1
+
+  config.augment = ml_collections.ConfigDict()
+  config.augment.size = 28
+  config.augment.crop_scale = (0.08, 1.0)
+  config.augment.jitter_strength = 1.0           # SimCLR recipe: jitter (0.8, 0.8, 0.8, 0.2) x strength
+  config.augment.blur_prob = 0.0                 # SimCLR recipe; SimCLR uses no blur on 32x32 CIFAR either
+  config.augment.blur_probs = (1.0, 0.1)         # BYOL / VICReg asymmetric pair
+  config.augment.solarize_probs = (0.0, 0.2)
+  config.augment.num_local_crops = 0             # multi-crop methods (SwAV, DINO): small crops beside 2 global
+  config.augment.local_size = 12
+  config.augment.local_crop_scale = (0.05, 0.14)
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.name = "lars"                     # lars | sgd | adamw
+  config.optim.base_lr = 0.3                     # peak lr = base_lr * batch_size / 256
+  config.optim.weight_decay = 1e-6
+  config.optim.momentum = 0.9
+  config.optim.trust_coefficient = 0.001
+  config.optim.warmup_steps = 10
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 256                  # global, over all devices and hosts
+  config.train.num_epochs = 1.0                  # may be fractional
+  config.train.num_steps = -1                    # > 0 overrides num_epochs
+  config.train.log_every = 10
+  config.train.checkpoint_every = 500            # steps between checkpoints (0: only at the end and on SIGTERM)
+  config.train.keep_checkpoints = 3
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.knn_k = 200
+  config.eval.knn_temperature = 0.1
+  config.eval.knn_at_init = True                 # also report the random-init encoder (the baseline to beat)
+  config.eval.batch_size = 1000
+  config.eval.at_end = True                      # kNN (+ online probe) after training
+  config.eval.every_epochs = 0.0                 # > 0: also evaluate every this many epochs during training
+  config.eval.online_probe = True                # linear classifier on stop-gradient features, when labeled
+  config.eval.online_probe_lr = 0.1
+  config.eval.linear_probe = False               # offline linear probe after training (python -m jaxssl.evaluate)
+  config.eval.linear_epochs = 30
+  config.eval.linear_lr = 0.1
+  config.eval.linear_batch_size = 256
+  config.eval.linear_weight_decay = 0.0
+  config.eval.linear_augment = False             # random resized crop + flip on the probe's training images
+  return config
