@@ -50,6 +50,20 @@ def _evaluate(workdir, *args):
                         env=env, capture_output=True, text=True, timeout=600)
 
 
+def test_unprepared_tfds_data_and_unlabeled_evaluation_say_what_to_do(tmp_path):
+  result = _main(tmp_path / "run", "--config=configs/simclr.py", f"--config.data.data_dir={tmp_path / 'tfds'}")
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and "run `python -m jaxssl.data.prepare fashion_mnist" in errors[0]
+  import numpy as np
+  np.savez(tmp_path / "unlabeled.npz", train_images=np.zeros((64, 16, 16, 1), np.uint8))
+  result = _main(tmp_path / "run", "--config=configs/simclr.py", *TINY, "--config.data.source=numpy",
+                 f"--config.data.data_dir={tmp_path / 'unlabeled.npz'}", "--config.data.test_split=")
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert result.returncode == 2 and len(errors) == 1 and "asks for evaluation" in errors[0], result.stderr[-2000:]
+  assert not (tmp_path / "run").exists()
+
+
 def test_evaluate_without_a_run_gives_one_line_error(tmp_path):
   result = _evaluate(tmp_path / "nothing")
   assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -63,6 +77,9 @@ def test_evaluate_without_a_run_gives_one_line_error(tmp_path):
     ("--config.optim.base_lr=0.0", "config.optim.base_lr=0.0"),
     ("--config.optim.base_lr=-1.0", "config.optim.base_lr=-1.0"),
     ("--config.data.data_dir=/no/such/dir", "config.data.data_dir='/no/such/dir'"),
+    ("--config.data.dataset=no_such_dataset", "config.data.dataset='no_such_dataset' is not a TFDS dataset"),
+    ("--config.data.source=hdf5", "config.data.source='hdf5'"),
+    ("--config.train.checkpoint_every=-1", "config.train.checkpoint_every=-1"),
 ])
 def test_bad_config_value_gives_one_line_error_and_exit_2(tmp_path, override, field):
   keep = tmp_path / "precious.txt"

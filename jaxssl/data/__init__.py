@@ -43,14 +43,15 @@ def _labeled(source: Source | None) -> Source | None:
 
 
 def _tfds(config) -> Dataset:
-  def split(name: str) -> TfdsSource | None:
-    if not name:
+  def split(field: str) -> TfdsSource | None:
+    if not config[field]:
       return None
-    return TfdsSource(config.dataset, name, config.data_dir, image_size=config.image_size)
+    return TfdsSource(config.dataset, config[field], config.data_dir, image_size=config.image_size,
+                      split_field=f"data.{field}")
 
-  train = split(config.train_split)
-  eval_train = split(config.eval_train_split) if config.eval_train_split not in ("", config.train_split) else train
-  test = split(config.test_split)
+  train = split("train_split")
+  eval_train = split("eval_train_split") if config.eval_train_split not in ("", config.train_split) else train
+  test = split("test_split")
   return Dataset(train, _labeled(eval_train), _labeled(test), train.num_classes)
 
 

@@ -103,7 +103,8 @@ class TfdsSource(Source):
   size (ImageNet); 0 keeps the stored size, which must then be fixed.
   """
 
-  def __init__(self, name: str, split: str, data_dir: str = "", image_size: int = 0, field: str = "data"):
+  def __init__(self, name: str, split: str, data_dir: str = "", image_size: int = 0,
+               split_field: str = "data.train_split", field: str = "data"):
     import tensorflow_datasets as tfds
 
     try:
@@ -121,9 +122,8 @@ class TfdsSource(Source):
             f"run `python -m jaxssl.data.prepare {name} --data_dir {data_dir or '~/tensorflow_datasets'}` "
             "(add --from DIR to build it offline from local files)") from None
       splits = ", ".join(sorted(builder.info.splits)) or "?"
-      raise DataError(f"config.{field}: split {split!r} of {name!r} cannot be read ({type(e).__name__}: "
-                      f"{str(e).splitlines()[0][:200]}); prepared splits: {splits}; prepare with "
-                      "file_format=array_record") from None
+      raise DataError(f"config.{split_field}={split!r}: this split of {name!r} cannot be read ({type(e).__name__}: "
+                      f"{str(e).splitlines()[0][:200]}); prepared splits: {splits} (array_record)") from None
     features = builder.info.features
     self.labeled = "label" in features and not split.startswith("unlabel")
     self.num_classes = int(getattr(features["label"], "num_classes", 0) or 0) if "label" in features else 0
