@@ -35,6 +35,14 @@ def test_short_run_prints_knn_accuracy_and_writes_results(tmp_path):
   module, variables = jaxssl.load_encoder(str(tmp_path))
   assert module.apply(variables, jnp.zeros((3, 16, 16, 1)), train=False).shape == (3, 128)
 
+  # Its pictures, and its metrics file.
+  from jaxssl import plot
+  assert plot.main([f"--workdir={tmp_path}", "--points=60"]) == 0
+  for name in ("curves.png", "views.png", "embedding.png"):
+    assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  kinds = {json.loads(line)["kind"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()}
+  assert kinds == {"train", "eval"}
+
   # The offline evaluation of the saved run.
   evaluated = _evaluate(tmp_path, "--linear_epochs=2")
   assert evaluated.returncode == 0, evaluated.stderr[-2000:]

@@ -1,0 +1,157 @@
+"""Pictures of a run: ``python -m jaxssl.plot --workdir DIR`` writes PNGs into ``DIR/plots``.
+
+- ``curves.png``: training loss, representation std / effective rank, and the accuracies over steps
+  (from metrics.jsonl);
+- ``views.png``: pairs of augmented views from the run's own recipe, the images the model saw;
+- ``embedding.png``: a 2-D t-SNE map of test-set features of the latest checkpoint, coloured by label.
+
+Needs matplotlib and scikit-learn (``pip install -e ".[plot]"``). Bad input: one line on stderr, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"--workdir={workdir!r} has no metrics.jsonl: not a jaxssl run directory")
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_curves(records: list[dict], path: str) -> None:
+  """Loss, collapse indicators and accuracies against the step."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  train = [r for r in records if r.get("kind") == "train"]
+  evals = [r for r in records if r.get("kind") == "eval"]
+  fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+  steps = [r["step"] for r in train]
+  axes[0].plot(steps, [r.get("loss", np.nan) for r in train])
+  axes[0].set(title="training loss", xlabel="step")
+  if train and "rep_std" in train[0]:
+    axes[1].plot(steps, [r["rep_std"] for r in train], label="representation std (1 spread, 0 collapsed)")
+    twin = axes[1].twinx()
+    twin.plot(steps, [r["rep_rank"] for r in train], color="tab:orange", label="effective rank")
+    twin.set_ylabel("effective rank")
+    axes[1].legend(loc="lower left")
+  axes[1].set(title="collapse indicators", xlabel="step")
+  for key, label in (("knn_accuracy", "kNN"), ("online_probe_accuracy", "online probe (test)"),
+                     ("linear_top1", "linear probe")):
+    points = [(r["step"], 100 * r[key]) for r in evals if key in r]
+    if points:
+      axes[2].plot(*zip(*points), marker="o", label=label)
+  probe = [(r["step"], 100 * r["probe_acc"]) for r in train if "probe_acc" in r]
+  if probe:
+    axes[2].plot(*zip(*probe), alpha=0.4, label="online probe (train batch)")
+  axes[2].set(title="accuracy (%)", xlabel="step")
+  axes[2].legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def plot_views(config, dataset, path: str, pairs: int = 8, seed: int = 0) -> None:
+  """``pairs`` train images, each beside its views from the config's recipe (after augmentation, before
+  normalisation)."""
+  import jax
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  from jaxssl import augment, methods
+
+  recipes = methods.get(config).recipes(config)
+  images, _ = dataset.train.read(np.arange(min(pairs, len(dataset.train))))
+  keys = jax.random.split(jax.random.key(seed), len(images))
+  views = [np.asarray(v) for v in augment.views(keys, images, recipes)]
+  columns = 1 + len(views)
+  fig, axes = plt.subplots(len(images), columns, figsize=(1.6 * columns, 1.6 * len(images)), squeeze=False)
+  for row in range(len(images)):
+    shown = [images[row] / 255.0] + [v[row] for v in views]
+    for col, image in enumerate(shown):
+      ax = axes[row, col]
+      ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None,
+                vmin=0, vmax=1)
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if row == 0:
+        ax.set_title("image" if col == 0 else f"view {col}", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def plot_embedding(run, dataset, path: str, max_points: int = 2000, seed: int = 0) -> None:
+  """t-SNE of the online encoder's test features, coloured by label."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  from sklearn.manifold import TSNE
+
+  from jaxssl import data, evaluate
+
+  rng = np.random.default_rng(seed)
+  chosen = np.sort(rng.choice(len(dataset.test), min(max_points, len(dataset.test)), replace=False))
+  subset = data.ArraySource(*dataset.test.read(chosen))
+  apply_fn, variables, preprocess = evaluate.encoder_fn(run.trainer, run.state)
+  features, labels = evaluate.embed(apply_fn, variables, subset, run.config.eval.batch_size, preprocess=preprocess)
+  points = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30, len(features) - 1)
+                ).fit_transform(features)
+  fig, ax = plt.subplots(figsize=(7, 6))
+  scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4)
+  ax.legend(*scatter.legend_elements(), title="label", loc="best", fontsize=7)
+  ax.set(title=f"t-SNE of test features ({run.config.method.name}, step {int(run.state.step)})",
+         xticks=[], yticks=[])
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m jaxssl.plot", description=__doc__.splitlines()[0])
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--points", type=int, default=2000, help="test examples in the t-SNE map")
+  args = parser.parse_args(argv)
+
+  from jaxssl import data
+  from jaxssl.checkpoint import CheckpointError
+  from jaxssl.restore import load_config, load_run
+
+  out = os.path.join(args.workdir, "plots")
+  try:
+    import matplotlib  # noqa: F401
+    import sklearn  # noqa: F401
+    records = read_metrics(args.workdir)
+    config = load_config(args.workdir)
+    dataset = data.load(config.data)
+    run = load_run(args.workdir)
+  except ModuleNotFoundError as e:
+    print(f"error: plotting needs {e.name}; install it with `pip install -e \".[plot]\"`", file=sys.stderr)
+    return 2
+  except (FileNotFoundError, CheckpointError, data.DataError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  os.makedirs(out, exist_ok=True)
+  written = [os.path.join(out, name) for name in ("curves.png", "views.png", "embedding.png")]
+  plot_curves(records, written[0])
+  plot_views(config, dataset, written[1])
+  if dataset.test is not None:
+    plot_embedding(run, dataset, written[2], max_points=args.points)
+  else:
+    written.pop()
+  print("wrote " + ", ".join(written))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
