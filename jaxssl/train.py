@@ -154,6 +154,8 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
     finite = jnp.isfinite(metrics["loss"]) & jnp.all(jnp.asarray(
         [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
     updates, opt_state = trainer.tx.update(grads, state.opt_state, state.params)
+    if method.update_mask is not None:
+      updates = jax.tree.map(lambda u, m: u * m, updates, method.update_mask(state.params, state.step))
     params = optax.apply_updates(state.params, updates)
 
     metrics = dict(metrics)

@@ -178,3 +178,21 @@ def test_online_probe_learns_and_eight_devices_match_one():
   for a, b in zip(metrics8, metrics1):
     np.testing.assert_allclose([a["probe_loss"], a["probe_acc"]], [b["probe_loss"], b["probe_acc"]], atol=1e-4)
   assert metrics8[-1]["probe_loss"] < metrics8[0]["probe_loss"]
+
+
+def test_dino_last_layer_stays_frozen_for_its_steps_then_trains():
+  config = tiny_config("dino")                       # freeze_last_layer_steps = 2
+  batches = _batches(config, 3)
+  trainer = train.build(config, total_steps=3)
+  m = mesh(1)
+  state = train.replicate(train.init_state(trainer, jax.random.key(0), 1), m)
+  step = train.shard_step(train.make_per_device_step(trainer), m)
+  last = lambda s: np.asarray(s.params["projector"]["last_layer"])
+  first_hidden = lambda s: np.asarray(jax.tree.leaves(s.params["projector"])[0])
+  initial, initial_hidden = last(state), first_hidden(state)
+  for i, batch in enumerate(batches):
+    state, _ = step(state, train.shard_batch(batch, m))
+    if i < 2:
+      np.testing.assert_array_equal(last(state), initial)
+  assert not np.array_equal(first_hidden(state), initial_hidden)
+  assert not np.array_equal(last(state), initial)

@@ -25,6 +25,7 @@ def tiny_config(method: str, batch_size: int = 16):
     config.augment.num_local_crops, config.augment.local_size = 2, 8
   if "out_dim" in m:
     m.out_dim, m.bottleneck_dim, m.teacher_temperature_warmup_steps = 32, 8, 2
+    m.freeze_last_layer_steps = 2
     config.augment.num_local_crops, config.augment.local_size = 2, 8
   if "w_size" in m:
     m.proj_dim, m.w_size = 4, 8

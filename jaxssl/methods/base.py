@@ -44,6 +44,8 @@ class Method(NamedTuple):
     update_state: (method_state, online, target, axis_name) -> new method state.
     needs_labels: the loss uses the labels (SupCon); the trainer refuses an unlabeled train split.
     target_views: indices of the views the EMA target sees (None: all); ``target`` lists only those, in order.
+    update_mask: (params, step) -> pytree like params of 0/1 multipliers for the optimizer's updates, or None.
+      A 0 keeps a parameter fixed at that step (DINO's last layer in the first epoch).
   """
   name: str
   make_heads: Callable[[ml_collections.ConfigDict, str | None, Any], tuple[nn.Module, nn.Module | None]]
@@ -54,6 +56,7 @@ class Method(NamedTuple):
   update_state: Callable[..., Any] = lambda state, online, target, axis_name: state
   needs_labels: bool = False
   target_views: tuple[int, ...] | None = None
+  update_mask: Callable[[Any, jax.Array], Any] | None = None
 
 
 def recipe_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from jaxssl import augment, losses
@@ -45,13 +46,23 @@ def make(config) -> Method:
     center = losses.dino_center(method_state["center"], list(target.projections), m.center_momentum, axis_name)
     return {"center": center, "step": method_state["step"] + 1}
 
+  def update_mask(params, step):
+    # Official: the last layer's gradients are cancelled during the first epoch (freeze_last_layer=1), which
+    # stabilises early training; everything else trains.
+    trainable = (step >= m.freeze_last_layer_steps).astype(jnp.float32)
+    mask = jax.tree.map(lambda p: jnp.ones((), jnp.float32), params)
+    mask["projector"]["last_layer"] = trainable
+    return mask
+
   return Method(name="dino", make_heads=_heads, recipes=_recipes, loss=loss, uses_ema=True, init_state=init_state,
-                update_state=update_state, target_views=(0, 1))
+                update_state=update_state, target_views=(0, 1), update_mask=update_mask)
 
 
 def defaults():
   """Official defaults: head 2048-2048-256 then 65,536 outputs, student T 0.1, teacher T 0.04 -> 0.07 over 30
-  epochs (here in steps: 30 ImageNet epochs at batch 1024 = 37,530), centre momentum 0.9, EMA 0.996 -> 1."""
+  epochs (here in steps: 30 ImageNet epochs at batch 1024 = 37,530), centre momentum 0.9, EMA 0.996 -> 1, last
+  layer frozen for the first epoch (1,251 steps at batch 1024)."""
   return {"proj_hidden_dims": (2048, 2048), "bottleneck_dim": 256, "out_dim": 65536, "student_temperature": 0.1,
           "warmup_teacher_temperature": 0.04, "teacher_temperature": 0.07,
-          "teacher_temperature_warmup_steps": 37530, "center_momentum": 0.9, "base_momentum": 0.996}
+          "teacher_temperature_warmup_steps": 37530, "center_momentum": 0.9, "base_momentum": 0.996,
+          "freeze_last_layer_steps": 1251}
