@@ -359,15 +359,18 @@ def whiten(x: jax.Array, eps: float = 0.0) -> jax.Array:
 
 
 def wmse_loss(z1: jax.Array, z2: jax.Array, w_size: int = 128, eps: float = 0.0,
-              axis_name: AxisName = None) -> jax.Array:
+              axis_name: AxisName = None, key: jax.Array | None = None, w_iter: int = 1) -> jax.Array:
   """W-MSE with two views (Ermolov et al. 2021, arXiv:2007.06346, eq. 3), as the official code.
 
   The global batch is split into sub-batches of ``w_size`` examples; each view's embeddings are whitened within
-  each sub-batch, and the loss is the normalised MSE 2 - 2 cos between the whitened views, averaged over the batch.
-  Sub-batches are contiguous slices of the (randomly sampled) global batch, i.e. the official w_iter = 1.
+  each sub-batch (the same examples for both views), and the loss is the normalised MSE 2 - 2 cos between the
+  whitened views, averaged over the batch. As the official code, this is repeated ``w_iter`` times, each time
+  with sub-batches drawn by a fresh random permutation of the batch (from ``key``), and averaged. Without
+  ``key`` the sub-batches are contiguous slices (the batch is already a random sample), which needs w_iter 1.
 
   Args:
     z1, z2: [N, D] embeddings of the two views; the global batch must be a multiple of ``w_size`` > D.
+    key: PRNG key for the permutations; the same on every device (the permutation is of the global batch).
   """
   chex.assert_rank([z1, z2], 2)
   chex.assert_equal_shape([z1, z2])
@@ -375,13 +378,21 @@ def wmse_loss(z1: jax.Array, z2: jax.Array, w_size: int = 128, eps: float = 0.0,
   n, d = z1.shape
   if n % w_size:
     raise ValueError(f"W-MSE needs a global batch ({n}) that is a multiple of w_size ({w_size})")
+  if key is None and w_iter != 1:
+    raise ValueError("wmse_loss with w_iter > 1 needs a key for the permutations")
 
   def whiten_chunks(z):
     return jax.vmap(lambda chunk: whiten(chunk, eps))(z.reshape(n // w_size, w_size, d)).reshape(n, d)
 
-  w1, w2 = whiten_chunks(z1), whiten_chunks(z2)
-  cos = jnp.sum(_l2_normalize(w1) * _l2_normalize(w2), axis=-1)
-  return jnp.mean(2.0 - 2.0 * cos)
+  def one_pass(order):
+    w1, w2 = whiten_chunks(z1[order]), whiten_chunks(z2[order])
+    cos = jnp.sum(_l2_normalize(w1) * _l2_normalize(w2), axis=-1)
+    return jnp.mean(2.0 - 2.0 * cos)
+
+  if key is None:
+    return one_pass(jnp.arange(n))
+  return jnp.mean(jnp.stack([one_pass(jax.random.permutation(jax.random.fold_in(key, i), n))
+                             for i in range(w_iter)]))
 
 
 def sinkhorn(scores: jax.Array, epsilon: float = 0.05, iterations: int = 3, weights: jax.Array | None = None,

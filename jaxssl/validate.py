@@ -97,6 +97,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   if "topk" in config.method and not 0 < config.method.topk <= config.method.bank_size:
     _fail("method.topk", config.method.topk, "must be in [1, method.bank_size]")
 
+  if "w_iter" in config.method and config.method.w_iter < 1:
+    _fail("method.w_iter", config.method.w_iter, "must be at least 1")
   if "w_size" in config.method:
     w_size = config.method.w_size
     if w_size <= config.method.proj_dim or batch % w_size:

@@ -176,6 +176,21 @@ class TestWMSE:
     z1, z2 = _random(0, (32, 4)), _random(1, (32, 4))
     sharded = on_devices(lambda a, b, axis: losses.wmse_loss(a, b, w_size=16, axis_name=axis), z1, z2)
     assert sharded == pytest.approx(losses.wmse_loss(z1, z2, w_size=16), abs=1e-5)
+    key = jax.random.key(3)
+    sharded = on_devices(lambda a, b, axis: losses.wmse_loss(a, b, 16, axis_name=axis, key=key, w_iter=3), z1, z2)
+    assert sharded == pytest.approx(losses.wmse_loss(z1, z2, 16, key=key, w_iter=3), abs=1e-5)
+
+  def test_w_iter_averages_passes_over_permuted_sub_batches(self):
+    z1, z2 = _random(0, (32, 4)), _random(1, (32, 4))
+    key = jax.random.key(5)
+    # Each pass = the contiguous loss of the permuted batch; w_iter passes are averaged.
+    passes = [losses.wmse_loss(z1[p], z2[p], 16)
+              for p in (jax.random.permutation(jax.random.fold_in(key, i), 32) for i in range(3))]
+    assert losses.wmse_loss(z1, z2, 16, key=key, w_iter=3) == pytest.approx(float(np.mean(passes)), abs=1e-5)
+    assert len({round(float(p), 5) for p in passes}) == 3           # different sub-batches, different values
+    # One sub-batch of the whole batch: whitening is permutation-equivariant, so the permutation does not matter.
+    assert losses.wmse_loss(z1, z2, 32, key=key, w_iter=2) == pytest.approx(float(losses.wmse_loss(z1, z2, 32)),
+                                                                             abs=1e-4)
 
 
 class TestSwAV:

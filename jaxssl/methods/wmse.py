@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
+
 from jaxssl import augment, losses
 from jaxssl.methods.base import Method, mlp_heads, recipe_kwargs
 
@@ -17,14 +20,21 @@ def make(config) -> Method:
   """Whitened embeddings of the two views pulled together; whitening over sub-batches of the global batch."""
   m = config.method
 
+  base_key = jax.random.key(config.seed + 7)
+
   def loss(online, target, method_state, labels, axis_name):
     z1, z2 = online.projections
-    value = losses.wmse_loss(z1, z2, w_size=m.w_size, eps=m.w_eps, axis_name=axis_name)
+    key = jax.random.fold_in(base_key, method_state["step"])        # same on every device: global permutations
+    value = losses.wmse_loss(z1, z2, w_size=m.w_size, eps=m.w_eps, axis_name=axis_name, key=key,
+                             w_iter=m.w_iter)
     return value, {"loss": value}
 
-  return Method(name="wmse", make_heads=mlp_heads, recipes=_recipes, loss=loss)
+  return Method(name="wmse", make_heads=mlp_heads, recipes=_recipes, loss=loss,
+                init_state=lambda key, config: {"step": jnp.zeros((), jnp.int32)},
+                update_state=lambda state, online, target, axis_name: {"step": state["step"] + 1})
 
 
 def defaults():
-  """Official CIFAR defaults: projector 1024-64, whitening sub-batch 128, no shrinkage."""
-  return {"proj_hidden_dims": (1024,), "proj_dim": 64, "w_size": 128, "w_eps": 0.0}
+  """Official CIFAR defaults: projector 1024-64, whitening sub-batch 128, no shrinkage, one whitening pass
+  (w_iter; the official code uses more on some datasets)."""
+  return {"proj_hidden_dims": (1024,), "proj_dim": 64, "w_size": 128, "w_eps": 0.0, "w_iter": 1}
