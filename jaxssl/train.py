@@ -141,9 +141,11 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
                                  target_views, with_predictor=False)
       target = jax.tree.map(jax.lax.stop_gradient, target)
 
+    online_views = views if method.online_views is None else [views[i] for i in method.online_views]
+
     def loss_fn(params):
       online, batch_stats = _forward_views(
-          network, {"params": params, "batch_stats": state.batch_stats}, views, with_predictor=True)
+          network, {"params": params, "batch_stats": state.batch_stats}, online_views, with_predictor=True)
       online = online._replace(params=params)
       loss, metrics = method.loss(online, target, state.method_state, labels, axis_name)
       return loss, (metrics, batch_stats, online)

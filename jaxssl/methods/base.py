@@ -44,6 +44,7 @@ class Method(NamedTuple):
     update_state: (method_state, online, target, axis_name) -> new method state.
     needs_labels: the loss uses the labels (SupCon); the trainer refuses an unlabeled train split.
     target_views: indices of the views the EMA target sees (None: all); ``target`` lists only those, in order.
+    online_views: indices of the views the online network sees (None: all); ``online`` lists only those.
     update_mask: (params, step) -> pytree like params of 0/1 multipliers for the optimizer's updates, or None.
       A 0 keeps a parameter fixed at that step (DINO's last layer in the first epoch).
   """
@@ -57,6 +58,7 @@ class Method(NamedTuple):
   needs_labels: bool = False
   target_views: tuple[int, ...] | None = None
   update_mask: Callable[[Any, jax.Array], Any] | None = None
+  online_views: tuple[int, ...] | None = None
 
 
 def recipe_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:

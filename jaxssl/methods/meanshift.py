@@ -25,7 +25,8 @@ def _recipes(config):
 
 def make(config) -> Method:
   """The query's prediction regresses the mean of the k nearest neighbours of the target in a memory bank of
-  past targets (``method_state``, filled from the global batch before the search, as the official code)."""
+  past targets (``method_state``, filled from the global batch before the search, as the official code). As
+  there, the online network sees only the query view and the target only the other one."""
   m = config.method
 
   def init_state(key, config):
@@ -48,7 +49,7 @@ def make(config) -> Method:
     return with_current_targets(method_state, target, axis_name)
 
   return Method(name="meanshift", make_heads=_HEADS, recipes=_recipes, loss=loss, uses_ema=True,
-                init_state=init_state, update_state=update_state, target_views=(1,))
+                init_state=init_state, update_state=update_state, target_views=(1,), online_views=(0,))
 
 
 def defaults():
