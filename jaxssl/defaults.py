@@ -17,7 +17,8 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.method = ml_collections.ConfigDict({"name": method, **methods.defaults(method)})
 
   config.model = ml_collections.ConfigDict()
-  config.model.encoder = "small_resnet"          # small_resnet | resnet18 | resnet50
+  config.model.encoder = "small_resnet"          # small_resnet | resnet18 | resnet50 | vit_micro | vit_tiny | vit_small
+  config.model.patch_size = 4                    # ViTs: 4 for 28-32 px images, 16 for ImageNet's 224
   config.model.stem = "cifar"                    # cifar (3x3, no max-pool) | imagenet (7x7 + max-pool)
   config.model.compute_dtype = "float32"         # float32 | bfloat16
   config.model.zero_init_residual = False        # torchvision's default, as lightly and solo-learn

@@ -64,5 +64,5 @@ def load_encoder(workdir: str, step: int | None = None) -> tuple[nn.Module, dict
   """
   run = load_run(workdir, step)
   module = run.trainer.network.encoder
-  variables = {"params": run.state.params["encoder"], "batch_stats": run.state.batch_stats["encoder"]}
+  variables = {"params": run.state.params["encoder"], "batch_stats": run.state.batch_stats.get("encoder", {})}
   return module, variables

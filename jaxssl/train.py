@@ -23,7 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxssl import augment, methods, optim
 from jaxssl.methods.base import Method, Outputs
 from jaxssl.metrics import MetricsWriter
-from jaxssl.models import ENCODERS, SSLNetwork
+from jaxssl.models import SSLNetwork, make_encoder
 from jaxssl.state import TrainState, ema_update, target_subtree
 
 AXIS = "batch"
@@ -53,8 +53,7 @@ def build(config: ml_collections.ConfigDict, total_steps: int, axis_name: str | 
   ``num_classes`` > 0 and ``config.eval.online_probe`` also the online linear probe and its optimizer."""
   method = methods.get(config)
   dtype = _dtype(config.model.compute_dtype)
-  encoder = ENCODERS[config.model.encoder](stem=config.model.stem, axis_name=axis_name, dtype=dtype,
-                                           zero_init_residual=config.model.zero_init_residual)
+  encoder = make_encoder(config.model, config.augment.size, axis_name, dtype)
   projector, predictor = method.make_heads(config, axis_name, dtype)
   network = SSLNetwork(encoder=encoder, projector=projector, predictor=predictor)
   probe = probe_tx = None
@@ -80,7 +79,7 @@ def init_state(trainer: Trainer, key: jax.Array, channels: int) -> TrainState:
   init_key, state_key, rng = jax.random.split(key, 3)
   size = trainer.recipes[0].size
   variables = trainer.network.init(init_key, jnp.zeros((2, size, size, channels)), train=False)
-  params, batch_stats = variables["params"], variables["batch_stats"]
+  params, batch_stats = variables["params"], variables.get("batch_stats", {})   # a ViT has none
   uses_ema = trainer.method.uses_ema
   probe_params = probe_opt_state = None
   if trainer.probe is not None:
@@ -113,7 +112,7 @@ def _forward_views(network: SSLNetwork, variables, views, with_predictor: bool):
 
   (h, z, p), updates = network.apply(variables, views, mutable=["batch_stats"], method=apply_all)
   outputs = Outputs(representations=h, projections=z, predictions=p if p[0] is not None else None)
-  return outputs, updates["batch_stats"]
+  return outputs, updates.get("batch_stats", {})
 
 
 def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> StepFn:

@@ -41,6 +41,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _fail(unknown, value, "unknown config key (a typo? the schema is jaxssl/defaults.py)")
   if config.model.encoder not in ENCODERS:
     _fail("model.encoder", config.model.encoder, f"unknown encoder; known: {', '.join(sorted(ENCODERS))}")
+  if config.model.encoder.startswith("vit"):
+    a = config.augment
+    sizes = [("augment.size", a.size)] + ([("augment.local_size", a.local_size)] if a.num_local_crops else [])
+    for field, size in sizes:
+      if config.model.patch_size <= 0 or size % config.model.patch_size:
+        _fail("model.patch_size", config.model.patch_size, f"must divide {field}={size} (a ViT cuts crops into "
+              "patches)")
   if config.model.stem not in ("cifar", "imagenet"):
     _fail("model.stem", config.model.stem, "use 'cifar' or 'imagenet'")
   if config.model.compute_dtype not in ("float32", "bfloat16"):

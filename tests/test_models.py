@@ -64,3 +64,17 @@ def test_batchnorm_is_synchronised_across_devices():
   np.testing.assert_allclose(out, expected, atol=1e-4)
   for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(expected_state)):
     np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_vit_forward_any_grid_and_gradients():
+  from jaxssl.models import ViTMicro, representation_dim
+
+  vit = ViTMicro(patch_size=4, base_grid=4)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 16, 16, 1)), jnp.float32)
+  variables = vit.init(jax.random.key(0), x)
+  assert vit.apply(variables, x).shape == (3, 64) == (3, representation_dim("vit_micro"))
+  small = vit.apply(variables, x[:, :8, :8])                  # a local crop: 2x2 patches, interpolated positions
+  assert small.shape == (3, 64) and np.all(np.isfinite(small))
+  grads = jax.grad(lambda p: vit.apply({"params": p}, x).sum())(variables["params"])
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  assert float(jnp.abs(grads["pos_embed"]).sum()) > 0 and float(jnp.abs(grads["cls_token"]).sum()) > 0

@@ -180,8 +180,9 @@ def test_online_probe_learns_and_eight_devices_match_one():
   assert metrics8[-1]["probe_loss"] < metrics8[0]["probe_loss"]
 
 
-def test_dino_last_layer_stays_frozen_for_its_steps_then_trains():
-  config = tiny_config("dino")                       # freeze_last_layer_steps = 2
+def test_dino_with_a_vit_keeps_its_last_layer_frozen_for_its_steps_then_trains():
+  config = tiny_config("dino")                       # freeze_last_layer_steps = 2; 16 px global, 8 px local crops
+  config.model.encoder, config.model.patch_size = "vit_micro", 4
   batches = _batches(config, 3)
   trainer = train.build(config, total_steps=3)
   m = mesh(1)

@@ -1,6 +1,38 @@
-"""Encoders and heads."""
+"""Encoders and heads; ``make_encoder`` builds the encoder a config names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+
 from jaxssl.models.heads import MLP, DINOHead, Prototypes, SSLNetwork, cosine_scores
-from jaxssl.models.resnet import ENCODERS, ResNet, ResNet18, ResNet50, SmallResNet, representation_dim
+from jaxssl.models.resnet import RESNETS, ResNet, ResNet18, ResNet50, SmallResNet
+from jaxssl.models.vit import ViT, ViTMicro, ViTSmall, ViTTiny
+
+VITS = {"vit_micro": ViTMicro, "vit_tiny": ViTTiny, "vit_small": ViTSmall}
+ENCODERS = {**RESNETS, **VITS}
 
 __all__ = ["MLP", "DINOHead", "Prototypes", "SSLNetwork", "cosine_scores", "ENCODERS", "ResNet", "ResNet18",
-           "ResNet50", "SmallResNet", "representation_dim"]
+           "ResNet50", "SmallResNet", "ViT", "ViTMicro", "ViTSmall", "ViTTiny", "make_encoder",
+           "representation_dim"]
+
+
+def make_encoder(model_config, image_size: int, axis_name: str | None, dtype: Any) -> nn.Module:
+  """The encoder ``model_config.encoder`` names. ResNets take the stem and synchronise BN over ``axis_name``;
+  ViTs take ``model_config.patch_size`` and learn position embeddings for ``image_size`` crops."""
+  name = model_config.encoder
+  if name in VITS:
+    return VITS[name](patch_size=model_config.patch_size, base_grid=image_size // model_config.patch_size,
+                      dtype=dtype)
+  return RESNETS[name](stem=model_config.stem, axis_name=axis_name, dtype=dtype,
+                       zero_init_residual=model_config.zero_init_residual)
+
+
+def representation_dim(name: str) -> int:
+  """Width of the representation h of a named encoder."""
+  module = ENCODERS[name]
+  if name in VITS:
+    return module.keywords["dim"]
+  widths = module.keywords.get("widths", (64, 128, 256, 512))
+  return widths[-1] * module.keywords["block"].expansion

@@ -118,11 +118,4 @@ ResNet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block=BottleneckB
 # For CPU tests and benchmarks: one basic block per stage, widths 16-32-64-128, CIFAR stem.
 SmallResNet = functools.partial(ResNet, stage_sizes=(1, 1, 1, 1), block=BasicBlock, widths=(16, 32, 64, 128))
 
-ENCODERS = {"resnet18": ResNet18, "resnet50": ResNet50, "small_resnet": SmallResNet}
-
-
-def representation_dim(name: str) -> int:
-  """Width of the representation h of a named encoder."""
-  module = ENCODERS[name]
-  widths = module.keywords.get("widths", (64, 128, 256, 512))
-  return widths[-1] * module.keywords["block"].expansion
+RESNETS = {"resnet18": ResNet18, "resnet50": ResNet50, "small_resnet": SmallResNet}
