@@ -279,22 +279,34 @@ class TrainingError(RuntimeError):
 
 
 class _Preemption:
-  """Turns SIGTERM into a flag the loop reads at the next step boundary (then it saves and exits)."""
+  """Whether to save and stop at a step boundary because of SIGTERM (preemption).
+
+  One process: a SIGTERM handler sets a flag. Several processes: JAX's preemption service (which catches the
+  scheduler's notice) agrees on one step for all of them, ``multihost_utils.reached_preemption_sync_point``,
+  so every process saves the same step; it must be asked at every step.
+  """
 
   def __init__(self):
-    self.requested = False
+    self._flag = False
     self._previous = None
+    self._multi = jax.process_count() > 1
 
   def __enter__(self):
     import signal
     import threading
 
-    if threading.current_thread() is threading.main_thread():
+    if not self._multi and threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     return self
 
   def _handle(self, signum, frame):
-    self.requested = True
+    self._flag = True
+
+  def reached(self, step: int) -> bool:
+    if self._multi:
+      from jax.experimental import multihost_utils
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self._flag
 
   def __exit__(self, *exc):
     import signal
@@ -386,9 +398,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
         _check_finite(*pending)
       pending = (metrics, step + 1)
       done = step + 1
+      preempted = preemption.reached(done)
       boundary = (progress.should_log(done) or (eval_every and done % eval_every == 0)
                   or (config.train.checkpoint_every and done % config.train.checkpoint_every == 0)
-                  or preemption.requested or done == total_steps)
+                  or preempted or done == total_steps)
       if not boundary:
         continue
       _check_finite(*pending)                     # never log, evaluate or save a non-finite state
@@ -406,7 +419,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
         writer.write(done, scores, prefix="eval")
         progress.close()
         print(f"step {done} (epoch {done / steps_per_epoch:.2f}): {evaluate.summary(scores)}", flush=True)
-      if preemption.requested and done < total_steps:
+      if preempted and done < total_steps:
         save(done, pipeline.position)
         progress.close()
         print(f"SIGTERM: saved a checkpoint at step {done}; run the same command again to resume", flush=True)
