@@ -18,7 +18,8 @@ class Progress:
   def should_log(self, step: int) -> bool:
     return step % self.every == 0 or step == self.total
 
-  def log(self, step: int, metrics: dict[str, float]) -> None:
+  def log(self, step: int, metrics: dict[str, float]) -> float:
+    """Prints the line; returns the images/s since the previous one."""
     now = time.perf_counter()
     rate = (step - self._last_step) * self.global_batch / max(now - self._last_time, 1e-9)
     self._last_step, self._last_time = step, now
@@ -28,6 +29,7 @@ class Progress:
     line = f"[{'#' * filled}{'.' * (bar_width - filled)}] {step}/{self.total} {shown} img/s={rate:.1f}"
     self.stream.write(("\r" + line) if self.tty else (line + "\n"))
     self.stream.flush()
+    return rate
 
   def close(self) -> None:
     if self.tty:

@@ -408,8 +408,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
       pending = None
       if progress.should_log(done):
         shown = {k: float(v) for k, v in metrics.items() if k != "finite"}
+        shown["images_per_s"] = progress.log(done, shown)
         history.append({"step": done, **shown})
-        progress.log(done, shown)
         writer.write(done, shown)
       if eval_every and done % eval_every == 0 and done < total_steps:
         t = time.perf_counter()
