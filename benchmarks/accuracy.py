@@ -10,7 +10,9 @@ pixels, each with the same kNN (cosine, k=200, T=0.1) and linear probe. Prints M
 """
 
 import argparse
+import ast
 import importlib
+import json
 import os
 import platform
 import sys
@@ -31,8 +33,7 @@ def baselines(config, linear_epochs: int) -> dict[str, dict[str, float]]:
   mesh = train.make_mesh()
   trainer = train.build(config, total_steps=1)
   state = train.replicate(train.init_state(trainer, jax.random.key(config.seed), 1), mesh)
-  with config.unlocked() if hasattr(config, "unlocked") else _nothing():
-    config.eval.linear_epochs = linear_epochs
+  config.eval.linear_epochs = linear_epochs
   random_init = evaluate.evaluate_state(trainer, state, dataset, mesh, linear=True)
 
   train_x, train_y = dataset.eval_train.all()
@@ -44,14 +45,6 @@ def baselines(config, linear_epochs: int) -> dict[str, dict[str, float]]:
                                          epochs=linear_epochs)
   pixels["linear_top1"], pixels["linear_top5"] = probe["top1"], probe["top5"]
   return {"random-init encoder": random_init, "raw pixels": pixels}
-
-
-class _nothing:
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *exc):
-    return False
 
 
 def main():
@@ -70,7 +63,7 @@ def main():
       node = config
       for part in path:
         node = node[part]
-      node[last] = type(node[last])(value) if not isinstance(node[last], (tuple, list)) else eval(value)
+      node[last] = ast.literal_eval(value) if isinstance(node[last], (tuple, list)) else type(node[last])(value)
     return config
 
   names = args.methods.split(",")
@@ -90,7 +83,6 @@ def main():
       t = time.perf_counter()
       results = train.run(config, workdir)
       wall = time.perf_counter() - t
-      import json
       with open(os.path.join(workdir, "results.json")) as f:
         evals = json.load(f)["evals"]
     runs[name] = (results, evals, wall)

@@ -355,11 +355,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
   channels = dataset.train.image_shape[-1]
   state = replicate(init_state(trainer, jax.random.key(config.seed), channels), mesh)
 
-  resuming = os.path.isdir(os.path.join(workdir, "checkpoints"))
   os.makedirs(workdir, exist_ok=True)
   checkpointer = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)
   meta = {"data_position": 0, "history": [], "evals": [], "results": {}}
-  if resuming and checkpointer.latest_step() is not None:
+  if checkpointer.latest_step() is not None:
     state, meta = checkpointer.restore(state)     # CheckpointError: nothing in the workdir has changed
     print(f"resuming from step {int(state.step)} ({checkpointer.directory})", flush=True)
   if jax.process_index() == 0:

@@ -7,7 +7,7 @@ of each global batch. Images stay uint8 on the host; augmentation happens on dev
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import ml_collections
 import numpy as np
@@ -38,21 +38,26 @@ class Dataset(NamedTuple):
   num_classes: int
 
 
-def _labeled(source: Source | None) -> Source | None:
-  return source if source is not None and source.labeled else None
+def _splits(config, make: Callable[[str], Source]) -> Dataset:
+  """The Dataset of the splits config.{train,eval_train,test}_split name, each built by ``make(field)``.
+
+  An empty eval_train_split means the train split; an empty test_split means none. Splits without labels are
+  not used for evaluation. num_classes is the largest of the labeled splits', set on each of them.
+  """
+  train = make("train_split")
+  eval_train = make("eval_train_split") if config.eval_train_split not in ("", config.train_split) else train
+  test = make("test_split") if config.test_split else None
+  labeled = [s for s in (train, eval_train, test) if s is not None and s.labeled]
+  classes = max((s.num_classes for s in labeled), default=0)
+  for s in labeled:
+    s.num_classes = classes
+  return Dataset(train, eval_train if eval_train is not None and eval_train.labeled else None,
+                 test if test is not None and test.labeled else None, classes)
 
 
 def _tfds(config) -> Dataset:
-  def split(field: str) -> TfdsSource | None:
-    if not config[field]:
-      return None
-    return TfdsSource(config.dataset, config[field], config.data_dir, image_size=config.image_size,
-                      split_field=f"data.{field}")
-
-  train = split("train_split")
-  eval_train = split("eval_train_split") if config.eval_train_split not in ("", config.train_split) else train
-  test = split("test_split")
-  return Dataset(train, _labeled(eval_train), _labeled(test), train.num_classes)
+  return _splits(config, lambda field: TfdsSource(config.dataset, config[field], config.data_dir,
+                                                  image_size=config.image_size, split_field=f"data.{field}"))
 
 
 def _idx(config) -> Dataset:
@@ -76,38 +81,23 @@ def _numpy(config) -> Dataset:
   except (OSError, ValueError) as e:
     raise DataError(f"config.data.data_dir={path!r} is not a readable .npz file ({e})") from None
 
-  def split(name: str) -> ArraySource | None:
-    if not name:
-      return None
+  def split(field: str) -> ArraySource:
+    name = config[field]
     if f"{name}_images" not in arrays:
       raise DataError(f"config.data.data_dir={path!r} has no array '{name}_images' (keys: {sorted(arrays)})")
     labels = arrays[f"{name}_labels"] if f"{name}_labels" in arrays else None
     return ArraySource(arrays[f"{name}_images"], labels)
 
-  train = split(config.train_split)
-  eval_train = split(config.eval_train_split) if config.eval_train_split not in ("", config.train_split) else train
-  test = split(config.test_split)
-  classes = max((s.num_classes for s in (train, eval_train, test) if s is not None and s.labeled), default=0)
-  for s in (train, eval_train, test):
-    if s is not None and s.labeled:
-      s.num_classes = classes
-  return Dataset(train, _labeled(eval_train), _labeled(test), classes)
+  return _splits(config, split)
 
 
 def _folder(config) -> Dataset:
-  channels = len(config.mean)
+  def split(field: str) -> FolderSource:
+    name = config[field]
+    return FolderSource(os.path.join(config.data_dir, name), config.image_size, len(config.mean),
+                        field=f"data.data_dir (+ {name!r})")
 
-  def split(name: str, labeled: bool) -> FolderSource | None:
-    if not name:
-      return None
-    root = os.path.join(config.data_dir, name)
-    return FolderSource(root, config.image_size, channels, labeled=labeled, field=f"data.data_dir (+ {name!r})")
-
-  train = split(config.train_split, labeled=True)
-  eval_train = (split(config.eval_train_split, True) if config.eval_train_split not in ("", config.train_split)
-                else train)
-  test = split(config.test_split, True)
-  return Dataset(train, _labeled(eval_train), _labeled(test), train.num_classes or getattr(test, "num_classes", 0))
+  return _splits(config, split)
 
 
 def load(config: ml_collections.ConfigDict) -> Dataset:
