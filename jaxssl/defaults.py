@@ -22,6 +22,7 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.model.stem = "cifar"                    # cifar (3x3, no max-pool) | imagenet (7x7 + max-pool)
   config.model.compute_dtype = "float32"         # float32 | bfloat16
   config.model.zero_init_residual = False        # torchvision's default, as lightly and solo-learn
+  config.model.conv = "auto"                     # ResNets: auto (cpu on the CPU backend, else xla) | xla | cpu
 
   config.data = ml_collections.ConfigDict()
   config.data.source = "tfds"                    # tfds | folder | numpy | idx | synthetic

@@ -10,8 +10,12 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from jaxssl import xla_flags
+
+xla_flags.use_eigen_convolutions_on_cpu()       # before JAX starts its backend
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/NAME.py).",
                                           lock_config=True)

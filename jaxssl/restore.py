@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 
+from jaxssl import defaults
 from jaxssl.checkpoint import CheckpointError, Checkpointer
 
 
@@ -30,7 +31,19 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.isfile(path):
     raise CheckpointError(f"--workdir={workdir!r} has no config.json: not a jaxssl run directory")
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    saved = json.load(f)
+  # Fields added to the schema since the run was made take their defaults.
+  config = defaults.get_config(saved["method"]["name"])
+  _merge(config, saved)
+  return config
+
+
+def _merge(config: ml_collections.ConfigDict, saved: dict) -> None:
+  for key, value in saved.items():
+    if isinstance(value, dict) and isinstance(config.get(key), ml_collections.ConfigDict):
+      _merge(config[key], value)
+    else:
+      config[key] = value
 
 
 def load_run(workdir: str, step: int | None = None, axis_name: str | None = None) -> Run:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
+import jax
 
 from jaxssl.models.heads import MLP, DINOHead, Prototypes, SSLNetwork, cosine_scores
 from jaxssl.models.resnet import RESNETS, ResNet, ResNet18, ResNet50, SmallResNet
@@ -14,7 +15,7 @@ VITS = {"vit_micro": ViTMicro, "vit_tiny": ViTTiny, "vit_small": ViTSmall}
 ENCODERS = {**RESNETS, **VITS}
 
 __all__ = ["MLP", "DINOHead", "Prototypes", "SSLNetwork", "cosine_scores", "ENCODERS", "ResNet", "ResNet18",
-           "ResNet50", "SmallResNet", "ViT", "ViTMicro", "ViTSmall", "ViTTiny", "make_encoder",
+           "ResNet50", "SmallResNet", "ViT", "ViTMicro", "ViTSmall", "ViTTiny", "conv_implementation", "make_encoder",
            "representation_dim"]
 
 
@@ -26,7 +27,15 @@ def make_encoder(model_config, image_size: int, axis_name: str | None, dtype: An
     return VITS[name](patch_size=model_config.patch_size, base_grid=image_size // model_config.patch_size,
                       dtype=dtype)
   return RESNETS[name](stem=model_config.stem, axis_name=axis_name, dtype=dtype,
-                       zero_init_residual=model_config.zero_init_residual)
+                       zero_init_residual=model_config.zero_init_residual,
+                       conv=conv_implementation(model_config.conv))
+
+
+def conv_implementation(choice: str) -> str:
+  """"auto" -> "cpu" (jaxssl.models.conv's backward pass) on the CPU backend, XLA's own convolution elsewhere."""
+  if choice == "auto":
+    return "cpu" if jax.default_backend() == "cpu" else "xla"
+  return choice
 
 
 def representation_dim(name: str) -> int:

@@ -13,8 +13,12 @@ from typing import Any, Sequence
 import chex
 import flax.linen as nn
 import jax.numpy as jnp
+from jax import lax
+
+from jaxssl.models import conv as fast_conv
 
 Dtype = Any
+CONV_IMPLEMENTATIONS = {"xla": lax.conv_general_dilated, "cpu": fast_conv.conv_general_dilated}
 
 
 def _last_scale_init(zero: bool):
@@ -77,6 +81,8 @@ class ResNet(nn.Module):
     axis_name: mapped axis over which BatchNorm averages its batch statistics (synchronised BN); None for local.
     zero_init_residual: initialise the last BN scale of each block at zero.
     dtype: computation dtype (e.g. jnp.bfloat16); parameters stay float32.
+    conv: "xla" (``lax.conv_general_dilated``) or "cpu" (the same forward with a backward pass XLA:CPU runs
+      faster, jaxssl.models.conv); equal values and gradients, the same parameters.
   """
   stage_sizes: Sequence[int]
   block: Any
@@ -86,13 +92,17 @@ class ResNet(nn.Module):
   bn_momentum: float = 0.9
   zero_init_residual: bool = False
   dtype: Dtype = jnp.float32
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
     """[N, H, W, C] float images -> [N, widths[-1] * expansion] representations."""
     chex.assert_rank(x, 4)
+    if self.conv not in CONV_IMPLEMENTATIONS:
+      raise ValueError(f"unknown conv {self.conv!r}; use one of {sorted(CONV_IMPLEMENTATIONS)}")
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
-                             kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"))
+                             kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+                             conv_general_dilated=CONV_IMPLEMENTATIONS[self.conv])
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
                              epsilon=1e-5, dtype=self.dtype, axis_name=self.axis_name if train else None)
     x = x.astype(self.dtype)
