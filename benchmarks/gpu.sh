@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# jaxssl against lightly on one GPU: ResNet-18 (CIFAR stem) at 32x32x3, batch 512, bfloat16, SimCLR/BYOL/VICReg.
+# Prints images/s and seconds per CIFAR-10 epoch (50,000 images) of the whole training step, side by side.
+#
+# The GPU machine has PyTorch, JAX, Flax, optax and chex but no network; the few pure-Python packages it lacks
+# travel as wheels. Once, on a machine with network, from the repository root:
+#   bash benchmarks/gpu.sh fetch            # lightly, dm-pix, ml-collections -> .whl/ (Python 3.12 wheels)
+# Then on the GPU machine, from the repository root (a few minutes):
+#   bash benchmarks/gpu.sh
+# Environment: BATCH (512), STEPS (10 timed steps), METHODS (simclr,byol,vicreg), PYTHON (python3, the one with
+# JAX), LIGHTLY_PYTHON (the one with PyTorch; default PYTHON), WHEELS (.whl).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WHEELS=${WHEELS:-.whl}
+PYTHON=${PYTHON:-python3}
+
+if [[ "${1:-}" == "fetch" ]]; then
+  mkdir -p "$WHEELS"
+  platforms=()
+  for p in manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64; do platforms+=(--platform "$p"); done
+  "$PYTHON" -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    "${platforms[@]}" -d "$WHEELS" lightly==1.6.0 dm-pix==0.4.5 ml-collections==1.1.0
+  exit 0
+fi
+
+if compgen -G "$WHEELS/*.whl" > /dev/null; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/jaxssl-site "$WHEELS"/*.whl
+  export PYTHONPATH=/tmp/jaxssl-site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+
+"$PYTHON" -c "import jax; print('jax', jax.__version__, jax.devices())"
+"${LIGHTLY_PYTHON:-$PYTHON}" -c "import torch; print('torch', torch.__version__,
+  torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA device')"
+"$PYTHON" benchmarks/throughput.py --models resnet18 --batch "${BATCH:-512}" --dtype bfloat16 \
+  --steps "${STEPS:-10}" --methods "${METHODS:-simclr,byol,vicreg}" --lightly_python "${LIGHTLY_PYTHON:-$PYTHON}" \
+  --no_baseline --no_augment

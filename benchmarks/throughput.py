@@ -1,0 +1,206 @@
+"""Training-step throughput of jaxssl against lightly (PyTorch), side by side in one run.
+
+    python benchmarks/throughput.py [--lightly_python .venv-lightly/bin/python] [--models small_resnet,resnet18]
+        [--methods simclr,byol,vicreg] [--steps 5]
+
+lightly lives in its own environment, never a dependency of jaxssl:
+``python -m venv .venv-lightly && .venv-lightly/bin/pip install torch==2.14.1 torchvision==0.29.1 lightly``.
+
+For each model (small ResNet at 28x28x1 batch 256; ResNet-18 with the CIFAR stem at 32x32x3 batch 128) and
+method, every measurement is a fresh subprocess run one after another (never two at once):
+
+* jaxssl, the whole training step of the method's config (on-device augmentation of two views, forward,
+  backward, LARS, EMA, online probe, collapse metrics), once with XLA's defaults and ``model.conv=xla`` (the
+  plain ``lax`` convolution), once as ``python -m jaxssl.main`` runs it (``model.conv=auto`` and
+  jaxssl.xla_flags);
+* lightly (benchmarks/lightly_step.py): forward, backward and LARS on two views already made; its
+  augmentation is timed apart, in one process, as a DataLoader worker does it.
+
+images/s = batch / median seconds of ``--steps`` steps after compilation and warm-up. The ratio column is
+jaxssl's whole step against lightly's step without augmentation. A second table times augmentation alone:
+jaxssl's jitted views against lightly's transforms on PIL images.
+"""
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+MODELS = {  # name: (image size, channels, batch)
+    "small_resnet": (28, 1, 256),
+    "resnet18": (32, 3, 128),
+}
+
+
+def _config(method: str, model: str, conv: str, batch: int, dtype: str):
+  config = importlib.import_module(f"configs.{method}").get_config()
+  size, channels, _ = MODELS[model]
+  config.model.encoder = model
+  config.model.compute_dtype = dtype
+  config.model.conv = conv
+  config.augment.size = size
+  config.train.batch_size = batch
+  config.data.source = "synthetic"
+  config.data.synthetic_size = size
+  config.data.synthetic_channels = channels
+  config.data.mean, config.data.std = (0.5,) * channels, (0.25,) * channels
+  return config
+
+
+def jaxssl_step(method: str, model: str, conv: str, steps: int, batch: int, dtype: str) -> dict:
+  """Runs in the worker process: median seconds of the whole jitted training step."""
+  import jax
+  import numpy as np
+
+  from jaxssl import data, train
+
+  config = _config(method, model, conv, batch, dtype)
+  source = data.synthetic((steps + 3) * batch, size=config.data.synthetic_size,
+                          channels=config.data.synthetic_channels)
+  mesh = train.make_mesh()
+  trainer = train.build(config, total_steps=1000, num_classes=source.num_classes)
+  state = train.replicate(train.init_state(trainer, jax.random.key(0), config.data.synthetic_channels), mesh)
+  step = train.shard_step(train.make_per_device_step(trainer), mesh)
+  batches = data.Pipeline(source, batch, seed=0, prefetch=0)
+  for _ in range(2):                                   # compile, then one warm step
+    state, metrics = step(state, train.shard_batch(next(batches), mesh))
+    jax.block_until_ready(metrics)
+  times = []
+  for _ in range(steps):
+    inputs = train.shard_batch(next(batches), mesh)
+    start = time.perf_counter()
+    state, metrics = step(state, inputs)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - start)
+  seconds = float(np.median(times))
+  return {"step_s": seconds, "images_per_s": batch / seconds, "jax": jax.__version__,
+          "device": jax.devices()[0].device_kind}
+
+
+def jaxssl_augment(method: str, model: str, steps: int, batch: int) -> dict:
+  """Runs in the worker process: the method's two views of a batch, jitted, on the device."""
+  import jax
+  import numpy as np
+
+  from jaxssl import augment, methods
+
+  config = _config(method, model, "auto", batch, "float32")
+  size, channels, _ = MODELS[model]
+  recipes = tuple(methods.get(config).recipes(config))
+  images = jax.random.randint(jax.random.key(0), (batch, size, size, channels), 0, 256).astype(np.uint8)
+  make = jax.jit(lambda keys, images: augment.views(keys, images, recipes))
+  keys = jax.random.split(jax.random.key(1), batch)
+  jax.block_until_ready(make(keys, images))
+  times = []
+  for i in range(steps):
+    keys = jax.random.split(jax.random.key(i + 2), batch)
+    start = time.perf_counter()
+    jax.block_until_ready(make(keys, images))
+    times.append(time.perf_counter() - start)
+  seconds = float(np.median(times))
+  return {"batch_s": seconds, "images_per_s": batch / seconds}
+
+
+def _run(command: list[str], env_extra: dict | None = None) -> dict:
+  env = dict(os.environ, **(env_extra or {}))
+  result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
+  lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+  if result.returncode != 0 or not lines:
+    raise SystemExit(f"error: {' '.join(command)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
+  return json.loads(lines[-1])
+
+
+def _worker(args, what: str, method: str, model: str, conv: str, plain_xla: bool) -> dict:
+  command = [sys.executable, os.path.abspath(__file__), "--worker", what, "--methods", method, "--models", model,
+             "--conv", conv, "--steps", str(args.steps), "--batch", str(_batch(args, model)), "--dtype", args.dtype]
+  env = {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
+  if not plain_xla:
+    from jaxssl import xla_flags
+    env["XLA_FLAGS"] = f"{env['XLA_FLAGS']} {xla_flags.CPU_FLAGS}".strip()
+  return _run(command, env)
+
+
+def _lightly(args, what: str, method: str, model: str, steps: int) -> dict:
+  size, channels, _ = MODELS[model]
+  return _run([args.lightly_python, os.path.join(ROOT, "benchmarks", "lightly_step.py"), what, "--method", method,
+               "--model", model, "--batch", str(_batch(args, model)), "--size", str(size), "--channels",
+               str(channels), "--steps", str(steps), "--dtype", args.dtype])
+
+
+def _batch(args, model: str) -> int:
+  return args.batch or MODELS[model][2]
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--lightly_python", default=os.path.join(ROOT, ".venv-lightly", "bin", "python"))
+  parser.add_argument("--models", default="small_resnet,resnet18")
+  parser.add_argument("--methods", default="simclr,byol,vicreg")
+  parser.add_argument("--steps", type=int, default=5)
+  parser.add_argument("--batch", type=int, default=0, help="override every model's batch (0: the defaults above)")
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                      help="compute dtype of both (jaxssl model.compute_dtype; lightly autocast)")
+  parser.add_argument("--no_augment", action="store_true", help="skip timing augmentation")
+  parser.add_argument("--no_baseline", action="store_true", help="skip jaxssl with XLA's defaults")
+  parser.add_argument("--worker", choices=("step", "augment"), help=argparse.SUPPRESS)
+  parser.add_argument("--conv", default="auto", help=argparse.SUPPRESS)
+  args = parser.parse_args()
+
+  if args.worker:
+    if args.worker == "step":
+      result = jaxssl_step(args.methods, args.models, args.conv, args.steps, args.batch, args.dtype)
+    else:
+      result = jaxssl_augment(args.methods, args.models, args.steps, args.batch)
+    print(json.dumps(result), flush=True)
+    return
+  if not shutil.which(args.lightly_python):
+    raise SystemExit(f"error: --lightly_python={args.lightly_python!r} does not exist (see this script's doc)")
+
+  print(f"{time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores; {args.dtype}; images/s, "
+        f"median of {args.steps} steps after compilation\n")
+  print("| model | method | batch | jaxssl, XLA defaults | jaxssl | lightly step | jaxssl / lightly "
+        "| lightly step + its augmentation | jaxssl s / CIFAR-10 epoch | lightly s / epoch |")
+  print("|---|---|---|---|---|---|---|---|---|---|")
+  ratios = []
+  for model in args.models.split(","):
+    for method in args.methods.split(","):
+      batch = _batch(args, model)
+      plain = None if args.no_baseline else _worker(args, "step", method, model, "xla", plain_xla=True)
+      ours = _worker(args, "step", method, model, "auto", plain_xla=False)
+      theirs = _lightly(args, "step", method, model, args.steps)
+      with_augment = ""
+      if not args.no_augment:
+        their_augment = _lightly(args, "augment", method, model, 3)
+        with_augment = f"{batch / (theirs['step_s'] + their_augment['batch_s']):.1f}"
+      ratio = ours["images_per_s"] / theirs["images_per_s"]
+      ratios.append(ratio)
+      print(f"| {model} | {method} | {batch} | {plain['images_per_s']:.1f} |" if plain else
+            f"| {model} | {method} | {batch} | |", end="")
+      print(f" {ours['images_per_s']:.1f} | {theirs['images_per_s']:.1f} | {ratio:.2f}x | {with_augment} | "
+            f"{50000 / ours['images_per_s']:.0f} | {50000 / theirs['images_per_s']:.0f} |", flush=True)
+  print(f"\ngeometric mean of jaxssl / lightly: {statistics.geometric_mean(ratios):.2f}x; devices: jaxssl "
+        f"{ours['device']}, lightly {theirs['device']} (torch {theirs['torch']}, {theirs['threads']} threads)\n")
+  if args.no_augment:
+    return
+
+  print("| images | method | jaxssl augmentation, images/s | lightly transforms, images/s | ratio |")
+  print("|---|---|---|---|---|")
+  for model in args.models.split(","):
+    size, channels, _ = MODELS[model]
+    for method in args.methods.split(","):
+      ours = _worker(args, "augment", method, model, "auto", plain_xla=False)
+      theirs = _lightly(args, "augment", method, model, 3)
+      print(f"| {size}x{size}x{channels} | {method} | {ours['images_per_s']:.0f} | {theirs['images_per_s']:.0f} | "
+            f"{ours['images_per_s'] / theirs['images_per_s']:.1f}x |", flush=True)
+
+
+if __name__ == "__main__":
+  main()
