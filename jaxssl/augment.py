@@ -76,11 +76,13 @@ def random_resized_crop(key: jax.Array, image: jax.Array, out_size: int,
   else:
     fallback_w, fallback_h = in_w, in_h
   any_fits = jnp.any(fits)
-  width = jnp.where(any_fits, widths[first], fallback_w)
-  height = jnp.where(any_fits, heights[first], fallback_h)
-  top = jnp.where(any_fits, jnp.floor(jax.random.uniform(k_top, (attempts,))[first] * (in_h - height + 1)),
+  # Picking attempt `first` by a one-hot sum, not by indexing: a vmapped index is a gather, slow on the CPU.
+  pick = lambda values: jnp.sum(jnp.where(jnp.arange(attempts) == first, values, 0.0))
+  width = jnp.where(any_fits, pick(widths), fallback_w)
+  height = jnp.where(any_fits, pick(heights), fallback_h)
+  top = jnp.where(any_fits, jnp.floor(pick(jax.random.uniform(k_top, (attempts,))) * (in_h - height + 1)),
                   (in_h - height) // 2)
-  left = jnp.where(any_fits, jnp.floor(jax.random.uniform(k_left, (attempts,))[first] * (in_w - width + 1)),
+  left = jnp.where(any_fits, jnp.floor(pick(jax.random.uniform(k_left, (attempts,))) * (in_w - width + 1)),
                    (in_w - width) // 2)
   return crop_and_resize(image, top, left, height, width, out_size)
 
@@ -146,16 +148,28 @@ def color_jitter(key: jax.Array, image: jax.Array, brightness: float, contrast: 
   def factor(k, strength):
     return jax.random.uniform(k, minval=max(0.0, 1.0 - strength), maxval=1.0 + strength)
 
-  ops = (
+  cheap_ops = (
       lambda x: adjust_brightness(x, factor(k_b, brightness)),
       lambda x: adjust_contrast(x, factor(k_c, contrast)),
       lambda x: adjust_saturation(x, factor(k_s, saturation)),
-      lambda x: adjust_hue(x, jax.random.uniform(k_h, minval=-hue, maxval=hue)),
   )
-  order = jax.random.permutation(k_order, len(ops))
-  jittered = image
-  for position in range(len(ops)):
-    jittered = jax.lax.switch(order[position], ops, jittered)
+  order = jax.random.permutation(k_order, 4)                 # 0 brightness, 1 contrast, 2 saturation, 3 hue
+  # Under vmap every branch of a lax.switch is evaluated, at each of the four positions. The costly op, the hue
+  # shift (RGB -> HSV -> RGB), is instead applied once, between the ops drawn before it and those drawn after
+  # it: the same composition as the four in the drawn order, at a third of the cost on the CPU.
+  hue_position = jnp.argmax(order == 3)
+
+  def cheap_ops_where(x, positions, selected):
+    for position in positions:
+      out = x
+      for index, op in enumerate(cheap_ops):
+        out = jnp.where(order[position] == index, op(x), out)
+      x = jnp.where(selected(position), out, x)
+    return x
+
+  jittered = cheap_ops_where(image, range(3), lambda position: position < hue_position)
+  jittered = adjust_hue(jittered, jax.random.uniform(k_h, minval=-hue, maxval=hue))
+  jittered = cheap_ops_where(jittered, range(1, 4), lambda position: position > hue_position)
   return jnp.where(jax.random.uniform(k_apply) < prob, jittered, image)
 
 
@@ -171,7 +185,9 @@ def _blur_matrix(sigma: jax.Array, size: int, radius: int) -> jax.Array:
   source = jnp.arange(size)[:, None] + offsets[None, :]               # [size, 2r+1]
   source = jnp.abs(source)                                             # reflect at 0
   source = (size - 1) - jnp.abs((size - 1) - source)                   # reflect at size - 1
-  return jnp.zeros((size, size)).at[jnp.arange(size)[:, None], source].add(taps[None, :])
+  # A one-hot sum rather than a scatter-add: scatters are slow under vmap on the CPU.
+  one_hot = source[:, :, None] == jnp.arange(size)[None, None, :]     # [size, 2r+1, size]
+  return jnp.einsum("o,sot->st", taps, one_hot.astype(taps.dtype))
 
 
 def gaussian_blur(image: jax.Array, sigma: jax.Array, kernel_size: int) -> jax.Array:
