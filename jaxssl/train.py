@@ -377,8 +377,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
           flush=True)
 
   def save(step: int, position: int) -> None:
+    # Training time so far travels with the checkpoint, so a resumed run reports the whole run's.
+    so_far = {**results, "train_seconds": results.get("train_seconds", 0.0) + time.perf_counter() - start
+              - eval_seconds}
     checkpointer.save(step, state, {"data_position": position, "history": history, "evals": evals,
-                                    "results": results, "total_steps": total_steps, "num_classes": num_classes,
+                                    "results": so_far, "total_steps": total_steps, "num_classes": num_classes,
                                     "channels": channels})
 
   eval_every = int(round(config.eval.every_epochs * steps_per_epoch)) if config.eval.every_epochs > 0 else 0
@@ -410,7 +413,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
         shown["images_per_s"] = progress.log(done, shown)
         history.append({"step": done, **shown})
         writer.write(done, shown)
-      if eval_every and done % eval_every == 0 and done < total_steps:
+      # A periodic evaluation less than half an interval before the end is left to the final one.
+      final_soon = config.eval.at_end and total_steps - done < eval_every / 2
+      if eval_every and done % eval_every == 0 and done < total_steps and not final_soon:
         t = time.perf_counter()
         scores = evaluate.evaluate_state(trainer, state, dataset, mesh)
         eval_seconds += time.perf_counter() - t

@@ -19,12 +19,15 @@ def _main(workdir, *args):
 
 
 def test_short_run_prints_knn_accuracy_and_writes_results(tmp_path):
-  result = _main(tmp_path, "--config=configs/vicreg.py", *TINY, "--config.train.num_steps=2",
-                 "--config.eval.batch_size=64")
+  # 32 steps per epoch: an evaluation every 3 steps, at step 3; the one at step 6, one step before the end, is
+  # left to the final evaluation at step 7.
+  result = _main(tmp_path, "--config=configs/vicreg.py", *TINY, "--config.train.num_steps=7",
+                 "--config.eval.batch_size=64", "--config.eval.every_epochs=0.09375")
   assert result.returncode == 0, result.stderr[-2000:]
   assert "kNN accuracy of the encoder at random initialisation" in result.stdout
-  assert "kNN accuracy (vicreg, 2 steps)" in result.stdout
+  assert "kNN accuracy (vicreg, 7 steps)" in result.stdout
   saved = json.loads((tmp_path / "results.json").read_text())
+  assert [e["step"] for e in saved["evals"]] == [3, 7]
   assert 0.0 <= saved["results"]["knn_accuracy"] <= 1.0
   assert 0.0 <= saved["results"]["online_probe_accuracy"] <= 1.0
   assert len(saved["history"]) >= 1
@@ -46,7 +49,7 @@ def test_short_run_prints_knn_accuracy_and_writes_results(tmp_path):
   # The offline evaluation of the saved run.
   evaluated = _evaluate(tmp_path, "--linear_epochs=2")
   assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-  assert "vicreg at step 2: kNN" in evaluated.stdout and "linear top-1" in evaluated.stdout
+  assert "vicreg at step 7: kNN" in evaluated.stdout and "linear top-1" in evaluated.stdout
   scores = json.loads((tmp_path / "eval.json").read_text())
   assert abs(scores["knn_accuracy"] - saved["results"]["knn_accuracy"]) < 1e-6
   assert 0.0 <= scores["linear_top1"] <= scores["linear_top5"] <= 1.0

@@ -1,5 +1,6 @@
 """Checkpoints: exact resume after SIGKILL, clean exit on SIGTERM, the NaN guard, mismatched checkpoints."""
 
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+
+from jaxssl.checkpoint import Checkpointer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 8
@@ -86,8 +89,14 @@ def test_sigterm_then_sigkill_then_resume_ends_bit_identical_and_mismatch_is_ref
   code, out, _ = _start_and_signal(run, signal.SIGKILL, after_step=5)
   assert code == -signal.SIGKILL and "resuming from step" in out
   assert not os.path.isdir(run / "checkpoints" / str(STEPS))
+  checkpointer = Checkpointer(str(run))
+  before_last_segment = checkpointer.restore_meta()["results"]["train_seconds"]
+  checkpointer.close()
   assert "resuming from step" in _run(run).stdout
   _assert_identical(_final_state(reference), _final_state(run))
+  # Training time adds up over the segments instead of restarting with each.
+  with open(run / "results.json") as f:
+    assert json.load(f)["results"]["train_seconds"] > before_last_segment > 0
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
