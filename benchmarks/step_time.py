@@ -16,11 +16,14 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from jaxssl import xla_flags  # noqa: E402
+
+xla_flags.use_eigen_convolutions_on_cpu()    # as python -m jaxssl.main does
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from jaxssl import data, train  # noqa: E402
+import throughput  # noqa: E402
 
 
 def _override(config, assignment):
@@ -33,22 +36,7 @@ def _override(config, assignment):
 
 
 def step_time(config, steps: int) -> float:
-  source = data.synthetic((steps + 1) * config.train.batch_size, size=config.augment.size)
-  mesh = train.make_mesh()
-  trainer = train.build(config, total_steps=100)
-  state = train.replicate(train.init_state(trainer, jax.random.key(0), 1), mesh)
-  step = train.shard_step(train.make_per_device_step(trainer), mesh)
-  batches = data.Pipeline(source, config.train.batch_size, seed=0, prefetch=0)
-  state, metrics = step(state, train.shard_batch(next(batches), mesh))      # compile
-  jax.block_until_ready(metrics)
-  times = []
-  for _ in range(steps):
-    batch = train.shard_batch(next(batches), mesh)
-    start = time.perf_counter()
-    state, metrics = step(state, batch)
-    jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+  return throughput.median_step_seconds(config, steps, num_classes=0)    # no online probe, as before
 
 
 def main():

@@ -55,19 +55,19 @@ def _config(method: str, model: str, conv: str, batch: int, dtype: str):
   return config
 
 
-def jaxssl_step(method: str, model: str, conv: str, steps: int, batch: int, dtype: str) -> dict:
-  """Runs in the worker process: median seconds of the whole jitted training step."""
+def median_step_seconds(config, steps: int, num_classes: int = 10) -> float:
+  """Median seconds of ``steps`` whole jitted training steps of ``config`` on synthetic images, after
+  compilation and one warm step (also used by benchmarks/step_time.py)."""
   import jax
   import numpy as np
 
   from jaxssl import data, train
 
-  config = _config(method, model, conv, batch, dtype)
-  source = data.synthetic((steps + 3) * batch, size=config.data.synthetic_size,
-                          channels=config.data.synthetic_channels)
+  batch, channels = config.train.batch_size, config.data.synthetic_channels
+  source = data.synthetic((steps + 3) * batch, size=config.augment.size, channels=channels)
   mesh = train.make_mesh()
-  trainer = train.build(config, total_steps=1000, num_classes=source.num_classes)
-  state = train.replicate(train.init_state(trainer, jax.random.key(0), config.data.synthetic_channels), mesh)
+  trainer = train.build(config, total_steps=1000, num_classes=num_classes)
+  state = train.replicate(train.init_state(trainer, jax.random.key(0), channels), mesh)
   step = train.shard_step(train.make_per_device_step(trainer), mesh)
   batches = data.Pipeline(source, batch, seed=0, prefetch=0)
   for _ in range(2):                                   # compile, then one warm step
@@ -80,7 +80,14 @@ def jaxssl_step(method: str, model: str, conv: str, steps: int, batch: int, dtyp
     state, metrics = step(state, inputs)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - start)
-  seconds = float(np.median(times))
+  return float(np.median(times))
+
+
+def jaxssl_step(method: str, model: str, conv: str, steps: int, batch: int, dtype: str) -> dict:
+  """Runs in the worker process: the whole training step of the method's config."""
+  import jax
+
+  seconds = median_step_seconds(_config(method, model, conv, batch, dtype), steps)
   return {"step_s": seconds, "images_per_s": batch / seconds, "jax": jax.__version__,
           "device": jax.devices()[0].device_kind}
 
