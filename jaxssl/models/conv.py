@@ -121,8 +121,9 @@ def _conv_bwd(strides, pads, precision, residuals, dy):
   for index in range(count):
     _, kernel_vjp = jax.vjp(lambda k: _lax_conv(xs[index], k, strides, pads, precision), kernel)
     (part,) = kernel_vjp(dys[index])
+    part = part.astype(jnp.float32)              # chunks summed in float32 also under bfloat16 compute
     dkernel = part if dkernel is None else dkernel + part
-  return dx, dkernel
+  return dx, dkernel.astype(kernel.dtype)
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
