@@ -128,11 +128,10 @@ def _run(command: list[str], env_extra: dict | None = None) -> dict:
 def _worker(args, what: str, method: str, model: str, conv: str, plain_xla: bool) -> dict:
   command = [sys.executable, os.path.abspath(__file__), "--worker", what, "--methods", method, "--models", model,
              "--conv", conv, "--steps", str(args.steps), "--batch", str(_batch(args, model)), "--dtype", args.dtype]
-  env = {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
-  if not plain_xla:
-    from jaxssl import xla_flags
-    env["XLA_FLAGS"] = f"{env['XLA_FLAGS']} {xla_flags.CPU_FLAGS}".strip()
-  return _run(command, env)
+  from jaxssl import xla_flags
+
+  flags = os.environ.get("XLA_FLAGS", "")
+  return _run(command, {"XLA_FLAGS": flags if plain_xla else xla_flags.with_eigen_convolutions(flags)})
 
 
 def _lightly(args, what: str, method: str, model: str, steps: int) -> dict:

@@ -6,6 +6,7 @@ import ml_collections
 
 from jaxssl import methods
 from jaxssl.models import ENCODERS
+from jaxssl.models.resnet import CONV_IMPLEMENTATIONS
 
 
 class ConfigError(ValueError):
@@ -50,7 +51,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
               "patches)")
   if config.model.stem not in ("cifar", "imagenet"):
     _fail("model.stem", config.model.stem, "use 'cifar' or 'imagenet'")
-  if config.model.conv not in ("auto", "xla", "cpu"):
+  if config.model.conv not in ("auto", *CONV_IMPLEMENTATIONS):
     _fail("model.conv", config.model.conv, "use 'auto', 'xla' or 'cpu'")
   if config.model.compute_dtype not in ("float32", "bfloat16"):
     _fail("model.compute_dtype", config.model.compute_dtype, "use 'float32' or 'bfloat16'")

@@ -13,8 +13,11 @@ _OPTION = "--xla_cpu_experimental_ynn_fusion_type"
 CPU_FLAGS = f"{_OPTION}=-LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"
 
 
+def with_eigen_convolutions(flags: str) -> str:
+  """``flags`` (an XLA_FLAGS value) with CPU_FLAGS added, unless the option is already there."""
+  return flags if _OPTION in flags else f"{flags} {CPU_FLAGS}".strip()
+
+
 def use_eigen_convolutions_on_cpu() -> None:
-  """Adds CPU_FLAGS to XLA_FLAGS unless the option is already there."""
-  flags = os.environ.get("XLA_FLAGS", "")
-  if _OPTION not in flags:
-    os.environ["XLA_FLAGS"] = f"{flags} {CPU_FLAGS}".strip()
+  """Sets XLA_FLAGS of this process to ``with_eigen_convolutions`` of its current value."""
+  os.environ["XLA_FLAGS"] = with_eigen_convolutions(os.environ.get("XLA_FLAGS", ""))
