@@ -99,7 +99,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _fail("method.temperature", config.method.temperature, "must be positive")
 
   for field in ("queue_size", "bank_size"):
-    optional = field == "queue_size" and config.method.name == "swav"        # SwAV runs without a queue at 0
+    optional = field in methods.optional_sizes(config.method.name)
     size = config.method.get(field, None)
     if size is not None and (size < (0 if optional else 1) or size % batch):
       _fail(f"method.{field}", size, f"must be a {'' if optional else 'positive '}multiple of train.batch_size "

@@ -28,6 +28,8 @@ def _set(config, path, value):
     ("swav", "augment.local_size", 40, "config.augment.local_size=40: local crops must be smaller"),
     ("simclr", "augment.crop_scale", (0.5, 0.2), "config.augment.crop_scale=(0.5, 0.2)"),
     ("simclr", "model.encoder", "vit", "config.model.encoder='vit'"),
+    ("nnclr", "method.queue_size", 0, "config.method.queue_size=0: must be a positive multiple"),
+    ("swav", "method.queue_size", 100, "config.method.queue_size=100: must be a multiple"),
 ])
 def test_bad_fields_are_named(method, path, value, message):
   config = common.get_config(method)
@@ -38,6 +40,12 @@ def test_bad_fields_are_named(method, path, value, message):
     validate.validate(config, num_devices=8)
   assert str(raised.value).startswith(message), str(raised.value)
   assert "\n" not in str(raised.value)
+
+
+def test_swav_runs_without_a_queue():
+  config = common.get_config("swav")
+  config.method.queue_size = 0
+  validate.validate(config, num_devices=8)
 
 
 def test_defaults_of_every_method_are_valid():

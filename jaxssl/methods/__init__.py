@@ -26,9 +26,14 @@ def get(config) -> Method:
   return _REGISTRY[name].make(config)
 
 
+def optional_sizes(name: str) -> tuple[str, ...]:
+  """The method's size fields (queue_size, bank_size) that may be 0 to switch the feature off."""
+  return getattr(_REGISTRY[name], "OPTIONAL_SIZES", ())
+
+
 def defaults(name: str) -> dict:
   """The method's paper defaults (head sizes, temperatures, momentum)."""
   return _REGISTRY[name].defaults()
 
 
-__all__ = ["Method", "Outputs", "get", "names", "defaults"]
+__all__ = ["Method", "Outputs", "get", "names", "defaults", "optional_sizes"]

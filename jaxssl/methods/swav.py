@@ -74,6 +74,9 @@ def make(config) -> Method:
                 update_state=update_state)
 
 
+OPTIONAL_SIZES = ("queue_size",)   # SwAV runs without a queue at 0
+
+
 def defaults():
   """Official defaults: projector 2048-128, 3000 prototypes, T 0.1, Sinkhorn epsilon 0.05 with 3 iterations,
   prototypes frozen for the first 313 steps, queue 3840 (used from epoch 15 in the official ImageNet runs;
