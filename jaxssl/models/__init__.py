@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from absl import logging
+
 import flax.linen as nn
 import jax
 
@@ -35,6 +37,9 @@ def conv_implementation(choice: str) -> str:
   """"auto" -> "cpu" (jaxssl.models.conv's backward pass) on the CPU backend, XLA's own convolution elsewhere."""
   if choice == "auto":
     return "cpu" if jax.default_backend() == "cpu" else "xla"
+  if choice == "cpu" and jax.default_backend() != "cpu":
+    logging.warning("model.conv='cpu' on the %s backend: correct but slower than XLA's own convolution there",
+                    jax.default_backend())
   return choice
 
 
