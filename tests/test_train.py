@@ -181,3 +181,14 @@ def test_dino_with_a_vit_keeps_its_last_layer_frozen_for_its_steps_then_trains()
       np.testing.assert_array_equal(last(state), initial)
   assert not np.array_equal(first_hidden(state), initial_hidden)
   assert not np.array_equal(last(state), initial)
+
+
+def test_swav_without_a_queue_trains_and_checkpoints(tmp_path):
+  """queue_size 0 switches SwAV's queue off; the method state then holds no (unsaveable) empty array."""
+  config = tiny_config("swav")
+  config.method.queue_size = 0
+  config.train.num_steps = 2
+  config.eval.at_end = config.eval.knn_at_init = False
+  results = train.run(config, str(tmp_path / "run"))
+  assert np.isfinite(results["final_loss"])
+  assert (tmp_path / "run" / "checkpoints" / "2").exists()

@@ -35,8 +35,10 @@ def make(config) -> Method:
   assign_views = (0, 1)
 
   def init_state(key, config):
-    return {"step": jnp.zeros((), jnp.int32),
-            "queue": jnp.zeros((len(assign_views), m.queue_size, m.proj_dim), jnp.float32)}
+    state = {"step": jnp.zeros((), jnp.int32)}
+    if m.queue_size > 0:            # no empty array: checkpoints cannot hold zero-size arrays
+      state["queue"] = jnp.zeros((len(assign_views), m.queue_size, m.proj_dim), jnp.float32)
+    return state
 
   def loss(online, target, method_state, labels, axis_name):
     step = method_state["step"]
@@ -59,15 +61,17 @@ def make(config) -> Method:
     return value, {"loss": value}
 
   def update_state(method_state, online, target, axis_name):
-    step, queue = method_state["step"], method_state["queue"]
-    if m.queue_size > 0:
-      filled = []
-      for i, view in enumerate(assign_views):
-        batch = _unit(jax.lax.stop_gradient(online.projections[view]))
-        if axis_name is not None:
-          batch = jax.lax.all_gather(batch, axis_name, tiled=True)
-        filled.append(jnp.concatenate([batch, queue[i, :-batch.shape[0]]]))   # newest first, as the official code
-      queue = jnp.where(step >= m.queue_start_step, jnp.stack(filled), queue)
+    step = method_state["step"]
+    if m.queue_size == 0:
+      return {"step": step + 1}
+    queue = method_state["queue"]
+    filled = []
+    for i, view in enumerate(assign_views):
+      batch = _unit(jax.lax.stop_gradient(online.projections[view]))
+      if axis_name is not None:
+        batch = jax.lax.all_gather(batch, axis_name, tiled=True)
+      filled.append(jnp.concatenate([batch, queue[i, :-batch.shape[0]]]))   # newest first, as the official code
+    queue = jnp.where(step >= m.queue_start_step, jnp.stack(filled), queue)
     return {"step": step + 1, "queue": queue}
 
   return Method(name="swav", make_heads=_heads, recipes=_recipes, loss=loss, init_state=init_state,
