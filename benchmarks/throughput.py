@@ -107,7 +107,7 @@ def jaxssl_augment(method: str, model: str, steps: int, batch: int) -> dict:
   keys = jax.random.split(jax.random.key(1), batch)
   jax.block_until_ready(make(keys, images))
   times = []
-  for i in range(max(steps, 20)):                      # a few ms each: more repetitions than the steps
+  for i in range(max(steps, 100)):                     # a few ms each (noisy): many more repetitions
     keys = jax.block_until_ready(jax.random.split(jax.random.key(i + 2), batch))
     start = time.perf_counter()
     jax.block_until_ready(make(keys, images))
