@@ -52,6 +52,8 @@ def main():
   parser.add_argument("--methods", default="simclr,byol,vicreg")
   parser.add_argument("--epochs", type=float, default=3.0)
   parser.add_argument("--linear_epochs", type=int, default=30)
+  parser.add_argument("--baselines_only", action="store_true",
+                      help="only the random-init encoder and raw pixels (e.g. of another encoder, by override)")
   parser.add_argument("overrides", nargs="*", help="config overrides like data.data_dir=/path")
   args = parser.parse_args()
 
@@ -70,6 +72,8 @@ def main():
   start = time.perf_counter()
   base = baselines(config_for(names[0]), args.linear_epochs)
   print(f"baselines: {base} ({time.perf_counter() - start:.0f} s)", flush=True)
+  if args.baselines_only:
+    return
 
   runs = {}
   for name in names:
