@@ -200,6 +200,7 @@ def main():
   if args.no_augment:
     return
 
+  print(f"Augmentation: jaxssl median of {max(args.steps, 100)} batches, lightly median of 5 batches\n")
   print("| images | method | jaxssl augmentation, images/s | lightly transforms, images/s | ratio |")
   print("|---|---|---|---|---|")
   for model in args.models.split(","):
