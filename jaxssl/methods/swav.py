@@ -84,7 +84,7 @@ OPTIONAL_SIZES = ("queue_size",)   # SwAV runs without a queue at 0
 def defaults():
   """Official defaults: projector 2048-128, 3000 prototypes, T 0.1, Sinkhorn epsilon 0.05 with 3 iterations,
   prototypes frozen for the first 313 steps, queue 3840 (used from epoch 15 in the official ImageNet runs;
-  here from ``queue_start_step``; 0 disables it)."""
+  here from ``queue_start_step``; queue_size 0 disables it)."""
   return {"proj_hidden_dims": (2048,), "proj_dim": 128, "num_prototypes": 3000, "temperature": 0.1,
           "sinkhorn_epsilon": 0.05, "sinkhorn_iterations": 3, "freeze_prototypes_steps": 313,
           "queue_size": 3840, "queue_start_step": 0}
