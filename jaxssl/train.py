@@ -376,10 +376,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
     print(f"kNN accuracy of the encoder at random initialisation: {100 * results['knn_random_init']:.2f}%",
           flush=True)
 
+  def train_seconds() -> float:
+    """Training time of the whole run so far: earlier segments' (from the checkpoint) plus this one's."""
+    return results.get("train_seconds", 0.0) + time.perf_counter() - start - eval_seconds
+
   def save(step: int, position: int) -> None:
     # Training time so far travels with the checkpoint, so a resumed run reports the whole run's.
-    so_far = {**results, "train_seconds": results.get("train_seconds", 0.0) + time.perf_counter() - start
-              - eval_seconds}
+    so_far = {**results, "train_seconds": train_seconds()}
     checkpointer.save(step, state, {"data_position": position, "history": history, "evals": evals,
                                     "results": so_far, "total_steps": total_steps, "num_classes": num_classes,
                                     "channels": channels})
@@ -435,7 +438,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
         save(done, pipeline.position)
   jax.block_until_ready(state)
   progress.close()
-  results["train_seconds"] = results.get("train_seconds", 0.0) + time.perf_counter() - start - eval_seconds
+  results["train_seconds"] = train_seconds()
   results["steps"] = total_steps
   results["first_loss"] = history[0]["loss"] if history else float("nan")
   results["final_loss"] = history[-1]["loss"] if history else float("nan")

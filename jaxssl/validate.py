@@ -51,8 +51,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
               "patches)")
   if config.model.stem not in ("cifar", "imagenet"):
     _fail("model.stem", config.model.stem, "use 'cifar' or 'imagenet'")
-  if config.model.conv not in ("auto", *CONV_IMPLEMENTATIONS):
-    _fail("model.conv", config.model.conv, "use 'auto', 'xla' or 'cpu'")
+  conv_choices = ("auto", *CONV_IMPLEMENTATIONS)
+  if config.model.conv not in conv_choices:
+    _fail("model.conv", config.model.conv,
+          f"use {', '.join(map(repr, conv_choices[:-1]))} or {conv_choices[-1]!r}")
   if config.model.compute_dtype not in ("float32", "bfloat16"):
     _fail("model.compute_dtype", config.model.compute_dtype, "use 'float32' or 'bfloat16'")
 
