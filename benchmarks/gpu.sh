@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # jaxssl against lightly on one GPU: ResNet-18 (CIFAR stem) at 32x32x3, batch 512, bfloat16, SimCLR/BYOL/VICReg.
-# Prints images/s and seconds per CIFAR-10 epoch (50,000 images) of the whole training step, side by side.
+# Prints images/s and seconds per CIFAR-10 epoch (50,000 images) of the whole training step, side by side;
+# lightly also with channels-last tensors, the layout PyTorch recommends for convolutions on GPUs.
 #
 # The GPU machine has PyTorch, JAX, Flax, optax and chex but no network; the few pure-Python packages it lacks
 # travel as wheels. Once, on a machine with network, from the repository root:
 #   bash benchmarks/gpu.sh fetch            # lightly, dm-pix, ml-collections -> .whl/ (Python 3.12 wheels)
 # Then on the GPU machine, from the repository root (a few minutes):
 #   bash benchmarks/gpu.sh
-# Environment: BATCH (512), STEPS (10 timed steps), METHODS (simclr,byol,vicreg), PYTHON (python3, the one with
-# JAX), LIGHTLY_PYTHON (the one with PyTorch; default PYTHON), WHEELS (.whl).
+# Environment: BATCH (512), STEPS (10 timed steps), CELL_TIMEOUT (240 s for one measurement, compilation
+# included), METHODS (simclr,byol,vicreg), PYTHON (python3, the one with JAX), LIGHTLY_PYTHON (the one with
+# PyTorch; default PYTHON), WHEELS (.whl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=${WHEELS:-.whl}
@@ -29,9 +31,10 @@ if compgen -G "$WHEELS/*.whl" > /dev/null; then
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 
-"$PYTHON" -c "import jax; print('jax', jax.__version__, jax.devices())"
+"$PYTHON" -c "import jax, flax, optax, chex; print('jax', jax.__version__, 'flax', flax.__version__, 'optax',
+  optax.__version__, 'chex', chex.__version__, jax.devices())"
 "${LIGHTLY_PYTHON:-$PYTHON}" -c "import torch; print('torch', torch.__version__,
   torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA device')"
 "$PYTHON" benchmarks/throughput.py --models resnet18 --batch "${BATCH:-512}" --dtype bfloat16 \
   --steps "${STEPS:-10}" --methods "${METHODS:-simclr,byol,vicreg}" --lightly_python "${LIGHTLY_PYTHON:-$PYTHON}" \
-  --no_baseline --no_augment
+  --no_baseline --no_augment --lightly_channels_last --cell_timeout "${CELL_TIMEOUT:-240}"

@@ -12,7 +12,8 @@ jaxssl's: the small ResNet 16-32-64-128 (CIFAR stem, one basic block per stage) 
 the CIFAR stem (3x3 stride-1 convolution, no max-pool), as lightly's and solo-learn's CIFAR examples, and the
 heads of jaxssl's configs (SimCLR 2048 -> 128; BYOL 4096 -> 256 with a 4096 -> 256 predictor; VICReg's
 2048-2048-2048 expander). ``augment``: lightly's transform of the method on a batch of PIL images, two views,
-in this one process (a DataLoader worker's work).
+in this one process (a DataLoader worker's work). ``--channels_last`` puts the model and inputs in PyTorch's
+channels-last memory format, which its performance guide recommends for convolutions on GPUs.
 """
 
 import argparse
@@ -115,6 +116,9 @@ def time_step(args) -> dict:
   optimizer = LARS(model.parameters(), lr=0.3 * args.batch / 256, momentum=0.9, weight_decay=1e-6)
   shape = (args.batch, args.channels, args.size, args.size)
   x0, x1 = torch.randn(shape, device=args.device), torch.randn(shape, device=args.device)
+  if args.channels_last:                         # PyTorch's advice for convolutions on tensor cores
+    model = model.to(memory_format=torch.channels_last)
+    x0, x1 = x0.to(memory_format=torch.channels_last), x1.to(memory_format=torch.channels_last)
   autocast = (torch.autocast(args.device, dtype=torch.bfloat16) if args.dtype == "bfloat16"
               else torch.autocast(args.device, enabled=False))
 
@@ -183,6 +187,7 @@ def main():
   parser.add_argument("--steps", type=int, default=5)
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+  parser.add_argument("--channels_last", action="store_true", help="model and inputs in channels-last layout")
   parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
   args = parser.parse_args()
   result = time_step(args) if args.what == "step" else time_augment(args)

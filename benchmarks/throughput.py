@@ -116,13 +116,34 @@ def jaxssl_augment(method: str, model: str, steps: int, batch: int) -> dict:
   return {"batch_s": seconds, "images_per_s": batch / seconds}
 
 
-def _run(command: list[str], env_extra: dict | None = None) -> dict:
+FAILED = []  # the measurements of this run that failed
+
+
+class CellFailed(Exception):
+  """One measurement's subprocess failed or ran past --cell_timeout; the table goes on without it."""
+
+
+def _run(command: list[str], env_extra: dict | None = None, timeout: float | None = None) -> dict:
   env = dict(os.environ, **(env_extra or {}))
-  result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
+  try:
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
+  except subprocess.TimeoutExpired:
+    raise CellFailed(f"{' '.join(command)} ran past {timeout} s") from None
   lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
   if result.returncode != 0 or not lines:
-    raise SystemExit(f"error: {' '.join(command)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    raise CellFailed(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
   return json.loads(lines[-1])
+
+
+def _measure(run, *args, **kwargs) -> dict | None:
+  """One cell: its result, or None after printing why it failed to stderr (one broken cell, e.g. a library
+  version on a borrowed GPU machine, must not lose the rest of a run that cannot be repeated cheaply)."""
+  try:
+    return run(*args, **kwargs)
+  except CellFailed as error:
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    FAILED.append(str(error))
+    return None
 
 
 def _worker(args, what: str, method: str, model: str, conv: str, plain_xla: bool) -> dict:
@@ -131,14 +152,16 @@ def _worker(args, what: str, method: str, model: str, conv: str, plain_xla: bool
   from jaxssl import xla_flags
 
   flags = os.environ.get("XLA_FLAGS", "")
-  return _run(command, {"XLA_FLAGS": flags if plain_xla else xla_flags.with_eigen_convolutions(flags)})
+  return _run(command, {"XLA_FLAGS": flags if plain_xla else xla_flags.with_eigen_convolutions(flags)},
+              args.cell_timeout)
 
 
-def _lightly(args, what: str, method: str, model: str, steps: int) -> dict:
+def _lightly(args, what: str, method: str, model: str, steps: int, channels_last: bool = False) -> dict:
   size, channels, _ = MODELS[model]
   return _run([args.lightly_python, os.path.join(ROOT, "benchmarks", "lightly_step.py"), what, "--method", method,
                "--model", model, "--batch", str(_batch(args, model)), "--size", str(size), "--channels",
-               str(channels), "--steps", str(steps), "--dtype", args.dtype])
+               str(channels), "--steps", str(steps), "--dtype", args.dtype]
+              + (["--channels_last"] if channels_last else []), timeout=args.cell_timeout)
 
 
 def _batch(args, model: str) -> int:
@@ -156,7 +179,11 @@ def main():
                       help="compute dtype of both (jaxssl model.compute_dtype; lightly autocast)")
   parser.add_argument("--no_augment", action="store_true", help="skip timing augmentation")
   parser.add_argument("--augment_only", action="store_true", help="only the augmentation table")
+  parser.add_argument("--lightly_channels_last", action="store_true",
+                      help="also time lightly with model and inputs in channels-last layout (an extra column)")
   parser.add_argument("--no_baseline", action="store_true", help="skip jaxssl with XLA's defaults")
+  parser.add_argument("--cell_timeout", type=float, default=None,
+                      help="seconds one measurement may take before its cell is left empty (default: no limit)")
   parser.add_argument("--worker", choices=("step", "augment"), help=argparse.SUPPRESS)
   parser.add_argument("--conv", default="auto", help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -174,29 +201,45 @@ def main():
   print(f"{time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores; {args.dtype}; images/s, "
         f"median of {args.steps} steps after compilation\n")
   if not args.augment_only:
+    extra = " lightly step, channels_last | jaxssl / that |" if args.lightly_channels_last else ""
     print("| model | method | batch | jaxssl, XLA defaults | jaxssl | lightly step | jaxssl / lightly "
-          "| lightly step + its augmentation | jaxssl s / CIFAR-10 epoch | lightly s / epoch |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-  ratios = []
+          f"| lightly step + its augmentation | jaxssl s / CIFAR-10 epoch | lightly s / epoch |{extra}")
+    print("|---" * (10 + 2 * args.lightly_channels_last) + "|")
+  ratios, devices, ratios_channels_last = [], {}, []
   for model in args.models.split(",") if not args.augment_only else []:
     for method in args.methods.split(","):
       batch = _batch(args, model)
-      plain = None if args.no_baseline else _worker(args, "step", method, model, "xla", plain_xla=True)
-      ours = _worker(args, "step", method, model, "auto", plain_xla=False)
-      theirs = _lightly(args, "step", method, model, args.steps)
-      with_augment = ""
-      if not args.no_augment:
-        their_augment = _lightly(args, "augment", method, model, 3)
-        with_augment = f"{batch / (theirs['step_s'] + their_augment['batch_s']):.1f}"
-      ratio = ours["images_per_s"] / theirs["images_per_s"]
-      ratios.append(ratio)
-      print(f"| {model} | {method} | {batch} | {plain['images_per_s']:.1f} |" if plain else
-            f"| {model} | {method} | {batch} | |", end="")
-      print(f" {ours['images_per_s']:.1f} | {theirs['images_per_s']:.1f} | {ratio:.2f}x | {with_augment} | "
-            f"{50000 / ours['images_per_s']:.0f} | {50000 / theirs['images_per_s']:.0f} |", flush=True)
+      plain = None if args.no_baseline else _measure(_worker, args, "step", method, model, "xla", plain_xla=True)
+      ours = _measure(_worker, args, "step", method, model, "auto", plain_xla=False)
+      theirs = _measure(_lightly, args, "step", method, model, args.steps)
+      with_augment = None
+      if theirs and not args.no_augment:
+        their_augment = _measure(_lightly, args, "augment", method, model, 3)
+        with_augment = their_augment and batch / (theirs["step_s"] + their_augment["batch_s"])
+      ratio = ours and theirs and ours["images_per_s"] / theirs["images_per_s"]
+      if ratio:
+        ratios.append(ratio)
+      devices.update(ours=ours or devices.get("ours"), theirs=theirs or devices.get("theirs"))
+      cells = [_cell(plain and plain["images_per_s"]), _cell(ours and ours["images_per_s"]),
+               _cell(theirs and theirs["images_per_s"]), f"{ratio:.2f}x" if ratio else "failed",
+               _cell(with_augment), _cell(ours and 50000 / ours["images_per_s"], "{:.0f}"),
+               _cell(theirs and 50000 / theirs["images_per_s"], "{:.0f}")]
+      if args.lightly_channels_last:
+        theirs_cl = _measure(_lightly, args, "step", method, model, args.steps, channels_last=True)
+        ratio_cl = ours and theirs_cl and ours["images_per_s"] / theirs_cl["images_per_s"]
+        if ratio_cl:
+          ratios_channels_last.append(ratio_cl)
+        cells += [_cell(theirs_cl and theirs_cl["images_per_s"]), f"{ratio_cl:.2f}x" if ratio_cl else "failed"]
+      print(f"| {model} | {method} | {batch} | " + " | ".join(cells) + " |", flush=True)
   if ratios:
+    ours, theirs = devices["ours"], devices["theirs"]
     print(f"\ngeometric mean of jaxssl / lightly: {statistics.geometric_mean(ratios):.2f}x; devices: jaxssl "
-          f"{ours['device']}, lightly {theirs['device']} (torch {theirs['torch']}, {theirs['threads']} threads)\n")
+          f"{ours['device']} (jax {ours['jax']}), lightly {theirs['device']} (torch {theirs['torch']}, "
+          f"{theirs['threads']} threads)")
+    if ratios_channels_last:
+      print(f"geometric mean of jaxssl / lightly with channels_last: "
+            f"{statistics.geometric_mean(ratios_channels_last):.2f}x")
+    print()
   if args.no_augment:
     return
 
@@ -206,11 +249,18 @@ def main():
   for model in args.models.split(","):
     size, channels, _ = MODELS[model]
     for method in args.methods.split(","):
-      ours = _worker(args, "augment", method, model, "auto", plain_xla=False)
-      theirs = _lightly(args, "augment", method, model, 5)
-      print(f"| {size}x{size}x{channels} | {method} | {ours['images_per_s']:.0f} | {theirs['images_per_s']:.0f} | "
-            f"{ours['images_per_s'] / theirs['images_per_s']:.1f}x |", flush=True)
+      ours = _measure(_worker, args, "augment", method, model, "auto", plain_xla=False)
+      theirs = _measure(_lightly, args, "augment", method, model, 5)
+      ratio = ours and theirs and f"{ours['images_per_s'] / theirs['images_per_s']:.1f}x"
+      print(f"| {size}x{size}x{channels} | {method} | {_cell(ours and ours['images_per_s'], '{:.0f}')} | "
+            f"{_cell(theirs and theirs['images_per_s'], '{:.0f}')} | {ratio or 'failed'} |", flush=True)
 
+
+def _cell(value: float | None, form: str = "{:.1f}") -> str:
+  """A table cell: the formatted value, or empty where that measurement was skipped or failed."""
+  return form.format(value) if value else ""
 
 if __name__ == "__main__":
   main()
+  if FAILED:
+    raise SystemExit(f"error: {len(FAILED)} measurement(s) failed; their cells are empty (reasons above)")
