@@ -1,5 +1,14 @@
-"""Eight CPU devices for every test (must be set before jax is imported)."""
+"""Eight CPU devices for every test (must be set before jax is imported), and one XLA compilation cache for
+the session, shared with the `python -m jaxssl.main` subprocesses that the slow tests start: their identical
+programs (the same tiny config run 1, 2 or 4 times) then compile once."""
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _cache = tempfile.mkdtemp(prefix="jaxssl-tests-xla-cache-")     # fresh each session: nothing carried over
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
