@@ -350,6 +350,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
   mesh = make_mesh()
   steps_per_epoch = len(dataset.train) // config.train.batch_size
   total_steps = total_steps_for(config, len(dataset.train))
+  print(f"devices: {jax.device_count()} {jax.devices()[0].platform} in {jax.process_count()} process(es), "
+        f"{jax.local_device_count()} in process {jax.process_index()}; global batch {config.train.batch_size}, "
+        f"{total_steps} steps", flush=True)
   num_classes = dataset.num_classes if dataset.train.labeled else 0
   trainer = build(config, total_steps, num_classes=num_classes)
   channels = dataset.train.image_shape[-1]

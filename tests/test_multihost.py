@@ -1,6 +1,8 @@
-"""Two processes x 2 CPU devices (launch/local.sh, jax.distributed over loopback) == one process x 4 devices;
-a preemption (SIGTERM to one process) stops both at the same step with one joint checkpoint, and
-launch/local.sh resumes them to the same end, bit for bit, as the uninterrupted run."""
+"""Two processes x 2 CPU devices (jax.distributed over loopback) == one process x 4 devices; a preemption
+(SIGTERM to one process) stops both at the same step with one joint checkpoint, and launch/local.sh resumes
+them to the same end, bit for bit, as the uninterrupted run. That uninterrupted run goes through
+launch/slurm.sbatch, with a stand-in for srun that starts the tasks on this machine with SLURM's variables, so
+jax.distributed finds the cluster as it does under SLURM."""
 
 import json
 import os
@@ -60,12 +62,57 @@ def _local_sh(workdir):
   return result.stdout + result.stderr
 
 
+SRUN = """#!/usr/bin/env bash
+# srun on one machine: SLURM_NTASKS copies of the command, each with the variables srun gives a task.
+[[ "$1" == --kill-on-bad-exit=1 ]] && shift
+pids=()
+for ((i = 0; i < SLURM_NTASKS; i++)); do
+  SLURM_PROCID=$i SLURM_LOCALID=$i SLURM_STEP_NODELIST=localhost SLURM_STEP_NUM_NODES=1 "$@" &
+  pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
+exit $status
+"""
+
+
+def _slurm_job_id():
+  """A job id whose coordinator port (jax's SlurmCluster: 61440 + job id mod 4096) is free here."""
+  for port in range(61440, 65536):
+    with socket.socket() as s:
+      try:
+        s.bind(("127.0.0.1", port))
+      except OSError:
+        continue
+    return port - 61440 + 4096
+  raise RuntimeError("no free port for the SLURM coordinator")
+
+
+def _slurm_sbatch(workdir, bin_dir):
+  """launch/slurm.sbatch as SLURM would run it for a 2-task job on one node (srun and python3 stand-ins)."""
+  bin_dir.mkdir()
+  (bin_dir / "srun").write_text(SRUN)
+  (bin_dir / "python3").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+  for tool in ("srun", "python3"):
+    (bin_dir / tool).chmod(0o755)
+  env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_SUBMIT_DIR=ROOT,
+             SLURM_JOB_ID=str(_slurm_job_id()), SLURM_NTASKS="2", JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  result = subprocess.run(["bash", os.path.join(ROOT, "launch", "slurm.sbatch"), f"--workdir={workdir}", *ARGS],
+                          cwd="/", env=env,
+                          capture_output=True, text=True, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout + result.stderr
+
+
 def test_two_processes_match_one_and_resume_bit_identically_after_a_preemption(tmp_path):
   env_one = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
   one = subprocess.run([sys.executable, "-m", "jaxssl.main", f"--workdir={tmp_path / 'one'}", *ARGS], cwd=ROOT,
                        env=env_one, capture_output=True, text=True, timeout=900)
   assert one.returncode == 0, one.stderr[-3000:]
-  _local_sh(tmp_path / "two")
+  output = _slurm_sbatch(tmp_path / "two", tmp_path / "bin")
+  for process in (0, 1):
+    assert f"devices: 4 cpu in 2 process(es), 2 in process {process}" in output, output[-3000:]
   losses_one, results_one = _history(tmp_path / "one")
   losses_two, results_two = _history(tmp_path / "two")
   assert len(losses_one) == len(losses_two) == STEPS
