@@ -201,12 +201,19 @@ def main():
   print(f"{time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores; {args.dtype}; images/s, "
         f"median of {args.steps} steps after compilation\n")
   if not args.augment_only:
-    extra = " lightly step, channels_last | jaxssl / that |" if args.lightly_channels_last else ""
-    print("| model | method | batch | jaxssl, XLA defaults | jaxssl | lightly step | jaxssl / lightly "
-          f"| lightly step + its augmentation | jaxssl s / CIFAR-10 epoch | lightly s / epoch |{extra}")
-    print("|---" * (10 + 2 * args.lightly_channels_last) + "|")
+    _step_table(args)
+  if not args.no_augment:
+    _augment_table(args)
+
+
+def _step_table(args) -> None:
+  """The training-step table: jaxssl (and XLA's defaults) against lightly, one row per model and method."""
+  extra = " lightly step, channels_last | jaxssl / that |" if args.lightly_channels_last else ""
+  print("| model | method | batch | jaxssl, XLA defaults | jaxssl | lightly step | jaxssl / lightly "
+        f"| lightly step + its augmentation | jaxssl s / CIFAR-10 epoch | lightly s / epoch |{extra}")
+  print("|---" * (10 + 2 * args.lightly_channels_last) + "|")
   ratios, devices, ratios_channels_last = [], {}, []
-  for model in args.models.split(",") if not args.augment_only else []:
+  for model in args.models.split(","):
     for method in args.methods.split(","):
       batch = _batch(args, model)
       plain = None if args.no_baseline else _measure(_worker, args, "step", method, model, "xla", plain_xla=True)
@@ -240,9 +247,10 @@ def main():
       print(f"geometric mean of jaxssl / lightly with channels_last: "
             f"{statistics.geometric_mean(ratios_channels_last):.2f}x")
     print()
-  if args.no_augment:
-    return
 
+
+def _augment_table(args) -> None:
+  """Augmentation alone: jaxssl's jitted views against lightly's transforms on PIL images."""
   print(f"Augmentation: jaxssl median of {max(args.steps, 100)} batches, lightly median of 5 batches\n")
   print("| images | method | jaxssl augmentation, images/s | lightly transforms, images/s | ratio |")
   print("|---|---|---|---|---|")
@@ -259,6 +267,7 @@ def main():
 def _cell(value: float | None, form: str = "{:.1f}") -> str:
   """A table cell: the formatted value, or empty where that measurement was skipped or failed."""
   return form.format(value) if value else ""
+
 
 if __name__ == "__main__":
   main()
