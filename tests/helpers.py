@@ -1,5 +1,8 @@
 """Shared test utilities."""
 
+import os
+import pathlib
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -18,3 +21,13 @@ def on_devices(fn, *arrays, num_devices: int = 8):
                          out_specs=P(), check_vma=False)
   placed = [jax.device_put(a, NamedSharding(m, P(AXIS))) for a in arrays]
   return jax.jit(mapped)(*placed)
+
+
+def stand_in_commands(bin_dir: pathlib.Path, scripts: dict[str, str]) -> str:
+  """Writes each ``{name: script}`` as an executable in ``bin_dir`` (a new folder) and returns a PATH that
+  finds them first: stand-ins for cluster tools (srun, gcloud) and for python3."""
+  bin_dir.mkdir()
+  for name, script in scripts.items():
+    (bin_dir / name).write_text(script)
+    (bin_dir / name).chmod(0o755)
+  return f"{bin_dir}:{os.environ['PATH']}"

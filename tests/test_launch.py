@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 
+import helpers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 GCLOUD = """#!/usr/bin/env bash
@@ -20,17 +22,12 @@ cd "$HOME" && bash -c "$command"
 
 
 def _stand_ins(tmp_path):
-  bin_dir = tmp_path / "bin"
-  bin_dir.mkdir()
-  (bin_dir / "gcloud").write_text(GCLOUD)
-  (bin_dir / "python3").write_text(
-      f"#!/bin/sh\nexec \"{sys.executable}\" -c 'import json, os, sys; "
-      f"print(json.dumps([os.getcwd()] + sys.argv[1:]))' \"$@\"\n")
-  for tool in ("gcloud", "python3"):
-    (bin_dir / tool).chmod(0o755)
+  python3 = (f"#!/bin/sh\nexec \"{sys.executable}\" -c 'import json, os, sys; "
+             f"print(json.dumps([os.getcwd()] + sys.argv[1:]))' \"$@\"\n")
+  path = helpers.stand_in_commands(tmp_path / "bin", {"gcloud": GCLOUD, "python3": python3})
   home = tmp_path / "home"
   (home / "jaxssl").mkdir(parents=True)                  # REPO_DIR's default, checked out on each worker
-  return dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", HOME=str(home),
+  return dict(os.environ, PATH=path, HOME=str(home),
               GCLOUD_ARGS=str(tmp_path / "gcloud_args"), TPU_NAME="my-pod", ZONE="us-central2-b",
               PROJECT="my-project")
 

@@ -14,6 +14,8 @@ import time
 
 import numpy as np
 
+import helpers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 16
 ARGS = ["--config=configs/byol.py", "--config.data.source=synthetic", "--config.data.synthetic_size=16",
@@ -90,17 +92,13 @@ def _slurm_job_id():
 
 def _slurm_sbatch(workdir, bin_dir):
   """launch/slurm.sbatch as SLURM would run it for a 2-task job on one node (srun and python3 stand-ins)."""
-  bin_dir.mkdir()
-  (bin_dir / "srun").write_text(SRUN)
-  (bin_dir / "python3").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-  for tool in ("srun", "python3"):
-    (bin_dir / tool).chmod(0o755)
-  env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_SUBMIT_DIR=ROOT,
+  path = helpers.stand_in_commands(bin_dir, {"srun": SRUN,
+                                             "python3": f'#!/bin/sh\nexec "{sys.executable}" "$@"\n'})
+  env = dict(os.environ, PATH=path, SLURM_SUBMIT_DIR=ROOT,
              SLURM_JOB_ID=str(_slurm_job_id()), SLURM_NTASKS="2", JAX_PLATFORMS="cpu",
              XLA_FLAGS="--xla_force_host_platform_device_count=2")
   result = subprocess.run(["bash", os.path.join(ROOT, "launch", "slurm.sbatch"), f"--workdir={workdir}", *ARGS],
-                          cwd="/", env=env,
-                          capture_output=True, text=True, timeout=900)
+                          cwd="/", env=env, capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   return result.stdout + result.stderr
 
