@@ -243,8 +243,15 @@ class ViewRecipe:
 
   def apply(self, key: jax.Array, image: jax.Array) -> jax.Array:
     """One view of one image: [H, W, C] in [0, 1] -> [size, size, C] in [0, 1]."""
+    crop_key = jax.random.split(key, 7)[0]
+    x = random_resized_crop(crop_key, image, self.size, self.crop_scale, self.crop_ratio)
+    return self.apply_after_crop(key, x)
+
+  def apply_after_crop(self, key: jax.Array, x: jax.Array) -> jax.Array:
+    """Everything but the random resized crop, on a crop already taken (on the host, from the full image):
+    [size, size, C] in [0, 1] -> the same shape. Uses the same keys as ``apply``, so a view differs from the
+    device-cropped one only by its crop."""
     keys = jax.random.split(key, 7)
-    x = random_resized_crop(keys[0], image, self.size, self.crop_scale, self.crop_ratio)
     if self.flip_prob > 0:
       x = random_flip(keys[1], x, self.flip_prob)
     if self.rotation_prob > 0 and self.rotation_degrees > 0:
@@ -298,6 +305,27 @@ def make_recipes(name: str, **kwargs) -> tuple[ViewRecipe, ...]:
 def to_float(images: jax.Array) -> jax.Array:
   """uint8 [..., H, W, C] in [0, 255] -> float32 in [0, 1]."""
   return images.astype(jnp.float32) / 255.0
+
+
+def views_of_crops(keys: jax.Array, crops: Sequence[jax.Array], recipes: Sequence[ViewRecipe]) -> list[jax.Array]:
+  """The views of crops taken on the host (``jaxssl.data.HostCropper``): the rest of each recipe on device.
+
+  Args:
+    keys: [B] PRNG keys, one per image (as for ``views``).
+    crops: one uint8 [B, size, size, C] array per recipe, at that recipe's size.
+    recipes: one ViewRecipe per view.
+
+  Returns:
+    A list of len(recipes) float32 arrays [B, size, size, C] in [0, 1].
+  """
+  if len(crops) != len(recipes):
+    raise ValueError(f"{len(crops)} host crops for {len(recipes)} view recipes")
+  out = []
+  for index, (crop, recipe) in enumerate(zip(crops, recipes)):
+    chex.assert_axis_dimension(crop, 1, recipe.size)
+    view_keys = jax.vmap(lambda k: jax.random.fold_in(k, index))(keys)
+    out.append(jax.vmap(recipe.apply_after_crop)(view_keys, to_float(crop)))
+  return out
 
 
 def views(keys: jax.Array, images: jax.Array, recipes: Sequence[ViewRecipe]) -> list[jax.Array]:

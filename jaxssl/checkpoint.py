@@ -1,17 +1,22 @@
 """Checkpoints with orbax: the whole train state plus a small JSON record (data position, step, config name).
 
-Layout: ``WORKDIR/checkpoints/STEP/{state,meta}``, the last ``keep`` kept. orbax writes each step to a
-temporary directory and renames it when complete, so a run killed mid-save leaves the previous checkpoint
-intact; a restore always reads a finished one.
+Layout: ``WORKDIR/checkpoints/STEP/{state,meta}``, the last ``keep`` kept, WORKDIR local or a URL
+(``jaxssl.workdir``). orbax writes each step to a temporary directory and renames it when complete, so a run
+killed mid-save leaves the previous checkpoint intact; a restore always reads a finished one.
+
+Saving is asynchronous: ``save`` returns once the state is copied off the accelerator, and the files are
+written in the background while training goes on (the next save, ``wait``, ``close`` or a restore waits for
+it).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+from jaxssl.workdir import resolve
 
 
 class CheckpointError(ValueError):
@@ -51,18 +56,24 @@ def first_difference(saved: dict, expected: dict) -> str | None:
 class Checkpointer:
   """Saves and restores (TrainState, meta) pairs under ``workdir/checkpoints``."""
 
-  def __init__(self, workdir: str, keep: int = 3):
-    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
+  def __init__(self, workdir: str, keep: int = 3, asynchronous: bool = True):
+    self.directory = resolve(workdir) / "checkpoints"
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                           enable_async_checkpointing=asynchronous)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
   def save(self, step: int, state: Any, meta: dict) -> None:
-    """Writes the state and meta as checkpoint ``step`` (all processes call this; orbax coordinates)."""
+    """Starts writing the state and meta as checkpoint ``step`` (all processes call this; orbax coordinates).
+
+    Returns once the state's arrays are copied to host memory, so the caller may donate or overwrite them."""
     self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                      meta=ocp.args.JsonSave(meta)), force=True)
+
+  def wait(self) -> None:
+    """Blocks until the checkpoints started so far are written and committed."""
     self._manager.wait_until_finished()
 
   def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
@@ -74,10 +85,10 @@ class Checkpointer:
     if step is None:
       raise CheckpointError(f"no checkpoint in {self.directory}")
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
-    where = os.path.join(self.directory, str(step))
+    where = self.directory / str(step)
     advice = "use a new workdir, or the config the checkpoint was written with"
     try:
-      saved = ocp.StandardCheckpointer().metadata(os.path.join(where, "state"))
+      saved = ocp.StandardCheckpointer().metadata(where / "state")
       difference = first_difference(shapes_by_path(getattr(saved, "item_metadata", saved)),
                                     shapes_by_path(target))
     except Exception as e:  # noqa: BLE001
@@ -103,4 +114,6 @@ class Checkpointer:
       raise CheckpointError(f"checkpoint {self.directory}/{step} cannot be read ({_first_line(e)})") from None
 
   def close(self) -> None:
+    """Waits for the checkpoints in flight, then releases orbax's threads."""
+    self._manager.wait_until_finished()
     self._manager.close()

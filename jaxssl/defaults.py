@@ -34,6 +34,8 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.data.image_size = 0                     # > 0: resize on the host (folders, mixed-size TFDS datasets)
   config.data.cache = True                       # read each split into memory once (small datasets)
   config.data.prefetch = 2                       # batches prepared ahead by the host thread
+  config.data.crop_on = "auto"                   # auto | host | device (auto: host for folder, tfds + image_size)
+  config.data.workers = 0                        # host-crop threads (0: one per available core)
   config.data.mean = (0.2860,)                   # per channel, after scaling to [0, 1]
   config.data.std = (0.3530,)
   config.data.synthetic_num_examples = 512

@@ -289,7 +289,6 @@ def main(argv: list[str] | None = None) -> int:
   ``eval.json`` in the workdir. Bad input: one line on stderr, exit code 2."""
   import argparse
   import json
-  import os
   import sys
 
   parser = argparse.ArgumentParser(prog="python -m jaxssl.evaluate", description=main.__doc__.split(";")[0])
@@ -333,9 +332,11 @@ def main(argv: list[str] | None = None) -> int:
   step = int(run.state.step)
   print(f"{config.method.name} at step {step}: {summary(scores)}", flush=True)
   if jax.process_index() == 0:
-    with open(os.path.join(args.workdir, "eval.json"), "w") as f:
-      json.dump({"step": step, "linear_epochs": config.eval.linear_epochs,
-                 "linear_augment": config.eval.linear_augment, **scores}, f, indent=1)
+    from jaxssl.workdir import resolve
+
+    record = {"step": step, "linear_epochs": config.eval.linear_epochs,
+              "linear_augment": config.eval.linear_augment, **scores}
+    (resolve(args.workdir) / "eval.json").write_text(json.dumps(record, indent=1))
   return 0
 
 

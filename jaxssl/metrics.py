@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 
 # Representation std (of L2-normalised features, times sqrt(D)) is about 1 for spread-out features and tends
@@ -15,37 +14,52 @@ COLLAPSE_STD = 0.1
 
 
 class MetricsWriter:
-  """Appends step metrics and evaluations; on resume, drops the lines of steps after the checkpoint."""
+  """Appends step metrics and evaluations to ``workdir/metrics.jsonl`` (local or a URL, ``jaxssl.workdir``); on
+  resume, drops the lines of steps after the checkpoint. ``history()`` reads the training lines back."""
 
   def __init__(self, workdir: str, enabled: bool = True, resume_step: int = 0):
+    from jaxssl.workdir import LineLog, Mirror, resolve
+
     self.enabled = enabled
-    self.path = os.path.join(workdir, "metrics.jsonl")
     self._warned = False
-    self._tensorboard = None
+    self._tensorboard = self._mirror = self._log = None
     if not enabled:
       return
-    if os.path.exists(self.path):
-      with open(self.path) as f:
-        kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-      with open(self.path, "w") as f:
-        f.writelines(kept)
+    self._log = LineLog(resolve(workdir) / "metrics.jsonl")
+    self._log.keep(lambda line: json.loads(line).get("step", 0) <= resume_step)
+    self.path = self._log.path
     try:
       from tensorboardX import SummaryWriter
-      self._tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=resume_step + 1
-                                        if resume_step else None)
     except ImportError:                      # TensorBoard files are optional; metrics.jsonl is always written
-      self._tensorboard = None
+      return
+    self._mirror = Mirror(resolve(workdir) / "tensorboard")
+    self._tensorboard = SummaryWriter(self._mirror.path, purge_step=resume_step + 1 if resume_step else None)
+
+  def history(self) -> list[dict]:
+    """The training records written so far (this run's and, after a resume, the earlier segments'), each
+    ``{"step": N, metric: value, ...}``; empty where this process does not write."""
+    if self._log is None:
+      return []
+    records = [json.loads(line) for line in self._log.lines]
+    return [{k: v for k, v in r.items() if k != "kind"} for r in records if r.get("kind") == "train"]
+
+  def flush(self) -> None:
+    """Makes everything written so far durable (a checkpoint is about to record the step)."""
+    if self._log is not None:
+      self._log.flush()
+    if self._tensorboard is not None:
+      self._tensorboard.flush()
+      self._mirror.push()
 
   def write(self, step: int, metrics: dict[str, float], prefix: str = "train") -> None:
     if not self.enabled:
       return
-    with open(self.path, "a") as f:
-      f.write(json.dumps({"step": step, "kind": prefix, **metrics}) + "\n")
+    self._log.append(json.dumps({"step": step, "kind": prefix, **metrics}))
     if self._tensorboard is not None:
       for name, value in metrics.items():
         if isinstance(value, (int, float)) and math.isfinite(value):
           self._tensorboard.add_scalar(f"{prefix}/{name}", value, step)
-      self._tensorboard.flush()
+      self._tensorboard.flush()              # to the local file (the mirror's, for a URL: pushed at flush())
     std = metrics.get("rep_std")
     if std is not None and std < COLLAPSE_STD and not self._warned:
       self._warned = True
@@ -53,5 +67,8 @@ class MetricsWriter:
             "collapsed); the representations may be collapsing", file=sys.stderr, flush=True)
 
   def close(self) -> None:
+    if self._log is not None:
+      self._log.flush()
     if self._tensorboard is not None:
       self._tensorboard.close()
+      self._mirror.close()

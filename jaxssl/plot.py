@@ -12,18 +12,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 import numpy as np
+from etils import epath
+
+from jaxssl.workdir import resolve
 
 
 def read_metrics(workdir: str) -> list[dict]:
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.isfile(path):
+  path = resolve(workdir) / "metrics.jsonl"
+  if not path.is_file():
     raise FileNotFoundError(f"--workdir={workdir!r} has no metrics.jsonl: not a jaxssl run directory")
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _save(fig, path) -> None:
+  """Writes a figure as PNG to a local path or a URL (``jaxssl.workdir``)."""
+  with epath.Path(path).open("wb") as f:
+    fig.savefig(f, dpi=100, format="png")
 
 
 def plot_curves(records: list[dict], path: str) -> None:
@@ -56,7 +63,7 @@ def plot_curves(records: list[dict], path: str) -> None:
   axes[2].set(title="accuracy (%)", xlabel="step")
   axes[2].legend()
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  _save(fig, path)
   plt.close(fig)
 
 
@@ -87,7 +94,7 @@ def plot_views(config, dataset, path: str, pairs: int = 8, seed: int = 0) -> Non
       if row == 0:
         ax.set_title("image" if col == 0 else f"view {col}", fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  _save(fig, path)
   plt.close(fig)
 
 
@@ -113,7 +120,7 @@ def plot_embedding(run, dataset, path: str, max_points: int = 2000, seed: int = 
   ax.set(title=f"t-SNE of test features ({run.config.method.name}, step {int(run.state.step)})",
          xticks=[], yticks=[])
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  _save(fig, path)
   plt.close(fig)
 
 
@@ -127,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
   from jaxssl.checkpoint import CheckpointError
   from jaxssl.restore import load_config, load_run
 
-  out = os.path.join(args.workdir, "plots")
+  out = resolve(args.workdir) / "plots"
   try:
     import matplotlib  # noqa: F401
     import sklearn  # noqa: F401
@@ -141,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
   except (FileNotFoundError, CheckpointError, data.DataError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  os.makedirs(out, exist_ok=True)
-  written = [os.path.join(out, name) for name in ("curves.png", "views.png", "embedding.png")]
+  out.mkdir(parents=True, exist_ok=True)
+  written = [str(out / name) for name in ("curves.png", "views.png", "embedding.png")]
   plot_curves(records, written[0])
   plot_views(config, dataset, written[1])
   if dataset.test is not None:

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -16,22 +15,22 @@ import ml_collections
 
 from jaxssl import defaults
 from jaxssl.checkpoint import CheckpointError, Checkpointer
+from jaxssl.workdir import resolve
 
 
 class Run(NamedTuple):
   config: ml_collections.ConfigDict
   trainer: Any            # jaxssl.train.Trainer
   state: Any              # jaxssl.state.TrainState, on the default device
-  meta: dict              # the checkpoint's record: step history, evals, data position
+  meta: dict              # the checkpoint's record: evals, results so far, data position
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run in ``workdir`` was started with (its config.json)."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
+  path = resolve(workdir) / "config.json"
+  if not path.is_file():
     raise CheckpointError(f"--workdir={workdir!r} has no config.json: not a jaxssl run directory")
-  with open(path) as f:
-    saved = json.load(f)
+  saved = json.loads(path.read_text())
   # Fields added to the schema since the run was made take their defaults.
   config = defaults.get_config(saved["method"]["name"])
   _merge(config, saved)
@@ -51,7 +50,7 @@ def load_run(workdir: str, step: int | None = None, axis_name: str | None = None
   from jaxssl import train
 
   config = load_config(workdir)
-  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+  if not (resolve(workdir) / "checkpoints").is_dir():
     raise CheckpointError(f"--workdir={workdir!r} has no checkpoints/ to restore")
   checkpointer = Checkpointer(workdir)
   try:

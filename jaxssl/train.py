@@ -8,7 +8,6 @@ devices (the default); ``pmap_step`` runs the same function under ``jax.pmap``. 
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any, Callable, NamedTuple
 
@@ -22,12 +21,16 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxssl import augment, methods, optim
 from jaxssl.methods.base import Method, Outputs
+from jaxssl.data.host_crops import view_key
 from jaxssl.metrics import MetricsWriter
 from jaxssl.models import SSLNetwork, make_encoder
 from jaxssl.state import TrainState, ema_update, target_subtree
+from jaxssl.workdir import resolve
 
 AXIS = "batch"
-Batch = dict[str, jax.Array]          # {"image": uint8 [B, H, W, C], "label": int32 [B] (-1 when unlabeled)}
+# {"image": uint8 [B, H, W, C], "label": int32 [B] (-1 when unlabeled)}, or with the crops taken on the host
+# {"view0": uint8 [B, S0, S0, C], "view1": ..., "label": ...}, one entry per view recipe.
+Batch = dict[str, jax.Array]
 StepFn = Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]
 
 
@@ -126,12 +129,17 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
   base_momentum = config.method.get("base_momentum", 0.0)
 
   def step(state: TrainState, batch: Batch):
-    images, labels = batch["image"], batch["label"]
-    local_batch = images.shape[0]
+    labels = batch["label"]
+    local_batch = labels.shape[0]
     offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * local_batch
     step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     example_keys = jax.vmap(jax.random.fold_in, (None, 0))(step_key, offset + jnp.arange(local_batch))
-    views = [normalize(trainer, v) for v in augment.views(example_keys, images, trainer.recipes)]
+    if "image" in batch:
+      views = augment.views(example_keys, batch["image"], trainer.recipes)
+    else:                                       # cropped on the host from the full images (data.crop_on)
+      crops = [batch[view_key(i)] for i in range(len(trainer.recipes))]
+      views = augment.views_of_crops(example_keys, crops, trainer.recipes)
+    views = [normalize(trainer, v) for v in views]
 
     target = None
     if method.uses_ema:
@@ -358,20 +366,20 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
   channels = dataset.train.image_shape[-1]
   state = replicate(init_state(trainer, jax.random.key(config.seed), channels), mesh)
 
-  os.makedirs(workdir, exist_ok=True)
+  root = resolve(workdir)
+  root.mkdir(parents=True, exist_ok=True)
   checkpointer = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)
-  meta = {"data_position": 0, "history": [], "evals": [], "results": {}}
+  meta = {"data_position": 0, "evals": [], "results": {}}
   if checkpointer.latest_step() is not None:
     state, meta = checkpointer.restore(state)     # CheckpointError: nothing in the workdir has changed
     print(f"resuming from step {int(state.step)} ({checkpointer.directory})", flush=True)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=1))
+    (root / "config.json").write_text(config.to_json_best_effort(indent=1))
   step_fn = shard_step(make_per_device_step(trainer), mesh)
   writer = MetricsWriter(workdir, enabled=jax.process_index() == 0, resume_step=int(state.step))
 
   results: dict[str, float] = dict(meta["results"])
-  history, evals = list(meta["history"]), list(meta["evals"])
+  evals = list(meta["evals"])
   first_step = int(state.step)
   if config.eval.knn_at_init and first_step == 0:
     results["knn_random_init"] = evaluate.knn_accuracy_of(trainer, state, dataset, mesh)
@@ -384,80 +392,88 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
     return results.get("train_seconds", 0.0) + time.perf_counter() - start - eval_seconds
 
   def save(step: int, position: int) -> None:
-    # Training time so far travels with the checkpoint, so a resumed run reports the whole run's.
+    # Training time so far travels with the checkpoint, so a resumed run reports the whole run's; the step
+    # history does not (it is in metrics.jsonl, made durable first).
+    writer.flush()
     so_far = {**results, "train_seconds": train_seconds()}
-    checkpointer.save(step, state, {"data_position": position, "history": history, "evals": evals,
-                                    "results": so_far, "total_steps": total_steps, "num_classes": num_classes,
-                                    "channels": channels})
+    checkpointer.save(step, state, {"data_position": position, "evals": evals, "results": so_far,
+                                    "total_steps": total_steps, "num_classes": num_classes, "channels": channels})
 
   eval_every = int(round(config.eval.every_epochs * steps_per_epoch)) if config.eval.every_epochs > 0 else 0
+  crops = None
+  if data.crops_on_host(config.data):
+    crops = data.host_cropper(config, trainer.recipes, channels)
+    print(f"data: random resized crops on the host from the full images, {crops.workers} worker thread(s) "
+          f"(config.data.crop_on={config.data.crop_on!r})", flush=True)
   pipeline = data.Pipeline(dataset.train, config.train.batch_size, seed=config.seed,
                            position=int(meta["data_position"]), process_index=jax.process_index(),
                            process_count=jax.process_count(), prefetch=config.data.prefetch,
-                           transform=lambda b: shard_batch(b, mesh))
+                           transform=lambda b: shard_batch(b, mesh), crops=crops)
   progress = Progress(total_steps, config.train.batch_size, every=config.train.log_every, start=first_step)
   start = time.perf_counter()
   eval_seconds = 0.0
   pending = None                                  # the previous step's metrics, checked one step late
-  with pipeline, _Preemption() as preemption:
-    for step in range(first_step, total_steps):
-      state, metrics = step_fn(state, next(pipeline))
-      if pending is not None:
-        _check_finite(*pending)
-      pending = (metrics, step + 1)
-      done = step + 1
-      preempted = preemption.reached(done)
-      boundary = (progress.should_log(done) or (eval_every and done % eval_every == 0)
-                  or (config.train.checkpoint_every and done % config.train.checkpoint_every == 0)
-                  or preempted or done == total_steps)
-      if not boundary:
-        continue
-      _check_finite(*pending)                     # never log, evaluate or save a non-finite state
-      pending = None
-      if progress.should_log(done):
-        shown = {k: float(v) for k, v in metrics.items() if k != "finite"}
-        shown["images_per_s"] = progress.log(done, shown)
-        history.append({"step": done, **shown})
-        writer.write(done, shown)
-      # A periodic evaluation less than half an interval before the end is left to the final one.
-      final_soon = config.eval.at_end and total_steps - done < eval_every / 2
-      if eval_every and done % eval_every == 0 and done < total_steps and not final_soon:
-        t = time.perf_counter()
-        scores = evaluate.evaluate_state(trainer, state, dataset, mesh)
-        eval_seconds += time.perf_counter() - t
-        evals.append({"step": done, "epoch": done / steps_per_epoch, **scores})
-        writer.write(done, scores, prefix="eval")
-        progress.close()
-        print(f"step {done} (epoch {done / steps_per_epoch:.2f}): {evaluate.summary(scores)}", flush=True)
-      if preempted and done < total_steps:
-        save(done, pipeline.position)
-        progress.close()
-        print(f"SIGTERM: saved a checkpoint at step {done}; run the same command again to resume", flush=True)
-        checkpointer.close()
-        writer.close()
-        results["preempted"] = True
-        return results
-      if (config.train.checkpoint_every and done % config.train.checkpoint_every == 0) or done == total_steps:
-        save(done, pipeline.position)
-  jax.block_until_ready(state)
-  progress.close()
-  results["train_seconds"] = train_seconds()
-  results["steps"] = total_steps
-  results["first_loss"] = history[0]["loss"] if history else float("nan")
-  results["final_loss"] = history[-1]["loss"] if history else float("nan")
+  # One exit path: however the loop ends (done, preempted, a non-finite loss), the checkpoint in flight is
+  # finished, metrics are flushed and the data workers stop.
+  try:
+    with pipeline, _Preemption() as preemption:
+      for step in range(first_step, total_steps):
+        state, metrics = step_fn(state, next(pipeline))
+        if pending is not None:
+          _check_finite(*pending)
+        pending = (metrics, step + 1)
+        done = step + 1
+        preempted = preemption.reached(done)
+        boundary = (progress.should_log(done) or (eval_every and done % eval_every == 0)
+                    or (config.train.checkpoint_every and done % config.train.checkpoint_every == 0)
+                    or preempted or done == total_steps)
+        if not boundary:
+          continue
+        _check_finite(*pending)                   # never log, evaluate or save a non-finite state
+        pending = None
+        if progress.should_log(done):
+          shown = {k: float(v) for k, v in metrics.items() if k != "finite"}
+          shown["images_per_s"] = progress.log(done, shown)
+          results.setdefault("first_loss", shown["loss"])
+          results["final_loss"] = shown["loss"]
+          writer.write(done, shown)
+        # A periodic evaluation less than half an interval before the end is left to the final one.
+        final_soon = config.eval.at_end and total_steps - done < eval_every / 2
+        if eval_every and done % eval_every == 0 and done < total_steps and not final_soon:
+          t = time.perf_counter()
+          scores = evaluate.evaluate_state(trainer, state, dataset, mesh)
+          eval_seconds += time.perf_counter() - t
+          evals.append({"step": done, "epoch": done / steps_per_epoch, **scores})
+          writer.write(done, scores, prefix="eval")
+          progress.close()
+          print(f"step {done} (epoch {done / steps_per_epoch:.2f}): {evaluate.summary(scores)}", flush=True)
+        if preempted and done < total_steps:
+          save(done, pipeline.position)
+          progress.close()
+          print(f"SIGTERM: saved a checkpoint at step {done}; run the same command again to resume", flush=True)
+          results["preempted"] = True
+          return results
+        if (config.train.checkpoint_every and done % config.train.checkpoint_every == 0) or done == total_steps:
+          save(done, pipeline.position)
+    jax.block_until_ready(state)
+    progress.close()
+    results["train_seconds"] = train_seconds()
+    results["steps"] = total_steps
+    results.setdefault("first_loss", float("nan"))
+    results.setdefault("final_loss", float("nan"))
 
-  if config.eval.at_end:
-    scores = evaluate.evaluate_state(trainer, state, dataset, mesh, linear=config.eval.linear_probe)
-    results.update(scores)
-    evals.append({"step": total_steps, "epoch": total_steps / steps_per_epoch, **scores})
-    writer.write(total_steps, scores, prefix="eval")
-    print(f"kNN accuracy ({config.method.name}, {total_steps} steps): {100 * scores['knn_accuracy']:.2f}%",
-          flush=True)
-    print(f"final: {evaluate.summary(scores)}", flush=True)
-  checkpointer.close()
-  writer.close()
+    if config.eval.at_end:
+      scores = evaluate.evaluate_state(trainer, state, dataset, mesh, linear=config.eval.linear_probe)
+      results.update(scores)
+      evals.append({"step": total_steps, "epoch": total_steps / steps_per_epoch, **scores})
+      writer.write(total_steps, scores, prefix="eval")
+      print(f"kNN accuracy ({config.method.name}, {total_steps} steps): {100 * scores['knn_accuracy']:.2f}%",
+            flush=True)
+      print(f"final: {evaluate.summary(scores)}", flush=True)
+  finally:
+    checkpointer.close()
+    writer.close()
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump({"results": results, "evals": evals, "history": history, "config": config.to_dict()}, f,
-                indent=1, default=str)
+    summary = {"results": results, "evals": evals, "history": writer.history(), "config": config.to_dict()}
+    (root / "results.json").write_text(json.dumps(summary, indent=1, default=str))
   return results

@@ -127,6 +127,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _fail("data.image_size", config.data.image_size, "an image folder needs a positive size")
   if config.data.prefetch < 0:
     _fail("data.prefetch", config.data.prefetch, "must be non-negative")
+  from jaxssl.data import CROP_PLACES
+
+  if config.data.crop_on not in CROP_PLACES:
+    _fail("data.crop_on", config.data.crop_on, f"use one of {', '.join(map(repr, CROP_PLACES))}")
+  if not isinstance(config.data.workers, int) or config.data.workers < 0:
+    _fail("data.workers", config.data.workers, "must be a non-negative integer (0: one per available core)")
   if not config.data.train_split:
     _fail("data.train_split", config.data.train_split, "must name a split")
 

@@ -137,7 +137,7 @@ def test_batch_larger_than_split():
 def _tfds_config(**overrides):
   config = ml_collections.ConfigDict({
       "source": "tfds", "dataset": "fashion_mnist", "data_dir": "", "train_split": "train",
-      "eval_train_split": "", "test_split": "test", "image_size": 0, "cache": False})
+      "eval_train_split": "", "test_split": "test", "image_size": 0, "cache": False, "crop_on": "auto"})
   config.update(overrides)
   return config
 
@@ -160,6 +160,11 @@ def test_tfds_source_reads_through_data_source():
               for i in (0, 1)]
     whole = next(data.Pipeline(dataset.train, 8, 0, prefetch=0))
     np.testing.assert_array_equal(np.concatenate([h["image"] for h in halves]), whole["image"])
+    # The host crops read the encoded images (TFDS's SkipDecoding) and decode them themselves.
+    handles, handle_labels = dataset.train.handles([3, 0, 7])
+    assert all(isinstance(h, bytes) for h in handles)
+    np.testing.assert_array_equal(np.asarray(data.host_crops.open_image(handles[1]))[..., None], images[1])
+    np.testing.assert_array_equal(handle_labels, labels)
 
 
 def test_tfds_unlabelled_split_and_resizing():
@@ -187,7 +192,7 @@ def test_tfds_errors_say_what_to_run(tmp_path):
 def _folder_config(directory, **overrides):
   config = ml_collections.ConfigDict({
       "source": "folder", "data_dir": str(directory), "train_split": "train", "eval_train_split": "",
-      "test_split": "test", "image_size": 16, "cache": False, "mean": (0.5, 0.5, 0.5)})
+      "test_split": "test", "image_size": 16, "cache": False, "mean": (0.5, 0.5, 0.5), "crop_on": "auto"})
   config.update(overrides)
   return config
 

@@ -55,10 +55,10 @@ def _preempt_two_processes(workdir, logs, after_step):
   return [p.wait(timeout=600) for p in processes]
 
 
-def _local_sh(workdir):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PORT=str(_free_port()), DEVICES_PER_PROCESS="2")
+def _local_sh(workdir, *extra, devices_per_process=2):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PORT=str(_free_port()), DEVICES_PER_PROCESS=str(devices_per_process))
   env.pop("XLA_FLAGS", None)
-  result = subprocess.run(["bash", "launch/local.sh", "2", f"--workdir={workdir}", *ARGS], cwd=ROOT, env=env,
+  result = subprocess.run(["bash", "launch/local.sh", "2", f"--workdir={workdir}", *ARGS, *extra], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   return result.stdout + result.stderr
@@ -130,3 +130,22 @@ def test_two_processes_match_one_and_resume_bit_identically_after_a_preemption(t
   assert losses_resumed == losses_two
   assert results_resumed["knn_accuracy"] == results_two["knn_accuracy"]
   assert sorted(os.listdir(preempted / "checkpoints"), key=int) == [stopped[0], str(STEPS)]
+
+
+def test_two_processes_of_four_devices_match_one_of_eight_with_host_crops(tmp_path):
+  """The parallel host path (JPEGs cropped from the full image, two worker threads per process): each process
+  crops only its half of every global batch, and the run equals the one-process run."""
+  from test_resume import jpeg_folder_args
+
+  extra = jpeg_folder_args(tmp_path / "jpegs")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  one = subprocess.run([sys.executable, "-m", "jaxssl.main", f"--workdir={tmp_path / 'one'}", *ARGS, *extra],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+  assert one.returncode == 0, one.stderr[-3000:]
+  output = _local_sh(tmp_path / "two", *extra, devices_per_process=4)
+  assert "devices: 8 cpu in 2 process(es), 4 in process 1" in output, output[-3000:]
+  losses_one, results_one = _history(tmp_path / "one")
+  losses_two, _ = _history(tmp_path / "two")
+  assert len(losses_one) == len(losses_two) == STEPS
+  np.testing.assert_allclose(losses_two[:5], losses_one[:5], rtol=1e-5, atol=1e-6)
+  assert 0 <= results_one["knn_accuracy"] <= 1

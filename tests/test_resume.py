@@ -39,9 +39,9 @@ def _run(workdir, *extra):
   return result
 
 
-def _start_and_signal(workdir, sig, after_step):
+def _start_and_signal(workdir, sig, after_step, *extra):
   """Starts a run and sends ``sig`` once checkpoint ``after_step`` exists; returns the finished process."""
-  process = subprocess.Popen(_command(workdir), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+  process = subprocess.Popen(_command(workdir, *extra), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
   checkpoint = os.path.join(workdir, "checkpoints", str(after_step))
   deadline = time.time() + 600
@@ -50,6 +50,18 @@ def _start_and_signal(workdir, sig, after_step):
   process.send_signal(sig)
   out, err = process.communicate(timeout=600)
   return process.returncode, out, err
+
+
+def jpeg_folder_args(root, images=48, workers=2):
+  """Overrides that train on a generated JPEG folder (ImageNet-like shapes, 40-64 px) cropped on the host by
+  ``workers`` threads: with batch 16, three steps per epoch."""
+  from jaxssl.data import generate
+
+  generate.write_folder(str(root / "train"), images, classes=4, shorter=(40, 64))
+  generate.write_folder(str(root / "test"), 8, classes=4, seed=1, shorter=(40, 64))
+  return ["--config.data.source=folder", f"--config.data.data_dir={root}", "--config.data.image_size=24",
+          "--config.data.mean=(0.5, 0.5, 0.5)", "--config.data.std=(0.25, 0.25, 0.25)",
+          f"--config.data.workers={workers}"]
 
 
 def _final_state(workdir):
@@ -114,3 +126,15 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
   state, meta = checkpointer.restore(train.init_state(trainer, jax.random.key(0), 1))
   assert int(state.step) == 1 and meta["data_position"] == 1
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state.params))
+
+
+def test_killed_mid_epoch_with_host_crops_resumes_bit_identically(tmp_path):
+  """The parallel host path (JPEGs cropped from the full image by two worker threads) under SIGKILL mid-epoch."""
+  extra = jpeg_folder_args(tmp_path / "jpegs")
+  reference = tmp_path / "reference"
+  assert "crops on the host" in _run(reference, *extra).stdout
+  run = tmp_path / "killed"
+  code, out, _ = _start_and_signal(run, signal.SIGKILL, 4, *extra)       # step 4: the second batch of epoch 2
+  assert code == -signal.SIGKILL and not os.path.isdir(run / "checkpoints" / str(STEPS))
+  assert "resuming from step" in _run(run, *extra).stdout
+  _assert_identical(_final_state(reference), _final_state(run))

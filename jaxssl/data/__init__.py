@@ -1,7 +1,9 @@
 """Data: sources (TFDS, image folder, numpy, IDX, synthetic), the host pipeline, offline preparation.
 
 ``load(config.data)`` returns a Dataset of sources; ``Pipeline`` turns the train source into this process's share
-of each global batch. Images stay uint8 on the host; augmentation happens on device.
+of each global batch. Images stay uint8 on the host. Small fixed-size datasets are cropped on the device;
+datasets of large images of varying size are cropped on the host, from the full image, by ``HostCropper``
+(``crops_on_host``); everything photometric happens on device.
 """
 
 from __future__ import annotations
@@ -13,14 +15,37 @@ import ml_collections
 import numpy as np
 
 from jaxssl.data import idx
+from jaxssl.data.host_crops import CropSpec, HostCropper, available_cores, crop_specs, view_key
 from jaxssl.data.pipeline import Pipeline, global_batch_indices
 from jaxssl.data.sources import (ArraySource, DataError, FolderSource, Source, TfdsSource, cached,
                                  synthetic)
 
 SOURCES = ("tfds", "folder", "numpy", "idx", "synthetic")
+CROP_PLACES = ("auto", "host", "device")
 
-__all__ = ["ArraySource", "DataError", "Dataset", "FolderSource", "Pipeline", "SOURCES", "Source", "TfdsSource",
-           "cached", "global_batch_indices", "load", "synthetic"]
+__all__ = ["ArraySource", "CROP_PLACES", "CropSpec", "DataError", "Dataset", "FolderSource", "HostCropper",
+           "Pipeline", "SOURCES", "Source", "TfdsSource", "available_cores", "cached", "crop_specs",
+           "crops_on_host", "global_batch_indices", "host_cropper", "load", "synthetic", "view_key"]
+
+
+def crops_on_host(config: ml_collections.ConfigDict) -> bool:
+  """Whether the random resized crops of the train split are taken on the host (``config`` is the config's
+  ``data`` section).
+
+  ``crop_on="auto"`` (the default) crops on the host where images are read at their own, varying sizes: an image
+  folder, or a TFDS dataset resized on the host (``image_size`` > 0, e.g. ImageNet); it crops on the device for
+  fixed-size datasets held in memory (Fashion-MNIST, CIFAR-10, STL-10, numpy, IDX, synthetic).
+  """
+  crop_on = config.get("crop_on", "auto")          # partial data configs built in Python may leave it out
+  if crop_on != "auto":
+    return crop_on == "host"
+  return config.source == "folder" or (config.source == "tfds" and config.image_size > 0)
+
+
+def host_cropper(config: ml_collections.ConfigDict, recipes, channels: int) -> HostCropper:
+  """The cropper for ``recipes`` (one ``augment.ViewRecipe`` per view) with ``config.data.workers`` threads
+  (0: one per available core) and the run's seed."""
+  return HostCropper(crop_specs(recipes), seed=config.seed, channels=channels, workers=config.data.workers)
 
 
 class Dataset(NamedTuple):
@@ -113,7 +138,9 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
     raise DataError(f"config.data.source={config.source!r} is unknown; use one of {', '.join(SOURCES)}")
   dataset = loaders[config.source](config)
   if config.cache:
+    # Cropped on the host, the train split is read from its full-size originals at every step.
+    keep = {id(dataset.train)} if crops_on_host(config) else set()
     memo = {}
-    dataset = Dataset(*(memo.setdefault(id(s), cached(s)) if s is not None else None for s in dataset[:3]),
-                      dataset.num_classes)
+    dataset = Dataset(*(s if s is None or id(s) in keep else memo.setdefault(id(s), cached(s))
+                        for s in dataset[:3]), dataset.num_classes)
   return dataset

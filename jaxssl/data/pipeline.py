@@ -1,5 +1,6 @@
 """The host pipeline: deterministic per-epoch shuffling, a per-process shard of each global batch, prefetching,
-and a position that can be saved and restored for exact resume.
+and a position that can be saved and restored for exact resume. With a ``HostCropper`` the batch holds each
+view's crops of the full images (decoded and cropped by parallel workers) instead of whole images.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from jaxssl.data.host_crops import HostCropper
 from jaxssl.data.sources import DataError, Source
 
 
@@ -33,10 +35,15 @@ class Pipeline:
 
   ``position`` is the number of batches handed out so far; a Pipeline created with ``position=p`` yields exactly
   what an uninterrupted one yields from its p-th batch on.
+
+  With ``crops`` the batch is ``{"view0": uint8 [b, s0, s0, C], ..., "label": int32 [b]}``: batch ``position``'s
+  examples cropped by ``crops`` (whose randomness is keyed by the position and the global slot, so it does not
+  depend on the processes or the cropper's workers).
   """
 
   def __init__(self, source: Source, global_batch: int, seed: int, position: int = 0, process_index: int = 0,
-               process_count: int = 1, prefetch: int = 2, transform: Callable[[dict], Any] | None = None):
+               process_count: int = 1, prefetch: int = 2, transform: Callable[[dict], Any] | None = None,
+               crops: HostCropper | None = None):
     if global_batch % process_count:
       raise DataError(f"config.train.batch_size={global_batch} must be divisible by the number of processes "
                       f"({process_count})")
@@ -47,6 +54,7 @@ class Pipeline:
     self.process_index, self.process_count = process_index, process_count
     self.steps_per_epoch = len(source) // global_batch
     self.transform = transform or (lambda batch: batch)
+    self.crops = crops
     self._position = position
     self._queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     self._stop = threading.Event()
@@ -67,7 +75,11 @@ class Pipeline:
     """This process's slice of global batch ``position`` (read synchronously)."""
     members = global_batch_indices(len(self.source), self.global_batch, self.seed, position)
     per_process = self.global_batch // self.process_count
-    chosen = members[self.process_index * per_process:(self.process_index + 1) * per_process]
+    first_slot = self.process_index * per_process
+    chosen = members[first_slot:first_slot + per_process]
+    if self.crops is not None:
+      handles, labels = self.source.handles(chosen)
+      return {**self.crops(handles, position, first_slot), "label": labels}
     images, labels = self.source.read(chosen)
     return {"image": images, "label": labels}
 
@@ -101,10 +113,12 @@ class Pipeline:
     return batch
 
   def close(self) -> None:
-    """Stops the prefetch thread."""
+    """Stops the prefetch thread (and the cropper's workers)."""
     self._stop.set()
     if self._thread is not None:
       self._thread.join(timeout=5)
+    if self.crops is not None:
+      self.crops.close()
 
   def __enter__(self):
     return self

@@ -33,6 +33,12 @@ class Source:
   def image_shape(self) -> tuple[int, int, int]:
     return tuple(self.read([0])[0].shape[1:])
 
+  def handles(self, indices: Sequence[int] | np.ndarray) -> tuple[list, np.ndarray]:
+    """For the host crops (``host_crops.HostCropper``): one handle per example (a path, encoded bytes or a uint8
+    array [H, W, C] at the image's own size) and the int32 labels [n]. By default the decoded images."""
+    images, labels = self.read(indices)
+    return list(images), labels
+
   def all(self, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Every example, in order (for in-memory caching and evaluation of small splits)."""
     parts = [self.read(np.arange(s, min(s + chunk, len(self)))) for s in range(0, len(self), chunk)]
@@ -129,16 +135,32 @@ class TfdsSource(Source):
     self.num_classes = int(getattr(features["label"], "num_classes", 0) or 0) if "label" in features else 0
     self.image_size = image_size
     self.name, self.split = name, split
+    self._builder, self._encoded = builder, None
+
+  def handles(self, indices):
+    """The encoded image bytes (TFDS's SkipDecoding): the host crops decode them at the size they need."""
+    import tensorflow_datasets as tfds
+
+    if self._encoded is None:
+      self._encoded = self._builder.as_data_source(split=self.split,
+                                                   decoders={"image": tfds.decode.SkipDecoding()})
+    examples = self._examples(self._encoded, indices)
+    labels = [int(e["label"]) if self.labeled else -1 for e in examples]
+    return [e["image"] for e in examples], np.asarray(labels, np.int32)
+
+  @staticmethod
+  def _examples(source, indices) -> list:
+    keys = [int(i) for i in np.asarray(indices)]
+    try:
+      return source.__getitems__(keys)                  # one batched read: ~3x faster than one at a time
+    except TypeError:                                    # tfds.testing.mock_data's source reads one at a time
+      return [source[k] for k in keys]
 
   def __len__(self) -> int:
     return len(self._source)
 
   def read(self, indices):
-    keys = [int(i) for i in np.asarray(indices)]
-    try:
-      examples = self._source.__getitems__(keys)        # one batched read: ~3x faster than one at a time
-    except TypeError:                                    # tfds.testing.mock_data's source reads one at a time
-      examples = [self._source[k] for k in keys]
+    examples = self._examples(self._source, indices)
     images = [np.asarray(e["image"]) for e in examples]
     images = [im[..., None] if im.ndim == 2 else im for im in images]
     if self.image_size:
@@ -188,6 +210,11 @@ class FolderSource(Source):
 
   def __len__(self) -> int:
     return len(self.paths)
+
+  def handles(self, indices):
+    """The files' paths: the host crops open and decode them at the size they need."""
+    indices = np.asarray(indices)
+    return [self.paths[int(i)] for i in indices], self.labels[indices]
 
   def read(self, indices):
     from PIL import Image

@@ -1,0 +1,97 @@
+"""Run directories anywhere: a local path or a cloud URL (``gs://bucket/runs/x``, ``s3://...``).
+
+Every file a run reads or writes (config.json, checkpoints, metrics.jsonl, TensorBoard, results.json, eval.json,
+plots) goes through ``etils.epath``, the path API orbax itself uses: local paths through ``os``, URLs through
+TensorFlow's gfile or fsspec (gcsfs, s3fs). Object stores cannot append to a file, so ``LineLog`` rewrites its
+file at flush points there, and TensorBoard, whose writer only knows local files, writes to a local mirror
+that is copied up (``Mirror``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+from etils import epath
+
+
+def is_url(workdir: str | os.PathLike) -> bool:
+  return "://" in str(workdir)
+
+
+def resolve(workdir: str | os.PathLike) -> epath.Path:
+  """The workdir as a Path: URLs as they are (``os.path.abspath`` would turn ``gs://b/x`` into ``./gs:/b/x``),
+  local paths made absolute."""
+  workdir = str(workdir)
+  return epath.Path(workdir if is_url(workdir) else os.path.abspath(workdir))
+
+
+class LineLog:
+  """A text file of lines (metrics.jsonl) that is appended to locally and rewritten whole on object stores.
+
+  ``lines`` is the file's content; ``append`` adds a line (written at once locally, at the next ``flush``
+  elsewhere); ``keep(predicate)`` rewrites the file with only the lines it accepts (a resumed run drops the
+  steps after its checkpoint).
+  """
+
+  def __init__(self, path: epath.Path):
+    self.path = path
+    self.local = not is_url(path)
+    self.lines = path.read_text().splitlines(keepends=True) if path.exists() else []
+    self.lines = [line if line.endswith("\n") else line + "\n" for line in self.lines if line.strip()]
+    self._pending = False
+
+  def keep(self, predicate) -> None:
+    kept = [line for line in self.lines if predicate(line)]
+    if kept != self.lines or not self.path.exists():
+      self.lines = kept
+      self.path.write_text("".join(kept))
+
+  def append(self, line: str) -> None:
+    line = line if line.endswith("\n") else line + "\n"
+    self.lines.append(line)
+    if self.local:
+      with self.path.open("a") as f:
+        f.write(line)
+    else:
+      self._pending = True
+
+  def flush(self) -> None:
+    if self._pending:
+      self.path.write_text("".join(self.lines))
+      self._pending = False
+
+
+class Mirror:
+  """A local directory that stands for ``remote`` (for writers that only write local files: TensorBoard).
+
+  Locally, ``path`` is ``remote`` itself. For a URL, the remote files are copied down at the start and the
+  local ones copied up at ``push``.
+  """
+
+  def __init__(self, remote: epath.Path):
+    self.remote = remote
+    if not is_url(remote):
+      self.path, self._temporary = str(remote), None
+      return
+    self._temporary = tempfile.mkdtemp(prefix="jaxssl-mirror-")
+    self.path = self._temporary
+    if remote.exists():
+      for item in remote.iterdir():
+        if item.is_file():
+          with open(os.path.join(self.path, item.name), "wb") as f:
+            f.write(item.read_bytes())
+
+  def push(self) -> None:
+    if self._temporary is None:
+      return
+    self.remote.mkdir(parents=True, exist_ok=True)
+    for name in os.listdir(self.path):
+      with open(os.path.join(self.path, name), "rb") as f:
+        (self.remote / name).write_bytes(f.read())
+
+  def close(self) -> None:
+    self.push()
+    if self._temporary is not None:
+      shutil.rmtree(self._temporary, ignore_errors=True)

