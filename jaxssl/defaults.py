@@ -60,6 +60,7 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.optim.momentum = 0.9
   config.optim.trust_coefficient = 0.001
   config.optim.warmup_steps = 10
+  config.optim.warmup_epochs = 0.0               # > 0: warm-up in epochs of the train split (overrides steps)
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 256                  # global, over all devices and hosts
@@ -85,3 +86,46 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.eval.linear_weight_decay = 0.0
   config.eval.linear_augment = False             # random resized crop + flip on the probe's training images
   return config
+
+
+# Train-split sizes of the ImageNet presets' datasets: settings that the papers give in epochs and the config
+# needs in steps (DINO's teacher-temperature warm-up, its frozen last layer) are computed from them.
+TRAIN_EXAMPLES = {"imagenet2012": 1_281_167, "imagenette/full-size-v2": 9_469}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_DATA = ("imagenet2012", "imagenette", "folder")
+
+
+def imagenet(config: ml_collections.ConfigDict, data: str = "imagenet2012",
+             batch_size: int = 4096) -> ml_collections.ConfigDict:
+  """``config`` set up for ImageNet-style training: ResNet-50 (ImageNet stem, bfloat16) at 224 px, random
+  resized crops of the full images on the host, 10 warm-up epochs, evaluation (kNN and the online probe) at
+  the end only. ``data`` picks the images:
+
+  - ``imagenet2012``: TFDS's ImageNet (manual download; ``python -m jaxssl.data.prepare imagenet2012
+    --data_dir DIR`` after placing the archives as TFDS asks), at the paper's ``batch_size``;
+  - ``imagenette``: TFDS's ``imagenette/full-size-v2`` (10 classes, 9,469 images), batch 256;
+  - ``folder``: ``data.data_dir/train/CLASS/*.jpg`` and ``data.data_dir/validation/CLASS/*.jpg``, batch 256.
+  """
+  if data not in IMAGENET_DATA:
+    raise ValueError(f"config argument {data!r}: use one of {', '.join(IMAGENET_DATA)}")
+  config.model.encoder, config.model.stem, config.model.compute_dtype = "resnet50", "imagenet", "bfloat16"
+  d = config.data
+  d.source = "folder" if data == "folder" else "tfds"
+  d.dataset = {"imagenet2012": "imagenet2012", "imagenette": "imagenette/full-size-v2"}.get(data, "")
+  d.train_split, d.eval_train_split, d.test_split = "train", "", "validation"
+  d.image_size = 224                             # the evaluation's centre squares; training crops the originals
+  d.crop_on, d.cache = "host", False
+  d.mean, d.std = IMAGENET_MEAN, IMAGENET_STD
+  config.augment.size = 224
+  config.train.batch_size = batch_size if data == "imagenet2012" else 256
+  config.train.log_every = 50
+  config.optim.warmup_epochs = 10.0
+  config.eval.knn_at_init = False                # a pass over the whole train split: an epoch's worth of time
+  return config
+
+
+def steps_per_epoch(config: ml_collections.ConfigDict) -> int:
+  """Steps per epoch of the preset's dataset at the config's batch (ImageNet's size for an image folder)."""
+  examples = TRAIN_EXAMPLES.get(config.data.dataset, TRAIN_EXAMPLES["imagenet2012"])
+  return max(1, examples // config.train.batch_size)

@@ -10,10 +10,18 @@ import ml_collections
 import optax
 
 
-def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+def warmup_steps(config: ml_collections.ConfigDict, steps_per_epoch: float = 0.0) -> int:
+  """``optim.warmup_epochs`` x ``steps_per_epoch`` when both are set, else ``optim.warmup_steps``."""
+  if config.optim.get("warmup_epochs", 0.0) > 0 and steps_per_epoch > 0:
+    return int(round(config.optim.warmup_epochs * steps_per_epoch))
+  return int(config.optim.warmup_steps)
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int,
+                           steps_per_epoch: float = 0.0) -> optax.Schedule:
   """Linear warm-up from 0 then cosine decay to 0; peak = base_lr * global_batch / 256 (Goyal et al. 2017)."""
   peak = config.optim.base_lr * config.train.batch_size / 256.0
-  warmup = min(int(config.optim.warmup_steps), max(total_steps - 1, 0))
+  warmup = min(warmup_steps(config, steps_per_epoch), max(total_steps - 1, 0))
   return optax.warmup_cosine_decay_schedule(init_value=0.0, peak_value=peak, warmup_steps=warmup,
                                             decay_steps=max(total_steps, warmup + 1), end_value=0.0)
 
@@ -23,9 +31,10 @@ def _decay_mask(params):
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
+                   steps_per_epoch: float = 0.0) -> optax.GradientTransformation:
   """LARS (You et al. 2017) as SimCLR/BYOL use it, BN and biases excluded from weight decay and trust ratio."""
-  schedule = learning_rate_schedule(config, total_steps)
+  schedule = learning_rate_schedule(config, total_steps, steps_per_epoch)
   o = config.optim
   if o.name == "lars":
     return optax.lars(learning_rate=schedule, weight_decay=o.weight_decay, weight_decay_mask=_decay_mask,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +44,7 @@ class Trainer(NamedTuple):
   total_steps: int
   probe: nn.Module | None = None                     # the online linear probe (None: off)
   probe_tx: optax.GradientTransformation | None = None
+  steps_per_epoch: float = 0.0                       # for settings in epochs (optim.warmup_epochs); 0: unknown
 
 
 def _dtype(name: str):
@@ -51,7 +52,7 @@ def _dtype(name: str):
 
 
 def build(config: ml_collections.ConfigDict, total_steps: int, axis_name: str | None = AXIS,
-          num_classes: int = 0) -> Trainer:
+          num_classes: int = 0, steps_per_epoch: float = 0.0) -> Trainer:
   """Builds the method, network (BN synchronised over ``axis_name``), optimizer and view recipes; with
   ``num_classes`` > 0 and ``config.eval.online_probe`` also the online linear probe and its optimizer."""
   method = methods.get(config)
@@ -66,8 +67,9 @@ def build(config: ml_collections.ConfigDict, total_steps: int, axis_name: str | 
     probe = LinearProbe(num_classes)
     # solo-learn's online classifier: SGD with momentum, decayed with the run, no weight decay.
     probe_tx = optax.sgd(optax.cosine_decay_schedule(config.eval.online_probe_lr, total_steps), momentum=0.9)
-  return Trainer(config=config, method=method, network=network, tx=optim.make_optimizer(config, total_steps),
-                 recipes=tuple(method.recipes(config)), total_steps=total_steps, probe=probe, probe_tx=probe_tx)
+  return Trainer(config=config, method=method, network=network,
+                 tx=optim.make_optimizer(config, total_steps, steps_per_epoch), recipes=tuple(method.recipes(config)),
+                 total_steps=total_steps, probe=probe, probe_tx=probe_tx, steps_per_epoch=steps_per_epoch)
 
 
 def normalize(trainer: Trainer, images: jax.Array) -> jax.Array:
@@ -160,8 +162,6 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
     grads, (metrics, batch_stats, online) = jax.grad(loss_fn, has_aux=True)(state.params)
     if axis_name is not None:
       grads = jax.lax.pmean(grads, axis_name)
-    finite = jnp.isfinite(metrics["loss"]) & jnp.all(jnp.asarray(
-        [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
     updates, opt_state = trainer.tx.update(grads, state.opt_state, state.params)
     if method.update_mask is not None:
       updates = jax.tree.map(lambda u, m: u * m, updates, method.update_mask(state.params, state.step))
@@ -169,7 +169,7 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
 
     metrics = dict(metrics)
     metrics.update(representation_health(online.representations[0], axis_name))
-    metrics["lr"] = optim.learning_rate_schedule(config, trainer.total_steps)(state.step)
+    metrics["lr"] = optim.learning_rate_schedule(config, trainer.total_steps, trainer.steps_per_epoch)(state.step)
     ema_params, ema_batch_stats = state.ema_params, state.ema_batch_stats
     if method.uses_ema:
       tau = optim.ema_momentum(state.step, trainer.total_steps, base_momentum,
@@ -185,13 +185,33 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
       metrics.update(probe_metrics)
     if axis_name is not None:
       metrics = jax.lax.pmean(metrics, axis_name)
-    metrics["finite"] = finite.astype(jnp.float32)          # the loop's NaN/Inf guard reads this
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
                               ema_params=ema_params, ema_batch_stats=ema_batch_stats, method_state=method_state,
                               probe_params=probe_params, probe_opt_state=probe_opt_state)
+    # The loop's NaN/Inf guard reads these: one flag per floating-point leaf of the loss, the gradients and the
+    # whole updated state (a finite loss and gradient can still give non-finite weights, e.g. through the
+    # optimizer), so a non-finite state is never logged, evaluated or saved.
+    flags, step.finite_names[:] = finite_leaves([("loss", metrics["loss"]), ("gradients", grads),
+                                                 ("state", new_state)])
+    metrics["finite"] = jnp.all(flags).astype(jnp.float32)
+    metrics["finite_leaves"] = flags.astype(jnp.float32)
     return new_state, metrics
 
+  step.finite_names = []            # filled when the step is traced: the name of each flag in finite_leaves
   return step
+
+
+def finite_leaves(parts: Sequence[tuple[str, Any]]) -> tuple[jax.Array, list[str]]:
+  """A bool vector with one entry per floating-point leaf of the named pytrees, in order (True where every
+  value is finite), and the leaves' paths ("state/params/encoder/conv1/kernel")."""
+  flags, names = [], []
+  for name, tree in parts:
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+      if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact):
+        flags.append(jnp.all(jnp.isfinite(leaf)))
+        keys = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
+        names.append("/".join([name, *keys]))
+  return jnp.stack(flags), names
 
 
 def representation_health(representations: jax.Array, axis_name: str | None) -> dict[str, jax.Array]:
@@ -283,7 +303,7 @@ def total_steps_for(config: ml_collections.ConfigDict, num_train: int) -> int:
 
 
 class TrainingError(RuntimeError):
-  """The run cannot go on (a non-finite loss or gradient); the message names the step."""
+  """The run cannot go on (a non-finite loss, gradient or updated state); the message names the step."""
 
 
 class _Preemption:
@@ -323,10 +343,13 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def _check_finite(metrics, step: int) -> None:
+def _check_finite(metrics, step: int, names: list[str]) -> None:
   if float(metrics["finite"]) != 1.0:
-    raise TrainingError(f"step {step}: the loss or a gradient is not finite (loss={float(metrics['loss'])}); "
-                        "the last checkpoint before it is kept; lower config.optim.base_lr or check the data")
+    flags = np.asarray(metrics["finite_leaves"])
+    first = names[int(np.argmin(flags))] if len(names) == len(flags) else "?"
+    raise TrainingError(f"step {step}: not finite: {first} (loss={float(metrics['loss'])}); nothing from this "
+                        "step on is saved, and the workdir resumes from its last checkpoint; lower "
+                        "config.optim.base_lr or check the data and the config")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[str, float]:
@@ -362,7 +385,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
         f"{jax.local_device_count()} in process {jax.process_index()}; global batch {config.train.batch_size}, "
         f"{total_steps} steps", flush=True)
   num_classes = dataset.num_classes if dataset.train.labeled else 0
-  trainer = build(config, total_steps, num_classes=num_classes)
+  trainer = build(config, total_steps, num_classes=num_classes, steps_per_epoch=steps_per_epoch)
   channels = dataset.train.image_shape[-1]
   state = replicate(init_state(trainer, jax.random.key(config.seed), channels), mesh)
 
@@ -375,7 +398,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
     print(f"resuming from step {int(state.step)} ({checkpointer.directory})", flush=True)
   if jax.process_index() == 0:
     (root / "config.json").write_text(config.to_json_best_effort(indent=1))
-  step_fn = shard_step(make_per_device_step(trainer), mesh)
+  per_device_step = make_per_device_step(trainer)
+  step_fn = shard_step(per_device_step, mesh)
   writer = MetricsWriter(workdir, enabled=jax.process_index() == 0, resume_step=int(state.step))
 
   results: dict[str, float] = dict(meta["results"])
@@ -421,7 +445,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
         state, metrics = step_fn(state, next(pipeline))
         if pending is not None:
           _check_finite(*pending)
-        pending = (metrics, step + 1)
+        pending = (metrics, step + 1, per_device_step.finite_names)
         done = step + 1
         preempted = preemption.reached(done)
         boundary = (progress.should_log(done) or (eval_every and done % eval_every == 0)
@@ -432,7 +456,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
         _check_finite(*pending)                   # never log, evaluate or save a non-finite state
         pending = None
         if progress.should_log(done):
-          shown = {k: float(v) for k, v in metrics.items() if k != "finite"}
+          shown = {k: float(v) for k, v in metrics.items() if not k.startswith("finite")}
           shown["images_per_s"] = progress.log(done, shown)
           results.setdefault("first_loss", shown["loss"])
           results["final_loss"] = shown["loss"]

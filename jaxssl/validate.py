@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 from jaxssl import methods
@@ -28,6 +30,15 @@ def _unknown_key(config, reference, prefix: str = "") -> str | None:
   return None
 
 
+def _leaves(config: ml_collections.ConfigDict, prefix: str = ""):
+  """(dotted field name, value) of every non-section field."""
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from _leaves(value, f"{prefix}{key}.")
+    else:
+      yield prefix + key, value
+
+
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ConfigError for the first bad field."""
   from jaxssl import defaults
@@ -40,6 +51,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     for part in unknown.split("."):
       value = value[part]
     _fail(unknown, value, "unknown config key (a typo? the schema is jaxssl/defaults.py)")
+  for field, value in _leaves(config):
+    numbers = value if isinstance(value, (tuple, list)) else (value,)
+    if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+      _fail(field, value, "must be finite")
   if config.model.encoder not in ENCODERS:
     _fail("model.encoder", config.model.encoder, f"unknown encoder; known: {', '.join(sorted(ENCODERS))}")
   if config.model.encoder.startswith("vit"):
@@ -80,6 +95,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _fail("optim.weight_decay", config.optim.weight_decay, "must be non-negative")
   if config.optim.warmup_steps < 0:
     _fail("optim.warmup_steps", config.optim.warmup_steps, "must be non-negative")
+  if not config.optim.warmup_epochs >= 0:
+    _fail("optim.warmup_epochs", config.optim.warmup_epochs, "must be non-negative (0: use optim.warmup_steps)")
 
   if config.augment.size <= 0:
     _fail("augment.size", config.augment.size, "must be positive")

@@ -31,3 +31,13 @@ def stand_in_commands(bin_dir: pathlib.Path, scripts: dict[str, str]) -> str:
     (bin_dir / name).write_text(script)
     (bin_dir / name).chmod(0o755)
   return f"{bin_dir}:{os.environ['PATH']}"
+
+
+def jpeg_splits(root: pathlib.Path, splits: dict[str, int], classes: int = 4) -> pathlib.Path:
+  """Generated JPEG folders ``root/SPLIT/CLASS/*.jpg`` with ImageNet-like shapes, shorter side 40-64 px
+  (``{"train": 24, "test": 8}``: that many images per split, spread over ``classes`` classes)."""
+  from jaxssl.data import generate
+
+  for seed, (split, count) in enumerate(splits.items()):
+    generate.write_folder(str(root / split), count, classes=classes, seed=seed, shorter=(40, 64))
+  return root

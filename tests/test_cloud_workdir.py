@@ -19,6 +19,8 @@ import pytest
 from jaxssl import evaluate, train
 from jaxssl.restore import load_encoder
 
+pytestmark = pytest.mark.slow             # subprocesses and whole runs
+
 BUCKET = "jaxssl-test"
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import helpers
 from jaxssl import augment, data, train
 from jaxssl.data import generate, host_crops
 from jaxssl.data.host_crops import CropSpec, HostCropper
@@ -18,10 +19,7 @@ from jaxssl.data.host_crops import CropSpec, HostCropper
 @pytest.fixture(scope="module")
 def jpeg_folder(tmp_path_factory):
   """24 train and 8 test JPEGs of ImageNet-like shapes (shorter side 40-64 px), 4 classes."""
-  root = tmp_path_factory.mktemp("jpegs")
-  generate.write_folder(str(root / "train"), 24, classes=4, shorter=(40, 64))
-  generate.write_folder(str(root / "test"), 8, classes=4, seed=1, shorter=(40, 64))
-  return root
+  return helpers.jpeg_splits(tmp_path_factory.mktemp("jpegs"), {"train": 24, "test": 8})
 
 
 def test_boxes_cover_the_full_image_with_the_recipes_areas_and_aspect_ratios():
@@ -191,10 +189,3 @@ def test_eight_devices_match_one_with_host_crops(jpeg_folder, method):
   np.testing.assert_allclose(losses_eight, losses_one, rtol=1e-4, atol=1e-5)
   for a, b in zip(jax.tree.leaves(params_one), jax.tree.leaves(params_eight)):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
-
-
-def test_a_run_on_a_jpeg_folder_trains_and_evaluates_with_host_crops(jpeg_folder, tmp_path):
-  config = _host_config(jpeg_folder, "vicreg")
-  config.train.num_steps = 4
-  results = train.run(config, str(tmp_path))
-  assert math.isfinite(results["final_loss"]) and 0 <= results["knn_accuracy"] <= 1

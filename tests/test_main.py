@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow             # subprocesses and whole runs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--config.data.source=synthetic", "--config.data.synthetic_size=16", "--config.augment.size=16",
         "--config.train.batch_size=16", "--config.method.proj_hidden_dims=(32,)", "--config.method.proj_dim=16"]

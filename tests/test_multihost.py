@@ -13,8 +13,11 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 import helpers
+
+pytestmark = pytest.mark.slow             # subprocesses and whole runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 16

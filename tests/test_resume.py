@@ -14,6 +14,8 @@ import pytest
 
 from jaxssl.checkpoint import Checkpointer
 
+pytestmark = pytest.mark.slow             # subprocesses and whole runs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 8
 ARGS = ["--config=configs/simclr.py", "--config.data.source=synthetic", "--config.data.synthetic_size=16",
@@ -55,10 +57,9 @@ def _start_and_signal(workdir, sig, after_step, *extra):
 def jpeg_folder_args(root, images=48, workers=2):
   """Overrides that train on a generated JPEG folder (ImageNet-like shapes, 40-64 px) cropped on the host by
   ``workers`` threads: with batch 16, three steps per epoch."""
-  from jaxssl.data import generate
+  import helpers
 
-  generate.write_folder(str(root / "train"), images, classes=4, shorter=(40, 64))
-  generate.write_folder(str(root / "test"), 8, classes=4, seed=1, shorter=(40, 64))
+  helpers.jpeg_splits(root, {"train": images, "test": 8})
   return ["--config.data.source=folder", f"--config.data.data_dir={root}", "--config.data.image_size=24",
           "--config.data.mean=(0.5, 0.5, 0.5)", "--config.data.std=(0.25, 0.25, 0.25)",
           f"--config.data.workers={workers}"]
@@ -118,7 +119,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
   config = tiny_config("vicreg")
   config.train.num_steps, config.train.checkpoint_every, config.eval.knn_at_init = 4, 1, False
   config.optim.name, config.optim.base_lr, config.optim.warmup_steps = "sgd", 1e30, 0   # diverges at step 2
-  with pytest.raises(train.TrainingError, match="step 2: the loss or a gradient is not finite"):
+  with pytest.raises(train.TrainingError, match="step 2: not finite: loss "):
     train.run(config, str(tmp_path))
   checkpointer = checkpoint.Checkpointer(str(tmp_path))
   assert checkpointer.latest_step() == 1
@@ -138,3 +139,30 @@ def test_killed_mid_epoch_with_host_crops_resumes_bit_identically(tmp_path):
   assert code == -signal.SIGKILL and not os.path.isdir(run / "checkpoints" / str(STEPS))
   assert "resuming from step" in _run(run, *extra).stdout
   _assert_identical(_final_state(reference), _final_state(run))
+
+
+def test_a_finite_loss_with_a_non_finite_update_is_caught_before_it_is_saved(tmp_path, monkeypatch):
+  """The loss and gradients of step 2 are finite, but the optimizer's update makes the weights NaN: the guard
+  reads the updated state too, so checkpoint 2 is never written, and the workdir resumes from checkpoint 1
+  once the cause is gone."""
+  import jax.numpy as jnp
+
+  from jaxssl import checkpoint, optim, train
+  from tiny import tiny_config
+
+  config = tiny_config("byol")
+  config.train.num_steps, config.train.checkpoint_every, config.eval.knn_at_init = 4, 1, False
+  schedule = optim.learning_rate_schedule
+
+  def poisoned(*args, **kwargs):     # a NaN learning rate from the second step on (the optimizer's shape kept)
+    return lambda count: jnp.where(count >= 1, jnp.nan, schedule(*args, **kwargs)(count))
+
+  monkeypatch.setattr(optim, "learning_rate_schedule", poisoned)
+  with pytest.raises(train.TrainingError, match=r"step 2: not finite: state/params/\S+ \(loss=[0-9.]+\)"):
+    train.run(config, str(tmp_path))
+  checkpointer = checkpoint.Checkpointer(str(tmp_path))
+  assert checkpointer.latest_step() == 1
+  checkpointer.close()
+  monkeypatch.setattr(optim, "learning_rate_schedule", schedule)
+  results = train.run(config, str(tmp_path))               # resumes from the finite checkpoint 1
+  assert results["steps"] == 4 and np.isfinite(results["final_loss"])

@@ -140,6 +140,7 @@ def test_bfloat16_compute_runs():
   assert state.params["encoder"]["stem_conv"]["kernel"].dtype == jnp.float32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["nnclr", "meanshift", "simsiam", "dino", "barlow_twins", "wmse",
                                     "swav", "mocov3", "supcon"])
 def test_more_methods_eight_devices_match_one(method):

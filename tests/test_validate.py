@@ -30,6 +30,13 @@ def _set(config, path, value):
     ("simclr", "model.encoder", "vit", "config.model.encoder='vit'"),
     ("nnclr", "method.queue_size", 0, "config.method.queue_size=0: must be a positive multiple"),
     ("swav", "method.queue_size", 100, "config.method.queue_size=100: must be a multiple"),
+    ("simclr", "optim.weight_decay", float("nan"), "config.optim.weight_decay=nan: must be finite"),
+    ("simclr", "optim.base_lr", float("inf"), "config.optim.base_lr=inf: must be finite"),
+    ("byol", "method.base_momentum", float("nan"), "config.method.base_momentum=nan: must be finite"),
+    ("simclr", "augment.crop_scale", (0.2, float("inf")), "config.augment.crop_scale=(0.2, inf): must be finite"),
+    ("simclr", "data.crop_on", "gpu", "config.data.crop_on='gpu': use one of"),
+    ("simclr", "data.workers", -1, "config.data.workers=-1"),
+    ("simclr", "optim.warmup_epochs", -1.0, "config.optim.warmup_epochs=-1.0"),
 ])
 def test_bad_fields_are_named(method, path, value, message):
   config = common.get_config(method)

@@ -1,0 +1,64 @@
+"""The ImageNet recipes (configs/*_imagenet.py): valid as written for ImageNet and Imagenette, and a few training
+steps on a generated JPEG folder with the encoder made small by override, cropped on the host."""
+
+import importlib.util
+import math
+import os
+
+import pytest
+
+import helpers
+from jaxssl import data, optim, train, validate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METHODS = ("simclr", "byol", "vicreg", "dino")
+
+
+def _get_config(method, *arg):
+  path = os.path.join(ROOT, "configs", f"{method}_imagenet.py")
+  spec = importlib.util.spec_from_file_location(f"{method}_imagenet", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(*arg)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_recipes_are_valid_as_written(method):
+  config = _get_config(method)
+  validate.validate(config, num_devices=8)
+  assert config.data.dataset == "imagenet2012" and data.crops_on_host(config.data)
+  assert config.augment.size == 224 and config.model.encoder in ("resnet50", "vit_small")
+  # The warm-up is 10 epochs of ImageNet at the paper's batch.
+  steps_per_epoch = 1_281_167 // config.train.batch_size
+  assert optim.warmup_steps(config, steps_per_epoch) == round(10 * steps_per_epoch)
+  small = _get_config(method, "imagenette")
+  validate.validate(small, num_devices=8)
+  assert small.data.dataset == "imagenette/full-size-v2" and small.train.batch_size == 256
+  with pytest.raises(ValueError, match="config argument 'imagenet': use one of"):
+    _get_config(method, "imagenet")
+
+
+@pytest.fixture(scope="module")
+def jpegs(tmp_path_factory):
+  return helpers.jpeg_splits(tmp_path_factory.mktemp("imagenet_like"), {"train": 16, "validation": 8})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", METHODS)
+def test_a_few_steps_on_a_jpeg_folder(method, jpegs, tmp_path):
+  config = _get_config(method, "folder")
+  config.data.data_dir, config.data.workers = str(jpegs), 2
+  config.data.image_size, config.augment.size = 24, 16
+  config.model.compute_dtype = "float32"
+  if method == "dino":
+    config.model.encoder, config.model.patch_size = "vit_micro", 4
+    config.augment.local_size, config.augment.num_local_crops = 8, 2
+    config.method.proj_hidden_dims, config.method.bottleneck_dim, config.method.out_dim = (32,), 8, 32
+  else:
+    config.model.encoder, config.model.stem = "small_resnet", "cifar"
+    config.method.proj_hidden_dims, config.method.proj_dim = (32,), 16
+    if "pred_hidden_dims" in config.method:
+      config.method.pred_hidden_dims = (32,)
+  config.train.batch_size, config.train.num_steps, config.eval.batch_size = 8, 2, 64
+  results = train.run(config, str(tmp_path))
+  assert math.isfinite(results["final_loss"]) and 0 <= results["knn_accuracy"] <= 1
