@@ -8,9 +8,12 @@
 #   bash benchmarks/gpu.sh fetch            # lightly, dm-pix, ml-collections -> .whl/ (Python 3.12 wheels)
 # Then on the GPU machine, from the repository root (a few minutes):
 #   bash benchmarks/gpu.sh
+# Then, at ImageNet scale: ResNet-50 (ImageNet stem) at 224 px, the SimCLR and BYOL steps against lightly's
+# (batch BATCH_224), and `python -m jaxssl.main` end to end on generated JPEGs cropped on the host against the
+# same step alone (benchmarks/end_to_end.py): whether the host path keeps up. IMAGENET=0 skips that part.
 # Environment: BATCH (512), STEPS (10 timed steps), CELL_TIMEOUT (240 s for one measurement, compilation
 # included), METHODS (simclr,byol,vicreg), PYTHON (python3, the one with JAX), LIGHTLY_PYTHON (the one with
-# PyTorch; default PYTHON), WHEELS (.whl).
+# PyTorch; default PYTHON), WHEELS (.whl), BATCH_224 (128), IMAGENET (1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=${WHEELS:-.whl}
@@ -38,3 +41,10 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 "$PYTHON" benchmarks/throughput.py --models resnet18 --batch "${BATCH:-512}" --dtype bfloat16 \
   --steps "${STEPS:-10}" --methods "${METHODS:-simclr,byol,vicreg}" --lightly_python "${LIGHTLY_PYTHON:-$PYTHON}" \
   --no_baseline --no_augment --lightly_channels_last --cell_timeout "${CELL_TIMEOUT:-240}"
+
+if [[ "${IMAGENET:-1}" == 1 ]]; then
+  "$PYTHON" benchmarks/throughput.py --models resnet50 --batch "${BATCH_224:-128}" --dtype bfloat16 \
+    --steps "${STEPS:-10}" --methods simclr,byol --lightly_python "${LIGHTLY_PYTHON:-$PYTHON}" \
+    --no_baseline --no_augment --lightly_channels_last --cell_timeout "${CELL_TIMEOUT:-240}" || true
+  "$PYTHON" benchmarks/end_to_end.py --batch "${BATCH_224:-128}" --steps 60 --images 4096
+fi

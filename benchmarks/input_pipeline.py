@@ -30,12 +30,13 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from benchmarks import throughput  # noqa: E402  (the subprocess runner and its failure type)
+
 BATCH = 64
 
 
@@ -108,21 +109,6 @@ def grain_cell(data_dir: str, recipe: str, workers: int, images: int) -> dict:
           "views": [list(v.shape) for v in batch.values()]}
 
 
-class CellFailed(RuntimeError):
-  pass
-
-
-def _run(command: list[str], timeout: float | None) -> dict:
-  try:
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-  except subprocess.TimeoutExpired:
-    raise CellFailed(f"{' '.join(command)} ran past {timeout} s") from None
-  lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-  if result.returncode != 0 or not lines:
-    raise CellFailed(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
-  return json.loads(lines[-1])
-
-
 def _cell(args, who: str, recipe: str, workers: int, place: str = "host") -> dict | None:
   common = ["--data_dir", args.data_dir, "--recipe", recipe, "--workers", str(workers), "--images",
             str(args.images)]
@@ -133,8 +119,8 @@ def _cell(args, who: str, recipe: str, workers: int, place: str = "host") -> dic
     python = args.grain_python if who == "grain" else sys.executable
     command = [python, os.path.abspath(__file__), "--worker", who, "--place", place, *common]
   try:
-    return _run(command, args.cell_timeout)
-  except CellFailed as error:
+    return throughput._run(command, timeout=args.cell_timeout)
+  except throughput.CellFailed as error:
     print(f"error: {error}", file=sys.stderr, flush=True)
     return None
 

@@ -69,6 +69,17 @@ def resnet18_cifar(channels: int) -> nn.Module:
   return model
 
 
+def resnet50_imagenet(channels: int) -> nn.Module:
+  """torchvision's ResNet-50 as the ImageNet recipes use it (7x7 stem and max-pool, 224 px)."""
+  model = torchvision.models.resnet50()
+  model.fc = nn.Identity()
+  return model
+
+
+BACKBONES = {"small_resnet": (small_resnet, 128), "resnet18": (resnet18_cifar, 512),
+             "resnet50": (resnet50_imagenet, 2048)}
+
+
 class Method(nn.Module):
 
   def __init__(self, name: str, backbone: nn.Module, dim: int):
@@ -110,8 +121,8 @@ class Method(nn.Module):
 def time_step(args) -> dict:
   torch.manual_seed(0)
   torch.backends.cudnn.benchmark = True
-  backbone, dim = ((small_resnet(args.channels), 128) if args.model == "small_resnet"
-                   else (resnet18_cifar(args.channels), 512))
+  make_backbone, dim = BACKBONES[args.model]
+  backbone = make_backbone(args.channels)
   model = Method(args.method, backbone, dim).to(args.device)
   optimizer = LARS(model.parameters(), lr=0.3 * args.batch / 256, momentum=0.9, weight_decay=1e-6)
   shape = (args.batch, args.channels, args.size, args.size)
@@ -180,7 +191,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("what", choices=("step", "augment"))
   parser.add_argument("--method", default="simclr", choices=("simclr", "byol", "vicreg"))
-  parser.add_argument("--model", default="small_resnet", choices=("small_resnet", "resnet18"))
+  parser.add_argument("--model", default="small_resnet", choices=tuple(BACKBONES))
   parser.add_argument("--batch", type=int, default=256)
   parser.add_argument("--size", type=int, default=28)
   parser.add_argument("--channels", type=int, default=1)

@@ -37,6 +37,7 @@ sys.path.insert(0, ROOT)
 MODELS = {  # name: (image size, channels, batch)
     "small_resnet": (28, 1, 256),
     "resnet18": (32, 3, 128),
+    "resnet50": (224, 3, 128),       # the ImageNet recipes' network (ImageNet stem), for GPU runs
 }
 
 
@@ -44,6 +45,7 @@ def _config(method: str, model: str, conv: str, batch: int, dtype: str):
   config = importlib.import_module(f"configs.{method}").get_config()
   size, channels, _ = MODELS[model]
   config.model.encoder = model
+  config.model.stem = "imagenet" if model == "resnet50" else "cifar"
   config.model.compute_dtype = dtype
   config.model.conv = conv
   config.augment.size = size
