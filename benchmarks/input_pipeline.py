@@ -36,6 +36,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from benchmarks import throughput  # noqa: E402  (the subprocess runner and its failure type)
+from benchmarks.lightly_input import cpu_seconds  # noqa: E402  (the same CPU-time count on both sides)
 
 BATCH = 64
 
@@ -48,13 +49,6 @@ def _specs(recipe: str):
   return (CropSpec(224, (0.4, 1.0)),) * 2 + (CropSpec(96, (0.05, 0.4)),) * 6
 
 
-def _cpu_seconds() -> float:
-  import resource
-
-  own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-  return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def jaxssl_cell(data_dir: str, recipe: str, place: str, workers: int, images: int) -> dict:
   """One pass of jaxssl's host pipeline over ``images`` images of the folder's train split."""
   from jaxssl import data
@@ -62,12 +56,12 @@ def jaxssl_cell(data_dir: str, recipe: str, place: str, workers: int, images: in
   source = data.FolderSource(os.path.join(data_dir, "train"), size=224)
   crops = data.HostCropper(_specs(recipe), seed=0, channels=3, workers=workers) if place == "host" else None
   batches = images // BATCH
-  start_cpu, start = _cpu_seconds(), time.perf_counter()
+  start_cpu, start = cpu_seconds(), time.perf_counter()
   with data.Pipeline(source, BATCH, seed=0, prefetch=2, crops=crops) as pipeline:
     for _ in range(batches):
       batch = next(pipeline)
     seconds = time.perf_counter() - start
-  return {"images": batches * BATCH, "seconds": seconds, "cpu_seconds": _cpu_seconds() - start_cpu,
+  return {"images": batches * BATCH, "seconds": seconds, "cpu_seconds": cpu_seconds() - start_cpu,
           "views": [list(v.shape) for k, v in sorted(batch.items()) if k != "label"]}
 
 
@@ -95,7 +89,7 @@ def grain_cell(data_dir: str, recipe: str, workers: int, images: int) -> dict:
              .batch(BATCH, drop_remainder=True).to_iter_dataset()
              .mp_prefetch(grain.MultiprocessingOptions(num_workers=workers)))
   batches = images // BATCH
-  start_cpu, start = _cpu_seconds(), time.perf_counter()
+  start_cpu, start = cpu_seconds(), time.perf_counter()
   iterator = iter(dataset)
   for _ in range(batches):
     batch = next(iterator)
@@ -105,7 +99,7 @@ def grain_cell(data_dir: str, recipe: str, workers: int, images: int) -> dict:
 
   gc.collect()
   time.sleep(1.0)
-  return {"images": batches * BATCH, "seconds": seconds, "cpu_seconds": _cpu_seconds() - start_cpu,
+  return {"images": batches * BATCH, "seconds": seconds, "cpu_seconds": cpu_seconds() - start_cpu,
           "views": [list(v.shape) for v in batch.values()]}
 
 

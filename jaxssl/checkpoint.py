@@ -5,8 +5,7 @@ Layout: ``WORKDIR/checkpoints/STEP/{state,meta}``, the last ``keep`` kept, WORKD
 killed mid-save leaves the previous checkpoint intact; a restore always reads a finished one.
 
 Saving is asynchronous: ``save`` returns once the state is copied off the accelerator, and the files are
-written in the background while training goes on (the next save, ``wait``, ``close`` or a restore waits for
-it).
+written in the background while training goes on (the next save, ``close`` or a restore waits for it).
 """
 
 from __future__ import annotations
@@ -71,10 +70,6 @@ class Checkpointer:
     Returns once the state's arrays are copied to host memory, so the caller may donate or overwrite them."""
     self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                      meta=ocp.args.JsonSave(meta)), force=True)
-
-  def wait(self) -> None:
-    """Blocks until the checkpoints started so far are written and committed."""
-    self._manager.wait_until_finished()
 
   def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
     """The state (shaped and sharded like ``abstract_state``) and meta of ``step`` (default: the latest).

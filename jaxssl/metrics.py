@@ -21,13 +21,13 @@ class MetricsWriter:
     from jaxssl.workdir import LineLog, Mirror, resolve
 
     self.enabled = enabled
+    self.path = resolve(workdir) / "metrics.jsonl"
     self._warned = False
     self._tensorboard = self._mirror = self._log = None
     if not enabled:
       return
-    self._log = LineLog(resolve(workdir) / "metrics.jsonl")
+    self._log = LineLog(self.path)
     self._log.keep(lambda line: json.loads(line).get("step", 0) <= resume_step)
-    self.path = self._log.path
     try:
       from tensorboardX import SummaryWriter
     except ImportError:                      # TensorBoard files are optional; metrics.jsonl is always written

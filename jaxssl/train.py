@@ -209,8 +209,7 @@ def finite_leaves(parts: Sequence[tuple[str, Any]]) -> tuple[jax.Array, list[str
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
       if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact):
         flags.append(jnp.all(jnp.isfinite(leaf)))
-        keys = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
-        names.append("/".join([name, *keys]))
+        names.append("/".join([name, jax.tree_util.keystr(path, simple=True, separator="/")]).rstrip("/"))
   return jnp.stack(flags), names
 
 

@@ -145,8 +145,10 @@ class TfdsSource(Source):
       self._encoded = self._builder.as_data_source(split=self.split,
                                                    decoders={"image": tfds.decode.SkipDecoding()})
     examples = self._examples(self._encoded, indices)
-    labels = [int(e["label"]) if self.labeled else -1 for e in examples]
-    return [e["image"] for e in examples], np.asarray(labels, np.int32)
+    return [e["image"] for e in examples], self._labels(examples)
+
+  def _labels(self, examples) -> np.ndarray:
+    return np.asarray([int(e["label"]) if self.labeled else -1 for e in examples], np.int32)
 
   @staticmethod
   def _examples(source, indices) -> list:
@@ -165,13 +167,12 @@ class TfdsSource(Source):
     images = [im[..., None] if im.ndim == 2 else im for im in images]
     if self.image_size:
       images = [_resize_square(im, self.image_size) for im in images]
-    labels = [int(e["label"]) if self.labeled else -1 for e in examples]
     try:
       stacked = np.stack(images)
     except ValueError:
       raise DataError(f"config.data.image_size=0 but {self.name}:{self.split} has images of different sizes; "
                       "set config.data.image_size") from None
-    return stacked.astype(np.uint8), np.asarray(labels, np.int32)
+    return stacked.astype(np.uint8), self._labels(examples)
 
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
