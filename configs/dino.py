@@ -3,11 +3,11 @@
     python -m jaxssl.main --config configs/dino.py --workdir runs/dino
 """
 
-from configs import common
+from jaxssl import defaults
 
 
 def get_config():
-  config = common.get_config("dino")
+  config = defaults.get_config("dino")
   m = config.method
   m.proj_hidden_dims = (512, 512)                 # narrower than 2048 for CPU runs
   m.out_dim = 4096

@@ -3,11 +3,11 @@
     python -m jaxssl.main --config configs/meanshift.py --workdir runs/meanshift
 """
 
-from configs import common
+from jaxssl import defaults
 
 
 def get_config():
-  config = common.get_config("meanshift")
+  config = defaults.get_config("meanshift")
   # The official recipe scaled to the small ResNet (feature 128): heads 256-32 as feature*2 / feature/4.
   config.method.proj_hidden_dims = (256,)
   config.method.proj_dim = 32

@@ -3,11 +3,11 @@
     python -m jaxssl.main --config configs/mocov3.py --workdir runs/mocov3
 """
 
-from configs import common
+from jaxssl import defaults
 
 
 def get_config():
-  config = common.get_config("mocov3")
+  config = defaults.get_config("mocov3")
   config.method.proj_hidden_dims = (1024, 1024)   # the paper's 4096 wide heads are slow on CPU
   config.method.pred_hidden_dims = (1024,)
   return config

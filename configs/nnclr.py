@@ -3,11 +3,11 @@
     python -m jaxssl.main --config configs/nnclr.py --workdir runs/nnclr
 """
 
-from configs import common
+from jaxssl import defaults
 
 
 def get_config():
-  config = common.get_config("nnclr")
+  config = defaults.get_config("nnclr")
   config.method.queue_size = 8192                 # a multiple of the batch; 98,304 is for ImageNet
   config.method.proj_hidden_dims = (1024, 1024)   # narrower heads for CPU runs
   config.method.pred_hidden_dims = (1024,)

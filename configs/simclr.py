@@ -3,9 +3,9 @@
     python -m jaxssl.main --config configs/simclr.py --workdir runs/simclr
 """
 
-from configs import common
+from jaxssl import defaults
 
 
 def get_config():
-  config = common.get_config("simclr")
+  config = defaults.get_config("simclr")
   return config

@@ -3,11 +3,11 @@
     python -m jaxssl.main --config configs/simsiam.py --workdir runs/simsiam
 """
 
-from configs import common
+from jaxssl import defaults
 
 
 def get_config():
-  config = common.get_config("simsiam")
+  config = defaults.get_config("simsiam")
   # solo-learn's CIFAR recipe: SGD lr 0.5 x batch / 256, weight decay 1e-5, momentum 0.9, cosine, and heads 4x
   # the feature width (2048 on ResNet-18's 512; here 512 on the small ResNet's 128), the predictor's bottleneck
   # a quarter of that. The paper's ImageNet optimizer (lr 0.05, weight decay 1e-4) with the 2048-wide heads left

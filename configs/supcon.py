@@ -3,9 +3,9 @@
     python -m jaxssl.main --config configs/supcon.py --workdir runs/supcon
 """
 
-from configs import common
+from jaxssl import defaults
 
 
 def get_config():
-  config = common.get_config("supcon")
+  config = defaults.get_config("supcon")
   return config

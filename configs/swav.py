@@ -3,11 +3,11 @@
     python -m jaxssl.main --config configs/swav.py --workdir runs/swav
 """
 
-from configs import common
+from jaxssl import defaults
 
 
 def get_config():
-  config = common.get_config("swav")
+  config = defaults.get_config("swav")
   m = config.method
   m.num_prototypes = 100                          # ~10x the classes, as 3000 is for ImageNet's 1000
   m.queue_size = 2048                             # a multiple of the batch

@@ -4,6 +4,11 @@ Every op takes a PRNG key and one float image [H, W, C] with values in [0, 1] (C
 returns an image of the same dtype and range. Ops are jit- and vmap-safe: random choices become ``jnp.where``
 selections, never Python branches on traced values. Randomness is explicit: the same key gives the same view.
 
+Ops come from dm-pix where it computes what torchvision (the papers' reference code) computes: flip, rotation,
+grayscale, solarize, hue. Brightness, contrast, saturation and blur are written here because dm-pix follows
+TensorFlow's definitions instead; each says how. The random resized crop is written here because it is drawn
+as torchvision's, with an antialiased resize.
+
 The recipes follow SimCLR (Chen et al. 2020, appendix A) and BYOL's asymmetric pair (Grill et al. 2020, table 6),
 which VICReg's official code also uses. Colour jitter uses torchvision's definitions (multiplicative brightness,
 contrast and saturation blended towards grey, hue shifted in HSV) in a random order, as BYOL does.
@@ -89,14 +94,19 @@ def random_resized_crop(key: jax.Array, image: jax.Array, out_size: int,
 
 def random_flip(key: jax.Array, image: jax.Array, prob: float = 0.5) -> jax.Array:
   """Horizontal flip with probability ``prob``."""
-  return jnp.where(jax.random.uniform(key) < prob, image[:, ::-1, :], image)
+  return jnp.where(jax.random.uniform(key) < prob, pix.flip_left_right(image), image)
+
+
+def rotate(image: jax.Array, degrees: jax.Array) -> jax.Array:
+  """Counter-clockwise rotation by ``degrees`` about the image centre, bilinear, zero fill (torchvision's
+  RandomRotation with its defaults but bilinear)."""
+  return pix.rotate(image, degrees * math.pi / 180.0, order=1, mode="constant", cval=0.0)
 
 
 def random_rotation(key: jax.Array, image: jax.Array, max_degrees: float, prob: float = 1.0) -> jax.Array:
   """Rotation by an angle ~ U(-max_degrees, max_degrees) about the centre, zero fill, with probability ``prob``."""
   k_apply, k_angle = jax.random.split(key)
-  angle = jax.random.uniform(k_angle, minval=-max_degrees, maxval=max_degrees) * math.pi / 180.0
-  rotated = pix.rotate(image, angle, order=1, mode="constant", cval=0.0)
+  rotated = rotate(image, jax.random.uniform(k_angle, minval=-max_degrees, maxval=max_degrees))
   return jnp.where(jax.random.uniform(k_apply) < prob, rotated, image)
 
 
@@ -105,26 +115,27 @@ def random_rotation(key: jax.Array, image: jax.Array, max_degrees: float, prob: 
 
 
 def to_grayscale(image: jax.Array) -> jax.Array:
-  """ITU-R 601 luma, repeated over the channels (the identity on one-channel images)."""
+  """ITU-R 601 luma (torchvision's weights), repeated over the channels (the identity on one-channel images)."""
   if image.shape[-1] == 1:
     return image
-  gray = image[..., 0:1] * 0.299 + image[..., 1:2] * 0.587 + image[..., 2:3] * 0.114
-  return jnp.broadcast_to(gray, image.shape)
+  return pix.rgb_to_grayscale(image, keep_dims=True, luma_standard="rec601")
 
 
 def adjust_brightness(image: jax.Array, factor: jax.Array) -> jax.Array:
-  """torchvision: image * factor."""
+  """torchvision: image * factor. (dm-pix's adjust_brightness adds a delta, as TensorFlow.)"""
   return jnp.clip(image * factor, 0.0, 1.0)
 
 
 def adjust_contrast(image: jax.Array, factor: jax.Array) -> jax.Array:
-  """torchvision: blend with the mean grey level of the image."""
+  """torchvision: blend with the mean grey level of the image. (dm-pix blends each channel with its own mean,
+  as TensorFlow.)"""
   mean = jnp.mean(to_grayscale(image)[..., 0])
   return jnp.clip(mean + factor * (image - mean), 0.0, 1.0)
 
 
 def adjust_saturation(image: jax.Array, factor: jax.Array) -> jax.Array:
-  """torchvision: blend with the grayscale image (the identity on one-channel images)."""
+  """torchvision: blend with the grayscale image (the identity on one-channel images). (dm-pix scales the HSV
+  saturation, as TensorFlow.)"""
   gray = to_grayscale(image)
   return jnp.clip(gray + factor * (image - gray), 0.0, 1.0)
 
@@ -191,7 +202,8 @@ def _blur_matrix(sigma: jax.Array, size: int, radius: int) -> jax.Array:
 
 
 def gaussian_blur(image: jax.Array, sigma: jax.Array, kernel_size: int) -> jax.Array:
-  """Separable Gaussian blur, written as two small matrix products (fast on every backend)."""
+  """Separable Gaussian blur, written as two small matrix products (fast on every backend). Borders are
+  reflected, as torchvision's GaussianBlur; dm-pix's gaussian_blur pads with zeros, which darkens the edges."""
   radius = max(kernel_size // 2, 1)
   height, width, _ = image.shape
   rows = _blur_matrix(sigma, height, min(radius, height - 1))
@@ -211,7 +223,7 @@ def random_blur(key: jax.Array, image: jax.Array, prob: float, sigma: tuple[floa
 
 def solarize(image: jax.Array, threshold: float = 0.5) -> jax.Array:
   """Inverts the pixels at or above ``threshold``."""
-  return jnp.where(image < threshold, image, 1.0 - image)
+  return pix.solarize(image, threshold)
 
 
 def random_solarize(key: jax.Array, image: jax.Array, prob: float) -> jax.Array:
@@ -267,18 +279,20 @@ class ViewRecipe:
     return x
 
 
-def simclr_recipes(size: int, crop_scale=(0.08, 1.0), blur_prob: float = 0.5,
-                   strength: float = 1.0) -> tuple[ViewRecipe, ViewRecipe]:
-  """SimCLR: two identically distributed views; colour jitter (0.8, 0.8, 0.8, 0.2) x strength, p 0.8."""
+def simclr_recipes(size: int, crop_scale=(0.08, 1.0), blur_prob: float = 0.5, strength: float = 1.0,
+                   **view_fields) -> tuple[ViewRecipe, ViewRecipe]:
+  """SimCLR: two identically distributed views; colour jitter (0.8, 0.8, 0.8, 0.2) x strength, p 0.8.
+  ``view_fields``: other ViewRecipe fields (rotation_prob, rotation_degrees)."""
   view = ViewRecipe(size=size, crop_scale=crop_scale, brightness=0.8 * strength, contrast=0.8 * strength,
-                    saturation=0.8 * strength, hue=0.2 * strength, blur_prob=blur_prob)
+                    saturation=0.8 * strength, hue=0.2 * strength, blur_prob=blur_prob, **view_fields)
   return view, view
 
 
-def byol_recipes(size: int, crop_scale=(0.08, 1.0), blur_probs=(1.0, 0.1),
-                 solarize_probs=(0.0, 0.2)) -> tuple[ViewRecipe, ViewRecipe]:
-  """BYOL's asymmetric pair: jitter (0.4, 0.4, 0.2, 0.1) p 0.8, grayscale 0.2; blur 1.0 / 0.1; solarize 0 / 0.2."""
-  return tuple(ViewRecipe(size=size, crop_scale=crop_scale, blur_prob=b, solarize_prob=s)
+def byol_recipes(size: int, crop_scale=(0.08, 1.0), blur_probs=(1.0, 0.1), solarize_probs=(0.0, 0.2),
+                 **view_fields) -> tuple[ViewRecipe, ViewRecipe]:
+  """BYOL's asymmetric pair: jitter (0.4, 0.4, 0.2, 0.1) p 0.8, grayscale 0.2; blur 1.0 / 0.1; solarize 0 / 0.2.
+  ``view_fields``: other ViewRecipe fields (rotation_prob, rotation_degrees)."""
+  return tuple(ViewRecipe(size=size, crop_scale=crop_scale, blur_prob=b, solarize_prob=s, **view_fields)
                for b, s in zip(blur_probs, solarize_probs))
 
 

@@ -49,6 +49,8 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.augment.blur_prob = 0.0                 # SimCLR recipe; SimCLR uses no blur on 32x32 CIFAR either
   config.augment.blur_probs = (1.0, 0.1)         # BYOL / VICReg asymmetric pair
   config.augment.solarize_probs = (0.0, 0.2)
+  config.augment.rotation_prob = 0.0             # every recipe: rotate by U(-degrees, degrees) with this prob
+  config.augment.rotation_degrees = 15.0
   config.augment.num_local_crops = 0             # multi-crop methods (SwAV, DINO): small crops beside 2 global
   config.augment.local_size = 12
   config.augment.local_crop_scale = (0.05, 0.14)

@@ -13,7 +13,7 @@ class TrainState(flax.struct.PyTreeNode):
 
   Attributes:
     step: int32 scalar, optimizer steps taken.
-    params: online network parameters {"encoder", "projector", ("predictor")}.
+    params: online network parameters {"encoder", "projector", ("predictor"), ("prototypes")}.
     batch_stats: BatchNorm running statistics of the online network.
     opt_state: optax state.
     ema_params: EMA target parameters {"encoder", "projector"} (BYOL, DINO, MoCo, MeanShift) or None.
@@ -36,9 +36,12 @@ class TrainState(flax.struct.PyTreeNode):
   probe_opt_state: Any = None
 
 
+TARGET_PARTS = ("encoder", "projector")
+
+
 def target_subtree(tree: Any) -> Any:
-  """The part of a params / batch_stats tree that an EMA target keeps: everything but the predictor."""
-  return {name: value for name, value in tree.items() if name != "predictor"}
+  """The part of a params / batch_stats tree that an EMA target keeps: the encoder and the projector."""
+  return {name: value for name, value in tree.items() if name in TARGET_PARTS}
 
 
 def ema_update(ema: Any, online: Any, tau: jax.Array) -> Any:

@@ -58,8 +58,9 @@ def build(config: ml_collections.ConfigDict, total_steps: int, axis_name: str | 
   method = methods.get(config)
   dtype = _dtype(config.model.compute_dtype)
   encoder = make_encoder(config.model, config.augment.size, axis_name, dtype)
-  projector, predictor = method.make_heads(config, axis_name, dtype)
-  network = SSLNetwork(encoder=encoder, projector=projector, predictor=predictor)
+  heads = method.make_heads(config, axis_name, dtype)
+  network = SSLNetwork(encoder=encoder, projector=heads.projector, predictor=heads.predictor,
+                       prototypes=heads.prototypes)
   probe = probe_tx = None
   if num_classes > 0 and config.eval.online_probe:
     from jaxssl.evaluate import LinearProbe
@@ -128,7 +129,6 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
   views do not depend on how the global batch is split over devices or hosts.
   """
   method, network, config = trainer.method, trainer.network, trainer.config
-  base_momentum = config.method.get("base_momentum", 0.0)
 
   def step(state: TrainState, batch: Batch):
     labels = batch["label"]
@@ -156,7 +156,7 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
       online, batch_stats = _forward_views(
           network, {"params": params, "batch_stats": state.batch_stats}, online_views, with_predictor=True)
       online = online._replace(params=params)
-      loss, metrics = method.loss(online, target, state.method_state, labels, axis_name)
+      loss, metrics = method.loss(online, target, state.method_state, labels, state.step, axis_name)
       return loss, (metrics, batch_stats, online)
 
     grads, (metrics, batch_stats, online) = jax.grad(loss_fn, has_aux=True)(state.params)
@@ -172,12 +172,11 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
     metrics["lr"] = optim.learning_rate_schedule(config, trainer.total_steps, trainer.steps_per_epoch)(state.step)
     ema_params, ema_batch_stats = state.ema_params, state.ema_batch_stats
     if method.uses_ema:
-      tau = optim.ema_momentum(state.step, trainer.total_steps, base_momentum,
-                               config.method.get("ema_schedule", "cosine"))
+      tau = method.ema(state.step, trainer.total_steps)
       ema_params = ema_update(ema_params, params, tau)
       ema_batch_stats = ema_update(ema_batch_stats, batch_stats, tau)
       metrics["tau"] = tau
-    method_state = method.update_state(state.method_state, online, target, axis_name)
+    method_state = method.update_state(state.method_state, online, target, state.step, axis_name)
     probe_params, probe_opt_state = state.probe_params, state.probe_opt_state
     if trainer.probe is not None:
       probe_params, probe_opt_state, probe_metrics = _online_probe_update(

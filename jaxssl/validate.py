@@ -1,22 +1,20 @@
-"""Config validation, once at start: every error is one line naming the field and its value."""
+"""Config validation, once at start: every error is one line naming the field and its value.
+
+This module holds the schema's sections and the rules across them; each method checks its own fields
+(``check(config)`` in its module, through ``jaxssl.methods.check``), and a knob of the shared sections that the
+chosen method's view recipes do not read is refused when set away from its default.
+"""
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
 import ml_collections
 
-from jaxssl import methods
+from jaxssl import config_checks, methods
+from jaxssl.config_checks import ConfigError, fail as _fail  # noqa: F401  (ConfigError: the public name)
 from jaxssl.models import ENCODERS
 from jaxssl.models.resnet import CONV_IMPLEMENTATIONS
-
-
-class ConfigError(ValueError):
-  """A config field with a bad value."""
-
-
-def _fail(field: str, value, why: str):
-  raise ConfigError(f"config.{field}={value!r}: {why}")
 
 
 def _unknown_key(config, reference, prefix: str = "") -> str | None:
@@ -52,9 +50,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
       value = value[part]
     _fail(unknown, value, "unknown config key (a typo? the schema is jaxssl/defaults.py)")
   for field, value in _leaves(config):
-    numbers = value if isinstance(value, (tuple, list)) else (value,)
-    if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+    if not config_checks.finite(value):
       _fail(field, value, "must be finite")
+  if not isinstance(config.seed, int) or not 0 <= config.seed < 2**31:
+    _fail("seed", config.seed, "must be an integer in [0, 2**31)")
   if config.model.encoder not in ENCODERS:
     _fail("model.encoder", config.model.encoder, f"unknown encoder; known: {', '.join(sorted(ENCODERS))}")
   if config.model.encoder.startswith("vit"):
@@ -93,13 +92,16 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _fail("optim.base_lr", config.optim.base_lr, "must be positive")
   if config.optim.weight_decay < 0:
     _fail("optim.weight_decay", config.optim.weight_decay, "must be non-negative")
+  config_checks.in_range(config, "optim.momentum", 0.0, 1.0, closed_high=False)
+  if not config.optim.trust_coefficient > 0:
+    _fail("optim.trust_coefficient", config.optim.trust_coefficient, "must be positive")
   if config.optim.warmup_steps < 0:
     _fail("optim.warmup_steps", config.optim.warmup_steps, "must be non-negative")
   if not config.optim.warmup_epochs >= 0:
     _fail("optim.warmup_epochs", config.optim.warmup_epochs, "must be non-negative (0: use optim.warmup_steps)")
 
-  if config.augment.size <= 0:
-    _fail("augment.size", config.augment.size, "must be positive")
+  if not isinstance(config.augment.size, int) or config.augment.size < 2:
+    _fail("augment.size", config.augment.size, "must be an integer of at least 2 (pixels)")
   if config.augment.num_local_crops < 0:
     _fail("augment.num_local_crops", config.augment.num_local_crops, "must be non-negative")
   if config.augment.num_local_crops and not 0 < config.augment.local_size < config.augment.size:
@@ -108,31 +110,20 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   if config.data.image_size > 0 and config.augment.size > 2 * config.data.image_size:
     _fail("augment.size", config.augment.size, f"crops more than twice data.image_size "
           f"({config.data.image_size}) only upsample")
-  low, high = config.augment.crop_scale
-  if not 0 < low <= high <= 1:
-    _fail("augment.crop_scale", tuple(config.augment.crop_scale), "need 0 < low <= high <= 1")
+  for field in ("crop_scale", "local_crop_scale"):
+    scale = config.augment[field]
+    if (not isinstance(scale, (tuple, list)) or len(scale) != 2
+        or not all(isinstance(v, (int, float)) for v in scale) or not 0 < scale[0] <= scale[1] <= 1):
+      _fail(f"augment.{field}", scale, "need (low, high) with 0 < low <= high <= 1")
+  config_checks.in_range(config, "augment.jitter_strength", 0.0, 10.0)
+  config_checks.probability(config, "augment.blur_prob")
+  config_checks.probabilities(config, "augment.blur_probs", 2)
+  config_checks.probabilities(config, "augment.solarize_probs", 2)
+  config_checks.probability(config, "augment.rotation_prob")
+  config_checks.in_range(config, "augment.rotation_degrees", 0.0, 180.0)
 
-  if "base_momentum" in config.method and not 0 <= config.method.base_momentum < 1:
-    _fail("method.base_momentum", config.method.base_momentum, "must be in [0, 1)")
-  if "temperature" in config.method and not config.method.temperature > 0:
-    _fail("method.temperature", config.method.temperature, "must be positive")
-
-  for field in ("queue_size", "bank_size"):
-    optional = field in methods.optional_sizes(config.method.name)
-    size = config.method.get(field, None)
-    if size is not None and (size < (0 if optional else 1) or size % batch):
-      _fail(f"method.{field}", size, f"must be a {'' if optional else 'positive '}multiple of train.batch_size "
-            f"({batch})")
-  if "topk" in config.method and not 0 < config.method.topk <= config.method.bank_size:
-    _fail("method.topk", config.method.topk, "must be in [1, method.bank_size]")
-
-  if "w_iter" in config.method and config.method.w_iter < 1:
-    _fail("method.w_iter", config.method.w_iter, "must be at least 1")
-  if "w_size" in config.method:
-    w_size = config.method.w_size
-    if w_size <= config.method.proj_dim or batch % w_size:
-      _fail("method.w_size", w_size, f"must exceed method.proj_dim ({config.method.proj_dim}) and divide "
-            f"train.batch_size ({batch})")
+  methods.check(config)
+  _refuse_unread_augment_fields(config)
 
   from jaxssl.data import SOURCES
 
@@ -167,3 +158,49 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _fail("eval.knn_temperature", config.eval.knn_temperature, "must be positive")
   if len(config.data.mean) != len(config.data.std) or any(s <= 0 for s in config.data.std):
     _fail("data.std", tuple(config.data.std), "needs one positive value per entry of data.mean")
+
+
+class _Reads:
+  """A read-only view of a ConfigDict that records the dotted names of the fields read through it."""
+
+  def __init__(self, section: ml_collections.ConfigDict, seen: set[str], prefix: str = ""):
+    self._section, self._seen, self._prefix = section, seen, prefix
+
+  def __getattr__(self, name: str) -> Any:
+    if name.startswith("_"):
+      raise AttributeError(name)
+    return self[name]
+
+  def __getitem__(self, name: str) -> Any:
+    value = self._section[name]
+    if isinstance(value, ml_collections.ConfigDict):
+      return _Reads(value, self._seen, f"{self._prefix}{name}.")
+    self._seen.add(self._prefix + name)
+    return value
+
+  def __contains__(self, name: str) -> bool:
+    return name in self._section
+
+  def get(self, name: str, default: Any = None) -> Any:
+    return self[name] if name in self._section else default
+
+
+def augment_fields_read(config: ml_collections.ConfigDict) -> set[str]:
+  """The ``augment.*`` fields the config's method reads to build its view recipes."""
+  seen: set[str] = set()
+  methods.get(config).recipes(_Reads(config, seen))
+  return {field for field in seen if field.startswith("augment.")}
+
+
+def _refuse_unread_augment_fields(config: ml_collections.ConfigDict) -> None:
+  """A recipe knob the method never reads (SimCLR's blur_prob for BYOL, multi-crop for SimCLR) would be
+  silently ignored: refuse it when it differs from the schema's default."""
+  from jaxssl import defaults
+
+  schema = defaults.get_config(config.method.name).augment
+  read = augment_fields_read(config)
+  for key in config.augment.keys():
+    field = f"augment.{key}"
+    if field not in read and config.augment[key] != schema[key]:
+      used = ", ".join(sorted(read))
+      _fail(field, config.augment[key], f"not used by method {config.method.name!r} (its views read {used})")

@@ -93,7 +93,8 @@ def test_grayscale():
   image = _image()
   gray = augment.to_grayscale(image)
   np.testing.assert_allclose(gray[..., 0], gray[..., 1])
-  np.testing.assert_allclose(gray[..., 0], image @ jnp.array([0.299, 0.587, 0.114]), atol=1e-6)
+  # torchvision's rgb_to_grayscale weights (ITU-R 601-2 luma, as dm-pix's rec601)
+  np.testing.assert_allclose(gray[..., 0], image @ jnp.array([0.2989, 0.587, 0.114]), atol=1e-6)
   one_channel = _image(channels=1)
   np.testing.assert_array_equal(augment.to_grayscale(one_channel), one_channel)
   np.testing.assert_array_equal(augment.random_grayscale(KEY, image, prob=0.0), image)
@@ -127,3 +128,40 @@ def test_byol_recipes_are_asymmetric():
 def test_unknown_recipe():
   with pytest.raises(ValueError, match="unknown view recipe"):
     augment.make_recipes("nope", size=8)
+
+
+def test_rotation_by_a_right_angle_is_exact():
+  # The border is left out: dm-pix's zero fill takes a source coordinate a rounding error outside the image
+  # (cos(pi / 2) is not exactly 0 in float32) for outside.
+  image = np.random.default_rng(0).random((9, 9, 1)).astype(np.float32)
+  inner = lambda x: np.asarray(x)[1:-1, 1:-1]
+  np.testing.assert_allclose(inner(augment.rotate(jnp.asarray(image), 90.0)), inner(np.rot90(image, k=1)),
+                             atol=1e-5)
+  np.testing.assert_allclose(inner(augment.rotate(jnp.asarray(image), 180.0)), inner(image[::-1, ::-1]),
+                             atol=1e-5)
+
+
+def test_rotation_is_reachable_from_the_config_and_gives_a_rotated_view():
+  """augment.rotation_prob / rotation_degrees reach every recipe; a view with only rotation on is the image
+  rotated by some angle within the range (found by search), and not the image itself."""
+  from jaxssl import defaults, methods
+  for name in methods.names():
+    config = defaults.get_config(name)
+    config.augment.rotation_prob, config.augment.rotation_degrees = 1.0, 30.0
+    recipes = methods.get(config).recipes(config)
+    assert all(r.rotation_prob == 1.0 and r.rotation_degrees == 30.0 for r in recipes), name
+    assert defaults.get_config(name).augment.rotation_prob == 0.0        # off by default, as the papers
+
+  yy, xx = np.mgrid[:16, :16]
+  image = jnp.asarray(((xx + 2 * yy) % 7 / 6.0)[..., None], jnp.float32)  # asymmetric texture
+  recipe = augment.ViewRecipe(size=16, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0,
+                              jitter_prob=0.0, grayscale_prob=0.0, rotation_prob=1.0, rotation_degrees=30.0)
+  view = recipe.apply(jax.random.key(3), image)
+  error = jax.vmap(lambda a: jnp.max(jnp.abs(augment.rotate(image, a) - view)))
+  coarse = jnp.linspace(-30.0, 30.0, 1201)                                # 0.05 degree steps, then finer
+  fine = coarse[int(jnp.argmin(error(coarse)))] + jnp.linspace(-0.05, 0.05, 201)
+  errors = error(fine)
+  best = int(jnp.argmin(errors))
+  assert float(errors[best]) < 1e-4, float(errors[best])
+  assert abs(float(fine[best])) > 0.5            # really rotated
+  assert float(jnp.max(jnp.abs(view - image))) > 0.1

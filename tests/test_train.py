@@ -89,7 +89,7 @@ def test_byol_target_gets_no_gradient_and_follows_ema():
   def loss_of_target(target_projections):
     online = Outputs([None, None], z, [z[1] + 1.0, z[0] - 2.0])
     target = Outputs([None, None], target_projections, None)
-    return trainer.method.loss(online, target, (), None, None)[0]
+    return trainer.method.loss(online, target, (), None, jnp.zeros((), jnp.int32), None)[0]
   for g in jax.grad(loss_of_target)(z):
     np.testing.assert_array_equal(g, 0.0)
 

@@ -3,7 +3,8 @@
 import pytest
 
 from jaxssl import validate
-from configs import common
+from jaxssl import defaults as common
+from jaxssl import methods
 
 
 def _set(config, path, value):
@@ -37,6 +38,31 @@ def _set(config, path, value):
     ("simclr", "data.crop_on", "gpu", "config.data.crop_on='gpu': use one of"),
     ("simclr", "data.workers", -1, "config.data.workers=-1"),
     ("simclr", "optim.warmup_epochs", -1.0, "config.optim.warmup_epochs=-1.0"),
+    # Method-owned fields, checked by each method's check(config).
+    ("simclr", "method.proj_dim", 0, "config.method.proj_dim=0: must be a positive integer"),
+    ("byol", "method.pred_hidden_dims", (-3,), "config.method.pred_hidden_dims=(-3,): must be a tuple"),
+    ("simclr", "method.temperature", 1e-30, "config.method.temperature=1e-30: must be in [0.001, 1000]"),
+    ("mocov3", "method.base_momentum", 1.0, "config.method.base_momentum=1.0: must be in [0, 1)"),
+    ("meanshift", "method.topk", 0, "config.method.topk=0: must be in [1, method.bank_size]"),
+    ("meanshift", "method.ema_schedule", "linear", "config.method.ema_schedule='linear'"),
+    ("wmse", "method.w_size", 64, "config.method.w_size=64: must exceed method.proj_dim"),
+    ("dino", "method.out_dim", -1, "config.method.out_dim=-1: must be a positive integer"),
+    ("dino", "method.center_momentum", 1.5, "config.method.center_momentum=1.5"),
+    ("swav", "method.sinkhorn_iterations", 0, "config.method.sinkhorn_iterations=0"),
+    # The shared sections' ranges.
+    ("simclr", "seed", -1, "config.seed=-1: must be an integer in [0, 2**31)"),
+    ("simclr", "optim.momentum", -5.0, "config.optim.momentum=-5.0: must be in [0, 1)"),
+    ("simclr", "augment.jitter_strength", -3.0, "config.augment.jitter_strength=-3.0"),
+    ("simclr", "augment.blur_prob", 5.0, "config.augment.blur_prob=5.0: must be in [0, 1]"),
+    ("byol", "augment.solarize_probs", (2.0, -1.0), "config.augment.solarize_probs=(2.0, -1.0): must be 2"),
+    ("simclr", "augment.crop_scale", (0.1, 0.5, 1.0), "config.augment.crop_scale=(0.1, 0.5, 1.0): need (low"),
+    ("simclr", "augment.size", 1, "config.augment.size=1"),
+    ("simclr", "augment.rotation_prob", 1.5, "config.augment.rotation_prob=1.5"),
+    # Recipe knobs the method does not read are refused, not ignored.
+    ("byol", "augment.jitter_strength", 0.5, "config.augment.jitter_strength=0.5: not used by method 'byol'"),
+    ("simclr", "augment.blur_probs", (0.5, 0.5), "config.augment.blur_probs=(0.5, 0.5): not used by method"),
+    ("vicreg", "augment.blur_prob", 0.5, "config.augment.blur_prob=0.5: not used by method 'vicreg'"),
+    ("simclr", "augment.num_local_crops", 4, "config.augment.num_local_crops=4: not used by method 'simclr'"),
 ])
 def test_bad_fields_are_named(method, path, value, message):
   config = common.get_config(method)
@@ -59,3 +85,24 @@ def test_defaults_of_every_method_are_valid():
   from jaxssl import methods
   for name in methods.names():
     validate.validate(common.get_config(name), num_devices=8)
+
+
+def test_unread_knobs_are_found_by_reading_the_recipes():
+  from jaxssl.validate import augment_fields_read
+  simclr = augment_fields_read(common.get_config("simclr"))
+  assert {"augment.jitter_strength", "augment.blur_prob", "augment.rotation_prob"} <= simclr
+  assert "augment.blur_probs" not in simclr and "augment.num_local_crops" not in simclr
+  dino = augment_fields_read(common.get_config("dino"))
+  assert {"augment.blur_probs", "augment.solarize_probs", "augment.num_local_crops"} <= dino
+
+
+def test_validate_names_no_method():
+  """validate.py keeps the schema's sections; no method's name or method-only field appears in its code."""
+  import inspect
+  import re
+  from jaxssl import validate as module
+  code = re.sub(r'"""(.|\n)*?"""', "", inspect.getsource(module))     # docstrings may give examples
+  method_fields = {f for name in methods.names() for f in methods.defaults(name)}
+  method_fields -= {"name"}
+  for word in sorted(set(methods.names()) | method_fields):
+    assert not re.search(rf"\b{word}\b", code), word

@@ -1,12 +1,19 @@
-"""Registry of self-supervised methods. Adding one: a module here with make(config) and defaults()."""
+"""Registry of self-supervised methods: name -> module with make(config), defaults(), check(config) and
+small(batch_size) (the contract in ``jaxssl.methods.base``). Adding a method is a module here, a config in
+configs/ and one line below."""
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import Any
+
+import ml_collections
+
 from jaxssl.methods import (barlow_twins, byol, dino, meanshift, mocov3, nnclr, simclr, simsiam, supcon,
                             swav, vicreg, wmse)
-from jaxssl.methods.base import Method, Outputs
+from jaxssl.methods.base import Heads, Method, Outputs
 
-_REGISTRY = {
+_REGISTRY: dict[str, Any] = {
     "simclr": simclr, "nnclr": nnclr, "meanshift": meanshift, "supcon": supcon,  # deep metric learning
     "byol": byol, "simsiam": simsiam, "dino": dino,                       # self-distillation
     "vicreg": vicreg, "barlow_twins": barlow_twins, "wmse": wmse, "swav": swav,  # canonical correlation
@@ -14,26 +21,42 @@ _REGISTRY = {
 }
 
 
+def register(name: str, module: ModuleType | Any) -> None:
+  """Adds a method defined outside this package (anything with make, defaults, check and small)."""
+  missing = [f for f in ("make", "defaults", "check", "small") if not callable(getattr(module, f, None))]
+  if missing:
+    raise TypeError(f"method {name!r} lacks {', '.join(missing)} (see jaxssl.methods.base)")
+  _REGISTRY[name] = module
+
+
 def names() -> list[str]:
   return sorted(_REGISTRY)
 
 
-def get(config) -> Method:
+def get(config: ml_collections.ConfigDict) -> Method:
   """The Method named by ``config.method.name``."""
-  name = config.method.name
-  if name not in _REGISTRY:
-    raise KeyError(f"unknown method {name!r}; known: {names()}")
-  return _REGISTRY[name].make(config)
-
-
-def optional_sizes(name: str) -> tuple[str, ...]:
-  """The method's size fields (queue_size, bank_size) that may be 0 to switch the feature off."""
-  return getattr(_REGISTRY[name], "OPTIONAL_SIZES", ())
+  return _module(config.method.name).make(config)
 
 
 def defaults(name: str) -> dict:
-  """The method's paper defaults (head sizes, temperatures, momentum)."""
-  return _REGISTRY[name].defaults()
+  """The method's config fields and their paper defaults (head sizes, temperatures, momentum)."""
+  return _module(name).defaults()
 
 
-__all__ = ["Method", "Outputs", "get", "names", "defaults", "optional_sizes"]
+def check(config: ml_collections.ConfigDict) -> None:
+  """The method's own validation of its fields (raises config_checks.ConfigError)."""
+  _module(config.method.name).check(config)
+
+
+def small(name: str, batch_size: int) -> dict[str, Any]:
+  """Dotted config overrides that make the method quick to smoke-test (small heads, sizes for the batch)."""
+  return _module(name).small(batch_size)
+
+
+def _module(name: str):
+  if name not in _REGISTRY:
+    raise KeyError(f"unknown method {name!r}; known: {names()}")
+  return _REGISTRY[name]
+
+
+__all__ = ["Heads", "Method", "Outputs", "check", "defaults", "get", "names", "register", "small"]

@@ -7,12 +7,12 @@ import functools
 import jax
 
 from jaxssl import losses
-from jaxssl.methods.base import Method, byol_pair, mlp_heads
+from jaxssl.methods.base import Method, byol_pair, check_heads, check_momentum, ema_schedule, mlp_heads, small_heads
 
 _HEADS = functools.partial(mlp_heads, with_predictor=True)
 
 
-def _loss(online, target, method_state, labels, axis_name):
+def _loss(online, target, method_state, labels, step, axis_name):
   """Symmetrised: the prediction of each view regresses the target's projection of the other view."""
   p1, p2 = online.predictions
   z1, z2 = jax.tree.map(jax.lax.stop_gradient, tuple(target.projections))
@@ -21,11 +21,20 @@ def _loss(online, target, method_state, labels, axis_name):
 
 
 def make(config) -> Method:
-  """BYOL: online predictor regresses an EMA target's projection; the trainer runs the tau schedule."""
-  del config
-  return Method(name="byol", make_heads=_HEADS, recipes=byol_pair, loss=_loss, uses_ema=True)
+  """BYOL: online predictor regresses an EMA target's projection, tau from base_momentum rising to 1 (cosine)."""
+  return Method(name="byol", make_heads=_HEADS, recipes=byol_pair, loss=_loss,
+                ema=ema_schedule(config.method.base_momentum))
 
 
 def defaults():
   """Paper defaults: projector and predictor 4096-256, base momentum 0.996 (cosine to 1)."""
   return {"proj_hidden_dims": (4096,), "proj_dim": 256, "pred_hidden_dims": (4096,), "base_momentum": 0.996}
+
+
+def check(config) -> None:
+  check_heads(config)
+  check_momentum(config)
+
+
+def small(batch_size: int) -> dict:
+  return small_heads(with_predictor=True)

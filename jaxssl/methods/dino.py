@@ -5,15 +5,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxssl import augment, losses
-from jaxssl.methods.base import Method, byol_pair
+from jaxssl import augment, config_checks, losses
+from jaxssl.methods.base import Heads, Method, byol_pair, check_momentum, ema_schedule
 from jaxssl.models import DINOHead
 
 
 def _heads(config, axis_name, dtype):
   m = config.method
-  return DINOHead(hidden_dims=tuple(m.proj_hidden_dims), bottleneck_dim=m.bottleneck_dim, out_dim=m.out_dim,
-                  dtype=dtype), None
+  return Heads(DINOHead(hidden_dims=tuple(m.proj_hidden_dims), bottleneck_dim=m.bottleneck_dim,
+                        out_dim=m.out_dim, dtype=dtype))
 
 
 def _recipes(config):
@@ -34,17 +34,17 @@ def make(config) -> Method:
   m = config.method
 
   def init_state(key, config):
-    return {"center": jnp.zeros((m.out_dim,), jnp.float32), "step": jnp.zeros((), jnp.int32)}
+    return {"center": jnp.zeros((m.out_dim,), jnp.float32)}
 
-  def loss(online, target, method_state, labels, axis_name):
-    temperature = teacher_temperature(method_state["step"], m)
+  def loss(online, target, method_state, labels, step, axis_name):
+    temperature = teacher_temperature(step, m)
     value = losses.dino_loss(list(online.projections), list(target.projections), method_state["center"],
                              m.student_temperature, temperature, axis_name)
     return value, {"loss": value, "teacher_temperature": temperature}
 
-  def update_state(method_state, online, target, axis_name):
+  def update_state(method_state, online, target, step, axis_name):
     center = losses.dino_center(method_state["center"], list(target.projections), m.center_momentum, axis_name)
-    return {"center": center, "step": method_state["step"] + 1}
+    return {"center": center}
 
   def update_mask(params, step):
     # Official: the last layer's gradients are cancelled during the first epoch (freeze_last_layer=1), which
@@ -54,7 +54,8 @@ def make(config) -> Method:
     mask["projector"]["last_layer"] = trainable
     return mask
 
-  return Method(name="dino", make_heads=_heads, recipes=_recipes, loss=loss, uses_ema=True, init_state=init_state,
+  return Method(name="dino", make_heads=_heads, recipes=_recipes, loss=loss, ema=ema_schedule(m.base_momentum),
+                init_state=init_state,
                 update_state=update_state, target_views=(0, 1), update_mask=update_mask)
 
 
@@ -66,3 +67,21 @@ def defaults():
           "warmup_teacher_temperature": 0.04, "teacher_temperature": 0.07,
           "teacher_temperature_warmup_steps": 37530, "center_momentum": 0.9, "base_momentum": 0.996,
           "freeze_last_layer_steps": 1251}
+
+
+def check(config) -> None:
+  config_checks.widths(config, "method.proj_hidden_dims")
+  config_checks.positive_int(config, "method.bottleneck_dim")
+  config_checks.positive_int(config, "method.out_dim")
+  for field in ("student_temperature", "warmup_teacher_temperature", "teacher_temperature"):
+    config_checks.temperature(config, f"method.{field}")
+  config_checks.non_negative_int(config, "method.teacher_temperature_warmup_steps")
+  config_checks.in_range(config, "method.center_momentum", 0.0, 1.0, closed_high=False)
+  check_momentum(config)
+  config_checks.non_negative_int(config, "method.freeze_last_layer_steps")
+
+
+def small(batch_size: int) -> dict:
+  return {"method.proj_hidden_dims": (32,), "method.out_dim": 32, "method.bottleneck_dim": 8,
+          "method.teacher_temperature_warmup_steps": 2, "method.freeze_last_layer_steps": 2,
+          "augment.num_local_crops": 2, "augment.local_size": 8}

@@ -7,8 +7,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxssl import augment, losses
-from jaxssl.methods.base import Method, mlp_heads, recipe_kwargs
+from jaxssl import augment, config_checks, losses
+from jaxssl.methods.base import (Method, check_heads, check_momentum, ema_schedule, mlp_heads, recipe_kwargs,
+                                 small_heads)
 
 
 _HEADS = functools.partial(mlp_heads, with_predictor=True)
@@ -38,17 +39,17 @@ def make(config) -> Method:
                                    axis_name)
     return {"bank": bank, "pointer": pointer}
 
-  def loss(online, target, method_state, labels, axis_name):
+  def loss(online, target, method_state, labels, step, axis_name):
     bank = with_current_targets(method_state, target, axis_name)["bank"]
     value = losses.mean_shift_loss(online.predictions[0], target.projections[0], bank, k=m.topk)
     if axis_name is not None:
       value = jax.lax.pmean(value, axis_name)
     return value, {"loss": value}
 
-  def update_state(method_state, online, target, axis_name):
+  def update_state(method_state, online, target, step, axis_name):
     return with_current_targets(method_state, target, axis_name)
 
-  return Method(name="meanshift", make_heads=_HEADS, recipes=_recipes, loss=loss, uses_ema=True,
+  return Method(name="meanshift", make_heads=_HEADS, recipes=_recipes, loss=loss, ema=ema_schedule(m.base_momentum, m.ema_schedule),
                 init_state=init_state, update_state=update_state, target_views=(1,), online_views=(0,))
 
 
@@ -57,3 +58,17 @@ def defaults():
   constant EMA momentum 0.99."""
   return {"proj_hidden_dims": (4096,), "proj_dim": 512, "pred_hidden_dims": (4096,), "topk": 5,
           "bank_size": 128000, "base_momentum": 0.99, "ema_schedule": "constant"}
+
+
+def check(config) -> None:
+  check_heads(config)
+  check_momentum(config)
+  if config.method.ema_schedule not in ("constant", "cosine"):
+    config_checks.fail("method.ema_schedule", config.method.ema_schedule, "use 'constant' or 'cosine'")
+  config_checks.multiple_of_batch(config, "method.bank_size")
+  if not 0 < config.method.topk <= config.method.bank_size:
+    config_checks.fail("method.topk", config.method.topk, "must be in [1, method.bank_size]")
+
+
+def small(batch_size: int) -> dict:
+  return {**small_heads(with_predictor=True), "method.bank_size": 4 * batch_size}

@@ -6,8 +6,8 @@ import functools
 
 import jax
 
-from jaxssl import losses
-from jaxssl.methods.base import Method, byol_pair, mlp_heads
+from jaxssl import config_checks, losses
+from jaxssl.methods.base import Method, byol_pair, check_heads, check_momentum, ema_schedule, mlp_heads, small_heads
 
 _HEADS = functools.partial(mlp_heads, projector_last_bn=True, with_predictor=True)
 
@@ -16,13 +16,13 @@ def make(config) -> Method:
   """Symmetric InfoNCE between online predictions and momentum-encoder keys of the other view."""
   temperature = config.method.temperature
 
-  def loss(online, target, method_state, labels, axis_name):
+  def loss(online, target, method_state, labels, step, axis_name):
     q1, q2 = online.predictions
     k1, k2 = (jax.lax.stop_gradient(k) for k in target.projections)
     value = (losses.info_nce(q1, k2, temperature, axis_name) + losses.info_nce(q2, k1, temperature, axis_name))
     return value, {"loss": value}
 
-  return Method(name="mocov3", make_heads=_HEADS, recipes=byol_pair, loss=loss, uses_ema=True)
+  return Method(name="mocov3", make_heads=_HEADS, recipes=byol_pair, loss=loss, ema=ema_schedule(config.method.base_momentum))
 
 
 def defaults():
@@ -30,3 +30,13 @@ def defaults():
   rising to 1 by a cosine."""
   return {"proj_hidden_dims": (4096, 4096), "proj_dim": 256, "pred_hidden_dims": (4096,), "temperature": 0.2,
           "base_momentum": 0.99}
+
+
+def check(config) -> None:
+  check_heads(config)
+  check_momentum(config)
+  config_checks.temperature(config, "method.temperature")
+
+
+def small(batch_size: int) -> dict:
+  return small_heads(with_predictor=True)

@@ -7,8 +7,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxssl import losses
-from jaxssl.methods.base import Method, byol_pair, mlp_heads
+from jaxssl import config_checks, losses
+from jaxssl.methods.base import Method, byol_pair, check_heads, mlp_heads, small_heads
 
 _HEADS = functools.partial(mlp_heads, projector_last_bn=True, with_predictor=True)
 
@@ -23,7 +23,7 @@ def make(config) -> Method:
     queue = jax.random.normal(key, (m.queue_size, m.proj_dim))
     return {"queue": queue / jnp.linalg.norm(queue, axis=1, keepdims=True), "pointer": jnp.zeros((), jnp.int32)}
 
-  def loss(online, target, method_state, labels, axis_name):
+  def loss(online, target, method_state, labels, step, axis_name):
     z1, z2 = online.projections
     p1, p2 = online.predictions
     nn1 = losses.nearest_neighbour(z1, method_state["queue"])
@@ -32,7 +32,7 @@ def make(config) -> Method:
                    + losses.nnclr_loss(nn2, p1, m.temperature, axis_name))
     return value, {"loss": value}
 
-  def update_state(method_state, online, target, axis_name):
+  def update_state(method_state, online, target, step, axis_name):
     queue, pointer = losses.enqueue(method_state["queue"], method_state["pointer"], online.projections[0],
                                     axis_name)
     return {"queue": queue, "pointer": pointer}
@@ -46,3 +46,13 @@ def defaults():
   temperature 0.1."""
   return {"proj_hidden_dims": (2048, 2048), "proj_dim": 256, "pred_hidden_dims": (4096,), "temperature": 0.1,
           "queue_size": 98304}
+
+
+def check(config) -> None:
+  check_heads(config)
+  config_checks.temperature(config, "method.temperature")
+  config_checks.multiple_of_batch(config, "method.queue_size")
+
+
+def small(batch_size: int) -> dict:
+  return {**small_heads(with_predictor=True), "method.queue_size": 4 * batch_size}

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from jaxssl import losses
-from jaxssl.methods.base import Method, mlp_heads, simclr_pair
+from jaxssl import config_checks, losses
+from jaxssl.methods.base import Method, check_heads, mlp_heads, simclr_pair, small_heads
 
 
 def make(config) -> Method:
   """SimCLR: NT-Xent between the projections of two views; negatives from the global batch."""
   temperature = config.method.temperature
 
-  def loss(online, target, method_state, labels, axis_name):
+  def loss(online, target, method_state, labels, step, axis_name):
     z1, z2 = online.projections
     value = losses.nt_xent(z1, z2, temperature=temperature, axis_name=axis_name)
     return value, {"loss": value}
@@ -21,3 +21,12 @@ def make(config) -> Method:
 def defaults():
   """Paper defaults: projector 2048-128 (SimCLR v1, appendix B.9), temperature 0.1."""
   return {"proj_hidden_dims": (2048,), "proj_dim": 128, "temperature": 0.1}
+
+
+def check(config) -> None:
+  check_heads(config)
+  config_checks.temperature(config, "method.temperature")
+
+
+def small(batch_size: int) -> dict:
+  return small_heads()

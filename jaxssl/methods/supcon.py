@@ -6,8 +6,8 @@ import functools
 
 import jax.numpy as jnp
 
-from jaxssl import losses
-from jaxssl.methods.base import Method, mlp_heads, simclr_pair
+from jaxssl import config_checks, losses
+from jaxssl.methods.base import Method, check_heads, mlp_heads, simclr_pair, small_heads
 
 # SupCon uses SimCLR's augmentations with jitter (0.4, 0.4, 0.4, 0.1), i.e. strength 0.5.
 _RECIPES = functools.partial(simclr_pair, strength=0.5)
@@ -17,7 +17,7 @@ def make(config) -> Method:
   """All views with the anchor's label are positives (needs a labeled train split)."""
   m = config.method
 
-  def loss(online, target, method_state, labels, axis_name):
+  def loss(online, target, method_state, labels, step, axis_name):
     features = jnp.stack(list(online.projections), axis=1)             # [N, V, D]
     value = losses.supcon(features, labels, temperature=m.temperature, base_temperature=m.base_temperature,
                           axis_name=axis_name)
@@ -29,3 +29,13 @@ def make(config) -> Method:
 def defaults():
   """Official defaults: projector 2048-128 (ResNet-50), temperature 0.07 = base temperature."""
   return {"proj_hidden_dims": (2048,), "proj_dim": 128, "temperature": 0.07, "base_temperature": 0.07}
+
+
+def check(config) -> None:
+  check_heads(config)
+  config_checks.temperature(config, "method.temperature")
+  config_checks.temperature(config, "method.base_temperature")
+
+
+def small(batch_size: int) -> dict:
+  return small_heads()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxssl import augment, losses
-from jaxssl.methods.base import Method, mlp_heads, simclr_pair
+from jaxssl import augment, config_checks, losses
+from jaxssl.methods.base import Heads, Method, check_heads, mlp_heads, simclr_pair, small_heads
 from jaxssl.models import Prototypes, cosine_scores
 
 
 def _heads(config, axis_name, dtype):
-  projector, _ = mlp_heads(config, axis_name, dtype)
-  return projector, Prototypes(num_prototypes=config.method.num_prototypes)
+  projector = mlp_heads(config, axis_name, dtype).projector
+  return Heads(projector, prototypes=Prototypes(num_prototypes=config.method.num_prototypes))
 
 
 def _recipes(config):
@@ -27,22 +27,19 @@ def _unit(x):
 
 def make(config) -> Method:
   """Codes of the two global views (Sinkhorn over the global batch and, once full, the queue) predicted from
-  every other view. ``method_state`` holds the step and a queue of past normalised projections of the global
-  views, one global queue replicated on every device; each device scores its own slice of it, so the
+  every other view. ``method_state`` holds a queue of past normalised projections of the global views, one global queue replicated on every device; each device scores its own slice of it, so the
   equipartition runs over the same rows on any number of devices."""
   m = config.method
   global_batch = config.train.batch_size
   assign_views = (0, 1)
 
   def init_state(key, config):
-    state = {"step": jnp.zeros((), jnp.int32)}
-    if m.queue_size > 0:            # no empty array: checkpoints cannot hold zero-size arrays
-      state["queue"] = jnp.zeros((len(assign_views), m.queue_size, m.proj_dim), jnp.float32)
-    return state
+    if m.queue_size == 0:           # no empty array: checkpoints cannot hold zero-size arrays
+      return ()
+    return {"queue": jnp.zeros((len(assign_views), m.queue_size, m.proj_dim), jnp.float32)}
 
-  def loss(online, target, method_state, labels, axis_name):
-    step = method_state["step"]
-    prototypes = online.params["predictor"]["prototypes"]
+  def loss(online, target, method_state, labels, step, axis_name):
+    prototypes = online.params["prototypes"]["prototypes"]
     # Prototypes receive no gradient during the first freeze_prototypes_steps (official: 313 iterations).
     prototypes = jnp.where(step < m.freeze_prototypes_steps, jax.lax.stop_gradient(prototypes), prototypes)
     scores = [cosine_scores(z, prototypes) for z in online.projections]
@@ -60,10 +57,9 @@ def make(config) -> Method:
                              queue_weights, assign_views, axis_name)
     return value, {"loss": value}
 
-  def update_state(method_state, online, target, axis_name):
-    step = method_state["step"]
+  def update_state(method_state, online, target, step, axis_name):
     if m.queue_size == 0:
-      return {"step": step + 1}
+      return method_state
     queue = method_state["queue"]
     filled = []
     for i, view in enumerate(assign_views):
@@ -72,13 +68,10 @@ def make(config) -> Method:
         batch = jax.lax.all_gather(batch, axis_name, tiled=True)
       filled.append(jnp.concatenate([batch, queue[i, :-batch.shape[0]]]))   # newest first, as the official code
     queue = jnp.where(step >= m.queue_start_step, jnp.stack(filled), queue)
-    return {"step": step + 1, "queue": queue}
+    return {"queue": queue}
 
   return Method(name="swav", make_heads=_heads, recipes=_recipes, loss=loss, init_state=init_state,
                 update_state=update_state)
-
-
-OPTIONAL_SIZES = ("queue_size",)   # SwAV runs without a queue at 0
 
 
 def defaults():
@@ -88,3 +81,21 @@ def defaults():
   return {"proj_hidden_dims": (2048,), "proj_dim": 128, "num_prototypes": 3000, "temperature": 0.1,
           "sinkhorn_epsilon": 0.05, "sinkhorn_iterations": 3, "freeze_prototypes_steps": 313,
           "queue_size": 3840, "queue_start_step": 0}
+
+
+def check(config) -> None:
+  check_heads(config)
+  config_checks.positive_int(config, "method.num_prototypes")
+  config_checks.temperature(config, "method.temperature")
+  config_checks.in_range(config, "method.sinkhorn_epsilon", 1e-3, 1e3)
+  config_checks.positive_int(config, "method.sinkhorn_iterations")
+  config_checks.non_negative_int(config, "method.freeze_prototypes_steps")
+  config_checks.multiple_of_batch(config, "method.queue_size", allow_zero=True)
+  config_checks.non_negative_int(config, "method.queue_start_step")
+
+
+def small(batch_size: int) -> dict:
+  # A queue of one global batch, full after the first step: the second step already uses it.
+  return {**small_heads(), "method.num_prototypes": 8, "method.queue_size": batch_size,
+          "method.queue_start_step": 0, "method.freeze_prototypes_steps": 1, "augment.num_local_crops": 2,
+          "augment.local_size": 8}

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from jaxssl import losses
-from jaxssl.methods.base import Method, byol_pair, mlp_heads
+from jaxssl import config_checks, losses
+from jaxssl.methods.base import Method, byol_pair, check_heads, mlp_heads, small_heads
 
 
 def make(config) -> Method:
   """VICReg on the expander outputs of two views, statistics over the global batch."""
   m = config.method
 
-  def loss(online, target, method_state, labels, axis_name):
+  def loss(online, target, method_state, labels, step, axis_name):
     z1, z2 = online.projections
     value, terms = losses.vicreg_loss(z1, z2, sim_coeff=m.sim_coeff, std_coeff=m.std_coeff,
                                       cov_coeff=m.cov_coeff, axis_name=axis_name, return_terms=True)
@@ -23,3 +23,13 @@ def defaults():
   """Paper defaults: expander 8192-8192-8192, coefficients 25 / 25 / 1."""
   return {"proj_hidden_dims": (8192, 8192), "proj_dim": 8192, "sim_coeff": 25.0, "std_coeff": 25.0,
           "cov_coeff": 1.0}
+
+
+def check(config) -> None:
+  check_heads(config)
+  for field in ("sim_coeff", "std_coeff", "cov_coeff"):
+    config_checks.in_range(config, f"method.{field}", 0.0, 1e4)
+
+
+def small(batch_size: int) -> dict:
+  return small_heads()

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
-from jaxssl import augment, losses
-from jaxssl.methods.base import Method, mlp_heads, recipe_kwargs
+from jaxssl import augment, config_checks, losses
+from jaxssl.methods.base import Method, check_heads, mlp_heads, recipe_kwargs, small_heads
 
 
 def _recipes(config):
@@ -22,19 +21,31 @@ def make(config) -> Method:
 
   base_key = jax.random.key(config.seed + 7)
 
-  def loss(online, target, method_state, labels, axis_name):
+  def loss(online, target, method_state, labels, step, axis_name):
     z1, z2 = online.projections
-    key = jax.random.fold_in(base_key, method_state["step"])        # same on every device: global permutations
+    key = jax.random.fold_in(base_key, step)        # same on every device: global permutations
     value = losses.wmse_loss(z1, z2, w_size=m.w_size, eps=m.w_eps, axis_name=axis_name, key=key,
                              w_iter=m.w_iter)
     return value, {"loss": value}
 
-  return Method(name="wmse", make_heads=mlp_heads, recipes=_recipes, loss=loss,
-                init_state=lambda key, config: {"step": jnp.zeros((), jnp.int32)},
-                update_state=lambda state, online, target, axis_name: {"step": state["step"] + 1})
+  return Method(name="wmse", make_heads=mlp_heads, recipes=_recipes, loss=loss)
 
 
 def defaults():
   """Official CIFAR defaults: projector 1024-64, whitening sub-batch 128, no shrinkage, one whitening pass
   (w_iter; the official code uses more on some datasets)."""
   return {"proj_hidden_dims": (1024,), "proj_dim": 64, "w_size": 128, "w_eps": 0.0, "w_iter": 1}
+
+
+def check(config) -> None:
+  check_heads(config)
+  config_checks.positive_int(config, "method.w_iter")
+  config_checks.in_range(config, "method.w_eps", 0.0, 1.0)
+  w_size, batch = config.method.w_size, config.train.batch_size
+  if not isinstance(w_size, int) or w_size <= config.method.proj_dim or batch % w_size:
+    config_checks.fail("method.w_size", w_size, f"must exceed method.proj_dim ({config.method.proj_dim}) and "
+                       f"divide train.batch_size ({batch})")
+
+
+def small(batch_size: int) -> dict:
+  return {**small_heads(), "method.proj_dim": 4, "method.w_size": 8}

@@ -43,7 +43,8 @@ class MLP(nn.Module):
 
 
 class SSLNetwork(nn.Module):
-  """encoder -> projector (-> predictor).
+  """encoder -> projector (-> predictor), and optional ``prototypes``: parameters a loss reads (SwAV's), made at
+  initialisation and not applied here.
 
   Returns (h, z, p): representation [N, R], projection [N, P] and prediction [N, P] (None without predictor or
   when ``with_predictor`` is False, as for an EMA target network).
@@ -51,10 +52,13 @@ class SSLNetwork(nn.Module):
   encoder: nn.Module
   projector: nn.Module
   predictor: nn.Module | None = None
+  prototypes: nn.Module | None = None
 
   def __call__(self, x: jnp.ndarray, train: bool = True, with_predictor: bool = True):
     h = self.encoder(x, train=train)
     z = self.projector(h, train=train)
+    if self.prototypes is not None and self.is_initializing():
+      self.prototypes(z, train=train)
     p = self.predictor(z, train=train) if (self.predictor is not None and with_predictor) else None
     return h, z, p
 

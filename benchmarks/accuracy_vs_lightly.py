@@ -1,0 +1,142 @@
+"""jaxssl against lightly on the same recipe: kNN, linear probe and training time, side by side.
+
+    python -m jaxssl.data.prepare fashion_mnist --from /usr/share/datasets/fashion-mnist   # once
+    python3 -m venv .venv-lightly && .venv-lightly/bin/pip install torch==2.14.1 torchvision==0.29.1 lightly
+    python benchmarks/accuracy_vs_lightly.py [--methods simclr,byol,vicreg] [--epochs 3]
+
+For each method, jaxssl's config (configs/NAME.py) is the recipe. jaxssl trains it (``train.run``); then the
+recipe read from the same config (heads, loss parameters, LARS, warm-up and cosine schedule, EMA schedule, the
+view recipes, batch, steps, seed) is written to a JSON file and benchmarks/lightly_train.py trains lightly on
+it in the PyTorch venv, on the same images. Both encoders are scored by the same code, jaxssl's kNN (cosine,
+k=200, T=0.1) and linear probe (30 epochs on frozen, standardised features), on features of the same test
+images; so are raw pixels and both encoders at initialisation (their default inits differ). Methods with a
+lightly recipe: simclr, byol, vicreg. Prints a Markdown table.
+"""
+
+import argparse
+import dataclasses
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmarks import accuracy  # noqa: E402
+from jaxssl import data, evaluate, optim, train  # noqa: E402
+
+LIGHTLY_RECIPES = ("simclr", "byol", "vicreg")
+
+
+def config_for(name: str, epochs: float):
+  config = importlib.import_module(f"configs.{name}").get_config()
+  config.train.num_epochs = epochs
+  config.eval.knn_at_init = False
+  config.eval.every_epochs = 0.0
+  config.eval.online_probe = False               # not part of lightly's loop; it does not touch the encoder
+  config.eval.linear_probe = True
+  return config
+
+
+def lightly_recipe(config, dataset, paths: dict, workers: int) -> dict:
+  """Everything lightly_train.py needs, read from the jaxssl config and the dataset."""
+  num_train = len(dataset.train)
+  steps_per_epoch = num_train // config.train.batch_size
+  total_steps = train.total_steps_for(config, num_train)
+  trainer = train.build(config, total_steps, steps_per_epoch=steps_per_epoch)
+  if config.optim.name != "lars":
+    raise ValueError(f"config.optim.name={config.optim.name!r}: lightly_train.py runs LARS only")
+  return {
+      "method": config.method.name, "method_config": config.method.to_dict(), "seed": config.seed,
+      "channels": dataset.train.image_shape[-1], "mean": list(config.data.mean), "std": list(config.data.std),
+      "views": [dataclasses.asdict(v) for v in trainer.recipes], "batch_size": config.train.batch_size,
+      "total_steps": total_steps, "warmup_steps": min(optim.warmup_steps(config, steps_per_epoch), total_steps - 1),
+      "peak_lr": config.optim.base_lr * config.train.batch_size / 256.0,
+      "optim": {k: config.optim[k] for k in ("weight_decay", "momentum", "trust_coefficient")},
+      "log_every": config.train.log_every * 10, "workers": workers, **paths,
+  }
+
+
+def score(config, dataset, train_features: np.ndarray, test_features: np.ndarray) -> dict:
+  """jaxssl's kNN and linear probe with the config's evaluation settings (as train.run scores its encoder)."""
+  _, train_y = dataset.eval_train.all()
+  _, test_y = dataset.test.all()
+  e = config.eval
+  knn = evaluate.knn_accuracy(train_features, train_y, test_features, test_y, dataset.num_classes,
+                              k=e.knn_k, temperature=e.knn_temperature)
+  probe = evaluate.linear_probe_accuracy(train_features, train_y, test_features, test_y, dataset.num_classes,
+                                         epochs=e.linear_epochs, lr=e.linear_lr, batch_size=e.linear_batch_size,
+                                         weight_decay=e.linear_weight_decay, seed=config.seed)
+  return {"knn_accuracy": knn, "linear_top1": probe["top1"], "linear_top5": probe["top5"]}
+
+
+def run_lightly(config, dataset, python: str, workers: int, tmp: str) -> tuple[dict, dict]:
+  images = os.path.join(tmp, "images.npz")
+  if not os.path.exists(images):
+    np.savez(images, train_images=dataset.train.all()[0], eval_train_images=dataset.eval_train.all()[0],
+             test_images=dataset.test.all()[0])
+  paths = {"data": images, "features": os.path.join(tmp, f"{config.method.name}_features.npz")}
+  recipe_path = os.path.join(tmp, f"{config.method.name}_recipe.json")
+  with open(recipe_path, "w") as f:
+    json.dump(lightly_recipe(config, dataset, paths, workers), f, indent=1)
+  done = subprocess.run([python, os.path.join(ROOT, "benchmarks", "lightly_train.py"), recipe_path],
+                        stdout=subprocess.PIPE, text=True, check=True)
+  timing = json.loads(done.stdout.strip().splitlines()[-1])
+  with np.load(paths["features"]) as f:
+    scores = score(config, dataset, f["train"], f["test"])
+    init = score(config, dataset, f["init_train"], f["init_test"])
+  return scores, init, timing
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--methods", default=",".join(LIGHTLY_RECIPES))
+  parser.add_argument("--epochs", type=float, default=3.0)
+  parser.add_argument("--lightly_python", default=os.path.join(ROOT, ".venv-lightly", "bin", "python"))
+  parser.add_argument("--lightly_workers", type=int, default=2, help="lightly's DataLoader worker processes")
+  parser.add_argument("--skip_jaxssl", action="store_true", help="lightly only (e.g. to test the recipe)")
+  args = parser.parse_args()
+
+  rows, baselines = [], {}
+  with tempfile.TemporaryDirectory() as tmp:
+    for name in args.methods.split(","):
+      if name not in LIGHTLY_RECIPES:
+        raise SystemExit(f"--methods: {name!r} has no lightly recipe here; use some of {LIGHTLY_RECIPES}")
+      config = config_for(name, args.epochs)
+      dataset = data.load(config.data)
+      if not args.skip_jaxssl:
+        results = train.run(config, os.path.join(tmp, name), dataset=dataset)
+        rows.append((name, "jaxssl", results, results["train_seconds"], results["final_loss"]))
+        print(f"{name} jaxssl: {results}", flush=True)
+      if not args.skip_jaxssl and not baselines:
+        base = accuracy.baselines(config_for(name, args.epochs), config.eval.linear_epochs)
+        baselines[("raw pixels", "")] = base["raw pixels"]
+        baselines[("random init", "jaxssl")] = base["random-init encoder"]
+      scores, init, timing = run_lightly(config, dataset, args.lightly_python, args.lightly_workers, tmp)
+      baselines.setdefault(("random init", "lightly"), init)
+      rows.append((name, "lightly", scores, timing["train_seconds"], timing["final_loss"]))
+      print(f"{name} lightly: {scores} {timing}", flush=True)
+
+  print(f"\n{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"jax {jax.__version__}; each method's config, {args.epochs:g} epochs; kNN and linear probe by jaxssl's "
+        "code on both encoders\n")
+  print("| method | library | kNN top-1 | linear top-1 | linear top-5 | final loss | pretraining s |")
+  print("|---|---|---|---|---|---|---|")
+  for (what, library), s in baselines.items():
+    print(f"| {what} | {library} | {100 * s['knn_accuracy']:.2f}% | {100 * s['linear_top1']:.2f}% | "
+          f"{100 * s['linear_top5']:.2f}% | | |")
+  for name, library, s, seconds, loss in rows:
+    print(f"| {name} | {library} | {100 * s['knn_accuracy']:.2f}% | {100 * s['linear_top1']:.2f}% | "
+          f"{100 * s['linear_top5']:.2f}% | {loss:.4f} | {seconds:.0f} |")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,235 @@
+"""Pretrains lightly (PyTorch) on a jaxssl config's recipe, for benchmarks/accuracy_vs_lightly.py. Never
+imported by jaxssl.
+
+Runs in the benchmark environment that has PyTorch and lightly (``pip install torch==2.14.1 torchvision==0.29.1
+lightly``); accuracy_vs_lightly.py writes the recipe (a JSON file read from jaxssl's config: heads, loss,
+optimizer, schedules, view recipes, batch, steps, seed) and the images (an .npz), starts this script, and
+scores the features it writes with jaxssl's kNN and linear probe.
+
+    .venv-lightly/bin/python benchmarks/lightly_train.py RECIPE.json
+
+What is the same as jaxssl, from the recipe:
+- the small ResNet of benchmarks/lightly_step.py (torchvision's convolution init, kaiming normal fan-out, as
+  jaxssl's ResNets), and lightly's heads at the config's widths (Linear without bias before BatchNorm);
+- the losses: lightly's NTXentLoss, VICRegLoss, and BYOL's NegativeCosineSimilarity written as jaxssl's
+  2 - 2 cos summed over the two directions (the same gradient scale, which matters for the BatchNorm and bias
+  parameters that LARS does not rescale);
+- lightly's LARS with two parameter groups: weights (ndim > 1) with weight decay and the trust ratio, the rest
+  without either (lightly's LARS skips the trust ratio where weight decay is 0), as jaxssl's masks;
+- the learning rate per step: linear warm-up from 0, cosine to 0 (optax.warmup_cosine_decay_schedule);
+- BYOL's target: tau = 1 - (1 - base) (cos(pi step / total) + 1) / 2, updated after each optimizer step;
+- each view: RandomResizedCrop (scale, ratio), horizontal flip, colour jitter with probability, grayscale,
+  Gaussian blur (kernel 10% of the side, at least 3, reflect padding: torchvision's GaussianBlur), lightly's
+  RandomSolarization, then Normalize with the config's mean and std; the batch's views in separate BatchNorm
+  passes (one forward per view), as jaxssl;
+- batch, number of steps (epochs of the train split, continuing across epoch boundaries), seed 0.
+
+What differs: PyTorch's default init for the heads' Linear layers (Kaiming uniform, a = sqrt(5)) against
+Flax's LeCun normal; the data order and augmentation draws (torch's generators, not jaxssl's keys).
+Writes the features of the encoder after training and at initialisation. Prints one JSON line: train_seconds (the training loop), first and final loss, steps.
+"""
+
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torchvision.transforms as T
+from lightly.loss import NegativeCosineSimilarity, NTXentLoss, VICRegLoss
+from lightly.models.modules import heads
+from lightly.models.utils import deactivate_requires_grad
+from lightly.transforms import RandomSolarization
+from lightly.utils.lars import LARS
+from PIL import Image
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lightly_step import small_resnet  # noqa: E402
+
+
+def init_like_torchvision(model: nn.Module) -> None:
+  """torchvision's ResNet init: Kaiming normal (fan-out) convolutions, BatchNorm scale 1 and shift 0."""
+  for module in model.modules():
+    if isinstance(module, nn.Conv2d):
+      nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    elif isinstance(module, nn.BatchNorm2d):
+      nn.init.ones_(module.weight)
+      nn.init.zeros_(module.bias)
+
+
+def view_transform(view: dict, mean, std) -> T.Compose:
+  """One jaxssl ViewRecipe (its fields as a dict) as torchvision / lightly transforms on a PIL image."""
+  ops = [T.RandomResizedCrop(view["size"], scale=tuple(view["crop_scale"]), ratio=tuple(view["crop_ratio"]),
+                             antialias=True),
+         T.RandomHorizontalFlip(view["flip_prob"])]
+  if view["jitter_prob"] > 0:
+    jitter = T.ColorJitter(view["brightness"], view["contrast"], view["saturation"], view["hue"])
+    ops.append(T.RandomApply([jitter], p=view["jitter_prob"]))
+  if view["grayscale_prob"] > 0:
+    ops.append(T.RandomGrayscale(view["grayscale_prob"]))
+  if view["blur_prob"] > 0:
+    kernel = max(3, int(round(0.1 * view["size"])) | 1)
+    ops.append(T.RandomApply([T.GaussianBlur(kernel, sigma=tuple(view["blur_sigma"]))], p=view["blur_prob"]))
+  if view["solarize_prob"] > 0:
+    ops.append(RandomSolarization(prob=view["solarize_prob"], threshold=128))
+  ops += [T.ToTensor(), T.Normalize(mean, std)]
+  return T.Compose(ops)
+
+
+class Views(torch.utils.data.Dataset):
+
+  def __init__(self, images: np.ndarray, transforms):
+    self.images, self.transforms = images, transforms
+    self.mode = "L" if images.shape[-1] == 1 else "RGB"
+
+  def __len__(self):
+    return len(self.images)
+
+  def __getitem__(self, index):
+    pixels = self.images[index]
+    image = Image.fromarray(pixels[..., 0] if self.mode == "L" else pixels, self.mode)
+    return tuple(t(image) for t in self.transforms)
+
+
+def mlp(dims_in: int, hidden: list, out: int, kind: str) -> nn.Module:
+  if kind == "simclr":
+    return heads.SimCLRProjectionHead(dims_in, hidden[0], out, num_layers=len(hidden) + 1)
+  if kind == "byol":
+    return heads.BYOLProjectionHead(dims_in, hidden[0], out)
+  if kind == "vicreg":
+    return heads.VICRegProjectionHead(dims_in, hidden[0], out, num_layers=len(hidden) + 1)
+  raise ValueError(kind)
+
+
+class Model(nn.Module):
+
+  def __init__(self, recipe: dict):
+    super().__init__()
+    name, m = recipe["method"], recipe["method_config"]
+    self.name = name
+    self.backbone = small_resnet(recipe["channels"])
+    init_like_torchvision(self.backbone)
+    dim = 128
+    if name == "simclr":
+      self.projection = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], "simclr")
+      self.criterion = NTXentLoss(temperature=m["temperature"])
+    elif name == "byol":
+      self.projection = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], "byol")
+      self.prediction = heads.BYOLPredictionHead(m["proj_dim"], m["pred_hidden_dims"][0], m["proj_dim"])
+      self.backbone_target = small_resnet(recipe["channels"])
+      self.projection_target = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], "byol")
+      self.backbone_target.load_state_dict(self.backbone.state_dict())
+      self.projection_target.load_state_dict(self.projection.state_dict())
+      deactivate_requires_grad(self.backbone_target)
+      deactivate_requires_grad(self.projection_target)
+      self.criterion = NegativeCosineSimilarity()
+    elif name == "vicreg":
+      self.projection = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], "vicreg")
+      self.criterion = VICRegLoss(lambda_param=m["sim_coeff"], mu_param=m["std_coeff"], nu_param=m["cov_coeff"])
+    else:
+      raise ValueError(f"no lightly recipe for {name!r}")
+
+  def online_parameters(self):
+    return [p for n, p in self.named_parameters() if "_target" not in n]
+
+  def loss(self, views):
+    x0, x1 = views
+    if self.name == "byol":
+      p0 = self.prediction(self.projection(self.backbone(x0)))
+      p1 = self.prediction(self.projection(self.backbone(x1)))
+      with torch.no_grad():
+        z0 = self.projection_target(self.backbone_target(x0))
+        z1 = self.projection_target(self.backbone_target(x1))
+      # jaxssl: (2 - 2 cos(p0, z1)) + (2 - 2 cos(p1, z0)); NegativeCosineSimilarity is -cos.
+      return 4.0 + 2.0 * (self.criterion(p0, z1) + self.criterion(p1, z0))
+    return self.criterion(self.projection(self.backbone(x0)), self.projection(self.backbone(x1)))
+
+  @torch.no_grad()
+  def update_target(self, tau: float) -> None:
+    """tau * target + (1 - tau) * online, for parameters and BatchNorm running statistics (as jaxssl's EMA)."""
+    for online, target in ((self.backbone, self.backbone_target), (self.projection, self.projection_target)):
+      for o, t in zip(online.state_dict().values(), target.state_dict().values()):
+        if t.dtype.is_floating_point:
+          t.mul_(tau).add_(o, alpha=1.0 - tau)
+
+
+def learning_rate(step: int, peak: float, warmup: int, total: int) -> float:
+  """optax.warmup_cosine_decay_schedule(0, peak, warmup, total, 0) at ``step``."""
+  if step < warmup:
+    return peak * step / warmup
+  progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+  return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def ema_tau(step: int, total: int, base: float) -> float:
+  return 1.0 - (1.0 - base) * (math.cos(math.pi * min(step / max(total, 1), 1.0)) + 1.0) / 2.0
+
+
+@torch.no_grad()
+def features(backbone: nn.Module, images: np.ndarray, mean, std, batch: int = 1000) -> np.ndarray:
+  """The frozen encoder's features (BatchNorm in inference mode) of uint8 images [N, H, W, C]."""
+  backbone.eval()
+  mean_t = torch.tensor(mean).view(1, -1, 1, 1)
+  std_t = torch.tensor(std).view(1, -1, 1, 1)
+  out = []
+  for start in range(0, len(images), batch):
+    x = torch.from_numpy(images[start:start + batch]).permute(0, 3, 1, 2).float() / 255.0
+    out.append(backbone((x - mean_t) / std_t).numpy())
+  return np.concatenate(out)
+
+
+def main(path: str) -> None:
+  with open(path) as f:
+    recipe = json.load(f)
+  torch.manual_seed(recipe["seed"])
+  arrays = np.load(recipe["data"])
+  mean, std = recipe["mean"], recipe["std"]
+  model = Model(recipe)
+  online = model.online_parameters()
+  decayed = [p for p in online if p.ndim > 1]
+  others = [p for p in online if p.ndim <= 1]
+  o = recipe["optim"]
+  optimizer = LARS([{"params": decayed, "weight_decay": o["weight_decay"]},
+                    {"params": others, "weight_decay": 0.0}],
+                   lr=0.0, momentum=o["momentum"], trust_coefficient=o["trust_coefficient"])
+  transforms = [view_transform(v, mean, std) for v in recipe["views"]]
+  loader = torch.utils.data.DataLoader(
+      Views(arrays["train_images"], transforms), batch_size=recipe["batch_size"], shuffle=True, drop_last=True,
+      num_workers=recipe["workers"], persistent_workers=recipe["workers"] > 0,
+      generator=torch.Generator().manual_seed(recipe["seed"]))
+  total, warmup, peak = recipe["total_steps"], recipe["warmup_steps"], recipe["peak_lr"]
+  init_features = {"init_train": features(model.backbone, arrays["eval_train_images"], mean, std),
+                   "init_test": features(model.backbone, arrays["test_images"], mean, std)}
+  model.train()
+  losses = []
+  start = time.perf_counter()
+  step = 0
+  while step < total:
+    for views in loader:
+      for group in optimizer.param_groups:
+        group["lr"] = learning_rate(step, peak, warmup, total)
+      loss = model.loss(views)
+      optimizer.zero_grad(set_to_none=True)
+      loss.backward()
+      optimizer.step()
+      if model.name == "byol":
+        model.update_target(ema_tau(step, total, recipe["method_config"]["base_momentum"]))
+      if step % recipe["log_every"] == 0 or step == total - 1:
+        losses.append(loss.item())
+        print(f"step {step}: loss {losses[-1]:.4f} ({time.perf_counter() - start:.0f} s)", file=sys.stderr,
+              flush=True)
+      step += 1
+      if step == total:
+        break
+  seconds = time.perf_counter() - start
+  np.savez(recipe["features"], train=features(model.backbone, arrays["eval_train_images"], mean, std),
+           test=features(model.backbone, arrays["test_images"], mean, std), **init_features)
+  print(json.dumps({"train_seconds": seconds, "first_loss": losses[0], "final_loss": losses[-1], "steps": step,
+                    "threads": torch.get_num_threads(), "torch": torch.__version__}), flush=True)
+
+
+if __name__ == "__main__":
+  main(sys.argv[1])
