@@ -24,24 +24,24 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxssl import data, evaluate, train  # noqa: E402
+from jaxssl import data, evaluation, parallel, train, train_step  # noqa: E402
 
 
 def baselines(config, linear_epochs: int) -> dict[str, dict[str, float]]:
   """kNN and linear probe of the random-init encoder and of raw pixels."""
   dataset = data.load(config.data)
-  mesh = train.make_mesh()
-  trainer = train.build(config, total_steps=1)
-  state = train.replicate(train.init_state(trainer, jax.random.key(config.seed), 1), mesh)
+  mesh = parallel.make_mesh()
+  trainer = train_step.build(config, total_steps=1)
+  state = parallel.replicate(train_step.init_state(trainer, jax.random.key(config.seed), 1), mesh)
   config.eval.linear_epochs = linear_epochs
-  random_init = evaluate.evaluate_state(trainer, state, dataset, mesh, linear=True)
+  random_init = evaluation.evaluate_state(trainer, state, dataset, mesh, linear=True)
 
   train_x, train_y = dataset.eval_train.all()
   test_x, test_y = dataset.test.all()
   flat = lambda x: x.reshape(len(x), -1).astype(np.float32) / 255.0
-  pixels = {"knn_accuracy": evaluate.knn_accuracy(flat(train_x), train_y, flat(test_x), test_y,
+  pixels = {"knn_accuracy": evaluation.knn_accuracy(flat(train_x), train_y, flat(test_x), test_y,
                                                   dataset.num_classes)}
-  probe = evaluate.linear_probe_accuracy(flat(train_x), train_y, flat(test_x), test_y, dataset.num_classes,
+  probe = evaluation.linear_probe_accuracy(flat(train_x), train_y, flat(test_x), test_y, dataset.num_classes,
                                          epochs=linear_epochs)
   pixels["linear_top1"], pixels["linear_top5"] = probe["top1"], probe["top5"]
   return {"random-init encoder": random_init, "raw pixels": pixels}

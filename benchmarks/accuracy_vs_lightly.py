@@ -31,7 +31,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import accuracy  # noqa: E402
-from jaxssl import data, evaluate, optim, train  # noqa: E402
+from jaxssl import data, evaluation, optim, train, train_step  # noqa: E402
 
 LIGHTLY_RECIPES = ("simclr", "byol", "vicreg")
 
@@ -51,7 +51,7 @@ def lightly_recipe(config, dataset, paths: dict, workers: int) -> dict:
   num_train = len(dataset.train)
   steps_per_epoch = num_train // config.train.batch_size
   total_steps = train.total_steps_for(config, num_train)
-  trainer = train.build(config, total_steps, steps_per_epoch=steps_per_epoch)
+  trainer = train_step.build(config, total_steps, steps_per_epoch=steps_per_epoch)
   if config.optim.name != "lars":
     raise ValueError(f"config.optim.name={config.optim.name!r}: lightly_train.py runs LARS only")
   return {
@@ -70,9 +70,9 @@ def score(config, dataset, train_features: np.ndarray, test_features: np.ndarray
   _, train_y = dataset.eval_train.all()
   _, test_y = dataset.test.all()
   e = config.eval
-  knn = evaluate.knn_accuracy(train_features, train_y, test_features, test_y, dataset.num_classes,
+  knn = evaluation.knn_accuracy(train_features, train_y, test_features, test_y, dataset.num_classes,
                               k=e.knn_k, temperature=e.knn_temperature)
-  probe = evaluate.linear_probe_accuracy(train_features, train_y, test_features, test_y, dataset.num_classes,
+  probe = evaluation.linear_probe_accuracy(train_features, train_y, test_features, test_y, dataset.num_classes,
                                          epochs=e.linear_epochs, lr=e.linear_lr, batch_size=e.linear_batch_size,
                                          weight_decay=e.linear_weight_decay, seed=config.seed)
   return {"knn_accuracy": knn, "linear_top1": probe["top1"], "linear_top5": probe["top5"]}

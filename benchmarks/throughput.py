@@ -63,21 +63,21 @@ def median_step_seconds(config, steps: int, num_classes: int = 10) -> float:
   import jax
   import numpy as np
 
-  from jaxssl import data, train
+  from jaxssl import data, parallel, train_step
 
   batch, channels = config.train.batch_size, config.data.synthetic_channels
   source = data.synthetic((steps + 3) * batch, size=config.augment.size, channels=channels)
-  mesh = train.make_mesh()
-  trainer = train.build(config, total_steps=1000, num_classes=num_classes)
-  state = train.replicate(train.init_state(trainer, jax.random.key(0), channels), mesh)
-  step = train.shard_step(train.make_per_device_step(trainer), mesh)
+  mesh = parallel.make_mesh()
+  trainer = train_step.build(config, total_steps=1000, num_classes=num_classes)
+  state = parallel.replicate(train_step.init_state(trainer, jax.random.key(0), channels), mesh)
+  step = parallel.shard_step(train_step.make_per_device_step(trainer), mesh)
   batches = data.Pipeline(source, batch, seed=0, prefetch=0)
   for _ in range(2):                                   # compile, then one warm step
-    state, metrics = step(state, train.shard_batch(next(batches), mesh))
+    state, metrics = step(state, parallel.shard_batch(next(batches), mesh))
     jax.block_until_ready(metrics)
   times = []
   for _ in range(steps):
-    inputs = train.shard_batch(next(batches), mesh)
+    inputs = parallel.shard_batch(next(batches), mesh)
     start = time.perf_counter()
     state, metrics = step(state, inputs)
     jax.block_until_ready(metrics)

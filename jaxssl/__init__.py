@@ -1,8 +1,9 @@
 """jaxssl: self-supervised visual representation learning in JAX and Flax.
 
 Modules: ``losses`` (pure loss functions), ``augment`` (on-device views), ``models`` (ResNets, heads),
-``methods`` (the registry of methods), ``data`` (sources, pipeline, prepare), ``train`` (the data-parallel
-trainer), ``evaluate`` (kNN, linear and online probes), ``checkpoint`` (orbax), ``restore`` (runs read back).
+``methods`` (the Method contract and the registry), ``data`` (sources, pipeline, prepare), ``parallel`` (mesh,
+shard_map), ``train_step`` (one device's step), ``train`` (the loop), ``evaluation`` (kNN, linear and online
+probes), ``checkpoint`` (orbax), ``restore`` (runs read back).
 
 ``jaxssl.load_encoder(workdir)`` returns a trained encoder as (Flax module, variables).
 """

@@ -105,13 +105,13 @@ def plot_embedding(run, dataset, path: str, max_points: int = 2000, seed: int = 
   import matplotlib.pyplot as plt
   from sklearn.manifold import TSNE
 
-  from jaxssl import data, evaluate
+  from jaxssl import data, evaluation
 
   rng = np.random.default_rng(seed)
   chosen = np.sort(rng.choice(len(dataset.test), min(max_points, len(dataset.test)), replace=False))
   subset = data.ArraySource(*dataset.test.read(chosen))
-  apply_fn, variables, preprocess = evaluate.encoder_fn(run.trainer, run.state)
-  features, labels = evaluate.embed(apply_fn, variables, subset, run.config.eval.batch_size, preprocess=preprocess)
+  apply_fn, variables, preprocess = evaluation.encoder_fn(run.trainer, run.state)
+  features, labels = evaluation.embed(apply_fn, variables, subset, run.config.eval.batch_size, preprocess=preprocess)
   points = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30, len(features) - 1)
                 ).fit_transform(features)
   fig, ax = plt.subplots(figsize=(7, 6))

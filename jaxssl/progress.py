@@ -7,16 +7,13 @@ import time
 
 
 class Progress:
-  """Prints ``[step/total] loss=... img/s=...`` every ``every`` steps (and at the last step)."""
+  """Prints ``[step/total] loss=... img/s=...`` when asked (the loop asks at jaxssl.cadence's log steps)."""
 
-  def __init__(self, total: int, global_batch: int, every: int = 10, stream=None, start: int = 0):
-    self.total, self.global_batch, self.every = total, global_batch, max(1, every)
+  def __init__(self, total: int, global_batch: int, stream=None, start: int = 0):
+    self.total, self.global_batch = total, global_batch
     self.stream = stream or sys.stderr
     self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
     self._last_step, self._last_time = start, time.perf_counter()
-
-  def should_log(self, step: int) -> bool:
-    return step % self.every == 0 or step == self.total
 
   def log(self, step: int, metrics: dict[str, float]) -> float:
     """Prints the line; returns the images/s since the previous one."""

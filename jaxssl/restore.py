@@ -20,7 +20,7 @@ from jaxssl.workdir import resolve
 
 class Run(NamedTuple):
   config: ml_collections.ConfigDict
-  trainer: Any            # jaxssl.train.Trainer
+  trainer: Any            # jaxssl.train_step.Trainer
   state: Any              # jaxssl.state.TrainState, on the default device
   meta: dict              # the checkpoint's record: evals, results so far, data position
 
@@ -47,7 +47,7 @@ def _merge(config: ml_collections.ConfigDict, saved: dict) -> None:
 
 def load_run(workdir: str, step: int | None = None, axis_name: str | None = None) -> Run:
   """Rebuilds the run's trainer from config.json and restores checkpoint ``step`` (default: the latest)."""
-  from jaxssl import train
+  from jaxssl import train_step
 
   config = load_config(workdir)
   if not (resolve(workdir) / "checkpoints").is_dir():
@@ -55,9 +55,9 @@ def load_run(workdir: str, step: int | None = None, axis_name: str | None = None
   checkpointer = Checkpointer(workdir)
   try:
     meta = checkpointer.restore_meta(step)
-    trainer = train.build(config, int(meta["total_steps"]), axis_name=axis_name,
+    trainer = train_step.build(config, int(meta["total_steps"]), axis_name=axis_name,
                           num_classes=int(meta.get("num_classes", 0)))
-    abstract = jax.eval_shape(lambda: train.init_state(trainer, jax.random.key(0), int(meta.get("channels", 1))))
+    abstract = jax.eval_shape(lambda: train_step.init_state(trainer, jax.random.key(0), int(meta.get("channels", 1))))
     # Onto one local device, whatever mesh the run was saved from (orbax needs the target's sharding).
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)

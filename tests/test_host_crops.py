@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import helpers
-from jaxssl import augment, data, train
+from jaxssl import augment, data, parallel, train_step
 from jaxssl.data import generate, host_crops
 from jaxssl.data.host_crops import CropSpec, HostCropper
 
@@ -166,20 +166,20 @@ def test_views_of_host_crops_take_the_rest_of_the_recipe_on_device():
 def test_eight_devices_match_one_with_host_crops(jpeg_folder, method):
   config = _host_config(jpeg_folder, method)
   dataset = data.load(config.data)
-  trainer = train.build(config, total_steps=2)
+  trainer = train_step.build(config, total_steps=2)
   cropper = data.host_cropper(config, trainer.recipes, channels=3)
   with data.Pipeline(dataset.train, 8, seed=config.seed, prefetch=0, crops=cropper) as pipeline:
     batches = [next(pipeline) for _ in range(2)]
   assert len([k for k in batches[0] if k.startswith("view")]) == len(trainer.recipes)
 
   def run(num_devices):
-    mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:num_devices]), (train.AXIS,))
-    trainer = train.build(config, total_steps=2)
-    state = train.replicate(train.init_state(trainer, jax.random.key(0), 3), mesh)
-    step = train.shard_step(train.make_per_device_step(trainer), mesh)
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:num_devices]), (parallel.AXIS,))
+    trainer = train_step.build(config, total_steps=2)
+    state = parallel.replicate(train_step.init_state(trainer, jax.random.key(0), 3), mesh)
+    step = parallel.shard_step(train_step.make_per_device_step(trainer), mesh)
     losses = []
     for batch in batches:
-      state, metrics = step(state, train.shard_batch(batch, mesh))
+      state, metrics = step(state, parallel.shard_batch(batch, mesh))
       losses.append(float(metrics["loss"]))
     return losses, jax.device_get(state.params)
 

@@ -4,24 +4,24 @@ import os
 import jax.numpy as jnp
 import numpy as np
 
-from jaxssl import metrics, train
+from jaxssl import metrics, train_step
 from helpers import on_devices
 
 
 def test_representation_health_separates_spread_from_collapsed():
   rng = np.random.default_rng(0)
-  spread = train.representation_health(jnp.asarray(rng.normal(size=(256, 16)), jnp.float32), None)
+  spread = train_step.representation_health(jnp.asarray(rng.normal(size=(256, 16)), jnp.float32), None)
   assert 0.8 < float(spread["rep_std"]) < 1.1 and float(spread["rep_rank"]) > 12
   line = rng.normal(size=(256, 1)) * rng.normal(size=(1, 16)) + 0.01 * rng.normal(size=(256, 16))
-  collapsed = train.representation_health(jnp.asarray(np.abs(line) + 5.0, jnp.float32), None)
+  collapsed = train_step.representation_health(jnp.asarray(np.abs(line) + 5.0, jnp.float32), None)
   assert float(collapsed["rep_std"]) < 0.1 and float(collapsed["rep_rank"]) < 3
 
 
 def test_representation_health_uses_the_global_batch():
   rng = np.random.default_rng(1)
   h = jnp.asarray(rng.normal(size=(64, 8)), jnp.float32)
-  one = train.representation_health(h, None)
-  eight = on_devices(train.representation_health, h, num_devices=8)
+  one = train_step.representation_health(h, None)
+  eight = on_devices(train_step.representation_health, h, num_devices=8)
   np.testing.assert_allclose(float(eight["rep_std"]), float(one["rep_std"]), rtol=1e-5)
   np.testing.assert_allclose(float(eight["rep_rank"]), float(one["rep_rank"]), rtol=1e-4)
 
@@ -42,3 +42,25 @@ def test_metrics_writer_jsonl_tensorboard_resume_and_collapse_warning(tmp_path, 
   metrics.MetricsWriter(str(tmp_path), resume_step=2).close()
   lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [line["step"] for line in lines] == [1, 2]
+
+
+def test_health_metrics_are_computed_on_log_steps_only():
+  """The step runs the SVD only where the loop logs (train.log_every, and the last step), on 8 devices too."""
+  import jax
+
+  from jaxssl import data, parallel
+  from helpers import mesh
+  from tiny import tiny_config
+
+  config = tiny_config("simclr")
+  config.train.log_every = 2
+  trainer = train_step.build(config, total_steps=3)
+  m = mesh(8)
+  state = parallel.replicate(train_step.init_state(trainer, jax.random.key(0), 1), m)
+  step = parallel.shard_step(train_step.make_per_device_step(trainer), m)
+  pipeline = data.Pipeline(data.synthetic(64, size=16), config.train.batch_size, seed=0, prefetch=0)
+  ranks = []
+  for _ in range(3):
+    state, out = step(state, parallel.shard_batch(next(pipeline), m))
+    ranks.append(float(out["rep_rank"]))
+  assert ranks[0] == 0.0 and ranks[1] > 1.0 and ranks[2] > 1.0, ranks        # steps 2 and 3 (the last) log

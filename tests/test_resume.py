@@ -113,7 +113,7 @@ def test_sigterm_then_sigkill_then_resume_ends_bit_identical_and_mismatch_is_ref
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-  from jaxssl import checkpoint, train
+  from jaxssl import checkpoint, train, train_step
   from tiny import tiny_config
 
   config = tiny_config("vicreg")
@@ -123,8 +123,8 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     train.run(config, str(tmp_path))
   checkpointer = checkpoint.Checkpointer(str(tmp_path))
   assert checkpointer.latest_step() == 1
-  trainer = train.build(config, 4, num_classes=10)
-  state, meta = checkpointer.restore(train.init_state(trainer, jax.random.key(0), 1))
+  trainer = train_step.build(config, 4, num_classes=10)
+  state, meta = checkpointer.restore(train_step.init_state(trainer, jax.random.key(0), 1))
   assert int(state.step) == 1 and meta["data_position"] == 1
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state.params))
 

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxssl import data, optim, train
+from jaxssl import data, optim, parallel, train, train_step
 from jaxssl.methods.base import Outputs
 from jaxssl.state import target_subtree
 from helpers import mesh
@@ -19,22 +19,22 @@ def _batches(config, steps):
 
 def _run_shard_map(config, batches, num_devices, num_classes=0):
   m = mesh(num_devices)
-  trainer = train.build(config, total_steps=len(batches), num_classes=num_classes)
-  state = train.replicate(train.init_state(trainer, jax.random.key(0), 1), m)
-  step = train.shard_step(train.make_per_device_step(trainer), m)
+  trainer = train_step.build(config, total_steps=len(batches), num_classes=num_classes)
+  state = parallel.replicate(train_step.init_state(trainer, jax.random.key(0), 1), m)
+  step = parallel.shard_step(train_step.make_per_device_step(trainer), m)
   losses, probe = [], []
   for batch in batches:
-    state, metrics = step(state, train.shard_batch(batch, m))
+    state, metrics = step(state, parallel.shard_batch(batch, m))
     losses.append(float(metrics["loss"]))
     probe.append([float(metrics.get("probe_loss", 0.0)), float(metrics.get("probe_acc", 0.0))])
   return jax.device_get(state), losses, probe
 
 
 def _run_pmap(config, batches, num_devices=8, num_classes=0):
-  trainer = train.build(config, total_steps=len(batches), num_classes=num_classes)
-  state = train.init_state(trainer, jax.random.key(0), 1)
+  trainer = train_step.build(config, total_steps=len(batches), num_classes=num_classes)
+  state = train_step.init_state(trainer, jax.random.key(0), 1)
   state = jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (num_devices,) + x.shape), state)
-  step = train.pmap_step(train.make_per_device_step(trainer))
+  step = parallel.pmap_step(train_step.make_per_device_step(trainer))
   losses = []
   for batch in batches:
     local = {k: v.reshape((num_devices, -1) + v.shape[1:]) for k, v in batch.items()}
@@ -62,7 +62,7 @@ def test_eight_devices_match_one_and_pmap(method):
   _assert_trees_close(state8.batch_stats, state1.batch_stats, 1e-4)
   assert all(np.isfinite(losses8))
   # The step really trained: parameters moved.
-  init = train.init_state(train.build(config, 3, num_classes=classes), jax.random.key(0), 1)
+  init = train_step.init_state(train_step.build(config, 3, num_classes=classes), jax.random.key(0), 1)
   kernel = lambda state: state.params["encoder"]["stem_conv"]["kernel"]
   assert not np.allclose(kernel(init), kernel(state8))
   if method == "simclr":
@@ -78,10 +78,10 @@ def test_eight_devices_match_one_and_pmap(method):
 
 def test_byol_target_gets_no_gradient_and_follows_ema():
   config = tiny_config("byol")
-  trainer = train.build(config, total_steps=3)
+  trainer = train_step.build(config, total_steps=3)
   batch = _batches(config, 1)[0]
   m = mesh(8)
-  state0 = jax.device_get(train.init_state(trainer, jax.random.key(0), 1))   # host copy: the step donates
+  state0 = jax.device_get(train_step.init_state(trainer, jax.random.key(0), 1))   # host copy: the step donates
   assert state0.ema_params is not None and "predictor" not in state0.ema_params
 
   # The loss has zero gradient with respect to the target's outputs.
@@ -94,8 +94,8 @@ def test_byol_target_gets_no_gradient_and_follows_ema():
     np.testing.assert_array_equal(g, 0.0)
 
   # After one step the target moved only by the EMA rule: ema1 = tau * ema0 + (1 - tau) * params1.
-  step = train.shard_step(train.make_per_device_step(trainer), m)
-  state1 = jax.device_get(step(train.replicate(state0, m), train.shard_batch(batch, m))[0])
+  step = parallel.shard_step(train_step.make_per_device_step(trainer), m)
+  state1 = jax.device_get(step(parallel.replicate(state0, m), parallel.shard_batch(batch, m))[0])
   tau = float(optim.ema_momentum(0, 3, config.method.base_momentum))
   expected = jax.tree.map(lambda e, o: tau * e + (1 - tau) * o, target_subtree(state0.params),
                           target_subtree(state1.params))
@@ -169,15 +169,15 @@ def test_dino_with_a_vit_keeps_its_last_layer_frozen_for_its_steps_then_trains()
   config = tiny_config("dino")                       # freeze_last_layer_steps = 2; 16 px global, 8 px local crops
   config.model.encoder, config.model.patch_size = "vit_micro", 4
   batches = _batches(config, 3)
-  trainer = train.build(config, total_steps=3)
+  trainer = train_step.build(config, total_steps=3)
   m = mesh(1)
-  state = train.replicate(train.init_state(trainer, jax.random.key(0), 1), m)
-  step = train.shard_step(train.make_per_device_step(trainer), m)
+  state = parallel.replicate(train_step.init_state(trainer, jax.random.key(0), 1), m)
+  step = parallel.shard_step(train_step.make_per_device_step(trainer), m)
   last = lambda s: np.asarray(s.params["projector"]["last_layer"])
   first_hidden = lambda s: np.asarray(jax.tree.leaves(s.params["projector"])[0])
   initial, initial_hidden = last(state), first_hidden(state)
   for i, batch in enumerate(batches):
-    state, _ = step(state, train.shard_batch(batch, m))
+    state, _ = step(state, parallel.shard_batch(batch, m))
     if i < 2:
       np.testing.assert_array_equal(last(state), initial)
   assert not np.array_equal(first_hidden(state), initial_hidden)

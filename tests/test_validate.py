@@ -106,3 +106,31 @@ def test_validate_names_no_method():
   method_fields -= {"name"}
   for word in sorted(set(methods.names()) | method_fields):
     assert not re.search(rf"\b{word}\b", code), word
+
+
+def test_every_config_loads_from_any_directory(tmp_path):
+  """A config imports the schema from the package, not a sibling module: it loads with the repository off
+  sys.path and another working directory, and its defaults validate."""
+  import glob
+  import os
+  import subprocess
+  import sys
+
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  paths = sorted(p for p in glob.glob(os.path.join(root, "configs", "*.py"))
+                 if not os.path.basename(p).startswith("_"))
+  code = ("import importlib.util, sys\n"
+          "from jaxssl import validate\n"
+          "for path in sys.argv[1:]:\n"
+          "  spec = importlib.util.spec_from_file_location('config', path)\n"
+          "  module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+          "  validate.validate(module.get_config(), num_devices=1)\n"
+          "print(len(sys.argv) - 1)\n")
+  site = tmp_path / "site"                 # jaxssl importable, the repository's other folders not
+  site.mkdir()
+  os.symlink(os.path.join(root, "jaxssl"), site / "jaxssl")
+  env = {**os.environ, "PYTHONPATH": str(site)}
+  done = subprocess.run([sys.executable, "-c", code, *paths], cwd=tmp_path, env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.split()[-1] == str(len(paths)) and len(paths) >= 16

@@ -9,14 +9,14 @@ from absl import logging
 import flax.linen as nn
 import jax
 
-from jaxssl.models.heads import MLP, DINOHead, Prototypes, SSLNetwork, cosine_scores
+from jaxssl.models.heads import MLP, DINOHead, LinearProbe, Prototypes, SSLNetwork, cosine_scores
 from jaxssl.models.resnet import RESNETS, ResNet, ResNet18, ResNet50, SmallResNet
 from jaxssl.models.vit import ViT, ViTMicro, ViTSmall, ViTTiny
 
 VITS = {"vit_micro": ViTMicro, "vit_tiny": ViTTiny, "vit_small": ViTSmall}
 ENCODERS = {**RESNETS, **VITS}
 
-__all__ = ["MLP", "DINOHead", "Prototypes", "SSLNetwork", "cosine_scores", "ENCODERS", "ResNet", "ResNet18",
+__all__ = ["MLP", "DINOHead", "LinearProbe", "Prototypes", "SSLNetwork", "cosine_scores", "ENCODERS", "ResNet", "ResNet18",
            "ResNet50", "SmallResNet", "ViT", "ViTMicro", "ViTSmall", "ViTTiny", "conv_implementation", "make_encoder",
            "representation_dim"]
 

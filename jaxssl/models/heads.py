@@ -42,6 +42,15 @@ class MLP(nn.Module):
     return x.astype(jnp.float32)
 
 
+class LinearProbe(nn.Module):
+  """A linear classifier on frozen features: [N, D] -> logits [N, num_classes]."""
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, features: jnp.ndarray) -> jnp.ndarray:
+    return nn.Dense(self.num_classes, name="head")(features)
+
+
 class SSLNetwork(nn.Module):
   """encoder -> projector (-> predictor), and optional ``prototypes``: parameters a loss reads (SwAV's), made at
   initialisation and not applied here.

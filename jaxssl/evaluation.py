@@ -1,0 +1,299 @@
+"""Evaluation of frozen representations, as solo-learn and lightly report it.
+
+- weighted kNN (Wu et al. 2018): cosine similarity, k=200, temperature 0.1, on device in chunks;
+- offline linear probe: a linear classifier on frozen features trained with optax (SGD + momentum, cosine
+  schedule), with or without augmentation (random resized crop + flip), top-1 and top-5;
+- the online probe's pieces (a linear classifier on stop-gradient features trained inside the train step live in
+  ``jaxssl.train_step``; ``probe_accuracy_of`` scores it here).
+
+``Evaluator`` compiles the encoder's feature function once per run, so periodic evaluations do not compile
+again. ``python -m jaxssl.evaluate --workdir DIR`` (jaxssl/evaluate.py) drives this module on a saved run.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxssl import augment
+from jaxssl.data import Source
+from jaxssl.models import LinearProbe
+from jaxssl.parallel import shard_batch
+from jaxssl.train_step import normalize
+
+
+def _identity(x):
+  return x
+
+
+def features_function(apply_fn: Callable, preprocess: Callable = _identity, mesh: Mesh | None = None) -> Callable:
+  """The jitted (variables, images uint8 [B, H, W, C], labels [B], key or None) -> (features [B, D], labels)
+  that ``embed`` runs. Built once and passed to ``embed``, it compiles once per input shape for the whole run;
+  with ``key`` every image is first randomly cropped and flipped."""
+
+  def features(variables, images, labels, key):
+    x = augment.to_float(images)
+    if key is not None:
+      keys = jax.random.split(key, x.shape[0])
+
+      def crop_flip(k, im):
+        k1, k2 = jax.random.split(k)
+        return augment.random_flip(k2, augment.random_resized_crop(k1, im, im.shape[0]))
+
+      x = jax.vmap(crop_flip)(keys, x)
+    return apply_fn(variables, preprocess(x)), labels
+
+  return jax.jit(features, out_shardings=None if mesh is None else NamedSharding(mesh, P()))
+
+
+def embed(apply_fn: Callable, variables, source: Source, batch_size: int, mesh: Mesh | None = None,
+          preprocess: Callable = _identity, augment_key: jax.Array | None = None,
+          features_fn: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """Features and labels of every example of ``source``: float32 [N, D] and int32 [N], on the host.
+
+  With a mesh, each chunk is split over its devices (and processes: each process reads only its share); the
+  features come back replicated. With ``augment_key`` every image is first randomly cropped and flipped
+  (the linear probe's training augmentation). ``features_fn``: ``features_function(apply_fn, preprocess,
+  mesh)`` built once by the caller (else built here, and compiled, on every call).
+  """
+  features_fn = features_fn or features_function(apply_fn, preprocess, mesh)
+  num_devices = 1 if mesh is None else mesh.size
+  processes, me = (1, 0) if mesh is None else (jax.process_count(), jax.process_index())
+  outputs, labels = [], []
+  for start in range(0, len(source), batch_size):
+    indices = np.arange(start, min(start + batch_size, len(source)))
+    padded = np.concatenate([indices, np.zeros((-len(indices)) % num_devices, indices.dtype)])
+    share = len(padded) // processes
+    images, chunk_labels = source.read(padded[me * share:(me + 1) * share])
+    batch = {"image": images, "label": chunk_labels}
+    if mesh is not None:
+      batch = shard_batch(batch, mesh)
+    key = None if augment_key is None else jax.random.fold_in(augment_key, start)
+    f, y = features_fn(variables, batch["image"], batch["label"], key)
+    outputs.append(np.asarray(f)[:len(indices)])
+    labels.append(np.asarray(y)[:len(indices)])
+  return np.concatenate(outputs).astype(np.float32), np.concatenate(labels)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# kNN.
+
+
+@functools.partial(jax.jit, static_argnames=("k", "num_classes"))
+def _knn_chunk(test, train, train_labels, k: int, temperature: float, num_classes: int):
+  similarity = test @ train.T                                        # [c, N] cosine similarities
+  top_sim, top_idx = jax.lax.top_k(similarity, k)                    # [c, k]
+  weights = jnp.exp(top_sim / temperature)
+  votes = jax.nn.one_hot(train_labels[top_idx], num_classes) * weights[..., None]
+  return jnp.argmax(votes.sum(axis=1), axis=-1)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+  return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def knn_predict(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
+                num_classes: int, k: int = 200, temperature: float = 0.1, chunk: int = 1024) -> np.ndarray:
+  """Weighted kNN: the k most cosine-similar train features vote for their label with weight exp(sim / T).
+
+  Args:
+    train_features: [N, D]; train_labels: int [N]; test_features: [M, D].
+  Returns:
+    int [M] predicted labels.
+  """
+  train = jnp.asarray(_unit(train_features))
+  labels = jnp.asarray(train_labels)
+  test = _unit(test_features)
+  k = min(k, len(train_features))
+  predictions = [np.asarray(_knn_chunk(jnp.asarray(test[s:s + chunk]), train, labels, k, temperature,
+                                       num_classes)) for s in range(0, len(test), chunk)]
+  return np.concatenate(predictions)
+
+
+def knn_accuracy(train_features, train_labels, test_features, test_labels, num_classes: int, k: int = 200,
+                 temperature: float = 0.1) -> float:
+  """Top-1 accuracy of weighted kNN, in [0, 1]."""
+  predictions = knn_predict(train_features, train_labels, test_features, num_classes, k, temperature)
+  return float(np.mean(predictions == np.asarray(test_labels)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Linear probe.
+
+
+def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+  """Fraction of rows whose label is among the k largest logits."""
+  k = min(k, logits.shape[-1])
+  top = np.argsort(-logits, axis=-1)[:, :k]
+  return float(np.mean(np.any(top == np.asarray(labels)[:, None], axis=-1)))
+
+
+def _standardizer(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  mean = features.mean(axis=0)
+  std = features.std(axis=0) + 1e-6
+  return mean, std
+
+
+def train_linear_probe(feature_epochs: Callable[[int], tuple[np.ndarray, np.ndarray]], num_classes: int,
+                       epochs: int, lr: float = 0.1, batch_size: int = 256, weight_decay: float = 0.0,
+                       seed: int = 0):
+  """Trains a LinearProbe with SGD (momentum 0.9, cosine schedule, cross-entropy).
+
+  ``feature_epochs(e)`` gives the (features [N, D], labels [N]) of epoch e: the same arrays every epoch
+  without augmentation, fresh augmented ones with. Features are standardised with the first epoch's mean and
+  std (a fixed affine map: it conditions SGD and leaves the probe linear). Returns (params, mean, std).
+  """
+  features, labels = feature_epochs(0)
+  mean, std = _standardizer(features)
+  n, dim = features.shape
+  steps_per_epoch = max(n // batch_size, 1)
+  schedule = optax.cosine_decay_schedule(lr, epochs * steps_per_epoch)
+  tx = optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(schedule, momentum=0.9))
+  probe = LinearProbe(num_classes)
+  params = probe.init(jax.random.key(seed), jnp.zeros((1, dim)))
+  opt_state = tx.init(params)
+
+  @jax.jit
+  def epoch_fn(params, opt_state, x, y, key):
+    order = jax.random.permutation(key, x.shape[0])[:steps_per_epoch * batch_size]
+    xb = x[order].reshape(steps_per_epoch, -1, dim)
+    yb = y[order].reshape(steps_per_epoch, -1)
+
+    def step(carry, batch):
+      params, opt_state = carry
+      bx, by = batch
+
+      def loss_fn(p):
+        logits = probe.apply(p, bx)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, by).mean()
+
+      grads = jax.grad(loss_fn)(params)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return (optax.apply_updates(params, updates), opt_state), None
+
+    (params, opt_state), _ = jax.lax.scan(step, (params, opt_state), (xb, yb))
+    return params, opt_state
+
+  key = jax.random.key(seed + 1)
+  for e in range(epochs):
+    if e > 0:
+      features, labels = feature_epochs(e)
+    x = jnp.asarray((features - mean) / std)
+    params, opt_state = epoch_fn(params, opt_state, x, jnp.asarray(labels), jax.random.fold_in(key, e))
+  return params, mean, std
+
+
+def linear_probe_accuracy(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
+                          test_labels: np.ndarray, num_classes: int, epochs: int = 30, lr: float = 0.1,
+                          batch_size: int = 256, weight_decay: float = 0.0, seed: int = 0,
+                          augmented_epochs: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None
+                          ) -> dict[str, float]:
+  """Top-1 and top-5 test accuracy of a linear probe on frozen features (in [0, 1]).
+
+  Args:
+    train_features: [N, D]; train_labels: int [N]; test_features: [M, D]; test_labels: int [M].
+    augmented_epochs: if given, epoch e > 0 trains on ``augmented_epochs(e)`` instead of the plain features.
+  """
+  plain = (train_features, train_labels)
+  feature_epochs = (lambda e: plain) if augmented_epochs is None else (
+      lambda e: augmented_epochs(e) if e > 0 else plain)
+  params, mean, std = train_linear_probe(feature_epochs, num_classes, epochs, lr, batch_size, weight_decay, seed)
+  logits = np.asarray(LinearProbe(num_classes).apply(params, jnp.asarray((test_features - mean) / std)))
+  return {"top1": topk_accuracy(logits, test_labels, 1), "top5": topk_accuracy(logits, test_labels, 5)}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A train state's encoder.
+
+
+def encoder_fn(trainer, state) -> tuple[Callable, dict, Callable]:
+  """(apply_fn, variables, preprocess) of the online encoder of a train state (BatchNorm in inference mode)."""
+  size = trainer.recipes[0].size
+
+  def preprocess(x):
+    if x.shape[1] != size:
+      x = jax.vmap(lambda im: augment.crop_and_resize(im, 0.0, 0.0, im.shape[0], im.shape[1], size))(x)
+    return normalize(trainer, x)
+
+  apply_fn = functools.partial(trainer.network.apply, method=trainer.network.embed)
+  variables = None if state is None else {"params": state.params, "batch_stats": state.batch_stats}
+  return apply_fn, variables, preprocess
+
+
+class Evaluator:
+  """kNN, online-probe and linear-probe accuracy of a run's train states. The encoder's feature function is
+  built once, so every evaluation of the run after the first reuses its compilation."""
+
+  def __init__(self, trainer, mesh: Mesh | None = None):
+    self.trainer, self.mesh = trainer, mesh
+    apply_fn, _, self._preprocess = encoder_fn(trainer, None)
+    self._apply_fn = apply_fn
+    self._features_fn = features_function(apply_fn, self._preprocess, mesh)
+
+  def _embed(self, state, source, augment_key=None):
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    return embed(self._apply_fn, variables, source, self.trainer.config.eval.batch_size, self.mesh,
+                 self._preprocess, augment_key=augment_key, features_fn=self._features_fn)
+
+  def features(self, state, dataset) -> dict[str, np.ndarray]:
+    """Frozen features and labels of the dataset's eval_train and test splits."""
+    train_x, train_y = self._embed(state, dataset.eval_train)
+    test_x, test_y = self._embed(state, dataset.test)
+    return {"train_features": train_x, "train_labels": train_y, "test_features": test_x, "test_labels": test_y}
+
+  def knn_accuracy(self, state, dataset, features=None) -> float:
+    """kNN test accuracy of the online encoder (config.eval.knn_k, knn_temperature)."""
+    f = features or self.features(state, dataset)
+    ev = self.trainer.config.eval
+    return knn_accuracy(f["train_features"], f["train_labels"], f["test_features"], f["test_labels"],
+                        dataset.num_classes, k=ev.knn_k, temperature=ev.knn_temperature)
+
+  def linear_probe(self, state, dataset, features=None) -> dict[str, float]:
+    """Linear-probe top-1/top-5 of the online encoder (config.eval.linear_*)."""
+    f = features or self.features(state, dataset)
+    ev, seed = self.trainer.config.eval, self.trainer.config.seed
+    augmented = None
+    if ev.linear_augment:
+      key = jax.random.key(seed + 17)
+      augmented = lambda e: self._embed(state, dataset.eval_train, augment_key=jax.random.fold_in(key, e))
+    return linear_probe_accuracy(f["train_features"], f["train_labels"], f["test_features"], f["test_labels"],
+                                 dataset.num_classes, epochs=ev.linear_epochs, lr=ev.linear_lr,
+                                 batch_size=ev.linear_batch_size, weight_decay=ev.linear_weight_decay,
+                                 seed=seed, augmented_epochs=augmented)
+
+  def probe_accuracy(self, state, features) -> float | None:
+    """Test top-1 accuracy of the train state's online probe (None when it has none)."""
+    if state.probe_params is None or self.trainer.probe is None:
+      return None
+    logits = np.asarray(self.trainer.probe.apply(state.probe_params, jnp.asarray(features["test_features"])))
+    return topk_accuracy(logits, features["test_labels"], 1)
+
+  def evaluate(self, state, dataset, linear: bool = False) -> dict[str, float]:
+    """kNN accuracy, the online probe's test accuracy (when there is one) and, with ``linear``, the offline
+    linear probe's top-1/top-5, from one pass of the encoder over the eval splits."""
+    features = self.features(state, dataset)
+    out = {"knn_accuracy": self.knn_accuracy(state, dataset, features)}
+    probe = self.probe_accuracy(state, features)
+    if probe is not None:
+      out["online_probe_accuracy"] = probe
+    if linear:
+      lp = self.linear_probe(state, dataset, features)
+      out["linear_top1"], out["linear_top5"] = lp["top1"], lp["top5"]
+    return out
+
+
+def evaluate_state(trainer, state, dataset, mesh: Mesh | None = None, linear: bool = False) -> dict[str, float]:
+  """One evaluation of a train state (``Evaluator.evaluate``; a run that evaluates often keeps an Evaluator)."""
+  return Evaluator(trainer, mesh).evaluate(state, dataset, linear)
+
+
+def summary(scores: dict[str, float]) -> str:
+  names = {"knn_accuracy": "kNN", "online_probe_accuracy": "online probe", "linear_top1": "linear top-1",
+           "linear_top5": "linear top-5"}
+  return ", ".join(f"{names[k]} {100 * v:.2f}%" for k, v in scores.items() if k in names)
