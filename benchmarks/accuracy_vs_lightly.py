@@ -36,8 +36,9 @@ from jaxssl import data, evaluation, optim, train, train_step  # noqa: E402
 LIGHTLY_RECIPES = ("simclr", "byol", "vicreg")
 
 
-def config_for(name: str, epochs: float):
+def config_for(name: str, epochs: float, seed: int = 0):
   config = importlib.import_module(f"configs.{name}").get_config()
+  config.seed = seed
   config.train.num_epochs = epochs
   config.eval.knn_at_init = False
   config.eval.every_epochs = 0.0
@@ -102,7 +103,9 @@ def main():
   parser.add_argument("--epochs", type=float, default=3.0)
   parser.add_argument("--lightly_python", default=os.path.join(ROOT, ".venv-lightly", "bin", "python"))
   parser.add_argument("--lightly_workers", type=int, default=2, help="lightly's DataLoader worker processes")
+  parser.add_argument("--seed", type=int, default=0, help="config.seed, and torch's seed on lightly's side")
   parser.add_argument("--skip_jaxssl", action="store_true", help="lightly only (e.g. to test the recipe)")
+  parser.add_argument("--skip_lightly", action="store_true", help="jaxssl only (e.g. another seed)")
   args = parser.parse_args()
 
   rows, baselines = [], {}
@@ -110,14 +113,16 @@ def main():
     for name in args.methods.split(","):
       if name not in LIGHTLY_RECIPES:
         raise SystemExit(f"--methods: {name!r} has no lightly recipe here; use some of {LIGHTLY_RECIPES}")
-      config = config_for(name, args.epochs)
+      config = config_for(name, args.epochs, args.seed)
       dataset = data.load(config.data)
       if not args.skip_jaxssl:
         results = train.run(config, os.path.join(tmp, name), dataset=dataset)
         rows.append((name, "jaxssl", results, results["train_seconds"], results["final_loss"]))
         print(f"{name} jaxssl: {results}", flush=True)
+      if args.skip_lightly:
+        continue
       if not args.skip_jaxssl and not baselines:
-        base = accuracy.baselines(config_for(name, args.epochs), config.eval.linear_epochs)
+        base = accuracy.baselines(config_for(name, args.epochs, args.seed), config.eval.linear_epochs)
         baselines[("raw pixels", "")] = base["raw pixels"]
         baselines[("random init", "jaxssl")] = base["random-init encoder"]
       scores, init, timing = run_lightly(config, dataset, args.lightly_python, args.lightly_workers, tmp)
@@ -126,8 +131,8 @@ def main():
       print(f"{name} lightly: {scores} {timing}", flush=True)
 
   print(f"\n{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"jax {jax.__version__}; each method's config, {args.epochs:g} epochs; kNN and linear probe by jaxssl's "
-        "code on both encoders\n")
+        f"jax {jax.__version__}; each method's config, {args.epochs:g} epochs, seed {args.seed}; kNN and linear "
+        "probe by jaxssl's code on both encoders\n")
   print("| method | library | kNN top-1 | linear top-1 | linear top-5 | final loss | pretraining s |")
   print("|---|---|---|---|---|---|---|")
   for (what, library), s in baselines.items():

@@ -26,7 +26,8 @@ What is the same as jaxssl, from the recipe:
 
 What differs: PyTorch's default init for the heads' Linear layers (Kaiming uniform, a = sqrt(5)) against
 Flax's LeCun normal; the data order and augmentation draws (torch's generators, not jaxssl's keys).
-Writes the features of the encoder after training and at initialisation. Prints one JSON line: train_seconds (the training loop), first and final loss, steps.
+Writes the features of the encoder after training and at initialisation. Prints one JSON line: train_seconds
+(the training loop), first and final loss, steps.
 """
 
 import json

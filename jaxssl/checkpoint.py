@@ -6,25 +6,71 @@ killed mid-save leaves the previous checkpoint intact; a restore always reads a 
 
 Saving is asynchronous: ``save`` returns once the state is copied off the accelerator, and the files are
 written in the background while training goes on (the next save, ``close`` or a restore waits for it).
+
+Every checkpoint's record holds the shape and a CRC-32 of each array of the state. ``restore_intact`` tells a
+checkpoint that does not fit the run (its recorded shapes differ from this config's: ``CheckpointMismatch``)
+from a damaged one (unreadable, partial, a stray folder, or arrays that no longer match their checksums:
+``CheckpointDamaged``), and falls back past damaged ones to the newest intact checkpoint, moving the damaged
+folders aside (``checkpoints/damaged-STEP``) so that nothing is deleted and the run can save those steps again.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+import zlib
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxssl.workdir import resolve
+
+
+class _QuietMissingMetadata(logging.Filter):
+  """orbax warns "Metadata file does not exist" when it looks for optional step metadata (_CHECKPOINT_METADATA)
+  that this layout does not write; on a healthy resume a user reads it as damage."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Metadata file does not exist")
+
+
+logging.getLogger("absl").addFilter(_QuietMissingMetadata())
 
 
 class CheckpointError(ValueError):
   """A checkpoint that cannot be restored into this run (corrupt, or from a different model)."""
 
 
+class CheckpointDamaged(CheckpointError):
+  """A checkpoint whose files are missing, unreadable or no longer match their checksums."""
+
+
+class CheckpointMismatch(CheckpointError):
+  """An intact checkpoint of another model: its recorded shapes differ from this run's."""
+
+
 def _first_line(error: Exception) -> str:
-  text = str(error).strip()
-  return (text.splitlines()[0] if text else type(error).__name__)[:300]
+  text = re.sub(r"<[^<>]*>", "", str(error)).strip()          # no "<bound method pybind11...>" in a message
+  return (text.splitlines()[0].strip() if text else type(error).__name__)[:200] or type(error).__name__
+
+
+def _host_copy(leaf) -> np.ndarray:
+  """One replica of a (replicated) array on this host, also when other processes hold the other replicas."""
+  if hasattr(leaf, "addressable_data"):
+    return np.asarray(leaf.addressable_data(0))
+  return np.asarray(leaf)
+
+
+def checksums(tree: Any) -> dict[str, str]:
+  """{"params/encoder/...": CRC-32 (hex) of the array's bytes} for every array leaf."""
+  out = {}
+  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    if hasattr(leaf, "shape"):
+      data = np.ascontiguousarray(_host_copy(leaf))
+      out["/".join(_key_name(k) for k in path)] = f"{zlib.crc32(data.view(np.uint8).reshape(-1)):08x}"
+  return out
 
 
 def _key_name(key) -> str:
@@ -68,35 +114,89 @@ class Checkpointer:
     """Starts writing the state and meta as checkpoint ``step`` (all processes call this; orbax coordinates).
 
     Returns once the state's arrays are copied to host memory, so the caller may donate or overwrite them."""
+    meta = {**meta, "shapes": {k: list(v) for k, v in shapes_by_path(state).items()},
+            "checksums": checksums(state)}
     self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                      meta=ocp.args.JsonSave(meta)), force=True)
 
   def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
     """The state (shaped and sharded like ``abstract_state``) and meta of ``step`` (default: the latest).
 
-    Raises CheckpointError with one line when the checkpoint does not fit this run or cannot be read.
+    Raises CheckpointMismatch (another model) or CheckpointDamaged (missing, unreadable or altered files), each
+    with one line.
     """
     step = self.latest_step() if step is None else step
     if step is None:
       raise CheckpointError(f"no checkpoint in {self.directory}")
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    expected = shapes_by_path(target)
     where = self.directory / str(step)
     advice = "use a new workdir, or the config the checkpoint was written with"
     try:
+      recorded = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except Exception as e:  # noqa: BLE001 -- orbax raises many types; the user needs one line
+      raise CheckpointDamaged(f"checkpoint {where} is damaged: its record cannot be read "
+                              f"({_first_line(e)})") from None
+    if "shapes" in recorded:
+      difference = first_difference({k: tuple(v) for k, v in recorded["shapes"].items()}, expected)
+      if difference:
+        raise CheckpointMismatch(f"checkpoint {where} does not fit this run's config: {difference}; {advice}")
+    try:
       saved = ocp.StandardCheckpointer().metadata(where / "state")
-      difference = first_difference(shapes_by_path(getattr(saved, "item_metadata", saved)),
-                                    shapes_by_path(target))
+      difference = first_difference(shapes_by_path(getattr(saved, "item_metadata", saved)), expected)
     except Exception as e:  # noqa: BLE001
-      raise CheckpointError(f"checkpoint {where} cannot be read ({_first_line(e)}); {advice}") from None
-    if difference:
-      raise CheckpointError(f"checkpoint {where} does not fit this run's config: {difference}; {advice}")
+      raise CheckpointDamaged(f"checkpoint {where} is damaged: its state cannot be read ({_first_line(e)})") from None
+    if difference and "shapes" in recorded:
+      raise CheckpointDamaged(f"checkpoint {where} is damaged: its state files disagree with its record "
+                              f"({difference})")
+    if difference:                # a checkpoint from before records held shapes
+      raise CheckpointMismatch(f"checkpoint {where} does not fit this run's config: {difference}; {advice}")
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
     except Exception as e:  # noqa: BLE001 -- orbax raises many types; the user needs one line
-      raise CheckpointError(f"checkpoint {where} cannot be restored into this run ({_first_line(e).rstrip(':')})"
-                            f"; {advice}") from None
-    return restored["state"], restored["meta"]
+      raise CheckpointDamaged(f"checkpoint {where} is damaged: its arrays cannot be read "
+                              f"({_first_line(e).rstrip(':')})") from None
+    state, meta = restored["state"], restored["meta"]
+    for path, value in checksums(state).items():
+      if meta.get("checksums", {}).get(path, value) != value:
+        raise CheckpointDamaged(f"checkpoint {where} is damaged: {path} does not match its checksum")
+    return state, meta
+
+  def restore_intact(self, abstract_state: Any) -> tuple[Any, dict, list[str]]:
+    """The newest checkpoint that is intact: (state, meta, one line per damaged newer checkpoint, moved aside).
+
+    A CheckpointMismatch is raised at once (a damaged checkpoint says nothing of the run's model; an intact one
+    of another model means the workdir holds another run). Raises CheckpointDamaged when none is intact.
+    """
+    damaged = []
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        state, meta = self.restore(abstract_state, step)
+      except CheckpointDamaged as e:
+        damaged.append((step, str(e)))
+        continue
+      self._move_aside([s for s, _ in damaged])
+      return state, meta, [why for _, why in damaged]
+    raise CheckpointDamaged(f"no intact checkpoint in {self.directory}: " + "; ".join(why for _, why in damaged)
+                            + "; move the checkpoints away to start the run again")
+
+  def _move_aside(self, steps: list[int]) -> None:
+    """Renames damaged step folders to damaged-STEP (nothing is deleted) and rereads the step list."""
+    if not steps:
+      return
+    if jax.process_index() == 0:
+      for step in steps:
+        aside = self.directory / f"damaged-{step}"
+        suffix = 0
+        while aside.exists():
+          suffix += 1
+          aside = self.directory / f"damaged-{step}.{suffix}"
+        (self.directory / str(step)).rename(aside)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices("jaxssl: damaged checkpoints moved aside")
+    self._manager.reload()
 
   def restore_meta(self, step: int | None = None) -> dict:
     """Only the JSON record of ``step`` (default: the latest): what is needed to rebuild the run's model."""

@@ -13,6 +13,8 @@ again. ``python -m jaxssl.evaluate --workdir DIR`` (jaxssl/evaluate.py) drives t
 from __future__ import annotations
 
 import functools
+import sys
+import time
 from typing import Callable
 
 import jax
@@ -54,13 +56,15 @@ def features_function(apply_fn: Callable, preprocess: Callable = _identity, mesh
 
 def embed(apply_fn: Callable, variables, source: Source, batch_size: int, mesh: Mesh | None = None,
           preprocess: Callable = _identity, augment_key: jax.Array | None = None,
-          features_fn: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
+          features_fn: Callable | None = None,
+          progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
   """Features and labels of every example of ``source``: float32 [N, D] and int32 [N], on the host.
 
   With a mesh, each chunk is split over its devices (and processes: each process reads only its share); the
   features come back replicated. With ``augment_key`` every image is first randomly cropped and flipped
   (the linear probe's training augmentation). ``features_fn``: ``features_function(apply_fn, preprocess,
-  mesh)`` built once by the caller (else built here, and compiled, on every call).
+  mesh)`` built once by the caller (else built here, and compiled, on every call). ``progress(done, total)``
+  is called after each chunk.
   """
   features_fn = features_fn or features_function(apply_fn, preprocess, mesh)
   num_devices = 1 if mesh is None else mesh.size
@@ -78,6 +82,8 @@ def embed(apply_fn: Callable, variables, source: Source, batch_size: int, mesh: 
     f, y = features_fn(variables, batch["image"], batch["label"], key)
     outputs.append(np.asarray(f)[:len(indices)])
     labels.append(np.asarray(y)[:len(indices)])
+    if progress is not None:
+      progress(int(indices[-1]) + 1, len(source))
   return np.concatenate(outputs).astype(np.float32), np.concatenate(labels)
 
 
@@ -236,21 +242,35 @@ class Evaluator:
     self._apply_fn = apply_fn
     self._features_fn = features_function(apply_fn, self._preprocess, mesh)
 
-  def _embed(self, state, source, augment_key=None):
+  def _say(self, message: str) -> None:
+    """A progress line on stderr (process 0): evaluation passes can take minutes on a CPU."""
+    if jax.process_index() == 0:
+      print(f"evaluation: {message}", file=sys.stderr, flush=True)
+
+  def _embed(self, state, source, augment_key=None, name: str = ""):
     variables = {"params": state.params, "batch_stats": state.batch_stats}
+    start, shown = time.perf_counter(), [time.perf_counter()]
+
+    def progress(done: int, total: int) -> None:
+      now = time.perf_counter()
+      if name and (now - shown[0] > 30 or done == total):
+        shown[0] = now
+        self._say(f"encoded {done}/{total} {name} images ({now - start:.0f} s)")
+
     return embed(self._apply_fn, variables, source, self.trainer.config.eval.batch_size, self.mesh,
-                 self._preprocess, augment_key=augment_key, features_fn=self._features_fn)
+                 self._preprocess, augment_key=augment_key, features_fn=self._features_fn, progress=progress)
 
   def features(self, state, dataset) -> dict[str, np.ndarray]:
     """Frozen features and labels of the dataset's eval_train and test splits."""
-    train_x, train_y = self._embed(state, dataset.eval_train)
-    test_x, test_y = self._embed(state, dataset.test)
+    train_x, train_y = self._embed(state, dataset.eval_train, name="train")
+    test_x, test_y = self._embed(state, dataset.test, name="test")
     return {"train_features": train_x, "train_labels": train_y, "test_features": test_x, "test_labels": test_y}
 
   def knn_accuracy(self, state, dataset, features=None) -> float:
     """kNN test accuracy of the online encoder (config.eval.knn_k, knn_temperature)."""
     f = features or self.features(state, dataset)
     ev = self.trainer.config.eval
+    self._say(f"kNN (k={ev.knn_k}) of {len(f['test_labels'])} test images among {len(f['train_labels'])}")
     return knn_accuracy(f["train_features"], f["train_labels"], f["test_features"], f["test_labels"],
                         dataset.num_classes, k=ev.knn_k, temperature=ev.knn_temperature)
 
@@ -262,6 +282,8 @@ class Evaluator:
     if ev.linear_augment:
       key = jax.random.key(seed + 17)
       augmented = lambda e: self._embed(state, dataset.eval_train, augment_key=jax.random.fold_in(key, e))
+    self._say(f"linear probe, {ev.linear_epochs} epochs on {len(f['train_labels'])} frozen features"
+              + (" (augmented: the encoder runs every epoch)" if ev.linear_augment else ""))
     return linear_probe_accuracy(f["train_features"], f["train_labels"], f["test_features"], f["test_labels"],
                                  dataset.num_classes, epochs=ev.linear_epochs, lr=ev.linear_lr,
                                  batch_size=ev.linear_batch_size, weight_decay=ev.linear_weight_decay,

@@ -8,6 +8,7 @@ JAXSSL_PROCESS_ID name it (``launch/local.sh`` sets them). Every process runs th
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from jaxssl import xla_flags
@@ -21,6 +22,8 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results (and checkpoints).")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Join a multi-process run (jax.distributed.initialize).")
+_ALLOW_CHANGE = flags.DEFINE_list("allow_change", [], "Config fields that may differ from the workdir's run on "
+                                  "resume, e.g. train.num_epochs to extend it.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -47,6 +50,7 @@ def main(argv) -> int:
   from jaxssl import train
   from jaxssl.checkpoint import CheckpointError
   from jaxssl.data import DataError
+  from jaxssl.run_identity import WorkdirError
   from jaxssl.train import TrainingError
   from jaxssl.validate import ConfigError
 
@@ -57,22 +61,29 @@ def main(argv) -> int:
     print(f"error: --config: {' '.join(str(e).split())}", file=sys.stderr)
     return 2
   try:
-    train.run(config, _WORKDIR.value)
-  except (ConfigError, DataError, CheckpointError, TrainingError) as e:
+    train.run(config, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value)
+  except (ConfigError, DataError, CheckpointError, TrainingError, WorkdirError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   return 0
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with a bad flag or config override turned into one line and exit code 2."""
+  """absl's flag parsing, with a bad flag or config override turned into one line and exit code 2; --help
+  prints the usage and exits 0."""
+  if any(a in ("--help", "-h", "-?", "--helpshort") for a in argv[1:]):
+    app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)
   try:
     return flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as e:
     raw = str(e).strip("\"'")
     message = " ".join(raw.split())
     if isinstance(e, (AttributeError, KeyError)):
-      message = f"no such config field {raw!r}"
+      text = str(e.args[0]) if e.args else str(e)
+      name = re.search(r"'([^'\\]+)", text)
+      raw = name.group(1) if name else text
+      suggestion = re.search(r'Did you mean \\?"([^"\\]+)', text)
+      message = f"no such config field {raw!r}" + (f"; did you mean {suggestion.group(1)!r}?" if suggestion else "")
     culprits = [a for a in argv[1:] if a.startswith("--config.") and raw and raw in a]
     print(f"error: {culprits[0] + ': ' if culprits else ''}{message}", file=sys.stderr)
     sys.exit(2)

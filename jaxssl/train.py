@@ -7,18 +7,20 @@ over every device by ``jaxssl.parallel``; evaluation is ``jaxssl.evaluation``'s.
 from __future__ import annotations
 
 import json
+import os
 import time
+from typing import Sequence
 
 import jax
 import ml_collections
 import numpy as np
 
-from jaxssl import evaluation, methods
+from jaxssl import evaluation, methods, run_identity
 from jaxssl.cadence import Cadence
 from jaxssl.metrics import MetricsWriter
 from jaxssl.parallel import make_mesh, replicate, shard_batch, shard_step
 from jaxssl.train_step import build, init_state, make_per_device_step
-from jaxssl.workdir import resolve
+from jaxssl.workdir import is_url, resolve
 
 
 def total_steps_for(config: ml_collections.ConfigDict, num_train: int) -> int:
@@ -75,19 +77,21 @@ def _check_finite(metrics, step: int, names: list[str]) -> None:
     first = names[int(np.argmin(flags))] if len(names) == len(flags) else "?"
     raise TrainingError(f"step {step}: not finite: {first} (loss={float(metrics['loss'])}); nothing from this "
                         "step on is saved, and the workdir resumes from its last checkpoint; lower "
-                        "config.optim.base_lr or check the data and the config")
+                        "config.optim.base_lr (resume with --allow_change=optim.base_lr) or check the data")
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[str, float]:
+def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
+        allow_change: Sequence[str] = ()) -> dict[str, float]:
   """Validates the config, trains (resuming from the workdir's latest checkpoint), evaluates and writes
   ``results.json``; returns the results.
 
   ``dataset`` (a ``jaxssl.data.Dataset``, e.g. of in-memory ArraySources) replaces the config's data source.
   Checkpoints go to ``workdir/checkpoints`` every ``train.checkpoint_every`` steps, at the end, and on SIGTERM
-  (then the run returns early with ``results["preempted"] = True``).
+  (then the run returns early with ``results["preempted"] = True``). A workdir holding a run started with
+  another config is refused (``jaxssl.run_identity``) unless the differing fields are in ``allow_change``; a
+  finished run returns its results without training or evaluating again.
   """
-  from jaxssl import checkpoint, data, validate
-  from jaxssl.progress import Progress
+  from jaxssl import data, validate
 
   validate.validate(config, num_devices=jax.device_count())
   dataset = dataset or data.load(config.data)   # raises DataError before the workdir is touched
@@ -104,6 +108,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
                          f"config.data.test_split={config.data.test_split!r} have no labels; turn it off or "
                          "name labeled splits")
 
+  root = resolve(workdir)
+  changes = run_identity.check_same_run(root, config, allow_change, workdir)
+  _check_writable(root, workdir)
+
   mesh = make_mesh()
   steps_per_epoch = len(dataset.train) // config.train.batch_size
   total_steps = total_steps_for(config, len(dataset.train))
@@ -115,15 +123,62 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None) -> dict[s
   channels = dataset.train.image_shape[-1]
   state = replicate(init_state(trainer, jax.random.key(config.seed), channels), mesh)
 
-  root = resolve(workdir)
   root.mkdir(parents=True, exist_ok=True)
+  lock = run_identity.WorkdirLock(root, workdir).acquire() if jax.process_index() == 0 else None
+  if lock is not None and lock.note:
+    print(f"workdir: {lock.note}", flush=True)
+  try:
+    return _run_in(root, workdir, config, dataset, mesh, trainer, state, total_steps, steps_per_epoch,
+                   num_classes, channels, changes)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _check_writable(root, workdir: str) -> None:
+  """A local workdir must be a directory, or creatable, and writable: one line now rather than a traceback at
+  the first save."""
+  if not workdir:
+    raise run_identity.WorkdirError("--workdir='': name a directory for the run")
+  if is_url(workdir):
+    return
+  path = os.path.abspath(workdir)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise run_identity.WorkdirError(f"--workdir={workdir!r} is a file, not a directory")
+  existing = path
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+    raise run_identity.WorkdirError(f"--workdir={workdir!r} cannot be written ({existing} is not a writable "
+                                    "directory)")
+
+
+def _run_in(root, workdir, config, dataset, mesh, trainer, state, total_steps, steps_per_epoch, num_classes,
+            channels, changes) -> dict[str, float]:
+  """The run proper, with the workdir locked: restore, train, evaluate, write results."""
+  from jaxssl import checkpoint, data
+  from jaxssl.progress import Progress
+
   checkpointer = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)
   meta = {"data_position": 0, "evals": [], "results": {}}
   if checkpointer.latest_step() is not None:
-    state, meta = checkpointer.restore(state)     # CheckpointError: nothing in the workdir has changed
+    # A checkpoint of another model raises (nothing in the workdir has changed); damaged ones are moved aside.
+    state, meta, damaged = checkpointer.restore_intact(state)
+    for why in damaged:
+      print(f"warning: {why}; moved aside to {checkpointer.directory}/damaged-*", flush=True)
     print(f"resuming from step {int(state.step)} ({checkpointer.directory})", flush=True)
-  if jax.process_index() == 0:
+  if jax.process_index() == 0 and (changes or not (root / "config.json").exists()
+                                  or checkpointer.latest_step() is None):
+    if changes:
+      run_identity.record_changes(root, changes, int(state.step))
+      print(f"config changes allowed on resume (recorded in config_changes.jsonl): {', '.join(changes)}",
+            flush=True)
     (root / "config.json").write_text(config.to_json_best_effort(indent=1))
+  if int(state.step) >= total_steps and (root / "results.json").exists():
+    checkpointer.close()
+    print(f"the run in {workdir} is finished (step {int(state.step)} of {total_steps}); its results are in "
+          f"{root / 'results.json'}", flush=True)
+    return json.loads((root / "results.json").read_text())["results"]
   per_device_step = make_per_device_step(trainer)
   step_fn = shard_step(per_device_step, mesh)
   writer = MetricsWriter(workdir, enabled=jax.process_index() == 0, resume_step=int(state.step))

@@ -82,7 +82,7 @@ def test_train_resume_evaluate_and_plot_with_the_workdir_on_gcs(gcs, tmp_path):
   assert any(p.name.startswith("events.out") for p in (root / "tensorboard").iterdir())
 
   config.train.num_steps = 6                          # resumed from step 4, two steps more
-  second = train.run(config, workdir)
+  second = train.run(config, workdir, allow_change=["train.num_steps"])
   steps = [json.loads(line)["step"] for line in (root / "metrics.jsonl").read_text().splitlines()
            if json.loads(line)["kind"] == "train"]
   assert steps == [1, 2, 3, 4, 5, 6]                  # no step twice, none lost

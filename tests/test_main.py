@@ -110,6 +110,8 @@ def test_bad_config_value_gives_one_line_error_and_exit_2(tmp_path, override, fi
     (["--config=configs/simclr.py", "--config.train.batch_size=abc"], "--config.train.batch_size=abc"),
     (["--config=configs/nosuch.py"], "configs/nosuch.py"),
     ([], "--config"),
+    (["--config=configs/simclr.py", "--config.train.num_epoch=3"],
+     "--config.train.num_epoch=3: no such config field 'num_epoch'; did you mean 'num_epochs'?"),
 ])
 def test_bad_command_line_gives_one_line_error_and_exit_2(tmp_path, args, culprit):
   result = _main(tmp_path / "run", *args)
@@ -117,4 +119,10 @@ def test_bad_command_line_gives_one_line_error_and_exit_2(tmp_path, args, culpri
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and culprit in errors[0], result.stderr[-2000:]
   assert "Traceback" not in result.stderr
+  assert not (tmp_path / "run").exists()
+
+
+def test_help_exits_0(tmp_path):
+  result = _main(tmp_path / "run", "--help")
+  assert result.returncode == 0 and "--workdir" in result.stdout and "--allow_change" in result.stdout
   assert not (tmp_path / "run").exists()

@@ -81,14 +81,15 @@ def test_sigterm_then_sigkill_then_resume_ends_bit_identical_and_mismatch_is_ref
   reference = tmp_path / "reference"
   _run(reference)
 
-  # A config with another model refuses the reference's checkpoint in one line and leaves it as it was.
+  # A config with another model is refused in one line (the workdir's run has another config) and the
+  # checkpoints stay as they were (the checkpoint-level "does not fit": test_checkpoint_damage.py).
   before = sorted(os.listdir(reference / "checkpoints"))
   result = subprocess.run(_command(reference, "--config.method.proj_dim=8"), cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=600)
   assert result.returncode == 2
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-  assert len(errors) == 1 and "does not fit this run's config:" in errors[0], result.stderr[-2000:]
-  assert "shape (16,) in the checkpoint but (8,) here" in errors[0]
+  assert len(errors) == 1 and "holds a run started with another config:" in errors[0], result.stderr[-2000:]
+  assert "method.proj_dim (16 -> 8)" in errors[0]
   assert "Traceback" not in result.stderr
   assert sorted(os.listdir(reference / "checkpoints")) == before
 

@@ -49,7 +49,8 @@ def make(config) -> Method:
   def update_state(method_state, online, target, step, axis_name):
     return with_current_targets(method_state, target, axis_name)
 
-  return Method(name="meanshift", make_heads=_HEADS, recipes=_recipes, loss=loss, ema=ema_schedule(m.base_momentum, m.ema_schedule),
+  return Method(name="meanshift", make_heads=_HEADS, recipes=_recipes, loss=loss,
+                ema=ema_schedule(m.base_momentum, m.ema_schedule),
                 init_state=init_state, update_state=update_state, target_views=(1,), online_views=(0,))
 
 

@@ -22,7 +22,8 @@ def make(config) -> Method:
     value = (losses.info_nce(q1, k2, temperature, axis_name) + losses.info_nce(q2, k1, temperature, axis_name))
     return value, {"loss": value}
 
-  return Method(name="mocov3", make_heads=_HEADS, recipes=byol_pair, loss=loss, ema=ema_schedule(config.method.base_momentum))
+  return Method(name="mocov3", make_heads=_HEADS, recipes=byol_pair, loss=loss,
+                ema=ema_schedule(config.method.base_momentum))
 
 
 def defaults():

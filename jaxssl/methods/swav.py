@@ -27,8 +27,9 @@ def _unit(x):
 
 def make(config) -> Method:
   """Codes of the two global views (Sinkhorn over the global batch and, once full, the queue) predicted from
-  every other view. ``method_state`` holds a queue of past normalised projections of the global views, one global queue replicated on every device; each device scores its own slice of it, so the
-  equipartition runs over the same rows on any number of devices."""
+  every other view. ``method_state`` holds a queue of past normalised projections of the global views, one
+  global queue replicated on every device; each device scores its own slice of it, so the equipartition runs
+  over the same rows on any number of devices."""
   m = config.method
   global_batch = config.train.batch_size
   assign_views = (0, 1)

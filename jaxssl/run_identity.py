@@ -1,0 +1,124 @@
+"""A workdir belongs to one run: the config it was started with, and one process writing to it at a time.
+
+- ``config_changes``: the fields in which a rerun's config differs from the workdir's ``config.json``. The
+  fields in ``NEUTRAL`` (logging, checkpoint cadence, prefetch, evaluation settings) never change what is
+  trained and may differ; any other difference (method, model, data, optimizer, seed, batch, augmentation,
+  schedule length) is refused unless the user names it (``--allow_change``), e.g. ``train.num_epochs`` to
+  extend a run. Allowed changes are recorded in ``config_changes.jsonl`` and ``config.json`` follows them.
+- ``WorkdirLock``: ``WORKDIR/lock`` holds the host and pid of the process writing the run; a second run is
+  refused while that process lives, and a lock whose process is gone (on this host) is taken over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from typing import Any, Iterable
+
+import ml_collections
+
+NEUTRAL = ("train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "data.prefetch", "data.workers",
+           "data.cache", "eval.")
+
+
+class WorkdirError(ValueError):
+  """The workdir holds another run, is in use, or cannot be written."""
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flat(value, f"{prefix}{key}."))
+    else:
+      out[prefix + key] = value
+  return out
+
+
+def config_changes(saved: dict, config: ml_collections.ConfigDict) -> dict[str, tuple[Any, Any]]:
+  """{field: (saved value, new value)} for every field that differs and can change the result."""
+  old = _flat(saved)
+  new = _flat(json.loads(config.to_json_best_effort()))      # tuples as lists, as config.json holds them
+  changes = {}
+  for field in sorted(set(old) | set(new)):
+    if field.startswith(NEUTRAL) or field in NEUTRAL:
+      continue
+    if old.get(field, "<absent>") != new.get(field, "<absent>"):
+      changes[field] = (old.get(field, "<absent>"), new.get(field, "<absent>"))
+  return changes
+
+
+def check_same_run(root, config: ml_collections.ConfigDict, allow: Iterable[str], workdir: str) -> dict:
+  """Raises WorkdirError when ``root`` holds a run started with a config that differs from ``config`` in
+  fields not named in ``allow``; returns the allowed changes (empty for a new workdir)."""
+  path = root / "config.json"
+  if not path.exists() or not ((root / "checkpoints").exists() or (root / "results.json").exists()):
+    return {}
+  try:
+    saved = json.loads(path.read_text())
+  except (OSError, ValueError) as e:
+    raise WorkdirError(f"--workdir={workdir!r}: its config.json cannot be read ({e}); restore it or use a new "
+                       "workdir") from None
+  changes = config_changes(saved, config)
+  refused = {f: v for f, v in changes.items() if f not in set(allow)}
+  if refused:
+    shown = ", ".join(f"{f} ({old!r} -> {new!r})" for f, (old, new) in list(refused.items())[:6])
+    more = f" and {len(refused) - 6} more" if len(refused) > 6 else ""
+    raise WorkdirError(f"--workdir={workdir!r} holds a run started with another config: {shown}{more}; rerun "
+                       f"with its config, pass --allow_change={','.join(refused)} to resume with the new values, "
+                       "or use a new workdir")
+  return changes
+
+
+def record_changes(root, changes: dict, step: int) -> None:
+  """Appends the allowed changes to config_changes.jsonl (read, then written whole: object stores)."""
+  path = root / "config_changes.jsonl"
+  previous = path.read_text() if path.exists() else ""
+  line = json.dumps({"step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                     "changes": {f: {"from": old, "to": new} for f, (old, new) in changes.items()}})
+  path.write_text(previous + line + "\n")
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+class WorkdirLock:
+  """``root/lock``: {"host", "pid", "since"} of the process writing the run. ``acquire`` refuses a live holder
+  and takes over a stale one (same host, process gone); ``release`` removes it if it is still ours."""
+
+  def __init__(self, root, workdir: str):
+    self.path, self.workdir = root / "lock", workdir
+    self.mine = {"host": socket.gethostname(), "pid": os.getpid()}
+    self.note = ""
+
+  def acquire(self) -> "WorkdirLock":
+    if self.path.exists():
+      try:
+        holder = json.loads(self.path.read_text())
+      except (OSError, ValueError):
+        holder = {}
+      same_host = holder.get("host") == self.mine["host"]
+      pid = holder.get("pid")
+      if holder and (not same_host or (isinstance(pid, int) and pid != self.mine["pid"] and _alive(pid))):
+        raise WorkdirError(f"--workdir={self.workdir!r} is in use by pid {pid} on host {holder.get('host')!r} "
+                           f"since {holder.get('since')} (lock file {self.path}); wait for it to finish, or "
+                           "delete the lock file if that process is gone")
+      self.note = f"took over a stale lock of pid {pid} on {holder.get('host')!r} (that process is gone)"
+    self.path.write_text(json.dumps({**self.mine, "since": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+    return self
+
+  def release(self) -> None:
+    try:
+      if self.path.exists() and json.loads(self.path.read_text()).get("pid") == self.mine["pid"]:
+        self.path.unlink()
+    except (OSError, ValueError):
+      pass
