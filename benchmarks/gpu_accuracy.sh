@@ -58,7 +58,7 @@ for method in sorted(os.listdir(runs)):
   with open(path) as f:
     record = json.load(f)
   r = record["results"]
-  curve = ", ".join(f"{e['epoch']:.0f}: {100 * e['knn_accuracy']:.2f}%" for e in record["evals"])
+  curve = ", ".join(f"{e['epoch']:.3g}: {100 * e['knn_accuracy']:.2f}%" for e in record["evals"])
   print(f"| {method} | {curve} | {100 * r['knn_accuracy']:.2f}% | {100 * r.get('linear_top1', float('nan')):.2f}% "
         f"| {r['train_seconds']:.0f} |")
 PY

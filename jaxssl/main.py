@@ -15,6 +15,7 @@ from jaxssl import xla_flags
 
 xla_flags.use_eigen_convolutions_on_cpu()       # before JAX starts its backend
 
+import ml_collections  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
@@ -60,6 +61,12 @@ def main(argv) -> int:
   except OSError as e:
     print(f"error: --config: {' '.join(str(e).split())}", file=sys.stderr)
     return 2
+  except AttributeError:
+    config = None
+  if not isinstance(config, ml_collections.ConfigDict):
+    print(f"error: --config={_config_file(sys.argv)}: get_config() returned a {type(config).__name__}, not an "
+          "ml_collections.ConfigDict (start from jaxssl.defaults.get_config(method))", file=sys.stderr)
+    return 2
   try:
     train.run(config, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value)
   except (ConfigError, DataError, CheckpointError, TrainingError, WorkdirError) as e:
@@ -73,9 +80,26 @@ def parse_flags(argv: list[str]) -> list[str]:
   prints the usage and exits 0."""
   if any(a in ("--help", "-h", "-?", "--helpshort") for a in argv[1:]):
     app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)
+  config_file = _config_file(argv)
+  problem = _config_file_problem(config_file)
+  if problem:
+    print(f"error: --config={config_file}: {problem}", file=sys.stderr)
+    sys.exit(2)
+  logging.set_verbosity(logging.ERROR)          # config_flags' own warning would repeat the error line
   try:
     return flags.FLAGS(argv)
-  except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as e:
+  except Exception as e:  # noqa: BLE001 -- the config file is user code: any exception is bad input
+    if not isinstance(e, (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError)):
+      where = f"--config={config_file}: " if config_file else ""
+      print(f"error: {where}loading it raised {type(e).__name__}: {' '.join(str(e).split())}", file=sys.stderr)
+      sys.exit(2)
+    if "Error whilst parsing config file" in str(e):       # config_flags wraps get_config's exception
+      last = str(e).strip().splitlines()[-1].strip()
+      print(f"error: --config={_config_arg(argv)}: get_config raised {last}", file=sys.stderr)
+      sys.exit(2)
+    if "must have a value other than None" in str(e) and config_file:
+      print(f"error: --config={config_file}: get_config() returned None (a missing return?)", file=sys.stderr)
+      sys.exit(2)
     raw = str(e).strip("\"'")
     message = " ".join(raw.split())
     if isinstance(e, (AttributeError, KeyError)):
@@ -87,6 +111,40 @@ def parse_flags(argv: list[str]) -> list[str]:
     culprits = [a for a in argv[1:] if a.startswith("--config.") and raw and raw in a]
     print(f"error: {culprits[0] + ': ' if culprits else ''}{message}", file=sys.stderr)
     sys.exit(2)
+
+def _config_arg(argv: list[str]) -> str | None:
+  """The --config value on the command line (a file, maybe with ":argument")."""
+  for i, arg in enumerate(argv[1:], 1):
+    if arg.startswith("--config="):
+      return arg.split("=", 1)[1]
+    if arg == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def _config_file(argv: list[str]) -> str | None:
+  """The --config file named on the command line, without its ":argument"."""
+  value = _config_arg(argv)
+  return value.split(":", 1)[0] if value else None
+
+
+def _config_file_problem(path: str | None) -> str | None:
+  """What makes a config file unusable before it runs: a syntax error, or no get_config function."""
+  import ast
+
+  if not path or not os.path.isfile(path):
+    return None                                   # config_flags names a missing file itself
+  try:
+    with open(path) as f:
+      tree = ast.parse(f.read(), filename=path)
+  except SyntaxError as e:
+    return f"syntax error at line {e.lineno}: {e.msg}"
+  except (OSError, ValueError) as e:
+    return f"cannot be read ({e})"
+  if not any(isinstance(node, ast.FunctionDef) and node.name == "get_config" for node in tree.body):
+    return "defines no get_config() (a config file is a Python module with get_config() returning a ConfigDict)"
+  return None
+
 
 if __name__ == "__main__":
   app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)

@@ -95,6 +95,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
 
   validate.validate(config, num_devices=jax.device_count())
   dataset = dataset or data.load(config.data)   # raises DataError before the workdir is touched
+  data.check_against_config(dataset, config)
   if methods.get(config).needs_labels and not dataset.train.labeled:
     raise data.DataError(f"config.method.name={config.method.name!r} needs labels, but "
                          f"config.data.train_split={config.data.train_split!r} has none")

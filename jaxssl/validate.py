@@ -141,6 +141,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _fail("data.crop_on", config.data.crop_on, f"use one of {', '.join(map(repr, CROP_PLACES))}")
   if not isinstance(config.data.workers, int) or config.data.workers < 0:
     _fail("data.workers", config.data.workers, "must be a non-negative integer (0: one per available core)")
+  if config.data.source == "synthetic":
+    for field in ("synthetic_num_examples", "synthetic_size"):
+      config_checks.positive_int(config, f"data.{field}")
+    if config.data.synthetic_channels not in (1, 3):
+      _fail("data.synthetic_channels", config.data.synthetic_channels, "use 1 or 3")
   if not config.data.train_split:
     _fail("data.train_split", config.data.train_split, "must name a split")
 

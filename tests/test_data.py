@@ -232,3 +232,72 @@ def test_numpy_file_source(tmp_path):
   with pytest.raises(data.DataError, match="no array 'val_images'"):
     data.load(ml_collections.ConfigDict({"source": "numpy", "data_dir": str(path), "train_split": "val",
                                          "eval_train_split": "", "test_split": "", "cache": False}))
+
+
+def _numpy_config(path, **overrides):
+  return ml_collections.ConfigDict({"source": "numpy", "data_dir": str(path), "train_split": "train",
+                                    "eval_train_split": "", "test_split": "", "cache": False, **overrides})
+
+
+@pytest.mark.parametrize("arrays,message", [
+    ({"train_labels": np.linspace(0, 1, 6)}, r"split 'train': labels must be integers; got float64"),
+    ({"train_labels": np.array(["a", "b", "c", "d", "e", "f"])}, r"labels must be integers; got <U1"),
+    ({"train_labels": np.array([0, 1, -1, 2, 0, 1])}, r"'train_labels' has 1 negative labels among 6"),
+    ({"train_labels": np.array([0, 1, None, 2, 0, 1], dtype=object)}, r"array 'train_labels' holds Python objects"),
+])
+def test_npz_contents_are_checked(tmp_path, arrays, message):
+  path = tmp_path / "arrays.npz"
+  np.savez(path, train_images=np.zeros((6, 4, 4, 1), np.uint8), **arrays)
+  with pytest.raises(data.DataError, match=message):
+    data.load(_numpy_config(path))
+
+
+def test_a_file_that_is_not_an_npz_gets_no_pickle_advice(tmp_path):
+  path = tmp_path / "random.npz"
+  path.write_bytes(np.random.default_rng(0).bytes(1000))
+  with pytest.raises(data.DataError, match=r"is not a readable .npz file \((not an .npz archive|.*)\); write one") as e:
+    data.load(_numpy_config(path))
+  assert "allow_pickle" not in str(e.value)
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+  from PIL import Image
+
+  folder = tmp_path / "train" / "a"
+  folder.mkdir(parents=True)
+  Image.fromarray(np.full((8, 8), 32896, np.uint16)).save(folder / "mid.png")   # 128 x 257: mid grey
+  source = data.FolderSource(str(tmp_path / "train"), size=8, channels=1)
+  images, _ = source.read([0])
+  assert images.dtype == np.uint8 and np.all(images == 128)
+
+
+def test_class_folders_must_match_between_splits(tmp_path):
+  from PIL import Image
+
+  for split, classes in (("train", ("cat", "dog")), ("test", ("cat", "fox"))):
+    for name in classes:
+      (tmp_path / split / name).mkdir(parents=True)
+      Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / split / name / "x.png")
+  config = ml_collections.ConfigDict({"source": "folder", "data_dir": str(tmp_path), "train_split": "train",
+                                      "eval_train_split": "", "test_split": "test", "cache": False,
+                                      "image_size": 8, "mean": (0.5, 0.5, 0.5)})
+  with pytest.raises(data.DataError, match=r"config.data.test_split='test': its class folders differ from "
+                                           r"config.data.train_split's \(e.g. dog, fox\)"):
+    data.load(config)
+
+
+def test_splits_are_checked_against_the_config():
+  from jaxssl import defaults
+
+  config = defaults.get_config("simclr")
+  grey, rgb = data.synthetic(64, size=8, channels=1), data.synthetic(16, size=8, channels=3)
+  with pytest.raises(data.DataError, match=r"config.data.test_split='test': its images have 3 channels, the "
+                                           r"train split's 1"):
+    data.check_against_config(data.Dataset(grey, grey, rgb, 10), config)
+  config.data.mean, config.data.std = (0.5, 0.5, 0.5), (0.2, 0.2, 0.2)
+  with pytest.raises(data.DataError, match=r"config.data.mean=\(0.5, 0.5, 0.5\): needs one value per channel; "
+                                           r"the images have 1"):
+    data.check_against_config(data.Dataset(grey, grey, grey, 10), config)
+  config.data.mean, config.data.std = (0.5,), (0.2,)
+  with pytest.raises(data.DataError, match=r"config.train.batch_size=256: larger than the train split \(64"):
+    data.check_against_config(data.Dataset(grey, grey, grey, 10), config)

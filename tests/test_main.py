@@ -126,3 +126,29 @@ def test_help_exits_0(tmp_path):
   result = _main(tmp_path / "run", "--help")
   assert result.returncode == 0 and "--workdir" in result.stdout and "--allow_change" in result.stdout
   assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("source,message", [
+    ("def get_config(:\n", "syntax error at line 1: invalid syntax"),
+    ("def get_config():\n  raise RuntimeError('boom')\n", "loading it raised RuntimeError: boom"),
+    ("import nosuchmodule\ndef get_config():\n  pass\n", "loading it raised ModuleNotFoundError"),
+    ("def get_config():\n  return {'a': 1}\n", "get_config() returned a dict, not an ml_collections.ConfigDict"),
+    ("def get_config():\n  return None\n", "get_config() returned None (a missing return?)"),
+    ("", "defines no get_config()"),
+])
+def test_a_broken_config_file_gives_one_line_and_exit_2(tmp_path, source, message):
+  path = tmp_path / "config.py"
+  path.write_text(source)
+  result = _main(tmp_path / "run", f"--config={path}")
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert result.stderr.strip().splitlines() == [f"error: --config={path}: {message}"] or (
+      len(result.stderr.strip().splitlines()) == 1 and message in result.stderr), result.stderr[-2000:]
+  assert not (tmp_path / "run").exists()
+
+
+def test_a_bad_config_argument_gives_one_line(tmp_path):
+  result = _main(tmp_path / "run", "--config=configs/simclr_imagenet.py:nosuch")
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [
+      "error: --config=configs/simclr_imagenet.py:nosuch: get_config raised ValueError: config argument "
+      "'nosuch': use one of imagenet2012, imagenette, folder"], result.stderr[-2000:]

@@ -103,15 +103,32 @@ def _numpy(config) -> Dataset:
   path = config.data_dir
   try:
     arrays = np.load(path)
-  except (OSError, ValueError) as e:
-    raise DataError(f"config.data.data_dir={path!r} is not a readable .npz file ({e})") from None
+    if not hasattr(arrays, "files"):
+      raise ValueError("an .npy array, not an .npz archive of named arrays")
+  except (OSError, ValueError, EOFError) as e:
+    why = "not an .npz archive" if "pickle" in str(e) else " ".join(str(e).split())
+    raise DataError(f"config.data.data_dir={path!r} is not a readable .npz file ({why}); write one with "
+                    "np.savez(path, train_images=uint8 [N, H, W, C], train_labels=int [N], ...)") from None
+
+  def array(key: str) -> np.ndarray:
+    try:
+      return arrays[key]
+    except ValueError:            # object arrays need pickle, which is never loaded
+      raise DataError(f"config.data.data_dir={path!r}: array {key!r} holds Python objects; save numbers "
+                      "(uint8 images, int labels)") from None
 
   def split(field: str) -> ArraySource:
     name = config[field]
     if f"{name}_images" not in arrays:
       raise DataError(f"config.data.data_dir={path!r} has no array '{name}_images' (keys: {sorted(arrays)})")
-    labels = arrays[f"{name}_labels"] if f"{name}_labels" in arrays else None
-    return ArraySource(arrays[f"{name}_images"], labels)
+    labels = array(f"{name}_labels") if f"{name}_labels" in arrays else None
+    if labels is not None and np.issubdtype(labels.dtype, np.integer) and 0 < np.sum(labels < 0) < len(labels):
+      raise DataError(f"config.data.data_dir={path!r}: '{name}_labels' has {int(np.sum(labels < 0))} negative "
+                      f"labels among {len(labels)}; labels are class indices >= 0 (all -1: an unlabeled split)")
+    try:
+      return ArraySource(array(f"{name}_images"), labels)
+    except DataError as e:
+      raise DataError(f"config.data.data_dir={path!r}, split {name!r}: {e}") from None
 
   return _splits(config, split)
 
@@ -122,7 +139,33 @@ def _folder(config) -> Dataset:
     return FolderSource(os.path.join(config.data_dir, name), config.image_size, len(config.mean),
                         field=f"data.data_dir (+ {name!r})")
 
-  return _splits(config, split)
+  dataset = _splits(config, split)
+  # Labels are class-folder indices: splits compared by index must name the same classes.
+  labeled = [(f, s) for f, s in (("train_split", dataset.train), ("eval_train_split", dataset.eval_train),
+                                 ("test_split", dataset.test)) if s is not None and s.labeled]
+  for field, source in labeled[1:]:
+    if source.classes != labeled[0][1].classes:
+      extra = sorted(set(source.classes) ^ set(labeled[0][1].classes))[:5]
+      raise DataError(f"config.data.{field}={config[field] or config.train_split!r}: its class folders differ "
+                      f"from config.data.{labeled[0][0]}'s (e.g. {', '.join(extra) or 'their order'}); labels are "
+                      "folder indices, so every labeled split needs the same class folders")
+  return dataset
+
+
+def check_against_config(dataset: Dataset, config: ml_collections.ConfigDict) -> None:
+  """The splits against each other and against the config, before anything is written: one channel count
+  for every split, one data.mean / data.std entry per channel, a batch no larger than the train split."""
+  channels = dataset.train.image_shape[-1]
+  for field, source in (("eval_train_split", dataset.eval_train), ("test_split", dataset.test)):
+    if source is not None and source.image_shape[-1] != channels:
+      raise DataError(f"config.data.{field}={config.data[field]!r}: its images have {source.image_shape[-1]} "
+                      f"channels, the train split's {channels}")
+  if len(config.data.mean) != channels:
+    raise DataError(f"config.data.mean={tuple(config.data.mean)}: needs one value per channel; the images have "
+                    f"{channels}")
+  if config.train.batch_size > len(dataset.train):
+    raise DataError(f"config.train.batch_size={config.train.batch_size}: larger than the train split "
+                    f"({len(dataset.train)} examples)")
 
 
 def load(config: ml_collections.ConfigDict) -> Dataset:

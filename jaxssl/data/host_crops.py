@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jaxssl.data.sources import DataError
+from jaxssl.data.sources import DataError, to_mode
 
 # A handle is what a source hands the cropper for one example: a file path, encoded bytes, or a decoded uint8
 # array [H, W, C] (in-memory sources).
@@ -112,8 +112,7 @@ def crop_example(handle: Handle, specs: Sequence[CropSpec], channels: int, seed:
              for v, spec in enumerate(specs)]
     if image.format == "JPEG":
       image.draft(mode, draft_size(width, height, boxes, [s.size for s in specs]))
-    if image.mode != mode:
-      image = image.convert(mode)
+    image = to_mode(image, mode)
     sx, sy = image.width / width, image.height / height
     crops = []
     for (left, top, w, h), spec in zip(boxes, specs):

@@ -45,6 +45,17 @@ class Source:
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+def to_mode(image, mode: str):
+  """A PIL image in ``mode`` ("L" or "RGB"). 16- and 32-bit integer images (16-bit PNGs open as "I;16" or "I")
+  are scaled to 8 bits, not clipped: PIL's convert would clip them to 255, near-white."""
+  from PIL import Image
+
+  if image.mode.startswith("I") and image.mode != mode:
+    wide = np.asarray(image).astype(np.int64)
+    image = Image.fromarray(np.clip(wide // 257, 0, 255).astype(np.uint8), "L")
+  return image if image.mode == mode else image.convert(mode)
+
+
 class ArraySource(Source):
   """An in-memory split: images uint8 [N, H, W, C] (or [N, H, W]), labels int [N] or None (unlabeled)."""
 
@@ -54,6 +65,8 @@ class ArraySource(Source):
       images = images[..., None]
     if images.ndim != 4 or images.dtype != np.uint8:
       raise DataError(f"images must be uint8 [N, H, W, C]; got {images.dtype} {images.shape}")
+    if labels is not None and not np.issubdtype(np.asarray(labels).dtype, np.integer):
+      raise DataError(f"labels must be integers; got {np.asarray(labels).dtype}")
     labels = np.full(len(images), -1, np.int32) if labels is None else np.asarray(labels, np.int32)
     if labels.shape != (len(images),):
       raise DataError(f"labels must be [N] = [{len(images)}]; got {labels.shape}")
@@ -204,7 +217,7 @@ class FolderSource(Source):
         labels.append(-1)
     if not paths:
       raise DataError(f"config.{field}={root!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    self.paths, self.labels = paths, np.asarray(labels, np.int32)
+    self.paths, self.labels, self.classes = paths, np.asarray(labels, np.int32), classes
     self.labeled = labeled and bool(classes) and bool(np.all(self.labels >= 0))
     self.num_classes = len(classes) if self.labeled else 0
     self.size, self.channels = size, channels
@@ -224,7 +237,7 @@ class FolderSource(Source):
     for i in np.asarray(indices):
       try:
         with Image.open(self.paths[int(i)]) as im:
-          array = np.asarray(im.convert("L" if self.channels == 1 else "RGB"))
+          array = np.asarray(to_mode(im, "L" if self.channels == 1 else "RGB"))
       except OSError as e:
         raise DataError(f"cannot read image {self.paths[int(i)]!r}: {e}") from None
       images.append(_resize_square(array[..., None] if array.ndim == 2 else array, self.size))
