@@ -116,8 +116,15 @@ class Checkpointer:
     Returns once the state's arrays are copied to host memory, so the caller may donate or overwrite them."""
     meta = {**meta, "shapes": {k: list(v) for k, v in shapes_by_path(state).items()},
             "checksums": checksums(state)}
-    self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                     meta=ocp.args.JsonSave(meta)), force=True)
+    try:
+      self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                       meta=ocp.args.JsonSave(meta)), force=True)
+    except Exception as e:  # noqa: BLE001 -- a full disk or a lost bucket: one line, not orbax's traceback
+      raise self._write_error(e) from None
+
+  def _write_error(self, error: Exception) -> CheckpointError:
+    return CheckpointError(f"a checkpoint could not be written to {self.directory} ({_first_line(error)}); the "
+                           "checkpoints before it are intact: free space (or fix the path) and run again to resume")
 
   def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
     """The state (shaped and sharded like ``abstract_state``) and meta of ``step`` (default: the latest).
@@ -210,5 +217,9 @@ class Checkpointer:
 
   def close(self) -> None:
     """Waits for the checkpoints in flight, then releases orbax's threads."""
-    self._manager.wait_until_finished()
-    self._manager.close()
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:  # noqa: BLE001 -- the background write failed (a full disk): one line
+      raise self._write_error(e) from None
+    finally:
+      self._manager.close()
