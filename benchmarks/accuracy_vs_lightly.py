@@ -36,6 +36,21 @@ from jaxssl import data, evaluation, optim, train, train_step  # noqa: E402
 LIGHTLY_RECIPES = ("simclr", "byol", "vicreg")
 
 
+def torch_style_head_init() -> None:
+  """An experiment, not a jaxssl option: the heads' Dense kernels drawn as PyTorch's Linear default
+  (U(+-1/sqrt(fan_in))) instead of Flax's LeCun normal, by swapping the Dense that jaxssl.models.heads uses
+  (biases stay 0; the offline linear probe's layer, in the same module, gets it too)."""
+  import functools
+
+  import flax.linen as nn
+
+  from jaxssl.models import heads
+
+  dense = functools.partial(nn.Dense, kernel_init=nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"))
+  heads.nn = type("linen_with_torch_dense", (), {**{k: getattr(nn, k) for k in dir(nn) if not k.startswith("__")},
+                                                 "Dense": dense})
+
+
 def config_for(name: str, epochs: float, seed: int = 0):
   config = importlib.import_module(f"configs.{name}").get_config()
   config.seed = seed
@@ -106,7 +121,11 @@ def main():
   parser.add_argument("--seed", type=int, default=0, help="config.seed, and torch's seed on lightly's side")
   parser.add_argument("--skip_jaxssl", action="store_true", help="lightly only (e.g. to test the recipe)")
   parser.add_argument("--skip_lightly", action="store_true", help="jaxssl only (e.g. another seed)")
+  parser.add_argument("--torch_head_init", action="store_true",
+                      help="experiment: jaxssl's heads initialised as PyTorch's Linear (see torch_style_head_init)")
   args = parser.parse_args()
+  if args.torch_head_init:
+    torch_style_head_init()
 
   rows, baselines = [], {}
   with tempfile.TemporaryDirectory() as tmp:
