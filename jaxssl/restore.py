@@ -30,9 +30,14 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   path = resolve(workdir) / "config.json"
   if not path.is_file():
     raise CheckpointError(f"--workdir={workdir!r} has no config.json: not a jaxssl run directory")
-  saved = json.loads(path.read_text())
+  try:
+    saved = json.loads(path.read_text())
+    name = saved["method"]["name"]
+  except (ValueError, KeyError, TypeError) as e:
+    raise CheckpointError(f"--workdir={workdir!r}: its config.json is damaged ({type(e).__name__}: "
+                          f"{' '.join(str(e).split())[:120]}); restore it from a copy of the run") from None
   # Fields added to the schema since the run was made take their defaults.
-  config = defaults.get_config(saved["method"]["name"])
+  config = defaults.get_config(name)
   _merge(config, saved)
   return config
 

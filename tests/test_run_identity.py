@@ -88,3 +88,13 @@ def test_a_live_lock_refuses_a_second_run_and_a_stale_one_is_taken_over(tmp_path
 def test_unusable_workdirs_are_refused_up_front(tmp_path, make, message):
   with pytest.raises(WorkdirError, match=message):
     train.run(_config(), make(tmp_path))
+
+
+@pytest.mark.parametrize("text", ["", '{"method": {"na', "[]"])
+def test_evaluate_on_a_damaged_config_json_is_one_line(tmp_path, capsys, text):
+  from jaxssl import evaluate
+
+  (tmp_path / "config.json").write_text(text)
+  assert evaluate.main(["--workdir", str(tmp_path)]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith(f"error: --workdir='{tmp_path}': its config.json is damaged (")
