@@ -10,7 +10,8 @@ view recipes, batch, steps, seed) is written to a JSON file and benchmarks/light
 it in the PyTorch venv, on the same images. Both encoders are scored by the same code, jaxssl's kNN (cosine,
 k=200, T=0.1) and linear probe (30 epochs on frozen, standardised features), on features of the same test
 images; so are raw pixels and both encoders at initialisation (their default inits differ). Methods with a
-lightly recipe: simclr, byol, vicreg. Prints a Markdown table.
+lightly recipe: simclr, byol, vicreg, barlow_twins, simsiam (the default is the first three). Prints a Markdown
+table.
 """
 
 import argparse
@@ -33,7 +34,7 @@ import numpy as np  # noqa: E402
 from benchmarks import accuracy  # noqa: E402
 from jaxssl import data, evaluation, optim, train, train_step  # noqa: E402
 
-LIGHTLY_RECIPES = ("simclr", "byol", "vicreg")
+LIGHTLY_RECIPES = ("simclr", "byol", "vicreg", "barlow_twins", "simsiam")
 
 
 def torch_style_head_init() -> None:
@@ -68,15 +69,15 @@ def lightly_recipe(config, dataset, paths: dict, workers: int) -> dict:
   steps_per_epoch = num_train // config.train.batch_size
   total_steps = train.total_steps_for(config, num_train)
   trainer = train_step.build(config, total_steps, steps_per_epoch=steps_per_epoch)
-  if config.optim.name != "lars":
-    raise ValueError(f"config.optim.name={config.optim.name!r}: lightly_train.py runs LARS only")
+  if config.optim.name not in ("lars", "sgd"):
+    raise ValueError(f"config.optim.name={config.optim.name!r}: lightly_train.py runs LARS or SGD")
   return {
       "method": config.method.name, "method_config": config.method.to_dict(), "seed": config.seed,
       "channels": dataset.train.image_shape[-1], "mean": list(config.data.mean), "std": list(config.data.std),
       "views": [dataclasses.asdict(v) for v in trainer.recipes], "batch_size": config.train.batch_size,
       "total_steps": total_steps, "warmup_steps": min(optim.warmup_steps(config, steps_per_epoch), total_steps - 1),
       "peak_lr": config.optim.base_lr * config.train.batch_size / 256.0,
-      "optim": {k: config.optim[k] for k in ("weight_decay", "momentum", "trust_coefficient")},
+      "optim": {k: config.optim[k] for k in ("name", "weight_decay", "momentum", "trust_coefficient")},
       "log_every": config.train.log_every * 10, "workers": workers, **paths,
   }
 
@@ -114,7 +115,7 @@ def run_lightly(config, dataset, python: str, workers: int, tmp: str) -> tuple[d
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--methods", default=",".join(LIGHTLY_RECIPES))
+  parser.add_argument("--methods", default="simclr,byol,vicreg")
   parser.add_argument("--epochs", type=float, default=3.0)
   parser.add_argument("--lightly_python", default=os.path.join(ROOT, ".venv-lightly", "bin", "python"))
   parser.add_argument("--lightly_workers", type=int, default=2, help="lightly's DataLoader worker processes")

@@ -11,11 +11,12 @@ scores the features it writes with jaxssl's kNN and linear probe.
 What is the same as jaxssl, from the recipe:
 - the small ResNet of benchmarks/lightly_step.py (torchvision's convolution init, kaiming normal fan-out, as
   jaxssl's ResNets), and lightly's heads at the config's widths (Linear without bias before BatchNorm);
-- the losses: lightly's NTXentLoss, VICRegLoss, and BYOL's NegativeCosineSimilarity written as jaxssl's
-  2 - 2 cos summed over the two directions (the same gradient scale, which matters for the BatchNorm and bias
-  parameters that LARS does not rescale);
+- the losses: lightly's NTXentLoss, VICRegLoss, BarlowTwinsLoss (the config's lambda), SimSiam's
+  NegativeCosineSimilarity, and BYOL's written as jaxssl's 2 - 2 cos summed over the two directions (the same
+  gradient scale, which matters for the BatchNorm and bias parameters that LARS does not rescale);
 - lightly's LARS with two parameter groups: weights (ndim > 1) with weight decay and the trust ratio, the rest
-  without either (lightly's LARS skips the trust ratio where weight decay is 0), as jaxssl's masks;
+  without either (lightly's LARS skips the trust ratio where weight decay is 0), as jaxssl's masks; or, for a
+  config with optim.name=sgd (SimSiam's), torch's SGD with momentum and the same two groups;
 - the learning rate per step: linear warm-up from 0, cosine to 0 (optax.warmup_cosine_decay_schedule);
 - BYOL's target: tau = 1 - (1 - base) (cos(pi step / total) + 1) / 2, updated after each optimizer step;
 - each view: RandomResizedCrop (scale, ratio), horizontal flip, colour jitter with probability, grayscale,
@@ -39,7 +40,7 @@ import time
 import numpy as np
 import torch
 import torchvision.transforms as T
-from lightly.loss import NegativeCosineSimilarity, NTXentLoss, VICRegLoss
+from lightly.loss import BarlowTwinsLoss, NegativeCosineSimilarity, NTXentLoss, VICRegLoss
 from lightly.models.modules import heads
 from lightly.models.utils import deactivate_requires_grad
 from lightly.transforms import RandomSolarization
@@ -96,13 +97,19 @@ class Views(torch.utils.data.Dataset):
 
 
 def mlp(dims_in: int, hidden: list, out: int, kind: str) -> nn.Module:
+  """lightly's projection head of the method at the config's widths (its layer count fixed where lightly's is)."""
+  layers = len(hidden) + 1
   if kind == "simclr":
-    return heads.SimCLRProjectionHead(dims_in, hidden[0], out, num_layers=len(hidden) + 1)
-  if kind == "byol":
+    return heads.SimCLRProjectionHead(dims_in, hidden[0], out, num_layers=layers)
+  if kind == "byol" and layers == 2:
     return heads.BYOLProjectionHead(dims_in, hidden[0], out)
   if kind == "vicreg":
-    return heads.VICRegProjectionHead(dims_in, hidden[0], out, num_layers=len(hidden) + 1)
-  raise ValueError(kind)
+    return heads.VICRegProjectionHead(dims_in, hidden[0], out, num_layers=layers)
+  if kind == "barlow_twins" and layers == 3:
+    return heads.BarlowTwinsProjectionHead(dims_in, hidden[0], out)
+  if kind == "simsiam" and layers == 3:
+    return heads.SimSiamProjectionHead(dims_in, hidden[0], out)
+  raise ValueError(f"no lightly {kind} head with {layers} layers")
 
 
 class Model(nn.Module):
@@ -130,6 +137,13 @@ class Model(nn.Module):
     elif name == "vicreg":
       self.projection = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], "vicreg")
       self.criterion = VICRegLoss(lambda_param=m["sim_coeff"], mu_param=m["std_coeff"], nu_param=m["cov_coeff"])
+    elif name == "barlow_twins":
+      self.projection = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], "barlow_twins")
+      self.criterion = BarlowTwinsLoss(lambda_param=m["lambd"])
+    elif name == "simsiam":
+      self.projection = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], "simsiam")
+      self.prediction = heads.SimSiamPredictionHead(m["proj_dim"], m["pred_hidden_dims"][0], m["proj_dim"])
+      self.criterion = NegativeCosineSimilarity()
     else:
       raise ValueError(f"no lightly recipe for {name!r}")
 
@@ -146,6 +160,10 @@ class Model(nn.Module):
         z1 = self.projection_target(self.backbone_target(x1))
       # jaxssl: (2 - 2 cos(p0, z1)) + (2 - 2 cos(p1, z0)); NegativeCosineSimilarity is -cos.
       return 4.0 + 2.0 * (self.criterion(p0, z1) + self.criterion(p1, z0))
+    if self.name == "simsiam":
+      z0, z1 = self.projection(self.backbone(x0)), self.projection(self.backbone(x1))
+      p0, p1 = self.prediction(z0), self.prediction(z1)
+      return 0.5 * (self.criterion(p0, z1.detach()) + self.criterion(p1, z0.detach()))
     return self.criterion(self.projection(self.backbone(x0)), self.projection(self.backbone(x1)))
 
   @torch.no_grad()
@@ -193,9 +211,11 @@ def main(path: str) -> None:
   decayed = [p for p in online if p.ndim > 1]
   others = [p for p in online if p.ndim <= 1]
   o = recipe["optim"]
-  optimizer = LARS([{"params": decayed, "weight_decay": o["weight_decay"]},
-                    {"params": others, "weight_decay": 0.0}],
-                   lr=0.0, momentum=o["momentum"], trust_coefficient=o["trust_coefficient"])
+  groups = [{"params": decayed, "weight_decay": o["weight_decay"]}, {"params": others, "weight_decay": 0.0}]
+  if o["name"] == "lars":
+    optimizer = LARS(groups, lr=0.0, momentum=o["momentum"], trust_coefficient=o["trust_coefficient"])
+  else:                     # jaxssl's sgd: decayed weights (same mask) then SGD with momentum
+    optimizer = torch.optim.SGD(groups, lr=0.0, momentum=o["momentum"])
   transforms = [view_transform(v, mean, std) for v in recipe["views"]]
   loader = torch.utils.data.DataLoader(
       Views(arrays["train_images"], transforms), batch_size=recipe["batch_size"], shuffle=True, drop_last=True,
