@@ -16,6 +16,7 @@ folders aside (``checkpoints/damaged-STEP``) so that nothing is deleted and the 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import zlib
@@ -37,6 +38,50 @@ class _QuietMissingMetadata(logging.Filter):
 
 
 logging.getLogger("absl").addFilter(_QuietMissingMetadata())
+
+
+MANIFEST = "files.json"
+
+
+def _crc_of_file(path) -> str:
+  crc = 0
+  with path.open("rb") as f:
+    while chunk := f.read(1 << 22):
+      crc = zlib.crc32(chunk, crc)
+  return f"{crc:08x}"
+
+
+def _file_manifest(folder) -> dict[str, list]:
+  """{relative path: [size, CRC-32]} of every file under ``folder`` but the manifest itself."""
+  out, pending = {}, [folder]
+  while pending:                                  # a walk by iterdir: epath has no recursive glob on GCS
+    for path in sorted(pending.pop().iterdir()):
+      if path.is_dir():
+        pending.append(path)
+      elif path.name != MANIFEST:
+        out[str(path.relative_to(folder))] = [path.stat().length, _crc_of_file(path)]
+  return out
+
+
+def _manifest_problem(folder) -> str | None:
+  """What differs between a checkpoint's files and its manifest (None when it matches, or has no manifest:
+  killed before it was written; the arrays' checksums still guard it)."""
+  manifest = folder / MANIFEST
+  if not manifest.exists():
+    return None
+  try:
+    recorded = json.loads(manifest.read_text())
+  except (OSError, ValueError) as e:
+    return f"its manifest cannot be read ({_first_line(e)})"
+  for name, (size, crc) in recorded.items():
+    path = folder / name
+    if not path.exists():
+      return f"{name} is missing"
+    if path.stat().length != size:
+      return f"{name} has {path.stat().length} bytes, {size} when saved"
+    if _crc_of_file(path) != crc:
+      return f"{name} does not match its checksum"
+  return None
 
 
 class CheckpointError(ValueError):
@@ -106,6 +151,7 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=asynchronous)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._unsealed: list[int] = []              # saved steps whose file manifest is not written yet
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -117,10 +163,23 @@ class Checkpointer:
     meta = {**meta, "shapes": {k: list(v) for k, v in shapes_by_path(state).items()},
             "checksums": checksums(state)}
     try:
+      self._seal()                              # waits for the previous save, then records its files
       self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                        meta=ocp.args.JsonSave(meta)), force=True)
     except Exception as e:  # noqa: BLE001 -- a full disk or a lost bucket: one line, not orbax's traceback
       raise self._write_error(e) from None
+    self._unsealed.append(step)
+
+  def _seal(self) -> None:
+    """Once the saves in flight are on disk, writes each one's manifest, ``STEP/files.json``: the size and CRC-32
+    of every file. A restore checks it before orbax reads a byte, so damaged files never reach TensorStore."""
+    self._manager.wait_until_finished()
+    if jax.process_index() == 0:
+      for step in self._unsealed:
+        folder = self.directory / str(step)
+        if folder.exists():
+          (folder / MANIFEST).write_text(json.dumps(_file_manifest(folder), indent=0))
+    self._unsealed = []
 
   def _write_error(self, error: Exception) -> CheckpointError:
     return CheckpointError(f"a checkpoint could not be written to {self.directory} ({_first_line(error)}); the "
@@ -138,6 +197,9 @@ class Checkpointer:
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
     expected = shapes_by_path(target)
     where = self.directory / str(step)
+    problem = _manifest_problem(where)
+    if problem:
+      raise CheckpointDamaged(f"checkpoint {where} is damaged: {problem}")
     advice = "use a new workdir, or the config the checkpoint was written with"
     try:
       recorded = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
@@ -218,7 +280,7 @@ class Checkpointer:
   def close(self) -> None:
     """Waits for the checkpoints in flight, then releases orbax's threads."""
     try:
-      self._manager.wait_until_finished()
+      self._seal()
     except Exception as e:  # noqa: BLE001 -- the background write failed (a full disk): one line
       raise self._write_error(e) from None
     finally:

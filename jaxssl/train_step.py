@@ -158,9 +158,13 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
 
     metrics = dict(metrics)
     # The SVD of the global batch's features is costly and read only when the loop logs: computed then only.
-    metrics.update(jax.lax.cond(logs_after(state.step + 1), lambda h: representation_health(h, axis_name),
-                                lambda h: {"rep_std": jnp.zeros(()), "rep_rank": jnp.zeros(())},
-                                online.representations[0]))
+    # The gather stays outside the cond: a collective inside a conditional deadlocked XLA:CPU's 8 simulated
+    # devices now and then (a rendezvous that one device's thread never reached).
+    features = jax.lax.stop_gradient(online.representations[0]).astype(jnp.float32)
+    if axis_name is not None:
+      features = jax.lax.all_gather(features, axis_name, tiled=True)
+    metrics.update(jax.lax.cond(logs_after(state.step + 1), lambda h: representation_health(h, None),
+                                lambda h: {"rep_std": jnp.zeros(()), "rep_rank": jnp.zeros(())}, features))
     metrics["lr"] = optim.learning_rate_schedule(config, trainer.total_steps, trainer.steps_per_epoch)(state.step)
     ema_params, ema_batch_stats = state.ema_params, state.ema_batch_stats
     if method.uses_ema:
