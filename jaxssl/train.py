@@ -177,9 +177,11 @@ def _run_in(root, workdir, config, dataset, mesh, trainer, state, total_steps, s
     (root / "config.json").write_text(config.to_json_best_effort(indent=1))
   if int(state.step) >= total_steps and (root / "results.json").exists():
     checkpointer.close()
-    print(f"the run in {workdir} is finished (step {int(state.step)} of {total_steps}); its results are in "
-          f"{root / 'results.json'}", flush=True)
-    return json.loads((root / "results.json").read_text())["results"]
+    finished = json.loads((root / "results.json").read_text())["results"]
+    print(f"the run in {workdir} is finished (step {int(state.step)} of {total_steps}): "
+          f"{evaluation.summary(finished) or 'no evaluation'}; its results are in {root / 'results.json'}",
+          flush=True)
+    return finished
   per_device_step = make_per_device_step(trainer)
   step_fn = shard_step(per_device_step, mesh)
   writer = MetricsWriter(workdir, enabled=jax.process_index() == 0, resume_step=int(state.step))

@@ -40,7 +40,7 @@ def test_another_config_is_refused_extending_is_allowed_and_a_finished_run_is_le
 
   again = train.run(_config(), workdir)                     # finished: results as they were, nothing appended
   assert again == json.loads(json.dumps(first))
-  assert "is finished (step 2 of 2)" in capsys.readouterr().out
+  assert "is finished (step 2 of 2): " in capsys.readouterr().out
   assert open(os.path.join(workdir, "metrics.jsonl")).read() == metrics
 
   with pytest.raises(WorkdirError, match=r"train.num_steps \(2 -> 3\)"):
