@@ -84,14 +84,10 @@ def lightly_recipe(config, dataset, paths: dict, workers: int) -> dict:
 
 def score(config, dataset, train_features: np.ndarray, test_features: np.ndarray) -> dict:
   """jaxssl's kNN and linear probe with the config's evaluation settings (as train.run scores its encoder)."""
-  _, train_y = dataset.eval_train.all()
-  _, test_y = dataset.test.all()
-  e = config.eval
-  knn = evaluation.knn_accuracy(train_features, train_y, test_features, test_y, dataset.num_classes,
-                              k=e.knn_k, temperature=e.knn_temperature)
-  probe = evaluation.linear_probe_accuracy(train_features, train_y, test_features, test_y, dataset.num_classes,
-                                         epochs=e.linear_epochs, lr=e.linear_lr, batch_size=e.linear_batch_size,
-                                         weight_decay=e.linear_weight_decay, seed=config.seed)
+  features = {"train_features": train_features, "train_labels": dataset.eval_train.all()[1],
+              "test_features": test_features, "test_labels": dataset.test.all()[1]}
+  knn = evaluation.knn_accuracy_of_features(features, dataset.num_classes, config.eval)
+  probe = evaluation.linear_probe_of_features(features, dataset.num_classes, config.eval, config.seed)
   return {"knn_accuracy": knn, "linear_top1": probe["top1"], "linear_top5": probe["top5"]}
 
 

@@ -77,8 +77,9 @@ def _manifest_problem(folder) -> str | None:
     path = folder / name
     if not path.exists():
       return f"{name} is missing"
-    if path.stat().length != size:
-      return f"{name} has {path.stat().length} bytes, {size} when saved"
+    length = path.stat().length
+    if length != size:
+      return f"{name} has {length} bytes, {size} when saved"
     if _crc_of_file(path) != crc:
       return f"{name} does not match its checksum"
   return None
@@ -110,12 +111,8 @@ def _host_copy(leaf) -> np.ndarray:
 
 def checksums(tree: Any) -> dict[str, str]:
   """{"params/encoder/...": CRC-32 (hex) of the array's bytes} for every array leaf."""
-  out = {}
-  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-    if hasattr(leaf, "shape"):
-      data = np.ascontiguousarray(_host_copy(leaf))
-      out["/".join(_key_name(k) for k in path)] = f"{zlib.crc32(data.view(np.uint8).reshape(-1)):08x}"
-  return out
+  return {name: f"{zlib.crc32(np.ascontiguousarray(_host_copy(leaf)).view(np.uint8).reshape(-1)):08x}"
+          for name, leaf in _array_leaves(tree)}
 
 
 def _key_name(key) -> str:
@@ -125,10 +122,16 @@ def _key_name(key) -> str:
   return str(key)
 
 
+def _array_leaves(tree: Any):
+  """("params/encoder/...", leaf) for every leaf with a shape (arrays, or orbax's metadata of them)."""
+  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    if hasattr(leaf, "shape"):
+      yield "/".join(_key_name(k) for k in path), leaf
+
+
 def shapes_by_path(tree: Any) -> dict[str, tuple[int, ...]]:
   """{"params/encoder/...": shape} for every array leaf of a pytree or of orbax's tree metadata."""
-  return {"/".join(_key_name(k) for k in path): tuple(leaf.shape)
-          for path, leaf in jax.tree_util.tree_leaves_with_path(tree) if hasattr(leaf, "shape")}
+  return {name: tuple(leaf.shape) for name, leaf in _array_leaves(tree)}
 
 
 def first_difference(saved: dict, expected: dict) -> str | None:

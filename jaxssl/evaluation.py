@@ -4,7 +4,7 @@
 - offline linear probe: a linear classifier on frozen features trained with optax (SGD + momentum, cosine
   schedule), with or without augmentation (random resized crop + flip), top-1 and top-5;
 - the online probe's pieces (a linear classifier on stop-gradient features trained inside the train step live in
-  ``jaxssl.train_step``; ``probe_accuracy_of`` scores it here).
+  ``jaxssl.train_step``; ``Evaluator.probe_accuracy`` scores it here).
 
 ``Evaluator`` compiles the encoder's feature function once per run, so periodic evaluations do not compile
 again. ``python -m jaxssl.evaluate --workdir DIR`` (jaxssl/evaluate.py) drives this module on a saved run.
@@ -19,6 +19,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -214,8 +215,31 @@ def linear_probe_accuracy(train_features: np.ndarray, train_labels: np.ndarray, 
   return {"top1": topk_accuracy(logits, test_labels, 1), "top5": topk_accuracy(logits, test_labels, 5)}
 
 
+def knn_accuracy_of_features(features: dict[str, np.ndarray], num_classes: int,
+                             eval_config: ml_collections.ConfigDict) -> float:
+  """kNN test accuracy of a features dict ({train,test}_{features,labels}) with config.eval's k and T."""
+  f = features
+  return knn_accuracy(f["train_features"], f["train_labels"], f["test_features"], f["test_labels"], num_classes,
+                      k=eval_config.knn_k, temperature=eval_config.knn_temperature)
+
+
+def linear_probe_of_features(features: dict[str, np.ndarray], num_classes: int,
+                             eval_config: ml_collections.ConfigDict, seed: int,
+                             augmented_epochs: Callable | None = None) -> dict[str, float]:
+  """Linear-probe top-1/top-5 of a features dict with config.eval's linear_* settings."""
+  f, ev = features, eval_config
+  return linear_probe_accuracy(f["train_features"], f["train_labels"], f["test_features"], f["test_labels"],
+                               num_classes, epochs=ev.linear_epochs, lr=ev.linear_lr,
+                               batch_size=ev.linear_batch_size, weight_decay=ev.linear_weight_decay, seed=seed,
+                               augmented_epochs=augmented_epochs)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # A train state's encoder.
+
+
+def _encoder_variables(state) -> dict:
+  return {"params": state.params, "batch_stats": state.batch_stats}
 
 
 def encoder_fn(trainer, state) -> tuple[Callable, dict, Callable]:
@@ -228,8 +252,7 @@ def encoder_fn(trainer, state) -> tuple[Callable, dict, Callable]:
     return normalize(trainer, x)
 
   apply_fn = functools.partial(trainer.network.apply, method=trainer.network.embed)
-  variables = None if state is None else {"params": state.params, "batch_stats": state.batch_stats}
-  return apply_fn, variables, preprocess
+  return apply_fn, None if state is None else _encoder_variables(state), preprocess
 
 
 class Evaluator:
@@ -248,7 +271,7 @@ class Evaluator:
       print(f"evaluation: {message}", file=sys.stderr, flush=True)
 
   def _embed(self, state, source, augment_key=None, name: str = ""):
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    variables = _encoder_variables(state)
     start, shown = time.perf_counter(), [time.perf_counter()]
 
     def progress(done: int, total: int) -> None:
@@ -271,8 +294,7 @@ class Evaluator:
     f = features or self.features(state, dataset)
     ev = self.trainer.config.eval
     self._say(f"kNN (k={ev.knn_k}) of {len(f['test_labels'])} test images among {len(f['train_labels'])}")
-    return knn_accuracy(f["train_features"], f["train_labels"], f["test_features"], f["test_labels"],
-                        dataset.num_classes, k=ev.knn_k, temperature=ev.knn_temperature)
+    return knn_accuracy_of_features(f, dataset.num_classes, ev)
 
   def linear_probe(self, state, dataset, features=None) -> dict[str, float]:
     """Linear-probe top-1/top-5 of the online encoder (config.eval.linear_*)."""
@@ -284,10 +306,7 @@ class Evaluator:
       augmented = lambda e: self._embed(state, dataset.eval_train, augment_key=jax.random.fold_in(key, e))
     self._say(f"linear probe, {ev.linear_epochs} epochs on {len(f['train_labels'])} frozen features"
               + (" (augmented: the encoder runs every epoch)" if ev.linear_augment else ""))
-    return linear_probe_accuracy(f["train_features"], f["train_labels"], f["test_features"], f["test_labels"],
-                                 dataset.num_classes, epochs=ev.linear_epochs, lr=ev.linear_lr,
-                                 batch_size=ev.linear_batch_size, weight_decay=ev.linear_weight_decay,
-                                 seed=seed, augmented_epochs=augmented)
+    return linear_probe_of_features(f, dataset.num_classes, ev, seed, augmented)
 
   def probe_accuracy(self, state, features) -> float | None:
     """Test top-1 accuracy of the train state's online probe (None when it has none)."""

@@ -5,6 +5,7 @@
   trained and may differ; any other difference (method, model, data, optimizer, seed, batch, augmentation,
   schedule length) is refused unless the user names it (``--allow_change``), e.g. ``train.num_epochs`` to
   extend a run. Allowed changes are recorded in ``config_changes.jsonl`` and ``config.json`` follows them.
+- ``check_writable``: the workdir is a directory, or can be made one, and can be written.
 - ``WorkdirLock``: ``WORKDIR/lock`` holds the host and pid of the process writing the run; a second run is
   refused while that process lives, and a lock whose process is gone (on this host) is taken over.
 """
@@ -18,6 +19,8 @@ import time
 from typing import Any, Iterable
 
 import ml_collections
+
+from jaxssl.workdir import is_url
 
 NEUTRAL = ("train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "data.prefetch", "data.workers",
            "data.cache", "eval.")
@@ -79,6 +82,23 @@ def record_changes(root, changes: dict, step: int) -> None:
   line = json.dumps({"step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                      "changes": {f: {"from": old, "to": new} for f, (old, new) in changes.items()}})
   path.write_text(previous + line + "\n")
+
+
+def check_writable(workdir: str) -> None:
+  """A local workdir must be a directory, or creatable, and writable: one line now rather than a traceback at
+  the first save."""
+  if not workdir:
+    raise WorkdirError("--workdir='': name a directory for the run")
+  if is_url(workdir):
+    return
+  path = os.path.abspath(workdir)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise WorkdirError(f"--workdir={workdir!r} is a file, not a directory")
+  existing = path
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+    raise WorkdirError(f"--workdir={workdir!r} cannot be written ({existing} is not a writable directory)")
 
 
 def _alive(pid: int) -> bool:

@@ -7,7 +7,6 @@ over every device by ``jaxssl.parallel``; evaluation is ``jaxssl.evaluation``'s.
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Sequence
 
@@ -20,7 +19,7 @@ from jaxssl.cadence import Cadence
 from jaxssl.metrics import MetricsWriter
 from jaxssl.parallel import make_mesh, replicate, shard_batch, shard_step
 from jaxssl.train_step import build, init_state, make_per_device_step
-from jaxssl.workdir import is_url, resolve
+from jaxssl.workdir import resolve
 
 
 def total_steps_for(config: ml_collections.ConfigDict, num_train: int) -> int:
@@ -109,9 +108,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
                          f"config.data.test_split={config.data.test_split!r} have no labels; turn it off or "
                          "name labeled splits")
 
+  run_identity.check_writable(workdir)
   root = resolve(workdir)
   changes = run_identity.check_same_run(root, config, allow_change, workdir)
-  _check_writable(root, workdir)
 
   mesh = make_mesh()
   steps_per_epoch = len(dataset.train) // config.train.batch_size
@@ -134,24 +133,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   finally:
     if lock is not None:
       lock.release()
-
-
-def _check_writable(root, workdir: str) -> None:
-  """A local workdir must be a directory, or creatable, and writable: one line now rather than a traceback at
-  the first save."""
-  if not workdir:
-    raise run_identity.WorkdirError("--workdir='': name a directory for the run")
-  if is_url(workdir):
-    return
-  path = os.path.abspath(workdir)
-  if os.path.exists(path) and not os.path.isdir(path):
-    raise run_identity.WorkdirError(f"--workdir={workdir!r} is a file, not a directory")
-  existing = path
-  while not os.path.exists(existing):
-    existing = os.path.dirname(existing)
-  if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
-    raise run_identity.WorkdirError(f"--workdir={workdir!r} cannot be written ({existing} is not a writable "
-                                    "directory)")
 
 
 def _run_in(root, workdir, config, dataset, mesh, trainer, state, total_steps, steps_per_epoch, num_classes,

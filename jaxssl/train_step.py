@@ -157,14 +157,8 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
     params = optax.apply_updates(state.params, updates)
 
     metrics = dict(metrics)
-    # The SVD of the global batch's features is costly and read only when the loop logs: computed then only.
-    # The gather stays outside the cond: a collective inside a conditional deadlocked XLA:CPU's 8 simulated
-    # devices now and then (a rendezvous that one device's thread never reached).
-    features = jax.lax.stop_gradient(online.representations[0]).astype(jnp.float32)
-    if axis_name is not None:
-      features = jax.lax.all_gather(features, axis_name, tiled=True)
-    metrics.update(jax.lax.cond(logs_after(state.step + 1), lambda h: representation_health(h, None),
-                                lambda h: {"rep_std": jnp.zeros(()), "rep_rank": jnp.zeros(())}, features))
+    # The SVD is costly and read only when the loop logs: computed then only.
+    metrics.update(representation_health(online.representations[0], axis_name, when=logs_after(state.step + 1)))
     metrics["lr"] = optim.learning_rate_schedule(config, trainer.total_steps, trainer.steps_per_epoch)(state.step)
     ema_params, ema_batch_stats = state.ema_params, state.ema_batch_stats
     if method.uses_ema:
@@ -208,23 +202,31 @@ def finite_leaves(parts: Sequence[tuple[str, Any]]) -> tuple[jax.Array, list[str
   return jnp.stack(flags), names
 
 
-def representation_health(representations: jax.Array, axis_name: str | None) -> dict[str, jax.Array]:
+def representation_health(representations: jax.Array, axis_name: str | None,
+                          when: jax.Array | bool = True) -> dict[str, jax.Array]:
   """Collapse indicators of the encoder's features [B, D] over the global batch.
 
   rep_std: std over the batch of the L2-normalised features, averaged over dimensions and times sqrt(D): about
     1 when spread out, 0 when collapsed (SimSiam, Chen and He 2021).
   rep_rank: effective rank exp(H(s / sum s)) of the centred features' singular values s (Roy and Vetterli 2007),
     between 1 (collapsed to a line) and min(B, D).
+  ``when`` False (a traced bool is fine) skips the computation and gives zeros.
   """
   h = jax.lax.stop_gradient(representations).astype(jnp.float32)
+  # The gather stays outside the cond: a collective inside a conditional deadlocked XLA:CPU's 8 simulated
+  # devices now and then (a rendezvous that one device's thread never reached).
   if axis_name is not None:
     h = jax.lax.all_gather(h, axis_name, tiled=True)
-  unit = h / jnp.maximum(jnp.linalg.norm(h, axis=-1, keepdims=True), 1e-12)
-  std = jnp.std(unit, axis=0).mean() * jnp.sqrt(h.shape[-1])
-  singular = jnp.linalg.svd(h - h.mean(axis=0), compute_uv=False)
-  p = singular / jnp.maximum(singular.sum(), 1e-12)
-  rank = jnp.exp(-jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.maximum(p, 1e-30)), 0.0)))
-  return {"rep_std": std, "rep_rank": rank}
+
+  def health(h):
+    unit = h / jnp.maximum(jnp.linalg.norm(h, axis=-1, keepdims=True), 1e-12)
+    std = jnp.std(unit, axis=0).mean() * jnp.sqrt(h.shape[-1])
+    singular = jnp.linalg.svd(h - h.mean(axis=0), compute_uv=False)
+    p = singular / jnp.maximum(singular.sum(), 1e-12)
+    rank = jnp.exp(-jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.maximum(p, 1e-30)), 0.0)))
+    return {"rep_std": std, "rep_rank": rank}
+
+  return jax.lax.cond(when, health, lambda h: {"rep_std": jnp.zeros(()), "rep_rank": jnp.zeros(())}, h)
 
 
 def _online_probe_update(trainer: Trainer, state: TrainState, representations, labels, axis_name):
