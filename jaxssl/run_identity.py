@@ -56,6 +56,11 @@ def config_changes(saved: dict, config: ml_collections.ConfigDict) -> dict[str, 
 def check_same_run(root, config: ml_collections.ConfigDict, allow: Iterable[str], workdir: str) -> dict:
   """Raises WorkdirError when ``root`` holds a run started with a config that differs from ``config`` in
   fields not named in ``allow``; returns the allowed changes (empty for a new workdir)."""
+  known = _flat(json.loads(config.to_json_best_effort()))
+  unknown = [field for field in allow if field not in known]
+  if unknown:
+    raise WorkdirError(f"--allow_change={','.join(allow)}: {unknown[0]!r} is not a config field (e.g. "
+                       "train.num_epochs)")
   path = root / "config.json"
   if not path.exists() or not ((root / "checkpoints").exists() or (root / "results.json").exists()):
     return {}

@@ -45,6 +45,8 @@ def test_another_config_is_refused_extending_is_allowed_and_a_finished_run_is_le
 
   with pytest.raises(WorkdirError, match=r"train.num_steps \(2 -> 3\)"):
     train.run(_config(steps=3), workdir)
+  with pytest.raises(WorkdirError, match=r"--allow_change=train.num_step: 'train.num_step' is not a config field"):
+    train.run(_config(steps=3), workdir, allow_change=["train.num_step"])
   extended = train.run(_config(steps=3), workdir, allow_change=["train.num_steps"])
   assert extended["steps"] == 3 and _steps(workdir) == [1, 2, 3]
   record = json.loads(open(os.path.join(workdir, "config_changes.jsonl")).read())
