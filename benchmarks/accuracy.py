@@ -7,10 +7,17 @@ Each method's default config (small ResNet, Fashion-MNIST through TFDS) is pretr
 kNN evaluation after every epoch (so one run gives the accuracy-vs-budget curve of that schedule), then the
 frozen encoder gets an offline linear probe. Baselines: the same encoder at random initialisation, and raw
 pixels, each with the same kNN (cosine, k=200, T=0.1) and linear probe. Prints Markdown tables.
+
+``--linear_every_epoch`` keeps a checkpoint of every epoch and gives each its linear probe too (a pass of the
+encoder and a probe's training per epoch), so the table also says at which epoch the linear probe passes raw
+pixels. The long-schedule run of BENCHMARKS.md:
+
+    python benchmarks/accuracy.py --methods simclr,vicreg,byol --epochs 10 --linear_every_epoch
 """
 
 import argparse
 import ast
+import contextlib
 import importlib
 import json
 import os
@@ -24,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxssl import data, evaluation, parallel, train, train_step  # noqa: E402
+from jaxssl import data, evaluation, parallel, restore, train, train_step  # noqa: E402
 
 
 def baselines(config, linear_epochs: int) -> dict[str, dict[str, float]]:
@@ -47,6 +54,22 @@ def baselines(config, linear_epochs: int) -> dict[str, dict[str, float]]:
   return {"random-init encoder": random_init, "raw pixels": pixels}
 
 
+def linear_of_epoch_checkpoints(workdir: str, evals: list[dict]) -> None:
+  """Adds linear_top1/top5 to each periodic evaluation (kNN only during training) from the checkpoint saved at
+  its step; the final evaluation already has them."""
+  done = {e["step"]: e for e in evals if "linear_top1" in e}
+  mesh, dataset = parallel.make_mesh(), None
+  for e in evals:
+    if e["step"] in done:
+      e["linear_top1"], e["linear_top5"] = done[e["step"]]["linear_top1"], done[e["step"]]["linear_top5"]
+      continue
+    run = restore.load_run(workdir, e["step"])
+    dataset = dataset or data.load(run.config.data)
+    probe = evaluation.Evaluator(run.trainer, mesh).linear_probe(parallel.replicate(run.state, mesh), dataset)
+    e["linear_top1"], e["linear_top5"] = probe["top1"], probe["top5"]
+    print(f"step {e['step']} (epoch {e['epoch']:.2f}): linear top-1 {100 * probe['top1']:.2f}%", flush=True)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--methods", default="simclr,byol,vicreg")
@@ -54,6 +77,10 @@ def main():
   parser.add_argument("--linear_epochs", type=int, default=30)
   parser.add_argument("--baselines_only", action="store_true",
                       help="only the random-init encoder and raw pixels (e.g. of another encoder, by override)")
+  parser.add_argument("--linear_every_epoch", action="store_true",
+                      help="also a linear probe of each epoch's checkpoint (kept for it), not only the last")
+  parser.add_argument("--workdirs", default="",
+                      help="keep each method's run in WORKDIRS/NAME (default: a temporary directory)")
   parser.add_argument("overrides", nargs="*", help="config overrides like data.data_dir=/path")
   args = parser.parse_args()
 
@@ -83,12 +110,21 @@ def main():
     config.eval.knn_at_init = False
     config.eval.linear_probe = True
     config.eval.linear_epochs = args.linear_epochs
-    with tempfile.TemporaryDirectory() as workdir:
+    if args.linear_every_epoch:
+      config.train.checkpoint_every = len(data.load(config.data).train) // config.train.batch_size
+      config.train.keep_checkpoints = int(np.ceil(args.epochs)) + 1
+    with contextlib.ExitStack() as stack:
+      if args.workdirs:
+        workdir = os.path.join(args.workdirs, name)
+      else:
+        workdir = stack.enter_context(tempfile.TemporaryDirectory())
       t = time.perf_counter()
       results = train.run(config, workdir)
       wall = time.perf_counter() - t
       with open(os.path.join(workdir, "results.json")) as f:
         evals = json.load(f)["evals"]
+      if args.linear_every_epoch:
+        linear_of_epoch_checkpoints(workdir, evals)
     runs[name] = (results, evals, wall)
     print(f"{name}: {results} (wall {wall:.0f} s)", flush=True)
 
@@ -112,10 +148,24 @@ def main():
   print("| method | " + " | ".join(f"epoch {e}" for e in range(1, epochs + 1)) + " | passes raw pixels at |")
   print("|---|" + "---|" * epochs + "---|")
   for name, (_, evals, _) in runs.items():
-    by_epoch = {round(e["epoch"]): e["knn_accuracy"] for e in evals}
-    cells = [f"{100 * by_epoch[e]:.2f}%" if e in by_epoch else "" for e in range(1, epochs + 1)]
-    passed = next((e for e in range(1, epochs + 1) if by_epoch.get(e, 0) > pixels), None)
-    print(f"| {name} | " + " | ".join(cells) + f" | {'epoch ' + str(passed) if passed else 'not within budget'} |")
+    print_epoch_row(name, evals, "knn_accuracy", pixels, epochs)
+  if args.linear_every_epoch:
+    pixels = base["raw pixels"]["linear_top1"]
+    print(f"\nLinear-probe top-1 of each epoch's checkpoint, and the first epoch that passes raw pixels "
+          f"({100 * pixels:.2f}%):\n")
+    print("| method | " + " | ".join(f"epoch {e}" for e in range(1, epochs + 1)) + " | passes raw pixels at |")
+    print("|---|" + "---|" * epochs + "---|")
+    for name, (_, evals, _) in runs.items():
+      print_epoch_row(name, evals, "linear_top1", pixels, epochs)
+
+
+def print_epoch_row(name: str, evals: list[dict], metric: str, pixels: float, epochs: int) -> None:
+  """One Markdown row: the metric after each epoch (the last evaluation of that epoch) and the first epoch
+  above raw pixels'."""
+  by_epoch = {round(e["epoch"]): e[metric] for e in evals if metric in e}
+  cells = [f"{100 * by_epoch[e]:.2f}%" if e in by_epoch else "" for e in range(1, epochs + 1)]
+  passed = next((e for e in range(1, epochs + 1) if by_epoch.get(e, 0) > pixels), None)
+  print(f"| {name} | " + " | ".join(cells) + f" | {'epoch ' + str(passed) if passed else 'not within budget'} |")
 
 
 if __name__ == "__main__":

@@ -29,10 +29,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import accuracy  # noqa: E402
-from jaxssl import data, evaluation, optim, train, train_step  # noqa: E402
+from jaxssl import augment, data, evaluation, optim, train, train_step  # noqa: E402
 
 LIGHTLY_RECIPES = ("simclr", "byol", "vicreg", "barlow_twins", "simsiam")
 
@@ -91,12 +92,46 @@ def score(config, dataset, train_features: np.ndarray, test_features: np.ndarray
   return {"knn_accuracy": knn, "linear_top1": probe["top1"], "linear_top5": probe["top5"]}
 
 
-def run_lightly(config, dataset, python: str, workers: int, tmp: str) -> tuple[dict, dict]:
+def write_jaxssl_views(config, dataset, tmp: str) -> list[str]:
+  """An experiment: every training step's views made by jaxssl's augmentation (the config's recipes, per-epoch
+  shuffles, one key per example and view), normalised, as float16 [steps, B, C, H, W] .npy files, one per view,
+  for lightly to train on instead of its own transforms. It separates the augmentation from the rest of the
+  method when the two libraries disagree."""
+  num_train = len(dataset.train)
+  batch = config.train.batch_size
+  steps_per_epoch = num_train // batch
+  total = train.total_steps_for(config, num_train)
+  trainer = train_step.build(config, total, steps_per_epoch=steps_per_epoch)
+  images = dataset.train.all()[0]
+  make = jax.jit(lambda keys, x: [train_step.normalize(trainer, v).transpose(0, 3, 1, 2).astype(jnp.float16)
+                                  for v in augment.views(keys, x, trainer.recipes)])
+  rng, key = np.random.default_rng(config.seed), jax.random.key(config.seed + 1)
+  paths = [os.path.join(tmp, f"{config.method.name}_view{i}.npy") for i in range(len(trainer.recipes))]
+  size, channels = trainer.recipes[0].size, images.shape[-1]
+  outs = [np.lib.format.open_memmap(p, mode="w+", dtype=np.float16, shape=(total, batch, channels, size, size))
+          for p in paths]
+  order = None
+  for step in range(total):
+    if step % steps_per_epoch == 0:
+      order = rng.permutation(num_train)
+    index = order[(step % steps_per_epoch) * batch:(step % steps_per_epoch + 1) * batch]
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(key, step), jnp.arange(batch))
+    for out, view in zip(outs, make(keys, images[index])):
+      out[step] = np.asarray(view)
+  for out in outs:
+    out.flush()
+  return paths
+
+
+def run_lightly(config, dataset, python: str, workers: int, tmp: str,
+                jaxssl_views: bool = False) -> tuple[dict, dict]:
   images = os.path.join(tmp, "images.npz")
   if not os.path.exists(images):
     np.savez(images, train_images=dataset.train.all()[0], eval_train_images=dataset.eval_train.all()[0],
              test_images=dataset.test.all()[0])
   paths = {"data": images, "features": os.path.join(tmp, f"{config.method.name}_features.npz")}
+  if jaxssl_views:
+    paths["view_files"] = write_jaxssl_views(config, dataset, tmp)
   recipe_path = os.path.join(tmp, f"{config.method.name}_recipe.json")
   with open(recipe_path, "w") as f:
     json.dump(lightly_recipe(config, dataset, paths, workers), f, indent=1)
@@ -118,6 +153,8 @@ def main():
   parser.add_argument("--seed", type=int, default=0, help="config.seed, and torch's seed on lightly's side")
   parser.add_argument("--skip_jaxssl", action="store_true", help="lightly only (e.g. to test the recipe)")
   parser.add_argument("--skip_lightly", action="store_true", help="jaxssl only (e.g. another seed)")
+  parser.add_argument("--lightly_on_jaxssl_views", action="store_true",
+                      help="experiment: lightly trains on the views of jaxssl's augmentation (write_jaxssl_views)")
   parser.add_argument("--torch_head_init", action="store_true",
                       help="experiment: jaxssl's heads initialised as PyTorch's Linear (see torch_style_head_init)")
   args = parser.parse_args()
@@ -141,7 +178,8 @@ def main():
         base = accuracy.baselines(config_for(name, args.epochs, args.seed), config.eval.linear_epochs)
         baselines[("raw pixels", "")] = base["raw pixels"]
         baselines[("random init", "jaxssl")] = base["random-init encoder"]
-      scores, init, timing = run_lightly(config, dataset, args.lightly_python, args.lightly_workers, tmp)
+      scores, init, timing = run_lightly(config, dataset, args.lightly_python, args.lightly_workers, tmp,
+                                         args.lightly_on_jaxssl_views)
       baselines.setdefault(("random init", "lightly"), init)
       rows.append((name, "lightly", scores, timing["train_seconds"], timing["final_loss"]))
       print(f"{name} lightly: {scores} {timing}", flush=True)

@@ -27,6 +27,8 @@ What is the same as jaxssl, from the recipe:
 
 What differs: PyTorch's default init for the heads' Linear layers (Kaiming uniform, a = sqrt(5)) against
 Flax's LeCun normal; the data order and augmentation draws (torch's generators, not jaxssl's keys).
+With ``view_files`` in the recipe (accuracy_vs_lightly.py --lightly_on_jaxssl_views), lightly trains on
+views made by jaxssl's augmentation instead of its transforms, to tell the augmentation from the rest.
 Writes the features of the encoder after training and at initialisation. Prints one JSON line: train_seconds
 (the training loop), first and final loss, steps.
 """
@@ -216,11 +218,16 @@ def main(path: str) -> None:
     optimizer = LARS(groups, lr=0.0, momentum=o["momentum"], trust_coefficient=o["trust_coefficient"])
   else:                     # jaxssl's sgd: decayed weights (same mask) then SGD with momentum
     optimizer = torch.optim.SGD(groups, lr=0.0, momentum=o["momentum"])
-  transforms = [view_transform(v, mean, std) for v in recipe["views"]]
-  loader = torch.utils.data.DataLoader(
-      Views(arrays["train_images"], transforms), batch_size=recipe["batch_size"], shuffle=True, drop_last=True,
-      num_workers=recipe["workers"], persistent_workers=recipe["workers"] > 0,
-      generator=torch.Generator().manual_seed(recipe["seed"]))
+  if recipe.get("view_files"):         # views made by jaxssl's augmentation, one array per view: [steps, B, C, H, W]
+    view_arrays = [np.load(p, mmap_mode="r") for p in recipe["view_files"]]
+    loader = ([torch.from_numpy(np.asarray(v[s], np.float32)) for v in view_arrays]
+              for s in range(len(view_arrays[0])))
+  else:
+    transforms = [view_transform(v, mean, std) for v in recipe["views"]]
+    loader = torch.utils.data.DataLoader(
+        Views(arrays["train_images"], transforms), batch_size=recipe["batch_size"], shuffle=True, drop_last=True,
+        num_workers=recipe["workers"], persistent_workers=recipe["workers"] > 0,
+        generator=torch.Generator().manual_seed(recipe["seed"]))
   total, warmup, peak = recipe["total_steps"], recipe["warmup_steps"], recipe["peak_lr"]
   init_features = {"init_train": features(model.backbone, arrays["eval_train_images"], mean, std),
                    "init_test": features(model.backbone, arrays["test_images"], mean, std)}
