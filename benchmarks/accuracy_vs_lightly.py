@@ -53,6 +53,41 @@ def torch_style_head_init() -> None:
                                                  "Dense": dense})
 
 
+def torch_style_padding() -> None:
+  """An experiment, not a jaxssl option: the ResNets' 3x3 convolutions padded by 1 on every side, as PyTorch's
+  padding=1, instead of Flax's "SAME". They differ only where the stride is 2 on an even side (28 -> 14,
+  14 -> 7 here): SAME pads 0 before and 1 after, so the strided 3x3 windows are centred one pixel off the 1x1
+  shortcut's samples, where PyTorch centres both on the same pixels."""
+  import flax.linen as nn
+
+  from jaxssl.models import resnet
+
+  def Conv(features, kernel_size, strides=1, **kwargs):   # noqa: N802 (stands in for the class)
+    if tuple(kernel_size) == (3, 3) and "padding" not in kwargs:
+      kwargs["padding"] = ((1, 1), (1, 1))
+    return nn.Conv(features, kernel_size, strides, **kwargs)
+
+  resnet.nn = type("linen_with_torch_padding", (), {**{k: getattr(nn, k) for k in dir(nn) if not k.startswith("__")},
+                                                    "Conv": Conv})
+
+
+def torch_order_lars() -> None:
+  """An experiment, not a jaxssl option: LARS with the learning rate applied after the momentum, as PyTorch's
+  and lightly's (buffer = momentum * buffer + update; step = lr * buffer). optax.lars scales by the learning
+  rate first (buffer of lr-scaled updates); the two differ while the learning rate changes."""
+  import optax
+
+  from jaxssl import optim
+
+  def lars(learning_rate, weight_decay, weight_decay_mask, trust_coefficient, trust_ratio_mask, momentum):
+    return optax.chain(optax.add_decayed_weights(weight_decay, mask=weight_decay_mask),
+                       optax.masked(optax.scale_by_trust_ratio(trust_coefficient=trust_coefficient), trust_ratio_mask),
+                       optax.trace(decay=momentum), optax.scale_by_learning_rate(learning_rate))
+
+  optim.optax = type("optax_with_torch_lars", (), {**{k: getattr(optax, k) for k in dir(optax)
+                                                      if not k.startswith("__")}, "lars": lars})
+
+
 def config_for(name: str, epochs: float, seed: int = 0):
   config = importlib.import_module(f"configs.{name}").get_config()
   config.seed = seed
@@ -157,9 +192,17 @@ def main():
                       help="experiment: lightly trains on the views of jaxssl's augmentation (write_jaxssl_views)")
   parser.add_argument("--torch_head_init", action="store_true",
                       help="experiment: jaxssl's heads initialised as PyTorch's Linear (see torch_style_head_init)")
+  parser.add_argument("--torch_padding", action="store_true",
+                      help="experiment: jaxssl's 3x3 convolutions padded as PyTorch's (see torch_style_padding)")
+  parser.add_argument("--torch_lars_order", action="store_true",
+                      help="experiment: LARS with momentum before the learning rate (see torch_order_lars)")
   args = parser.parse_args()
   if args.torch_head_init:
     torch_style_head_init()
+  if args.torch_padding:
+    torch_style_padding()
+  if args.torch_lars_order:
+    torch_order_lars()
 
   rows, baselines = [], {}
   with tempfile.TemporaryDirectory() as tmp:

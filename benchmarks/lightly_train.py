@@ -102,7 +102,9 @@ def mlp(dims_in: int, hidden: list, out: int, kind: str) -> nn.Module:
   """lightly's projection head of the method at the config's widths (its layer count fixed where lightly's is)."""
   layers = len(hidden) + 1
   if kind == "simclr":
-    return heads.SimCLRProjectionHead(dims_in, hidden[0], out, num_layers=layers)
+    # SimCLR v1's head, as jaxssl's: lightly's SimCLRProjectionHead adds a BatchNorm after the output layer (v2).
+    blocks = [(d_in, d_out, nn.BatchNorm1d(d_out), nn.ReLU()) for d_in, d_out in zip([dims_in] + hidden, hidden)]
+    return heads.ProjectionHead(blocks + [(hidden[-1], out, None, None)])
   if kind == "byol" and layers == 2:
     return heads.BYOLProjectionHead(dims_in, hidden[0], out)
   if kind == "vicreg":
@@ -177,6 +179,17 @@ class Model(nn.Module):
           t.mul_(tau).add_(o, alpha=1.0 - tau)
 
 
+def make_optimizer(model: Model, o: dict) -> torch.optim.Optimizer:
+  """lightly's LARS (or SGD) over the online parameters in jaxssl's two groups: weights (ndim > 1) decayed and
+  trust-ratio scaled, the rest neither. The learning rate is set every step."""
+  online = model.online_parameters()
+  groups = [{"params": [p for p in online if p.ndim > 1], "weight_decay": o["weight_decay"]},
+            {"params": [p for p in online if p.ndim <= 1], "weight_decay": 0.0}]
+  if o["name"] == "lars":
+    return LARS(groups, lr=0.0, momentum=o["momentum"], trust_coefficient=o["trust_coefficient"])
+  return torch.optim.SGD(groups, lr=0.0, momentum=o["momentum"])   # jaxssl's sgd: same mask, then momentum
+
+
 def learning_rate(step: int, peak: float, warmup: int, total: int) -> float:
   """optax.warmup_cosine_decay_schedule(0, peak, warmup, total, 0) at ``step``."""
   if step < warmup:
@@ -209,15 +222,7 @@ def main(path: str) -> None:
   arrays = np.load(recipe["data"])
   mean, std = recipe["mean"], recipe["std"]
   model = Model(recipe)
-  online = model.online_parameters()
-  decayed = [p for p in online if p.ndim > 1]
-  others = [p for p in online if p.ndim <= 1]
-  o = recipe["optim"]
-  groups = [{"params": decayed, "weight_decay": o["weight_decay"]}, {"params": others, "weight_decay": 0.0}]
-  if o["name"] == "lars":
-    optimizer = LARS(groups, lr=0.0, momentum=o["momentum"], trust_coefficient=o["trust_coefficient"])
-  else:                     # jaxssl's sgd: decayed weights (same mask) then SGD with momentum
-    optimizer = torch.optim.SGD(groups, lr=0.0, momentum=o["momentum"])
+  optimizer = make_optimizer(model, recipe["optim"])
   if recipe.get("view_files"):         # views made by jaxssl's augmentation, one array per view: [steps, B, C, H, W]
     view_arrays = [np.load(p, mmap_mode="r") for p in recipe["view_files"]]
     loader = ([torch.from_numpy(np.asarray(v[s], np.float32)) for v in view_arrays]
