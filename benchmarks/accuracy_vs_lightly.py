@@ -71,23 +71,6 @@ def torch_style_padding() -> None:
                                                     "Conv": Conv})
 
 
-def torch_order_lars() -> None:
-  """An experiment, not a jaxssl option: LARS with the learning rate applied after the momentum, as PyTorch's
-  and lightly's (buffer = momentum * buffer + update; step = lr * buffer). optax.lars scales by the learning
-  rate first (buffer of lr-scaled updates); the two differ while the learning rate changes."""
-  import optax
-
-  from jaxssl import optim
-
-  def lars(learning_rate, weight_decay, weight_decay_mask, trust_coefficient, trust_ratio_mask, momentum):
-    return optax.chain(optax.add_decayed_weights(weight_decay, mask=weight_decay_mask),
-                       optax.masked(optax.scale_by_trust_ratio(trust_coefficient=trust_coefficient), trust_ratio_mask),
-                       optax.trace(decay=momentum), optax.scale_by_learning_rate(learning_rate))
-
-  optim.optax = type("optax_with_torch_lars", (), {**{k: getattr(optax, k) for k in dir(optax)
-                                                      if not k.startswith("__")}, "lars": lars})
-
-
 def config_for(name: str, epochs: float, seed: int = 0):
   config = importlib.import_module(f"configs.{name}").get_config()
   config.seed = seed
@@ -194,15 +177,11 @@ def main():
                       help="experiment: jaxssl's heads initialised as PyTorch's Linear (see torch_style_head_init)")
   parser.add_argument("--torch_padding", action="store_true",
                       help="experiment: jaxssl's 3x3 convolutions padded as PyTorch's (see torch_style_padding)")
-  parser.add_argument("--torch_lars_order", action="store_true",
-                      help="experiment: LARS with momentum before the learning rate (see torch_order_lars)")
   args = parser.parse_args()
   if args.torch_head_init:
     torch_style_head_init()
   if args.torch_padding:
     torch_style_padding()
-  if args.torch_lars_order:
-    torch_order_lars()
 
   rows, baselines = [], {}
   with tempfile.TemporaryDirectory() as tmp:

@@ -1,7 +1,7 @@
 """jaxssl's training step against lightly's, from the same weights on the same views.
 
     python benchmarks/step_parity_vs_lightly.py [--methods byol,simclr,vicreg] [--steps 20] [--batch 64]
-    python benchmarks/step_parity_vs_lightly.py --torch_padding --torch_lars_order     # the recipes aligned
+    python benchmarks/step_parity_vs_lightly.py --torch_padding      # the one recipe difference aligned
 
 When a method's accuracy differs between jaxssl and lightly on the same recipe (benchmarks/
 accuracy_vs_lightly.py), this separates the step from everything random around it. For each method: jaxssl's
@@ -12,10 +12,11 @@ benchmarks/lightly_parity.py, in the PyTorch venv, loads the same initial weight
 (benchmarks/lightly_train.py: lightly's heads, losses, LARS and schedules) and trains it on the same views.
 Prints each side's loss at some steps and the largest relative difference.
 
-The two steps then differ only where the recipes do. ``--torch_padding`` and ``--torch_lars_order`` switch the
-two known differences off on jaxssl's side (accuracy_vs_lightly.py's experiments): with both, the losses agree
-to float32 rounding at the first steps, and drift apart slowly after (rounding differences grow through
-training, as between two PyTorch runs on different hardware).
+The two steps then differ only where the recipes do: the padding of the stride-2 3x3 convolutions (Flax's
+"SAME", as DeepMind's BYOL and big_vision, against PyTorch's 1 on each side). ``--torch_padding``
+(accuracy_vs_lightly.py's experiment) pads jaxssl's as PyTorch's: the losses then agree to float32 rounding at
+the first steps and drift apart slowly after (rounding differences grow through training). Before jaxssl's
+LARS applied the learning rate after the momentum (2026-11-29) that order was a second difference.
 """
 
 import argparse
@@ -92,17 +93,13 @@ def main():
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--lightly_python", default=os.path.join(ROOT, ".venv-lightly", "bin", "python"))
   parser.add_argument("--torch_padding", action="store_true", help="accuracy_vs_lightly.torch_style_padding")
-  parser.add_argument("--torch_lars_order", action="store_true", help="accuracy_vs_lightly.torch_order_lars")
   args = parser.parse_args()
   if args.torch_padding:
     accuracy_vs_lightly.torch_style_padding()
-  if args.torch_lars_order:
-    accuracy_vs_lightly.torch_order_lars()
   shown = sorted({s for s in (0, 1, 2, 5, 10, args.steps - 1) if s < args.steps})
   with tempfile.TemporaryDirectory() as tmp:
     results = {name: compare(name, args, tmp) for name in args.methods.split(",")}
-  aligned = [n for n, on in (("torch padding", args.torch_padding), ("torch LARS order", args.torch_lars_order)) if on]
-  print(f"\njaxssl on its own recipe{' with ' + ' and '.join(aligned) if aligned else ''}; batch {args.batch}, "
+  print(f"\njaxssl {'with PyTorch padding' if args.torch_padding else 'as it is'}; batch {args.batch}, "
         f"{args.steps} steps from the same weights on the same views\n")
   print("| method | library | " + " | ".join(f"loss at step {s}" for s in shown) + " | largest relative loss "
         "difference, first 3 steps / all |")

@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxssl import data, optim, parallel, train, train_step
@@ -130,6 +131,32 @@ def test_lars_excludes_bn_and_bias_from_decay_and_trust_ratio():
   assert float(jnp.abs(updates["kernel"]).sum()) > 0           # decayed
   np.testing.assert_array_equal(updates["bias"], 0.0)           # excluded
   np.testing.assert_array_equal(updates["scale"], 0.0)
+
+
+def test_lars_applies_the_learning_rate_after_the_momentum_as_deepmind_byol_and_pytorch():
+  """A step is lr_t x buffer, buffer = momentum x buffer + trust-ratio-scaled (gradient + decay); checked against
+  that formula in NumPy through a warm-up, where optax.lars (lr before momentum) differs."""
+  config = tiny_config("simclr")
+  config.optim.update(base_lr=1.0, weight_decay=1e-3, momentum=0.9, trust_coefficient=0.01, warmup_steps=4)
+  total = 8
+  tx = optim.make_optimizer(config, total_steps=total)
+  lr = optim.learning_rate_schedule(config, total)
+  rng = np.random.default_rng(0)
+  params = {"kernel": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32), "bias": jnp.zeros((4,), jnp.float32)}
+  state = tx.init(params)
+  ref = {k: np.asarray(v, np.float64) for k, v in params.items()}
+  buffer = {k: np.zeros_like(v) for k, v in ref.items()}
+  for step in range(6):
+    grads = {k: rng.normal(size=v.shape) for k, v in ref.items()}
+    updates, state = tx.update(jax.tree.map(lambda g: jnp.asarray(g, jnp.float32), grads), state, params)
+    params = optax.apply_updates(params, updates)
+    d = grads["kernel"] + config.optim.weight_decay * ref["kernel"]
+    d = d * config.optim.trust_coefficient * np.linalg.norm(ref["kernel"]) / np.linalg.norm(d)
+    for name, update in (("kernel", d), ("bias", grads["bias"])):       # the bias: no decay, no trust ratio
+      buffer[name] = config.optim.momentum * buffer[name] + update
+      ref[name] = ref[name] - float(lr(step)) * buffer[name]
+    for name in ref:
+      np.testing.assert_allclose(params[name], ref[name], rtol=1e-5, atol=1e-6)
 
 
 def test_bfloat16_compute_runs():
