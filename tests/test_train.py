@@ -44,6 +44,13 @@ def _run_pmap(config, batches, num_devices=8, num_classes=0):
   return jax.tree.map(lambda x: x[0], jax.device_get(state)), losses
 
 
+# 8 devices against 1: the gradient's sums round differently, and at initialisation the BatchNorm parameters'
+# gradients are small differences of large sums (in the tiny configs the first step's differ by up to 1e-2
+# relative, ~1e-4 absolute). LARS's first step has lr 0, but its momentum buffer keeps that gradient for the
+# next ones. A missing psum/pmean shows as differences of order one.
+DEVICES_TOLERANCE = 5e-4
+
+
 def _assert_trees_close(a, b, atol):
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=atol)
@@ -58,8 +65,8 @@ def test_eight_devices_match_one_and_pmap(method):
   classes = 10 if method == "simclr" else 0
   state8, losses8, probe8 = _run_shard_map(config, batches, 8, classes)
   state1, losses1, probe1 = _run_shard_map(config, batches, 1, classes)
-  np.testing.assert_allclose(losses8, losses1, atol=1e-4)
-  _assert_trees_close(state8.params, state1.params, 1e-4)
+  np.testing.assert_allclose(losses8, losses1, atol=1e-4, rtol=1e-4)
+  _assert_trees_close(state8.params, state1.params, DEVICES_TOLERANCE)
   _assert_trees_close(state8.batch_stats, state1.batch_stats, 1e-4)
   assert all(np.isfinite(losses8))
   # The step really trained: parameters moved.
@@ -177,7 +184,7 @@ def test_more_methods_eight_devices_match_one(method):
   state1, losses1, _ = _run_shard_map(config, batches, 1)
   assert all(np.isfinite(losses8))
   np.testing.assert_allclose(losses8, losses1, atol=1e-4, rtol=1e-4)
-  _assert_trees_close(state8.params, state1.params, 1e-4)
+  _assert_trees_close(state8.params, state1.params, DEVICES_TOLERANCE)
   _assert_trees_close(state8.method_state, state1.method_state, 1e-4)     # queues filled from the global batch
   if method == "nnclr":
     assert int(state8.method_state["pointer"]) == 2 * config.train.batch_size
