@@ -54,18 +54,18 @@ def baselines(config, linear_epochs: int) -> dict[str, dict[str, float]]:
   return {"random-init encoder": random_init, "raw pixels": pixels}
 
 
-def linear_of_epoch_checkpoints(workdir: str, evals: list[dict]) -> None:
+def linear_of_epoch_checkpoints(workdir: str, evals: list[dict], dataset) -> None:
   """Adds linear_top1/top5 to each periodic evaluation (kNN only during training) from the checkpoint saved at
   its step; the final evaluation already has them."""
   done = {e["step"]: e for e in evals if "linear_top1" in e}
-  mesh, dataset = parallel.make_mesh(), None
+  mesh, evaluator = parallel.make_mesh(), None
   for e in evals:
     if e["step"] in done:
       e["linear_top1"], e["linear_top5"] = done[e["step"]]["linear_top1"], done[e["step"]]["linear_top5"]
       continue
     run = restore.load_run(workdir, e["step"])
-    dataset = dataset or data.load(run.config.data)
-    probe = evaluation.Evaluator(run.trainer, mesh).linear_probe(parallel.replicate(run.state, mesh), dataset)
+    evaluator = evaluator or evaluation.Evaluator(run.trainer, mesh)      # compiled once for every checkpoint
+    probe = evaluator.linear_probe(parallel.replicate(run.state, mesh), dataset)
     e["linear_top1"], e["linear_top5"] = probe["top1"], probe["top5"]
     print(f"step {e['step']} (epoch {e['epoch']:.2f}): linear top-1 {100 * probe['top1']:.2f}%", flush=True)
 
@@ -110,8 +110,9 @@ def main():
     config.eval.knn_at_init = False
     config.eval.linear_probe = True
     config.eval.linear_epochs = args.linear_epochs
+    dataset = data.load(config.data)
     if args.linear_every_epoch:
-      config.train.checkpoint_every = len(data.load(config.data).train) // config.train.batch_size
+      config.train.checkpoint_every = len(dataset.train) // config.train.batch_size
       config.train.keep_checkpoints = int(np.ceil(args.epochs)) + 1
     with contextlib.ExitStack() as stack:
       if args.workdirs:
@@ -119,12 +120,12 @@ def main():
       else:
         workdir = stack.enter_context(tempfile.TemporaryDirectory())
       t = time.perf_counter()
-      results = train.run(config, workdir)
+      results = train.run(config, workdir, dataset=dataset)
       wall = time.perf_counter() - t
       with open(os.path.join(workdir, "results.json")) as f:
         evals = json.load(f)["evals"]
       if args.linear_every_epoch:
-        linear_of_epoch_checkpoints(workdir, evals)
+        linear_of_epoch_checkpoints(workdir, evals, dataset)
     runs[name] = (results, evals, wall)
     print(f"{name}: {results} (wall {wall:.0f} s)", flush=True)
 

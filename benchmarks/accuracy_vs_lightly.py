@@ -38,6 +38,14 @@ from jaxssl import augment, data, evaluation, optim, train, train_step  # noqa: 
 LIGHTLY_RECIPES = ("simclr", "byol", "vicreg", "barlow_twins", "simsiam")
 
 
+def _linen_with(**replacements):
+  """flax.linen as a namespace with some of its names replaced, for a module's ``nn`` in an experiment."""
+  import flax.linen as nn
+
+  names = {k: getattr(nn, k) for k in dir(nn) if not k.startswith("__")}
+  return type("linen_with_" + "_".join(replacements), (), {**names, **replacements})
+
+
 def torch_style_head_init() -> None:
   """An experiment, not a jaxssl option: the heads' Dense kernels drawn as PyTorch's Linear default
   (U(+-1/sqrt(fan_in))) instead of Flax's LeCun normal, by swapping the Dense that jaxssl.models.heads uses
@@ -49,8 +57,7 @@ def torch_style_head_init() -> None:
   from jaxssl.models import heads
 
   dense = functools.partial(nn.Dense, kernel_init=nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"))
-  heads.nn = type("linen_with_torch_dense", (), {**{k: getattr(nn, k) for k in dir(nn) if not k.startswith("__")},
-                                                 "Dense": dense})
+  heads.nn = _linen_with(Dense=dense)
 
 
 def torch_style_padding() -> None:
@@ -67,8 +74,7 @@ def torch_style_padding() -> None:
       kwargs["padding"] = ((1, 1), (1, 1))
     return nn.Conv(features, kernel_size, strides, **kwargs)
 
-  resnet.nn = type("linen_with_torch_padding", (), {**{k: getattr(nn, k) for k in dir(nn) if not k.startswith("__")},
-                                                    "Conv": Conv})
+  resnet.nn = _linen_with(Conv=Conv)
 
 
 def config_for(name: str, epochs: float, seed: int = 0):
@@ -111,10 +117,10 @@ def score(config, dataset, train_features: np.ndarray, test_features: np.ndarray
 
 
 def write_jaxssl_views(config, dataset, tmp: str) -> list[str]:
-  """An experiment: every training step's views made by jaxssl's augmentation (the config's recipes, per-epoch
-  shuffles, one key per example and view), normalised, as float16 [steps, B, C, H, W] .npy files, one per view,
-  for lightly to train on instead of its own transforms. It separates the augmentation from the rest of the
-  method when the two libraries disagree."""
+  """An experiment: every training step's views made by jaxssl's augmentation (the config's recipes, jaxssl's
+  batches in its data pipeline's order, one key per example and view), normalised, as float16
+  [steps, B, C, H, W] .npy files, one per view, for lightly to train on instead of its own transforms. It
+  separates the augmentation from the rest of the method when the two libraries disagree."""
   num_train = len(dataset.train)
   batch = config.train.batch_size
   steps_per_epoch = num_train // batch
@@ -123,16 +129,13 @@ def write_jaxssl_views(config, dataset, tmp: str) -> list[str]:
   images = dataset.train.all()[0]
   make = jax.jit(lambda keys, x: [train_step.normalize(trainer, v).transpose(0, 3, 1, 2).astype(jnp.float16)
                                   for v in augment.views(keys, x, trainer.recipes)])
-  rng, key = np.random.default_rng(config.seed), jax.random.key(config.seed + 1)
+  key = jax.random.key(config.seed + 1)
   paths = [os.path.join(tmp, f"{config.method.name}_view{i}.npy") for i in range(len(trainer.recipes))]
   size, channels = trainer.recipes[0].size, images.shape[-1]
   outs = [np.lib.format.open_memmap(p, mode="w+", dtype=np.float16, shape=(total, batch, channels, size, size))
           for p in paths]
-  order = None
   for step in range(total):
-    if step % steps_per_epoch == 0:
-      order = rng.permutation(num_train)
-    index = order[(step % steps_per_epoch) * batch:(step % steps_per_epoch + 1) * batch]
+    index = data.global_batch_indices(num_train, batch, config.seed, step)  # jaxssl's own batches
     keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(key, step), jnp.arange(batch))
     for out, view in zip(outs, make(keys, images[index])):
       out[step] = np.asarray(view)

@@ -88,15 +88,7 @@ def main(path_in: str, path_out: str) -> None:
   losses = []
   for step in range(len(views)):
     x = [(torch.from_numpy(v).permute(0, 3, 1, 2).float() / 255.0 - mean) / std for v in views[step]]
-    for group in optimizer.param_groups:
-      group["lr"] = lightly_train.learning_rate(step, recipe["peak_lr"], recipe["warmup_steps"], recipe["total_steps"])
-    loss = model.loss(x)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    if model.name == "byol":
-      model.update_target(lightly_train.ema_tau(step, recipe["total_steps"], recipe["method_config"]["base_momentum"]))
-    losses.append(loss.item())
+    losses.append(lightly_train.train_step(model, optimizer, x, step, recipe).item())
   np.savez(path_out, losses=np.array(losses), **{name: to_jaxssl(t, layout) for t, name, layout in names})
 
 

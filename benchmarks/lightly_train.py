@@ -190,6 +190,19 @@ def make_optimizer(model: Model, o: dict) -> torch.optim.Optimizer:
   return torch.optim.SGD(groups, lr=0.0, momentum=o["momentum"])   # jaxssl's sgd: same mask, then momentum
 
 
+def train_step(model: Model, optimizer: torch.optim.Optimizer, views, step: int, recipe: dict) -> torch.Tensor:
+  """One step of the recipe: the step's learning rate, the loss, the update, and BYOL's target after it."""
+  for group in optimizer.param_groups:
+    group["lr"] = learning_rate(step, recipe["peak_lr"], recipe["warmup_steps"], recipe["total_steps"])
+  loss = model.loss(views)
+  optimizer.zero_grad(set_to_none=True)
+  loss.backward()
+  optimizer.step()
+  if model.name == "byol":
+    model.update_target(ema_tau(step, recipe["total_steps"], recipe["method_config"]["base_momentum"]))
+  return loss
+
+
 def learning_rate(step: int, peak: float, warmup: int, total: int) -> float:
   """optax.warmup_cosine_decay_schedule(0, peak, warmup, total, 0) at ``step``."""
   if step < warmup:
@@ -233,7 +246,7 @@ def main(path: str) -> None:
         Views(arrays["train_images"], transforms), batch_size=recipe["batch_size"], shuffle=True, drop_last=True,
         num_workers=recipe["workers"], persistent_workers=recipe["workers"] > 0,
         generator=torch.Generator().manual_seed(recipe["seed"]))
-  total, warmup, peak = recipe["total_steps"], recipe["warmup_steps"], recipe["peak_lr"]
+  total = recipe["total_steps"]
   init_features = {"init_train": features(model.backbone, arrays["eval_train_images"], mean, std),
                    "init_test": features(model.backbone, arrays["test_images"], mean, std)}
   model.train()
@@ -242,14 +255,7 @@ def main(path: str) -> None:
   step = 0
   while step < total:
     for views in loader:
-      for group in optimizer.param_groups:
-        group["lr"] = learning_rate(step, peak, warmup, total)
-      loss = model.loss(views)
-      optimizer.zero_grad(set_to_none=True)
-      loss.backward()
-      optimizer.step()
-      if model.name == "byol":
-        model.update_target(ema_tau(step, total, recipe["method_config"]["base_momentum"]))
+      loss = train_step(model, optimizer, views, step, recipe)
       if step % recipe["log_every"] == 0 or step == total - 1:
         losses.append(loss.item())
         print(f"step {step}: loss {losses[-1]:.4f} ({time.perf_counter() - start:.0f} s)", file=sys.stderr,
