@@ -12,6 +12,12 @@ k=200, T=0.1) and linear probe (30 epochs on frozen, standardised features), on 
 images; so are raw pixels and both encoders at initialisation (their default inits differ). Methods with a
 lightly recipe: simclr, byol, vicreg, barlow_twins, simsiam (the default is the first three). Prints a Markdown
 table.
+
+Experiments, for when the two disagree (each separates one part of the method from the rest):
+``--lightly_on_jaxssl_views`` (lightly trains on jaxssl's augmentation), ``--lightly_from_jaxssl_init`` (lightly
+starts from jaxssl's initial weights), ``--torch_padding`` and ``--torch_head_init`` (jaxssl takes PyTorch's
+convention), and ``--init_seeds 0,1,2`` (no training: both libraries' encoders at initialisation for several
+seeds, to see how much the draw alone moves the scores).
 """
 
 import argparse
@@ -31,6 +37,7 @@ sys.path.insert(0, ROOT)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from flax import traverse_util  # noqa: E402
 
 from benchmarks import accuracy  # noqa: E402
 from jaxssl import augment, data, evaluation, optim, train, train_step  # noqa: E402
@@ -88,20 +95,28 @@ def config_for(name: str, epochs: float, seed: int = 0):
   return config
 
 
+def per_step(schedule, total_steps: int) -> list[float]:
+  """A jaxssl schedule's value at every step, for lightly_train.py to use as it is (no formula of its own)."""
+  return [float(v) for v in jax.jit(jax.vmap(schedule))(jnp.arange(total_steps))]
+
+
 def lightly_recipe(config, dataset, paths: dict, workers: int) -> dict:
-  """Everything lightly_train.py needs, read from the jaxssl config and the dataset."""
+  """Everything lightly_train.py needs, read from the jaxssl config and the dataset; the learning rate and
+  BYOL's tau of every step come from jaxssl's own schedules."""
   num_train = len(dataset.train)
   steps_per_epoch = num_train // config.train.batch_size
   total_steps = train.total_steps_for(config, num_train)
   trainer = train_step.build(config, total_steps, steps_per_epoch=steps_per_epoch)
+  schedule = optim.learning_rate_schedule(config, total_steps, steps_per_epoch)
   if config.optim.name not in ("lars", "sgd"):
     raise ValueError(f"config.optim.name={config.optim.name!r}: lightly_train.py runs LARS or SGD")
   return {
       "method": config.method.name, "method_config": config.method.to_dict(), "seed": config.seed,
       "channels": dataset.train.image_shape[-1], "mean": list(config.data.mean), "std": list(config.data.std),
       "views": [dataclasses.asdict(v) for v in trainer.recipes], "batch_size": config.train.batch_size,
-      "total_steps": total_steps, "warmup_steps": min(optim.warmup_steps(config, steps_per_epoch), total_steps - 1),
-      "peak_lr": config.optim.base_lr * config.train.batch_size / 256.0,
+      "total_steps": total_steps, "learning_rates": per_step(schedule, total_steps),
+      "ema_taus": per_step(lambda s: trainer.method.ema(s, total_steps), total_steps) if trainer.method.uses_ema
+                  else None,
       "optim": {k: config.optim[k] for k in ("name", "weight_decay", "momentum", "trust_coefficient")},
       "log_every": config.train.log_every * 10, "workers": workers, **paths,
   }
@@ -144,8 +159,28 @@ def write_jaxssl_views(config, dataset, tmp: str) -> list[str]:
   return paths
 
 
-def run_lightly(config, dataset, python: str, workers: int, tmp: str,
-                jaxssl_views: bool = False) -> tuple[dict, dict]:
+def flat(prefix: str, tree) -> dict[str, np.ndarray]:
+  """A Flax tree as {"prefix/path/to/leaf": array}, the names benchmarks/lightly_weights.py reads."""
+  return {f"{prefix}/" + "/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(tree).items()}
+
+
+def write_jaxssl_init(config, dataset, tmp: str) -> str:
+  """An experiment: jaxssl's initial parameters and BatchNorm statistics for the config (the draw train.run
+  starts from, ``init_state`` at config.seed), as an .npz under their Flax paths, for lightly to start from
+  (benchmarks/lightly_weights.py maps them). It separates the initial draw from the rest of the method."""
+  num_train = len(dataset.train)
+  steps_per_epoch = num_train // config.train.batch_size
+  trainer = train_step.build(config, train.total_steps_for(config, num_train), steps_per_epoch=steps_per_epoch)
+  state = train_step.init_state(trainer, jax.random.key(config.seed), dataset.train.image_shape[-1])
+  path = os.path.join(tmp, f"{config.method.name}_init.npz")
+  np.savez(path, **flat("params", state.params), **flat("batch_stats", state.batch_stats))
+  return path
+
+
+def run_lightly(config, dataset, python: str, workers: int, tmp: str, jaxssl_views: bool = False,
+                jaxssl_init: bool = False, init_only: bool = False) -> tuple[dict | None, dict, dict]:
+  """lightly trained on the config's recipe in the PyTorch venv: (scores of the trained encoder, or None with
+  ``init_only``, which skips the training; scores of its initial encoder; lightly_train.py's timing line)."""
   images = os.path.join(tmp, "images.npz")
   if not os.path.exists(images):
     np.savez(images, train_images=dataset.train.all()[0], eval_train_images=dataset.eval_train.all()[0],
@@ -153,16 +188,48 @@ def run_lightly(config, dataset, python: str, workers: int, tmp: str,
   paths = {"data": images, "features": os.path.join(tmp, f"{config.method.name}_features.npz")}
   if jaxssl_views:
     paths["view_files"] = write_jaxssl_views(config, dataset, tmp)
+  if jaxssl_init:
+    paths["init_weights"] = write_jaxssl_init(config, dataset, tmp)
   recipe_path = os.path.join(tmp, f"{config.method.name}_recipe.json")
+  recipe = lightly_recipe(config, dataset, paths, workers)
+  if init_only:
+    recipe["total_steps"] = 0
   with open(recipe_path, "w") as f:
-    json.dump(lightly_recipe(config, dataset, paths, workers), f, indent=1)
+    json.dump(recipe, f, indent=1)
   done = subprocess.run([python, os.path.join(ROOT, "benchmarks", "lightly_train.py"), recipe_path],
                         stdout=subprocess.PIPE, text=True, check=True)
   timing = json.loads(done.stdout.strip().splitlines()[-1])
   with np.load(paths["features"]) as f:
-    scores = score(config, dataset, f["train"], f["test"])
+    scores = None if init_only else score(config, dataset, f["train"], f["test"])
     init = score(config, dataset, f["init_train"], f["init_test"])
   return scores, init, timing
+
+
+def print_init_seeds(name: str, seeds: list[int], args) -> None:
+  """The encoders at initialisation, for several seeds: jaxssl's draw (Flax's initialisers from
+  jax.random.key(seed)) and lightly's (torch.manual_seed(seed)), each scored by jaxssl's kNN and linear probe.
+  How far apart draws of the same distribution score tells how much of a gap at a few epochs a seed can make."""
+  rows = []
+  with tempfile.TemporaryDirectory() as tmp:
+    dataset = None
+    for seed in seeds:
+      config = config_for(name, args.epochs, seed)
+      dataset = dataset or data.load(config.data)
+      ours = accuracy.random_init_scores(config, dataset, config.eval.linear_epochs)
+      _, theirs, _ = run_lightly(config, dataset, args.lightly_python, args.lightly_workers, tmp, init_only=True)
+      rows.append((seed, ours, theirs))
+      print(f"seed {seed}: jaxssl {ours} lightly {theirs}", flush=True)
+  print(f"\n{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"jax {jax.__version__}; {name}'s encoder at initialisation; kNN and linear probe by jaxssl's code\n")
+  print("| seed | jaxssl kNN | jaxssl linear | lightly kNN | lightly linear |")
+  print("|---|---|---|---|---|")
+  for seed, ours, theirs in rows:
+    print(f"| {seed} | {100 * ours['knn_accuracy']:.2f}% | {100 * ours['linear_top1']:.2f}% | "
+          f"{100 * theirs['knn_accuracy']:.2f}% | {100 * theirs['linear_top1']:.2f}% |")
+  for library, column in (("jaxssl", 1), ("lightly", 2)):
+    knn = np.array([100 * r[column]["knn_accuracy"] for r in rows])
+    print(f"\n{library}: kNN mean {knn.mean():.2f}%, spread {knn.max() - knn.min():.2f} points", end="")
+  print()
 
 
 def main():
@@ -176,11 +243,18 @@ def main():
   parser.add_argument("--skip_lightly", action="store_true", help="jaxssl only (e.g. another seed)")
   parser.add_argument("--lightly_on_jaxssl_views", action="store_true",
                       help="experiment: lightly trains on the views of jaxssl's augmentation (write_jaxssl_views)")
+  parser.add_argument("--lightly_from_jaxssl_init", action="store_true",
+                      help="experiment: lightly starts from jaxssl's initial weights (write_jaxssl_init)")
   parser.add_argument("--torch_head_init", action="store_true",
                       help="experiment: jaxssl's heads initialised as PyTorch's Linear (see torch_style_head_init)")
   parser.add_argument("--torch_padding", action="store_true",
                       help="experiment: jaxssl's 3x3 convolutions padded as PyTorch's (see torch_style_padding)")
+  parser.add_argument("--init_seeds", default="",
+                      help="only the encoders at initialisation for these seeds (e.g. 0,1,2), no training")
   args = parser.parse_args()
+  if args.init_seeds:
+    print_init_seeds(args.methods.split(",")[0], [int(s) for s in args.init_seeds.split(",")], args)
+    return
   if args.torch_head_init:
     torch_style_head_init()
   if args.torch_padding:
@@ -204,7 +278,7 @@ def main():
         baselines[("raw pixels", "")] = base["raw pixels"]
         baselines[("random init", "jaxssl")] = base["random-init encoder"]
       scores, init, timing = run_lightly(config, dataset, args.lightly_python, args.lightly_workers, tmp,
-                                         args.lightly_on_jaxssl_views)
+                                         args.lightly_on_jaxssl_views, args.lightly_from_jaxssl_init)
       baselines.setdefault(("random init", "lightly"), init)
       rows.append((name, "lightly", scores, timing["train_seconds"], timing["final_loss"]))
       print(f"{name} lightly: {scores} {timing}", flush=True)

@@ -17,8 +17,8 @@ What is the same as jaxssl, from the recipe:
 - lightly's LARS with two parameter groups: weights (ndim > 1) with weight decay and the trust ratio, the rest
   without either (lightly's LARS skips the trust ratio where weight decay is 0), as jaxssl's masks; or, for a
   config with optim.name=sgd (SimSiam's), torch's SGD with momentum and the same two groups;
-- the learning rate per step: linear warm-up from 0, cosine to 0 (optax.warmup_cosine_decay_schedule);
-- BYOL's target: tau = 1 - (1 - base) (cos(pi step / total) + 1) / 2, updated after each optimizer step;
+- the learning rate of every step and BYOL's tau (the target updated after each optimizer step), as lists in
+  the recipe computed by jaxssl's own schedules (linear warm-up from 0 and cosine to 0; tau from base to 1);
 - each view: RandomResizedCrop (scale, ratio), horizontal flip, colour jitter with probability, grayscale,
   Gaussian blur (kernel 10% of the side, at least 3, reflect padding: torchvision's GaussianBlur), lightly's
   RandomSolarization, then Normalize with the config's mean and std; the batch's views in separate BatchNorm
@@ -28,13 +28,14 @@ What is the same as jaxssl, from the recipe:
 What differs: PyTorch's default init for the heads' Linear layers (Kaiming uniform, a = sqrt(5)) against
 Flax's LeCun normal; the data order and augmentation draws (torch's generators, not jaxssl's keys).
 With ``view_files`` in the recipe (accuracy_vs_lightly.py --lightly_on_jaxssl_views), lightly trains on
-views made by jaxssl's augmentation instead of its transforms, to tell the augmentation from the rest.
-Writes the features of the encoder after training and at initialisation. Prints one JSON line: train_seconds
+views made by jaxssl's augmentation instead of its transforms, to tell the augmentation from the rest; with
+``init_weights`` (--lightly_from_jaxssl_init), it starts from jaxssl's initial weights instead of torch's draw.
+Writes the features of the encoder after training and at initialisation (only the latter when total_steps is 0,
+accuracy_vs_lightly.py --init_seeds). Prints one JSON line: train_seconds
 (the training loop), first and final loss, steps.
 """
 
 import json
-import math
 import os
 import sys
 import time
@@ -51,6 +52,7 @@ from PIL import Image
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lightly_weights  # noqa: E402
 from lightly_step import small_resnet  # noqa: E402
 
 
@@ -193,26 +195,14 @@ def make_optimizer(model: Model, o: dict) -> torch.optim.Optimizer:
 def train_step(model: Model, optimizer: torch.optim.Optimizer, views, step: int, recipe: dict) -> torch.Tensor:
   """One step of the recipe: the step's learning rate, the loss, the update, and BYOL's target after it."""
   for group in optimizer.param_groups:
-    group["lr"] = learning_rate(step, recipe["peak_lr"], recipe["warmup_steps"], recipe["total_steps"])
+    group["lr"] = recipe["learning_rates"][step]
   loss = model.loss(views)
   optimizer.zero_grad(set_to_none=True)
   loss.backward()
   optimizer.step()
   if model.name == "byol":
-    model.update_target(ema_tau(step, recipe["total_steps"], recipe["method_config"]["base_momentum"]))
+    model.update_target(recipe["ema_taus"][step])
   return loss
-
-
-def learning_rate(step: int, peak: float, warmup: int, total: int) -> float:
-  """optax.warmup_cosine_decay_schedule(0, peak, warmup, total, 0) at ``step``."""
-  if step < warmup:
-    return peak * step / warmup
-  progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-  return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def ema_tau(step: int, total: int, base: float) -> float:
-  return 1.0 - (1.0 - base) * (math.cos(math.pi * min(step / max(total, 1), 1.0)) + 1.0) / 2.0
 
 
 @torch.no_grad()
@@ -235,6 +225,9 @@ def main(path: str) -> None:
   arrays = np.load(recipe["data"])
   mean, std = recipe["mean"], recipe["std"]
   model = Model(recipe)
+  if recipe.get("init_weights"):       # jaxssl's initial draw instead of torch's (lightly_weights.load)
+    with np.load(recipe["init_weights"]) as weights:
+      lightly_weights.load(model, weights)
   optimizer = make_optimizer(model, recipe["optim"])
   if recipe.get("view_files"):         # views made by jaxssl's augmentation, one array per view: [steps, B, C, H, W]
     view_arrays = [np.load(p, mmap_mode="r") for p in recipe["view_files"]]
@@ -264,9 +257,11 @@ def main(path: str) -> None:
       if step == total:
         break
   seconds = time.perf_counter() - start
-  np.savez(recipe["features"], train=features(model.backbone, arrays["eval_train_images"], mean, std),
-           test=features(model.backbone, arrays["test_images"], mean, std), **init_features)
-  print(json.dumps({"train_seconds": seconds, "first_loss": losses[0], "final_loss": losses[-1], "steps": step,
+  trained = {} if total == 0 else {"train": features(model.backbone, arrays["eval_train_images"], mean, std),
+                                   "test": features(model.backbone, arrays["test_images"], mean, std)}
+  np.savez(recipe["features"], **trained, **init_features)
+  print(json.dumps({"train_seconds": seconds, "first_loss": losses[0] if losses else None,
+                    "final_loss": losses[-1] if losses else None, "steps": step,
                     "threads": torch.get_num_threads(), "torch": torch.__version__}), flush=True)
 
 

@@ -32,14 +32,9 @@ sys.path.insert(0, ROOT)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from flax import traverse_util  # noqa: E402
 
 from benchmarks import accuracy_vs_lightly  # noqa: E402
 from jaxssl import augment, data, train, train_step  # noqa: E402
-
-
-def flat(prefix: str, tree) -> dict[str, np.ndarray]:
-  return {f"{prefix}/" + "/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(tree).items()}
 
 
 def jaxssl_views(trainer, images: np.ndarray, steps: int, batch: int, seed: int) -> np.ndarray:
@@ -69,8 +64,8 @@ def compare(name: str, args, tmp: str) -> dict:
   state = train_step.init_state(trainer, jax.random.key(config.seed), images.shape[-1])
   recipe = accuracy_vs_lightly.lightly_recipe(config, dataset, {}, workers=0)
   path_in, path_out = os.path.join(tmp, f"{name}_in.npz"), os.path.join(tmp, f"{name}_out.npz")
-  np.savez(path_in, recipe=json.dumps(recipe), views=views, **flat("params", state.params),
-           **flat("batch_stats", state.batch_stats))
+  np.savez(path_in, recipe=json.dumps(recipe), views=views, **accuracy_vs_lightly.flat("params", state.params),
+           **accuracy_vs_lightly.flat("batch_stats", state.batch_stats))
 
   step = jax.jit(train_step.make_per_device_step(trainer, axis_name=None))
   losses = []
