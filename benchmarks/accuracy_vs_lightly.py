@@ -10,8 +10,8 @@ view recipes, batch, steps, seed) is written to a JSON file and benchmarks/light
 it in the PyTorch venv, on the same images. Both encoders are scored by the same code, jaxssl's kNN (cosine,
 k=200, T=0.1) and linear probe (30 epochs on frozen, standardised features), on features of the same test
 images; so are raw pixels and both encoders at initialisation (their default inits differ). Methods with a
-lightly recipe: simclr, byol, vicreg, barlow_twins, simsiam (the default is the first three). Prints a Markdown
-table.
+lightly recipe: simclr, byol, vicreg, barlow_twins, simsiam, nnclr, mocov3 (the default is the first three).
+Prints a Markdown table.
 
 Experiments, for when the two disagree (each separates one part of the method from the rest):
 ``--lightly_on_jaxssl_views`` (lightly trains on jaxssl's augmentation), ``--lightly_from_jaxssl_init`` (lightly
@@ -42,7 +42,7 @@ from flax import traverse_util  # noqa: E402
 from benchmarks import accuracy  # noqa: E402
 from jaxssl import augment, data, evaluation, optim, train, train_step  # noqa: E402
 
-LIGHTLY_RECIPES = ("simclr", "byol", "vicreg", "barlow_twins", "simsiam")
+LIGHTLY_RECIPES = ("simclr", "byol", "vicreg", "barlow_twins", "simsiam", "nnclr", "mocov3")
 
 
 def _linen_with(**replacements):

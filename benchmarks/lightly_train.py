@@ -13,19 +13,25 @@ What is the same as jaxssl, from the recipe:
   jaxssl's ResNets), and lightly's heads at the config's widths (Linear without bias before BatchNorm);
 - the losses: lightly's NTXentLoss, VICRegLoss, BarlowTwinsLoss (the config's lambda), SimSiam's
   NegativeCosineSimilarity, and BYOL's written as jaxssl's 2 - 2 cos summed over the two directions (the same
-  gradient scale, which matters for the BatchNorm and bias parameters that LARS does not rescale);
+  gradient scale, which matters for the BatchNorm and bias parameters that LARS does not rescale); NNCLR with
+  lightly's NNMemoryBankModule as the support set (the config's size, random unit rows at the start, as
+  jaxssl's) and its loss written as jaxssl's (solo-learn's one-directional form, not lightly's NTXentLoss); MoCo
+  v3 with BYOL's momentum target and the official InfoNCE (2T-scaled cross-entropy) written as jaxssl's, its
+  heads built from lightly's ProjectionHead (lightly has none for v3);
 - lightly's LARS with two parameter groups: weights (ndim > 1) with weight decay and the trust ratio, the rest
   without either (lightly's LARS skips the trust ratio where weight decay is 0), as jaxssl's masks; or, for a
   config with optim.name=sgd (SimSiam's), torch's SGD with momentum and the same two groups;
-- the learning rate of every step and BYOL's tau (the target updated after each optimizer step), as lists in
-  the recipe computed by jaxssl's own schedules (linear warm-up from 0 and cosine to 0; tau from base to 1);
+- the learning rate of every step and the momentum target's tau (BYOL, MoCo v3; the target updated after each
+  optimizer step), as lists in the recipe computed by jaxssl's own schedules (linear warm-up from 0 and cosine
+  to 0; tau from base to 1);
 - each view: RandomResizedCrop (scale, ratio), horizontal flip, colour jitter with probability, grayscale,
   Gaussian blur (kernel 10% of the side, at least 3, reflect padding: torchvision's GaussianBlur), lightly's
   RandomSolarization, then Normalize with the config's mean and std; the batch's views in separate BatchNorm
   passes (one forward per view), as jaxssl;
 - batch, number of steps (epochs of the train split, continuing across epoch boundaries), seed 0.
 
-What differs: PyTorch's default init for the heads' Linear layers (Kaiming uniform, a = sqrt(5)) against
+What differs: NNCLR's projection head (lightly's) ends in a BatchNorm with scale and shift, jaxssl's (as MoCo
+v3's) without; PyTorch's default init for the heads' Linear layers (Kaiming uniform, a = sqrt(5)) against
 Flax's LeCun normal; the data order and augmentation draws (torch's generators, not jaxssl's keys).
 With ``view_files`` in the recipe (accuracy_vs_lightly.py --lightly_on_jaxssl_views), lightly trains on
 views made by jaxssl's augmentation instead of its transforms, to tell the augmentation from the rest; with
@@ -44,7 +50,7 @@ import numpy as np
 import torch
 import torchvision.transforms as T
 from lightly.loss import BarlowTwinsLoss, NegativeCosineSimilarity, NTXentLoss, VICRegLoss
-from lightly.models.modules import heads
+from lightly.models.modules import NNMemoryBankModule, heads
 from lightly.models.utils import deactivate_requires_grad
 from lightly.transforms import RandomSolarization
 from lightly.utils.lars import LARS
@@ -115,6 +121,13 @@ def mlp(dims_in: int, hidden: list, out: int, kind: str) -> nn.Module:
     return heads.BarlowTwinsProjectionHead(dims_in, hidden[0], out)
   if kind == "simsiam" and layers == 3:
     return heads.SimSiamProjectionHead(dims_in, hidden[0], out)
+  if kind == "nnclr" and layers == 3 and hidden[0] == hidden[1]:
+    return heads.NNCLRProjectionHead(dims_in, hidden[0], out)
+  if kind == "mocov3":
+    # lightly has no MoCo v3 head: the official layout (as jaxssl's) from lightly's ProjectionHead, the output
+    # BatchNorm without scale and shift.
+    blocks = [(d_in, d_out, nn.BatchNorm1d(d_out), nn.ReLU()) for d_in, d_out in zip([dims_in] + hidden, hidden)]
+    return heads.ProjectionHead(blocks + [(hidden[-1], out, nn.BatchNorm1d(out, affine=False), None)])
   raise ValueError(f"no lightly {kind} head with {layers} layers")
 
 
@@ -130,22 +143,29 @@ class Model(nn.Module):
     if name == "simclr":
       self.projection = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], "simclr")
       self.criterion = NTXentLoss(temperature=m["temperature"])
-    elif name == "byol":
-      self.projection = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], "byol")
+    elif name in ("byol", "mocov3"):
+      self.projection = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], name)
+      # Linear, BatchNorm, ReLU, Linear: BYOL's predictor and MoCo v3's.
       self.prediction = heads.BYOLPredictionHead(m["proj_dim"], m["pred_hidden_dims"][0], m["proj_dim"])
       self.backbone_target = small_resnet(recipe["channels"])
-      self.projection_target = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], "byol")
+      self.projection_target = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], name)
       self.backbone_target.load_state_dict(self.backbone.state_dict())
       self.projection_target.load_state_dict(self.projection.state_dict())
       deactivate_requires_grad(self.backbone_target)
       deactivate_requires_grad(self.projection_target)
       self.criterion = NegativeCosineSimilarity()
+      self.temperature = m.get("temperature")
     elif name == "vicreg":
       self.projection = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], "vicreg")
       self.criterion = VICRegLoss(lambda_param=m["sim_coeff"], mu_param=m["std_coeff"], nu_param=m["cov_coeff"])
     elif name == "barlow_twins":
       self.projection = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], "barlow_twins")
       self.criterion = BarlowTwinsLoss(lambda_param=m["lambd"])
+    elif name == "nnclr":
+      self.projection = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], "nnclr")
+      self.prediction = heads.NNCLRPredictionHead(m["proj_dim"], m["pred_hidden_dims"][0], m["proj_dim"])
+      self.support_set = NNMemoryBankModule(size=(m["queue_size"], m["proj_dim"]))
+      self.temperature = m["temperature"]
     elif name == "simsiam":
       self.projection = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], "simsiam")
       self.prediction = heads.SimSiamPredictionHead(m["proj_dim"], m["pred_hidden_dims"][0], m["proj_dim"])
@@ -158,6 +178,13 @@ class Model(nn.Module):
 
   def loss(self, views):
     x0, x1 = views
+    if self.name == "mocov3":
+      q0 = self.prediction(self.projection(self.backbone(x0)))
+      q1 = self.prediction(self.projection(self.backbone(x1)))
+      with torch.no_grad():
+        k0 = self.projection_target(self.backbone_target(x0))
+        k1 = self.projection_target(self.backbone_target(x1))
+      return self.info_nce(q0, k1) + self.info_nce(q1, k0)
     if self.name == "byol":
       p0 = self.prediction(self.projection(self.backbone(x0)))
       p1 = self.prediction(self.projection(self.backbone(x1)))
@@ -166,11 +193,30 @@ class Model(nn.Module):
         z1 = self.projection_target(self.backbone_target(x1))
       # jaxssl: (2 - 2 cos(p0, z1)) + (2 - 2 cos(p1, z0)); NegativeCosineSimilarity is -cos.
       return 4.0 + 2.0 * (self.criterion(p0, z1) + self.criterion(p1, z0))
+    if self.name == "nnclr":
+      z0, z1 = self.projection(self.backbone(x0)), self.projection(self.backbone(x1))
+      # Both neighbours from the support set before this batch, then the first view's projections enqueued, as
+      # jaxssl (lightly's bank returns the bank as it was before an update).
+      nn1 = self.support_set(z1.detach(), update=False)
+      nn0 = self.support_set(z0.detach(), update=True)
+      return 0.5 * (self.nnclr_term(nn0, self.prediction(z1)) + self.nnclr_term(nn1, self.prediction(z0)))
     if self.name == "simsiam":
       z0, z1 = self.projection(self.backbone(x0)), self.projection(self.backbone(x1))
       p0, p1 = self.prediction(z0), self.prediction(z1)
       return 0.5 * (self.criterion(p0, z1.detach()) + self.criterion(p1, z0.detach()))
     return self.criterion(self.projection(self.backbone(x0)), self.projection(self.backbone(x1)))
+
+  def info_nce(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """MoCo v3's contrastive term as the official code and jaxssl: 2T CE(q k^T / T, i), both normalised."""
+    logits = nn.functional.normalize(q, dim=1) @ nn.functional.normalize(k, dim=1).T / self.temperature
+    return 2.0 * self.temperature * nn.functional.cross_entropy(logits, torch.arange(len(q)))
+
+  def nnclr_term(self, nn_: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """jaxssl's nnclr_loss (solo-learn's): cross-entropy of each neighbour against the batch's predictions, its
+    own image's the positive. lightly's examples use NTXentLoss instead, which also contrasts the neighbours
+    with each other (2N - 2 negatives, symmetric); the loss is written here as jaxssl's to compare the rest."""
+    logits = nn.functional.normalize(nn_, dim=1) @ nn.functional.normalize(p, dim=1).T / self.temperature
+    return nn.functional.cross_entropy(logits, torch.arange(len(p)))
 
   @torch.no_grad()
   def update_target(self, tau: float) -> None:
@@ -193,14 +239,14 @@ def make_optimizer(model: Model, o: dict) -> torch.optim.Optimizer:
 
 
 def train_step(model: Model, optimizer: torch.optim.Optimizer, views, step: int, recipe: dict) -> torch.Tensor:
-  """One step of the recipe: the step's learning rate, the loss, the update, and BYOL's target after it."""
+  """One step of the recipe: the step's learning rate, the loss, the update, and the momentum target after it."""
   for group in optimizer.param_groups:
     group["lr"] = recipe["learning_rates"][step]
   loss = model.loss(views)
   optimizer.zero_grad(set_to_none=True)
   loss.backward()
   optimizer.step()
-  if model.name == "byol":
+  if model.name in ("byol", "mocov3"):
     model.update_target(recipe["ema_taus"][step])
   return loss
 

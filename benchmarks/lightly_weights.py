@@ -21,8 +21,9 @@ def jaxssl_names(model: nn.Module) -> list[tuple[torch.Tensor, str, str]]:
     out.append((module.weight, f"params/{name}/kernel", "conv"))
 
   def norm(module: nn.modules.batchnorm._BatchNorm, name: str) -> None:
-    out.extend([(module.weight, f"params/{name}/scale", ""), (module.bias, f"params/{name}/bias", ""),
-                (module.running_mean, f"batch_stats/{name}/mean", ""),
+    if module.affine:                      # MoCo v3's output BatchNorm has no scale and shift (nor has jaxssl's)
+      out.extend([(module.weight, f"params/{name}/scale", ""), (module.bias, f"params/{name}/bias", "")])
+    out.extend([(module.running_mean, f"batch_stats/{name}/mean", ""),
                 (module.running_var, f"batch_stats/{name}/var", "")])
 
   backbone = model.backbone
@@ -65,9 +66,9 @@ def to_jaxssl(tensor: torch.Tensor, layout: str) -> np.ndarray:
 @torch.no_grad()
 def load(model: nn.Module, arrays) -> None:
   """Copies jaxssl's arrays (a mapping from the Flax paths above) into the model's online network, and, for
-  BYOL, its target (jaxssl's target starts as a copy of the online network too). A missing path is a KeyError."""
+  BYOL and MoCo v3, its target (jaxssl's target starts as a copy of the online network too). A missing path is a KeyError."""
   for tensor, name, layout in jaxssl_names(model):
     tensor.copy_(torch.from_numpy(np.ascontiguousarray(to_torch(arrays[name], layout))))
-  if model.name == "byol":
+  if model.name in ("byol", "mocov3"):
     model.backbone_target.load_state_dict(model.backbone.state_dict())
     model.projection_target.load_state_dict(model.projection.state_dict())
