@@ -178,19 +178,14 @@ class Model(nn.Module):
 
   def loss(self, views):
     x0, x1 = views
-    if self.name == "mocov3":
-      q0 = self.prediction(self.projection(self.backbone(x0)))
-      q1 = self.prediction(self.projection(self.backbone(x1)))
-      with torch.no_grad():
-        k0 = self.projection_target(self.backbone_target(x0))
-        k1 = self.projection_target(self.backbone_target(x1))
-      return self.info_nce(q0, k1) + self.info_nce(q1, k0)
-    if self.name == "byol":
+    if self.name in ("byol", "mocov3"):
       p0 = self.prediction(self.projection(self.backbone(x0)))
       p1 = self.prediction(self.projection(self.backbone(x1)))
       with torch.no_grad():
         z0 = self.projection_target(self.backbone_target(x0))
         z1 = self.projection_target(self.backbone_target(x1))
+      if self.name == "mocov3":
+        return self.info_nce(p0, z1) + self.info_nce(p1, z0)
       # jaxssl: (2 - 2 cos(p0, z1)) + (2 - 2 cos(p1, z0)); NegativeCosineSimilarity is -cos.
       return 4.0 + 2.0 * (self.criterion(p0, z1) + self.criterion(p1, z0))
     if self.name == "nnclr":
