@@ -95,6 +95,14 @@ def config_for(name: str, epochs: float, seed: int = 0):
   return config
 
 
+def trainer_for(config, dataset) -> tuple[train_step.Trainer, int, int]:
+  """The config's trainer on this dataset as train.run builds it (no online probe): (trainer, total steps, steps
+  per epoch)."""
+  steps_per_epoch = len(dataset.train) // config.train.batch_size
+  total_steps = train.total_steps_for(config, len(dataset.train))
+  return train_step.build(config, total_steps, steps_per_epoch=steps_per_epoch), total_steps, steps_per_epoch
+
+
 def per_step(schedule, total_steps: int) -> list[float]:
   """A jaxssl schedule's value at every step, for lightly_train.py to use as it is (no formula of its own)."""
   return [float(v) for v in jax.jit(jax.vmap(schedule))(jnp.arange(total_steps))]
@@ -103,10 +111,7 @@ def per_step(schedule, total_steps: int) -> list[float]:
 def lightly_recipe(config, dataset, paths: dict, workers: int) -> dict:
   """Everything lightly_train.py needs, read from the jaxssl config and the dataset; the learning rate and
   BYOL's tau of every step come from jaxssl's own schedules."""
-  num_train = len(dataset.train)
-  steps_per_epoch = num_train // config.train.batch_size
-  total_steps = train.total_steps_for(config, num_train)
-  trainer = train_step.build(config, total_steps, steps_per_epoch=steps_per_epoch)
+  trainer, total_steps, steps_per_epoch = trainer_for(config, dataset)
   schedule = optim.learning_rate_schedule(config, total_steps, steps_per_epoch)
   if config.optim.name not in ("lars", "sgd"):
     raise ValueError(f"config.optim.name={config.optim.name!r}: lightly_train.py runs LARS or SGD")
@@ -136,11 +141,8 @@ def write_jaxssl_views(config, dataset, tmp: str) -> list[str]:
   batches in its data pipeline's order, one key per example and view), normalised, as float16
   [steps, B, C, H, W] .npy files, one per view, for lightly to train on instead of its own transforms. It
   separates the augmentation from the rest of the method when the two libraries disagree."""
-  num_train = len(dataset.train)
-  batch = config.train.batch_size
-  steps_per_epoch = num_train // batch
-  total = train.total_steps_for(config, num_train)
-  trainer = train_step.build(config, total, steps_per_epoch=steps_per_epoch)
+  num_train, batch = len(dataset.train), config.train.batch_size
+  trainer, total, _ = trainer_for(config, dataset)
   images = dataset.train.all()[0]
   make = jax.jit(lambda keys, x: [train_step.normalize(trainer, v).transpose(0, 3, 1, 2).astype(jnp.float16)
                                   for v in augment.views(keys, x, trainer.recipes)])
@@ -168,9 +170,7 @@ def write_jaxssl_init(config, dataset, tmp: str) -> str:
   """An experiment: jaxssl's initial parameters and BatchNorm statistics for the config (the draw train.run
   starts from, ``init_state`` at config.seed), as an .npz under their Flax paths, for lightly to start from
   (benchmarks/lightly_weights.py maps them). It separates the initial draw from the rest of the method."""
-  num_train = len(dataset.train)
-  steps_per_epoch = num_train // config.train.batch_size
-  trainer = train_step.build(config, train.total_steps_for(config, num_train), steps_per_epoch=steps_per_epoch)
+  trainer, _, _ = trainer_for(config, dataset)
   state = train_step.init_state(trainer, jax.random.key(config.seed), dataset.train.image_shape[-1])
   path = os.path.join(tmp, f"{config.method.name}_init.npz")
   np.savez(path, **flat("params", state.params), **flat("batch_stats", state.batch_stats))

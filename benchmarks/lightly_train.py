@@ -37,8 +37,8 @@ With ``view_files`` in the recipe (accuracy_vs_lightly.py --lightly_on_jaxssl_vi
 views made by jaxssl's augmentation instead of its transforms, to tell the augmentation from the rest; with
 ``init_weights`` (--lightly_from_jaxssl_init), it starts from jaxssl's initial weights instead of torch's draw.
 Writes the features of the encoder after training and at initialisation (only the latter when total_steps is 0,
-accuracy_vs_lightly.py --init_seeds). Prints one JSON line: train_seconds
-(the training loop), first and final loss, steps.
+accuracy_vs_lightly.py --init_seeds). Prints one JSON line: train_seconds (the training loop), first and final
+loss, steps.
 """
 
 import json
@@ -149,8 +149,7 @@ class Model(nn.Module):
       self.prediction = heads.BYOLPredictionHead(m["proj_dim"], m["pred_hidden_dims"][0], m["proj_dim"])
       self.backbone_target = small_resnet(recipe["channels"])
       self.projection_target = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], name)
-      self.backbone_target.load_state_dict(self.backbone.state_dict())
-      self.projection_target.load_state_dict(self.projection.state_dict())
+      self.copy_online_to_target()
       deactivate_requires_grad(self.backbone_target)
       deactivate_requires_grad(self.projection_target)
       self.criterion = NegativeCosineSimilarity()
@@ -173,12 +172,22 @@ class Model(nn.Module):
     else:
       raise ValueError(f"no lightly recipe for {name!r}")
 
+  @property
+  def has_target(self) -> bool:
+    """A momentum target network (BYOL, MoCo v3), updated by update_target after each step."""
+    return hasattr(self, "backbone_target")
+
+  @torch.no_grad()
+  def copy_online_to_target(self) -> None:
+    self.backbone_target.load_state_dict(self.backbone.state_dict())
+    self.projection_target.load_state_dict(self.projection.state_dict())
+
   def online_parameters(self):
     return [p for n, p in self.named_parameters() if "_target" not in n]
 
   def loss(self, views):
     x0, x1 = views
-    if self.name in ("byol", "mocov3"):
+    if self.has_target:
       p0 = self.prediction(self.projection(self.backbone(x0)))
       p1 = self.prediction(self.projection(self.backbone(x1)))
       with torch.no_grad():
@@ -203,15 +212,19 @@ class Model(nn.Module):
 
   def info_nce(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """MoCo v3's contrastive term as the official code and jaxssl: 2T CE(q k^T / T, i), both normalised."""
-    logits = nn.functional.normalize(q, dim=1) @ nn.functional.normalize(k, dim=1).T / self.temperature
-    return 2.0 * self.temperature * nn.functional.cross_entropy(logits, torch.arange(len(q)))
+    return 2.0 * self.temperature * self.match_keys(q, k)
 
   def nnclr_term(self, nn_: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """jaxssl's nnclr_loss (solo-learn's): cross-entropy of each neighbour against the batch's predictions, its
     own image's the positive. lightly's examples use NTXentLoss instead, which also contrasts the neighbours
     with each other (2N - 2 negatives, symmetric); the loss is written here as jaxssl's to compare the rest."""
-    logits = nn.functional.normalize(nn_, dim=1) @ nn.functional.normalize(p, dim=1).T / self.temperature
-    return nn.functional.cross_entropy(logits, torch.arange(len(p)))
+    return self.match_keys(nn_, p)
+
+  def match_keys(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """mean_i CE(q_i . K^T / T, i) on L2-normalised rows, query i's positive its own key (jaxssl's
+    _match_global_keys on one device)."""
+    logits = nn.functional.normalize(queries, dim=1) @ nn.functional.normalize(keys, dim=1).T / self.temperature
+    return nn.functional.cross_entropy(logits, torch.arange(len(keys)))
 
   @torch.no_grad()
   def update_target(self, tau: float) -> None:
@@ -241,7 +254,7 @@ def train_step(model: Model, optimizer: torch.optim.Optimizer, views, step: int,
   optimizer.zero_grad(set_to_none=True)
   loss.backward()
   optimizer.step()
-  if model.name in ("byol", "mocov3"):
+  if model.has_target:
     model.update_target(recipe["ema_taus"][step])
   return loss
 

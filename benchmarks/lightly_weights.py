@@ -65,10 +65,10 @@ def to_jaxssl(tensor: torch.Tensor, layout: str) -> np.ndarray:
 
 @torch.no_grad()
 def load(model: nn.Module, arrays) -> None:
-  """Copies jaxssl's arrays (a mapping from the Flax paths above) into the model's online network, and, for
-  BYOL and MoCo v3, its target (jaxssl's target starts as a copy of the online network too). A missing path is a KeyError."""
+  """Copies jaxssl's arrays (a mapping from the Flax paths above) into the model's online network, and into its
+  momentum target if it has one (jaxssl's target starts as a copy of the online network too). A missing path is
+  a KeyError."""
   for tensor, name, layout in jaxssl_names(model):
     tensor.copy_(torch.from_numpy(np.ascontiguousarray(to_torch(arrays[name], layout))))
-  if model.name in ("byol", "mocov3"):
-    model.backbone_target.load_state_dict(model.backbone.state_dict())
-    model.projection_target.load_state_dict(model.projection.state_dict())
+  if model.has_target:
+    model.copy_online_to_target()
