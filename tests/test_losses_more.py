@@ -30,12 +30,12 @@ class TestNegativeCosine:
   def test_hand_value(self):
     p = jnp.array([[1.0, 0.0], [1.0, 0.0]])
     z = jnp.array([[0.0, 2.0], [3.0, 0.0]])
-    assert losses.negative_cosine(p, z) == pytest.approx(-0.5)
+    assert float(losses.negative_cosine(p, z)) == pytest.approx(-0.5)
 
   def test_eight_devices_match_one(self):
     p, z = _random(0, (16, 4)), _random(1, (16, 4))
     sharded = on_devices(lambda a, b, axis: losses.negative_cosine(a, b, axis), p, z)
-    assert sharded == pytest.approx(losses.negative_cosine(p, z), abs=1e-6)
+    assert float(sharded) == pytest.approx(float(losses.negative_cosine(p, z)), abs=1e-6)
 
 
 class TestBarlowTwins:
@@ -44,22 +44,22 @@ class TestBarlowTwins:
     z1 = jnp.array([[1.0, 1.0], [-1.0, -1.0]])
     z2 = jnp.array([[1.0, -1.0], [-1.0, 1.0]])
     # Standardised: unchanged. C = [[1, -1], [1, -1]]: on-diagonal (1-1)^2 + (-1-1)^2 = 4, off-diagonal 1 + 1.
-    assert losses.barlow_twins_loss(z1, z2, lambd=0.0051, eps=0.0) == pytest.approx(4 + 0.0051 * 2, abs=1e-5)
+    assert float(losses.barlow_twins_loss(z1, z2, lambd=0.0051, eps=0.0)) == pytest.approx(4 + 0.0051 * 2, abs=1e-5)
 
   def test_matches_official_formula(self):
     z1, z2 = _random(0, (12, 5)), _random(1, (12, 5)) * 3 + 2
     expected = _barlow_reference(z1, z2, 0.0051, 1e-5)
-    assert losses.barlow_twins_loss(z1, z2) == pytest.approx(expected, rel=1e-4)
+    assert float(losses.barlow_twins_loss(z1, z2)) == pytest.approx(float(expected), rel=1e-4)
 
   def test_invariant_to_affine_rescaling_per_dimension(self):
     z1, z2 = _random(0, (12, 5)), _random(1, (12, 5))
     scaled = z1 * jnp.arange(1.0, 6.0) + 7.0
-    assert losses.barlow_twins_loss(scaled, z2) == pytest.approx(losses.barlow_twins_loss(z1, z2), rel=1e-3)
+    assert float(losses.barlow_twins_loss(scaled, z2)) == pytest.approx(float(losses.barlow_twins_loss(z1, z2)), rel=1e-3)
 
   def test_eight_devices_match_one(self):
     z1, z2 = _random(0, (32, 6)), _random(1, (32, 6))
     sharded = on_devices(lambda a, b, axis: losses.barlow_twins_loss(a, b, axis_name=axis), z1, z2)
-    assert sharded == pytest.approx(losses.barlow_twins_loss(z1, z2), rel=1e-5)
+    assert float(sharded) == pytest.approx(float(losses.barlow_twins_loss(z1, z2)), rel=1e-5)
 
 
 class TestInfoNCE:
@@ -67,17 +67,17 @@ class TestInfoNCE:
   def test_hand_value(self):
     # q_i = k_i orthonormal, T = 1: CE = log(1 + 1/e) per query, scaled by 2T.
     eye = jnp.eye(2)
-    assert losses.info_nce(eye, eye, temperature=1.0) == pytest.approx(2 * math.log(1 + 1 / math.e), abs=1e-6)
+    assert float(losses.info_nce(eye, eye, temperature=1.0)) == pytest.approx(2 * math.log(1 + 1 / math.e), abs=1e-6)
 
   def test_scale_invariant_and_finite_gradient(self):
     q, k = _random(0, (8, 4)), _random(1, (8, 4))
-    assert losses.info_nce(4 * q, 0.3 * k) == pytest.approx(losses.info_nce(q, k), abs=1e-5)
+    assert float(losses.info_nce(4 * q, 0.3 * k)) == pytest.approx(float(losses.info_nce(q, k)), abs=1e-5)
     assert bool(jnp.all(jnp.isfinite(jax.grad(losses.info_nce)(q, k))))
 
   def test_eight_devices_match_one(self):
     q, k = _random(0, (32, 6)), _random(1, (32, 6))
     sharded = on_devices(lambda a, b, axis: losses.info_nce(a, b, 0.2, axis), q, k)
-    assert sharded == pytest.approx(losses.info_nce(q, k, 0.2), abs=1e-5)
+    assert float(sharded) == pytest.approx(float(losses.info_nce(q, k, 0.2)), abs=1e-5)
 
 
 class TestSupCon:
@@ -87,24 +87,24 @@ class TestSupCon:
     # among two equally similar candidates (log 1/2); anchor 2 has no positive and contributes 0.
     features = jnp.eye(3)[:, None, :]
     value = losses.supcon(features, jnp.array([0, 0, 1]), temperature=1.0, base_temperature=1.0)
-    assert value == pytest.approx(2 * math.log(2) / 3, abs=1e-6)
+    assert float(value) == pytest.approx(2 * math.log(2) / 3, abs=1e-6)
 
   def test_distinct_labels_reduce_to_nt_xent(self):
     z1, z2 = _random(0, (8, 5)), _random(1, (8, 5))
     value = losses.supcon(jnp.stack([z1, z2], axis=1), jnp.arange(8), temperature=0.5, base_temperature=0.5)
-    assert value == pytest.approx(losses.nt_xent(z1, z2, temperature=0.5), abs=1e-5)
+    assert float(value) == pytest.approx(float(losses.nt_xent(z1, z2, temperature=0.5)), abs=1e-5)
 
   def test_more_positives_from_shared_labels(self):
     z = _random(0, (8, 2, 5))
     labels = jnp.array([0, 0, 1, 1, 2, 2, 3, 3])
     assert bool(jnp.isfinite(losses.supcon(z, labels)))
-    assert losses.supcon(z, labels) != pytest.approx(losses.supcon(z, jnp.arange(8)), abs=1e-3)
+    assert float(losses.supcon(z, labels)) != pytest.approx(float(losses.supcon(z, jnp.arange(8))), abs=1e-3)
 
   def test_eight_devices_match_one(self):
     z = _random(0, (32, 2, 6))
     labels = jax.random.randint(jax.random.key(1), (32,), 0, 4)
     sharded = on_devices(lambda f, y, axis: losses.supcon(f, y, 0.1, 0.1, axis), z, labels)
-    assert sharded == pytest.approx(losses.supcon(z, labels, 0.1, 0.1), abs=1e-5)
+    assert float(sharded) == pytest.approx(float(losses.supcon(z, labels, 0.1, 0.1)), abs=1e-5)
 
 
 class TestNNCLR:
@@ -118,12 +118,12 @@ class TestNNCLR:
   def test_loss_hand_value(self):
     # nn_i = p_i orthonormal, T = 1: each row has its positive at 1 and one negative at 0.
     eye = jnp.eye(2)
-    assert losses.nnclr_loss(eye, eye, temperature=1.0) == pytest.approx(math.log(1 + 1 / math.e), abs=1e-6)
+    assert float(losses.nnclr_loss(eye, eye, temperature=1.0)) == pytest.approx(math.log(1 + 1 / math.e), abs=1e-6)
 
   def test_loss_eight_devices_match_one(self):
     nn, p = _random(0, (32, 6)), _random(1, (32, 6))
     sharded = on_devices(lambda a, b, axis: losses.nnclr_loss(a, b, 0.1, axis), nn, p)
-    assert sharded == pytest.approx(losses.nnclr_loss(nn, p, 0.1), abs=1e-5)
+    assert float(sharded) == pytest.approx(float(losses.nnclr_loss(nn, p, 0.1)), abs=1e-5)
 
   def test_enqueue_fills_from_the_global_batch(self):
     queue, z = jnp.zeros((64, 4)), _random(0, (16, 4))
@@ -143,12 +143,12 @@ class TestMeanShift:
     # Bank of unit vectors; the target's 2 nearest are rows 0 and 1; the query sits on row 0.
     bank = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     value = losses.mean_shift_loss(jnp.array([[2.0, 0.0]]), jnp.array([[1.0, 0.9]]), bank, k=2)
-    assert value == pytest.approx(((2 - 2 * 1.0) + (2 - 2 * 0.0)) / 2, abs=1e-6)
+    assert float(value) == pytest.approx(((2 - 2 * 1.0) + (2 - 2 * 0.0)) / 2, abs=1e-6)
 
   def test_k_one_with_target_in_bank_is_byol(self):
     q, t = _random(0, (6, 4)), _random(1, (6, 4))
     bank = jnp.concatenate([t / jnp.linalg.norm(t, axis=1, keepdims=True), _random(2, (10, 4)) * 0.01])
-    assert losses.mean_shift_loss(q, t, bank, k=1) == pytest.approx(losses.byol_loss(q, t), abs=1e-5)
+    assert float(losses.mean_shift_loss(q, t, bank, k=1)) == pytest.approx(float(losses.byol_loss(q, t)), abs=1e-5)
 
 
 class TestWMSE:
@@ -169,16 +169,16 @@ class TestWMSE:
     a = np.concatenate([white(np.asarray(z1[i:i + 16], np.float64)) for i in (0, 16)])
     b = np.concatenate([white(np.asarray(z2[i:i + 16], np.float64)) for i in (0, 16)])
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    assert losses.wmse_loss(z1, z2, w_size=16) == pytest.approx(np.mean(2 - 2 * cos), abs=1e-4)
-    assert losses.wmse_loss(z1, z1, w_size=16) == pytest.approx(0.0, abs=1e-5)
+    assert float(losses.wmse_loss(z1, z2, w_size=16)) == pytest.approx(float(np.mean(2 - 2 * cos)), abs=1e-4)
+    assert float(losses.wmse_loss(z1, z1, w_size=16)) == pytest.approx(0.0, abs=1e-5)
 
   def test_eight_devices_match_one(self):
     z1, z2 = _random(0, (32, 4)), _random(1, (32, 4))
     sharded = on_devices(lambda a, b, axis: losses.wmse_loss(a, b, w_size=16, axis_name=axis), z1, z2)
-    assert sharded == pytest.approx(losses.wmse_loss(z1, z2, w_size=16), abs=1e-5)
+    assert float(sharded) == pytest.approx(float(losses.wmse_loss(z1, z2, w_size=16)), abs=1e-5)
     key = jax.random.key(3)
     sharded = on_devices(lambda a, b, axis: losses.wmse_loss(a, b, 16, axis_name=axis, key=key, w_iter=3), z1, z2)
-    assert sharded == pytest.approx(losses.wmse_loss(z1, z2, 16, key=key, w_iter=3), abs=1e-5)
+    assert float(sharded) == pytest.approx(float(losses.wmse_loss(z1, z2, 16, key=key, w_iter=3)), abs=1e-5)
 
   def test_w_iter_averages_passes_over_permuted_sub_batches(self):
     z1, z2 = _random(0, (32, 4)), _random(1, (32, 4))
@@ -186,10 +186,10 @@ class TestWMSE:
     # Each pass = the contiguous loss of the permuted batch; w_iter passes are averaged.
     passes = [losses.wmse_loss(z1[p], z2[p], 16)
               for p in (jax.random.permutation(jax.random.fold_in(key, i), 32) for i in range(3))]
-    assert losses.wmse_loss(z1, z2, 16, key=key, w_iter=3) == pytest.approx(float(np.mean(passes)), abs=1e-5)
+    assert float(losses.wmse_loss(z1, z2, 16, key=key, w_iter=3)) == pytest.approx(float(np.mean(passes)), abs=1e-5)
     assert len({round(float(p), 5) for p in passes}) == 3           # different sub-batches, different values
     # One sub-batch of the whole batch: whitening is permutation-equivariant, so the permutation does not matter.
-    assert losses.wmse_loss(z1, z2, 32, key=key, w_iter=2) == pytest.approx(float(losses.wmse_loss(z1, z2, 32)),
+    assert float(losses.wmse_loss(z1, z2, 32, key=key, w_iter=2)) == pytest.approx(float(losses.wmse_loss(z1, z2, 32)),
                                                                              abs=1e-4)
 
 
@@ -221,7 +221,7 @@ class TestSwAV:
     s1, s2 = jnp.tanh(_random(0, (6, 3))), jnp.tanh(_random(1, (6, 3)))
     q1, q2 = losses.sinkhorn(s1), losses.sinkhorn(s2)
     ce = lambda q, s: -jnp.mean(jnp.sum(q * jax.nn.log_softmax(s / 0.1, axis=-1), axis=-1))
-    assert losses.swav_loss([s1, s2]) == pytest.approx((ce(q1, s2) + ce(q2, s1)) / 2, abs=1e-5)
+    assert float(losses.swav_loss([s1, s2])) == pytest.approx(float((ce(q1, s2) + ce(q2, s1)) / 2), abs=1e-5)
 
   def test_eight_devices_match_one_with_queue(self):
     views = [jnp.tanh(_random(i, (16, 5))) for i in range(3)]
@@ -232,7 +232,7 @@ class TestSwAV:
     def local(a, b, c, qa, qb, w, axis):
       return losses.swav_loss([a, b, c], queue_scores=[qa, qb], queue_weights=w, axis_name=axis)
     # Each device scores its slice of the queue, as the SwAV method does.
-    assert on_devices(local, *views, *queue, weights) == pytest.approx(expected, abs=1e-5)
+    assert float(on_devices(local, *views, *queue, weights)) == pytest.approx(float(expected), abs=1e-5)
 
 
 class TestDINO:
@@ -245,7 +245,7 @@ class TestDINO:
     # pair (teacher 0 -> student 1): targets (1/4, 3/4), student (3/4, 1/4); pair (1 -> 0): (1/2, 1/2), (1/2, 1/2)
     h01 = -(0.25 * math.log(0.75) + 0.75 * math.log(0.25))
     h10 = math.log(2.0)
-    assert value == pytest.approx((h01 + h10) / 2, abs=1e-5)
+    assert float(value) == pytest.approx((h01 + h10) / 2, abs=1e-5)
 
   def test_centre_is_subtracted_and_updated(self):
     t = [jnp.ones((4, 3)), 3 * jnp.ones((4, 3))]
@@ -264,5 +264,5 @@ class TestDINO:
     sharded = on_devices(lambda a, b, d, e, f, axis: losses.dino_loss([a, b, d], [e, f], c, 0.1, 0.05, axis),
                          *s, *t)
     center = on_devices(lambda e, f, axis: losses.dino_center(c, [e, f], axis_name=axis), *t)
-    assert sharded == pytest.approx(expected, abs=1e-5)
+    assert float(sharded) == pytest.approx(float(expected), abs=1e-5)
     np.testing.assert_allclose(center, expected_center, atol=1e-6)
