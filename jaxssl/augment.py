@@ -304,18 +304,6 @@ def multicrop_recipes(global_views: Sequence[ViewRecipe], local_size: int, num_l
   return tuple(global_views) + (local,) * num_local
 
 
-# VICReg's official augmentations are BYOL's asymmetric pair.
-vicreg_recipes = byol_recipes
-
-RECIPES = {"simclr": simclr_recipes, "byol": byol_recipes, "vicreg": vicreg_recipes}
-
-
-def make_recipes(name: str, **kwargs) -> tuple[ViewRecipe, ...]:
-  if name not in RECIPES:
-    raise ValueError(f"unknown view recipe {name!r}; known: {sorted(RECIPES)}")
-  return RECIPES[name](**kwargs)
-
-
 def to_float(images: jax.Array) -> jax.Array:
   """uint8 [..., H, W, C] in [0, 255] -> float32 in [0, 1]."""
   return images.astype(jnp.float32) / 255.0

@@ -251,7 +251,7 @@ def encoder_fn(trainer, state) -> tuple[Callable, dict, Callable]:
       x = jax.vmap(lambda im: augment.crop_and_resize(im, 0.0, 0.0, im.shape[0], im.shape[1], size))(x)
     return normalize(trainer, x)
 
-  apply_fn = functools.partial(trainer.network.apply, method=trainer.network.embed)
+  apply_fn = functools.partial(trainer.model.apply, method=trainer.model.embed)
   return apply_fn, None if state is None else _encoder_variables(state), preprocess
 
 

@@ -80,6 +80,6 @@ def load_encoder(workdir: str, step: int | None = None) -> tuple[nn.Module, dict
   synchronised across devices (``axis_name=None``), so it can be applied anywhere.
   """
   run = load_run(workdir, step)
-  module = run.trainer.network.encoder
+  module = run.trainer.model.encoder
   variables = {"params": run.state.params["encoder"], "batch_stats": run.state.batch_stats.get("encoder", {})}
   return module, variables

@@ -13,10 +13,11 @@ class TrainState(flax.struct.PyTreeNode):
 
   Attributes:
     step: int32 scalar, optimizer steps taken.
-    params: online network parameters {"encoder", "projector", ("predictor"), ("prototypes")}.
-    batch_stats: BatchNorm running statistics of the online network.
+    params: the method's model's parameters {"encoder", ...: the heads, decoder, tokens it adds}.
+    batch_stats: BatchNorm running statistics of the model ({} for models without BatchNorm).
     opt_state: optax state.
-    ema_params: EMA target parameters {"encoder", "projector"} (BYOL, DINO, MoCo, MeanShift) or None.
+    ema_params: EMA target parameters, the parts of ``params`` the method names (``Method.ema_parts``:
+      {"encoder", "projector"} for BYOL, DINO, MoCo, MeanShift), or None.
     ema_batch_stats: EMA of the online running statistics, for evaluating the target, or None.
     method_state: the method's own state (queues, centres); () when it has none.
     rng: the run's base PRNG key (raw uint32 [2]); the step key is fold_in(rng, step).
@@ -36,14 +37,11 @@ class TrainState(flax.struct.PyTreeNode):
   probe_opt_state: Any = None
 
 
-TARGET_PARTS = ("encoder", "projector")
+def target_subtree(tree: Any, parts: tuple[str, ...]) -> Any:
+  """The part of a params / batch_stats tree that an EMA target keeps: the top-level entries ``parts``."""
+  return {name: value for name, value in tree.items() if name in parts}
 
 
-def target_subtree(tree: Any) -> Any:
-  """The part of a params / batch_stats tree that an EMA target keeps: the encoder and the projector."""
-  return {name: value for name, value in tree.items() if name in TARGET_PARTS}
-
-
-def ema_update(ema: Any, online: Any, tau: jax.Array) -> Any:
-  """ema <- tau * ema + (1 - tau) * online, leaf by leaf over the target's subtree."""
-  return jax.tree.map(lambda e, o: tau * e + (1.0 - tau) * o, ema, target_subtree(online))
+def ema_update(ema: Any, online: Any, tau: jax.Array, parts: tuple[str, ...]) -> Any:
+  """ema <- tau * ema + (1 - tau) * online, leaf by leaf over the target's subtree ``parts``."""
+  return jax.tree.map(lambda e, o: tau * e + (1.0 - tau) * o, ema, target_subtree(online, parts))

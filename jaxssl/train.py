@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Sequence
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import ml_collections
@@ -18,7 +18,7 @@ from jaxssl import evaluation, methods, run_identity
 from jaxssl.cadence import Cadence
 from jaxssl.metrics import MetricsWriter
 from jaxssl.parallel import make_mesh, replicate, shard_batch, shard_step
-from jaxssl.train_step import build, init_state, make_per_device_step
+from jaxssl.train_step import build, finite_names, init_state, make_per_device_step
 from jaxssl.workdir import resolve
 
 
@@ -128,18 +128,36 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   if lock is not None and lock.note:
     print(f"workdir: {lock.note}", flush=True)
   try:
-    return _run_in(root, workdir, config, dataset, mesh, trainer, state, total_steps, steps_per_epoch,
-                   num_classes, channels, changes)
+    return _run_in(_Setup(root, workdir, config, dataset, mesh, trainer, state, total_steps, steps_per_epoch,
+                          num_classes, channels, changes))
   finally:
     if lock is not None:
       lock.release()
 
 
-def _run_in(root, workdir, config, dataset, mesh, trainer, state, total_steps, steps_per_epoch, num_classes,
-            channels, changes) -> dict[str, float]:
+class _Setup(NamedTuple):
+  """What ``run`` has checked and built before it locks the workdir."""
+  root: Any                    # the workdir as an etils path
+  workdir: str
+  config: ml_collections.ConfigDict
+  dataset: Any                 # jaxssl.data.Dataset
+  mesh: Any
+  trainer: Any                 # train_step.Trainer
+  state: Any                   # the initial TrainState, replicated over the mesh
+  total_steps: int
+  steps_per_epoch: int
+  num_classes: int
+  channels: int
+  changes: list[str]           # config fields allowed to differ from the workdir's run
+
+
+def _run_in(setup: _Setup) -> dict[str, float]:
   """The run proper, with the workdir locked: restore, train, evaluate, write results."""
   from jaxssl import checkpoint, data
   from jaxssl.progress import Progress
+
+  (root, workdir, config, dataset, mesh, trainer, state, total_steps, steps_per_epoch, num_classes, channels,
+   changes) = setup
 
   checkpointer = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)
   meta = {"data_position": 0, "evals": [], "results": {}}
@@ -163,8 +181,8 @@ def _run_in(root, workdir, config, dataset, mesh, trainer, state, total_steps, s
           f"{evaluation.summary(finished) or 'no evaluation'}; its results are in {root / 'results.json'}",
           flush=True)
     return finished
-  per_device_step = make_per_device_step(trainer)
-  step_fn = shard_step(per_device_step, mesh)
+  step_fn = shard_step(make_per_device_step(trainer), mesh)
+  names = finite_names(state)                     # of the NaN guard's flags
   writer = MetricsWriter(workdir, enabled=jax.process_index() == 0, resume_step=int(state.step))
   evaluator = evaluation.Evaluator(trainer, mesh)   # compiles the encoder's feature function once for the run
   cadence = Cadence.of(config, total_steps, steps_per_epoch)
@@ -211,7 +229,7 @@ def _run_in(root, workdir, config, dataset, mesh, trainer, state, total_steps, s
         state, metrics = step_fn(state, next(pipeline))
         if pending is not None:
           _check_finite(*pending)
-        pending = (metrics, step + 1, per_device_step.finite_names)
+        pending = (metrics, step + 1, names)
         done = step + 1
         preempted = preemption.reached(done)
         if not (cadence.any(done) or preempted):

@@ -1,13 +1,13 @@
 """The training step of one device: the network and state a config builds, and the step itself.
 
-augment -> encoder -> heads -> the method's loss -> gradients averaged over ``AXIS`` -> optax update -> EMA
-target -> method state -> online probe. It sees this device's share of the global batch; ``jaxssl.parallel``
+augment -> the method's loss (which runs the method's model: encoder, heads, decoder) -> gradients averaged over
+``AXIS`` -> optax update -> EMA target -> method state -> online probe. It sees this device's share of the global batch; ``jaxssl.parallel``
 maps it over the devices. It never names a method: everything method-specific comes through ``Method``.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -18,8 +18,8 @@ import optax
 from jaxssl import augment, methods, optim
 from jaxssl.cadence import Cadence
 from jaxssl.data.host_crops import view_key
-from jaxssl.methods.base import Method, Outputs
-from jaxssl.models import LinearProbe, SSLNetwork, make_encoder
+from jaxssl.methods.base import Method, StepInputs, Variables
+from jaxssl.models import LinearProbe, make_encoder
 from jaxssl.parallel import AXIS, Batch, StepFn
 from jaxssl.state import TrainState, ema_update, target_subtree
 
@@ -28,7 +28,7 @@ class Trainer(NamedTuple):
   """What a run is made of, built once from the config."""
   config: ml_collections.ConfigDict
   method: Method
-  network: SSLNetwork
+  model: nn.Module                                   # the method's model around the encoder
   tx: optax.GradientTransformation
   recipes: tuple[augment.ViewRecipe, ...]
   total_steps: int
@@ -37,26 +37,29 @@ class Trainer(NamedTuple):
   steps_per_epoch: float = 0.0                       # for settings in epochs (optim.warmup_epochs); 0: unknown
 
 
+# The stream of per-example keys the method's model draws from (masks, drop path), apart from the views' keys
+# (fold_in(example key, view index)).
+MODEL_KEYS = 0x4D4F444C
+
+
 def _dtype(name: str):
   return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
 
 
 def build(config: ml_collections.ConfigDict, total_steps: int, axis_name: str | None = AXIS,
           num_classes: int = 0, steps_per_epoch: float = 0.0) -> Trainer:
-  """Builds the method, network (BN synchronised over ``axis_name``), optimizer and view recipes; with
+  """Builds the method, its model (BN synchronised over ``axis_name``), optimizer and view recipes; with
   ``num_classes`` > 0 and ``config.eval.online_probe`` also the online linear probe and its optimizer."""
   method = methods.get(config)
   dtype = _dtype(config.model.compute_dtype)
   encoder = make_encoder(config.model, config.augment.size, axis_name, dtype)
-  heads = method.make_heads(config, axis_name, dtype)
-  network = SSLNetwork(encoder=encoder, projector=heads.projector, predictor=heads.predictor,
-                       prototypes=heads.prototypes)
+  model = method.make_model(config, encoder, axis_name, dtype)
   probe = probe_tx = None
   if num_classes > 0 and config.eval.online_probe:
     probe = LinearProbe(num_classes)
     # solo-learn's online classifier: SGD with momentum, decayed with the run, no weight decay.
     probe_tx = optax.sgd(optax.cosine_decay_schedule(config.eval.online_probe_lr, total_steps), momentum=0.9)
-  return Trainer(config=config, method=method, network=network,
+  return Trainer(config=config, method=method, model=model,
                  tx=optim.make_optimizer(config, total_steps, steps_per_epoch), recipes=tuple(method.recipes(config)),
                  total_steps=total_steps, probe=probe, probe_tx=probe_tx, steps_per_epoch=steps_per_epoch)
 
@@ -72,51 +75,40 @@ def init_state(trainer: Trainer, key: jax.Array, channels: int) -> TrainState:
   """Initial state for images with ``channels`` channels at the recipe's view size."""
   init_key, state_key, rng = jax.random.split(key, 3)
   size = trainer.recipes[0].size
-  variables = trainer.network.init(init_key, jnp.zeros((2, size, size, channels)), train=False)
+  method, model = trainer.method, trainer.model
+  variables = method.init_model(model, init_key, jnp.zeros((2, size, size, channels)))
   params, batch_stats = variables["params"], variables.get("batch_stats", {})   # a ViT has none
-  uses_ema = trainer.method.uses_ema
   probe_params = probe_opt_state = None
   if trainer.probe is not None:
-    features = jax.eval_shape(lambda: trainer.network.apply(variables, jnp.zeros((1, size, size, channels)),
-                                                            method=trainer.network.embed))
+    features = jax.eval_shape(lambda: model.apply(variables, jnp.zeros((1, size, size, channels)),
+                                                  method=model.embed))
     probe_params = trainer.probe.init(jax.random.fold_in(init_key, 1), jnp.zeros(features.shape))
     probe_opt_state = trainer.probe_tx.init(probe_params)
   # The target starts as a copy: aliased leaves in a donated state would be freed twice.
-  copy = lambda tree: jax.tree.map(jnp.copy, target_subtree(tree))
+  copy = lambda tree: jax.tree.map(jnp.copy, target_subtree(tree, method.ema_parts))
   return TrainState(
       step=jnp.zeros((), jnp.int32),
       params=params,
       batch_stats=batch_stats,
       opt_state=trainer.tx.init(params),
-      ema_params=copy(params) if uses_ema else None,
-      ema_batch_stats=copy(batch_stats) if uses_ema else None,
-      method_state=trainer.method.init_state(state_key, trainer.config),
+      ema_params=copy(params) if method.uses_ema else None,
+      ema_batch_stats=copy(batch_stats) if method.uses_ema else None,
+      method_state=method.init_state(state_key, trainer.config),
       rng=jax.random.key_data(rng),
       probe_params=probe_params,
       probe_opt_state=probe_opt_state,
   )
 
 
-def _forward_views(network: SSLNetwork, variables, views, with_predictor: bool):
-  """Runs the network on each view in turn (BN statistics per view, as the reference implementations do)."""
-
-  def apply_all(module, views):
-    outs = [module(v, train=True, with_predictor=with_predictor) for v in views]
-    return [o[0] for o in outs], [o[1] for o in outs], [o[2] for o in outs]
-
-  (h, z, p), updates = network.apply(variables, views, mutable=["batch_stats"], method=apply_all)
-  outputs = Outputs(representations=h, projections=z, predictions=p if p[0] is not None else None)
-  return outputs, updates.get("batch_stats", {})
-
-
 def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> StepFn:
   """The per-device training step (state, batch) -> (state, metrics).
 
-  augment -> encoder -> heads -> method loss -> gradient averaged over ``axis_name`` -> optax update -> EMA ->
-  method state update. Each example's augmentation key is fold_in(fold_in(rng, step), global index), so the
-  views do not depend on how the global batch is split over devices or hosts.
+  augment -> the method's loss (which runs its model) -> gradient averaged over ``axis_name`` -> optax update
+  -> EMA -> method state update. Each example's key is fold_in(fold_in(rng, step), global index), so the views,
+  masks and any other randomness do not depend on how the global batch is split over devices or hosts.
+  ``metrics["finite_leaves"]`` has one flag per name of ``finite_names(state)``.
   """
-  method, network, config = trainer.method, trainer.network, trainer.config
+  method, model, config = trainer.method, trainer.model, trainer.config
   logs_after = Cadence(trainer.total_steps, max(1, config.train.log_every)).log
 
   def step(state: TrainState, batch: Batch):
@@ -130,47 +122,40 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
     else:                                       # cropped on the host from the full images (data.crop_on)
       crops = [batch[view_key(i)] for i in range(len(trainer.recipes))]
       views = augment.views_of_crops(example_keys, crops, trainer.recipes)
-    views = [normalize(trainer, v) for v in views]
-
-    target = None
-    if method.uses_ema:
-      target_views = views if method.target_views is None else [views[i] for i in method.target_views]
-      target, _ = _forward_views(network, {"params": state.ema_params, "batch_stats": state.ema_batch_stats},
-                                 target_views, with_predictor=False)
-      target = jax.tree.map(jax.lax.stop_gradient, target)
-
-    online_views = views if method.online_views is None else [views[i] for i in method.online_views]
+    inputs = StepInputs(views=[normalize(trainer, v) for v in views],
+                        keys=jax.vmap(lambda k: jax.random.fold_in(k, MODEL_KEYS))(example_keys),
+                        labels=labels, step=state.step, method_state=state.method_state, axis_name=axis_name)
+    target = Variables(state.ema_params, state.ema_batch_stats) if method.uses_ema else None
 
     def loss_fn(params):
-      online, batch_stats = _forward_views(
-          network, {"params": params, "batch_stats": state.batch_stats}, online_views, with_predictor=True)
-      online = online._replace(params=params)
-      loss, metrics = method.loss(online, target, state.method_state, labels, state.step, axis_name)
-      return loss, (metrics, batch_stats, online)
+      out = method.loss(model, Variables(params, state.batch_stats), target, inputs)
+      return out.loss, out
 
-    grads, (metrics, batch_stats, online) = jax.grad(loss_fn, has_aux=True)(state.params)
+    grads, out = jax.grad(loss_fn, has_aux=True)(state.params)
     if axis_name is not None:
       grads = jax.lax.pmean(grads, axis_name)
     updates, opt_state = trainer.tx.update(grads, state.opt_state, state.params)
     if method.update_mask is not None:
       updates = jax.tree.map(lambda u, m: u * m, updates, method.update_mask(state.params, state.step))
     params = optax.apply_updates(state.params, updates)
+    batch_stats = out.batch_stats
 
-    metrics = dict(metrics)
-    # The SVD is costly and read only when the loop logs: computed then only.
-    metrics.update(representation_health(online.representations[0], axis_name, when=logs_after(state.step + 1)))
+    metrics = dict(out.metrics)
+    if out.representations:
+      # The SVD is costly and read only when the loop logs: computed then only.
+      metrics.update(representation_health(out.representations[0], axis_name, when=logs_after(state.step + 1)))
     metrics["lr"] = optim.learning_rate_schedule(config, trainer.total_steps, trainer.steps_per_epoch)(state.step)
     ema_params, ema_batch_stats = state.ema_params, state.ema_batch_stats
     if method.uses_ema:
       tau = method.ema(state.step, trainer.total_steps)
-      ema_params = ema_update(ema_params, params, tau)
-      ema_batch_stats = ema_update(ema_batch_stats, batch_stats, tau)
+      ema_params = ema_update(ema_params, params, tau, method.ema_parts)
+      ema_batch_stats = ema_update(ema_batch_stats, batch_stats, tau, method.ema_parts)
       metrics["tau"] = tau
-    method_state = method.update_state(state.method_state, online, target, state.step, axis_name)
+    method_state = method.update_state(state.method_state, out.state_inputs, state.step, axis_name)
     probe_params, probe_opt_state = state.probe_params, state.probe_opt_state
     if trainer.probe is not None:
       probe_params, probe_opt_state, probe_metrics = _online_probe_update(
-          trainer, state, online.representations[:2], labels, axis_name)
+          trainer, state, out.representations[:2], labels, axis_name)
       metrics.update(probe_metrics)
     if axis_name is not None:
       metrics = jax.lax.pmean(metrics, axis_name)
@@ -180,26 +165,29 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
     # The loop's NaN/Inf guard reads these: one flag per floating-point leaf of the loss, the gradients and the
     # whole updated state (a finite loss and gradient can still give non-finite weights, e.g. through the
     # optimizer), so a non-finite state is never logged, evaluated or saved.
-    flags, step.finite_names[:] = finite_leaves([("loss", metrics["loss"]), ("gradients", grads),
-                                                 ("state", new_state)])
+    flags = jnp.stack([jnp.all(jnp.isfinite(leaf)) for _, leaf in _checked_leaves(metrics["loss"], grads, new_state)])
     metrics["finite"] = jnp.all(flags).astype(jnp.float32)
     metrics["finite_leaves"] = flags.astype(jnp.float32)
     return new_state, metrics
 
-  step.finite_names = []            # filled when the step is traced: the name of each flag in finite_leaves
   return step
 
 
-def finite_leaves(parts: Sequence[tuple[str, Any]]) -> tuple[jax.Array, list[str]]:
-  """A bool vector with one entry per floating-point leaf of the named pytrees, in order (True where every
-  value is finite), and the leaves' paths ("state/params/encoder/conv1/kernel")."""
-  flags, names = [], []
-  for name, tree in parts:
+def _checked_leaves(loss: Any, grads: Any, state: TrainState) -> list[tuple[str, Any]]:
+  """The floating-point leaves the NaN/Inf guard checks, in order, each with its path
+  ("state/params/encoder/conv1/kernel")."""
+  out = []
+  for name, tree in (("loss", loss), ("gradients", grads), ("state", state)):
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-      if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact):
-        flags.append(jnp.all(jnp.isfinite(leaf)))
-        names.append("/".join([name, jax.tree_util.keystr(path, simple=True, separator="/")]).rstrip("/"))
-  return jnp.stack(flags), names
+      if jnp.issubdtype(leaf.dtype, jnp.inexact):
+        out.append(("/".join([name, jax.tree_util.keystr(path, simple=True, separator="/")]).rstrip("/"), leaf))
+  return out
+
+
+def finite_names(state: TrainState) -> list[str]:
+  """The name of each flag in the step's ``metrics["finite_leaves"]``, from a state of the run (concrete or
+  abstract): the gradients have the structure and dtypes of ``state.params``."""
+  return [name for name, _ in _checked_leaves(jnp.zeros((), jnp.float32), state.params, state)]
 
 
 def representation_health(representations: jax.Array, axis_name: str | None,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxssl import config_checks, losses, methods, train, validate
-from jaxssl.methods import base
+from jaxssl.methods import base, joint_embedding
 from tiny import tiny_config
 from test_train import _assert_trees_close, _batches, _run_shard_map
 
@@ -40,13 +40,13 @@ def _make(config) -> base.Method:
       batch_mean = jax.lax.pmean(batch_mean, axis_name)
     return {"mean": 0.9 * method_state["mean"] + 0.1 * batch_mean}
 
-  heads = lambda config, axis_name, dtype: base.mlp_heads(config, axis_name, dtype, with_predictor=True)
-  return base.Method(name="toy", make_heads=heads, recipes=base.byol_pair, loss=loss,
-                     ema=base.ema_schedule(m.base_momentum), init_state=init_state, update_state=update_state)
+  heads = lambda config, axis_name, dtype: joint_embedding.mlp_heads(config, axis_name, dtype, with_predictor=True)
+  return joint_embedding.method("toy", heads, base.byol_pair, loss, ema=base.ema_schedule(m.base_momentum),
+                                init_state=init_state, update_state=update_state)
 
 
 def _check(config) -> None:
-  base.check_heads(config)
+  joint_embedding.check_heads(config)
   base.check_momentum(config)
   config_checks.in_range(config, "method.centre_weight", 0.0, 10.0)
 
@@ -56,7 +56,7 @@ TOY = types.SimpleNamespace(
     defaults=lambda: {"proj_hidden_dims": (64,), "proj_dim": 32, "pred_hidden_dims": (64,),
                       "base_momentum": 0.99, "centre_weight": 0.5},
     check=_check,
-    small=lambda batch_size: base.small_heads(with_predictor=True),
+    small=lambda batch_size: joint_embedding.small_heads(with_predictor=True),
 )
 
 

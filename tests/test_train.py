@@ -5,7 +5,10 @@ import optax
 import pytest
 
 from jaxssl import data, optim, parallel, train, train_step
-from jaxssl.methods.base import Outputs
+from jaxssl.methods import byol
+from jaxssl.methods.base import StepInputs, Variables
+from jaxssl.methods import joint_embedding
+from jaxssl.methods.joint_embedding import Outputs
 from jaxssl.state import target_subtree
 from helpers import mesh
 from tiny import tiny_config
@@ -92,21 +95,31 @@ def test_byol_target_gets_no_gradient_and_follows_ema():
   state0 = jax.device_get(train_step.init_state(trainer, jax.random.key(0), 1))   # host copy: the step donates
   assert state0.ema_params is not None and "predictor" not in state0.ema_params
 
-  # The loss has zero gradient with respect to the target's outputs.
+  # The loss has zero gradient with respect to the target's outputs and parameters.
   z = [jnp.ones((4, 16)), jnp.arange(64.0).reshape(4, 16)]
+  byol_loss = byol._loss                      # the loss on Outputs that joint_embedding.method wraps
   def loss_of_target(target_projections):
     online = Outputs([None, None], z, [z[1] + 1.0, z[0] - 2.0])
     target = Outputs([None, None], target_projections, None)
-    return trainer.method.loss(online, target, (), None, jnp.zeros((), jnp.int32), None)[0]
+    return byol_loss(online, target, (), None, jnp.zeros((), jnp.int32), None)[0]
   for g in jax.grad(loss_of_target)(z):
+    np.testing.assert_array_equal(g, 0.0)
+  views = [jnp.asarray(np.random.default_rng(i).normal(size=(4, 16, 16, 1)), jnp.float32) for i in range(2)]
+  inputs = StepInputs(views, jax.random.split(jax.random.key(0), 4), jnp.zeros((4,), jnp.int32),
+                      jnp.zeros((), jnp.int32), (), None)
+  online = Variables(state0.params, state0.batch_stats)
+  local = train_step.build(config, total_steps=3, axis_name=None)         # BatchNorm outside a mapped axis
+  def loss_of_target_params(ema_params):
+    return local.method.loss(local.model, online, Variables(ema_params, state0.ema_batch_stats), inputs).loss
+  for g in jax.tree.leaves(jax.grad(loss_of_target_params)(state0.ema_params)):
     np.testing.assert_array_equal(g, 0.0)
 
   # After one step the target moved only by the EMA rule: ema1 = tau * ema0 + (1 - tau) * params1.
   step = parallel.shard_step(train_step.make_per_device_step(trainer), m)
   state1 = jax.device_get(step(parallel.replicate(state0, m), parallel.shard_batch(batch, m))[0])
   tau = float(optim.ema_momentum(0, 3, config.method.base_momentum))
-  expected = jax.tree.map(lambda e, o: tau * e + (1 - tau) * o, target_subtree(state0.params),
-                          target_subtree(state1.params))
+  expected = jax.tree.map(lambda e, o: tau * e + (1 - tau) * o, target_subtree(state0.params, joint_embedding.TARGET_PARTS),
+                          target_subtree(state1.params, joint_embedding.TARGET_PARTS))
   _assert_trees_close(state1.ema_params, expected, 1e-6)
 
 

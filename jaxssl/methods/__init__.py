@@ -11,7 +11,7 @@ import ml_collections
 
 from jaxssl.methods import (barlow_twins, byol, dino, meanshift, mocov3, nnclr, simclr, simsiam, supcon,
                             swav, vicreg, wmse)
-from jaxssl.methods.base import Heads, Method, Outputs
+from jaxssl.methods.base import LossOutput, Method, StepInputs, Variables
 
 _REGISTRY: dict[str, Any] = {
     "simclr": simclr, "nnclr": nnclr, "meanshift": meanshift, "supcon": supcon,  # deep metric learning
@@ -59,4 +59,4 @@ def _module(name: str):
   return _REGISTRY[name]
 
 
-__all__ = ["Heads", "Method", "Outputs", "check", "defaults", "get", "names", "register", "small"]
+__all__ = ["LossOutput", "Method", "StepInputs", "Variables", "check", "defaults", "get", "names", "register", "small"]

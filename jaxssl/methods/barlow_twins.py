@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from jaxssl import config_checks, losses
-from jaxssl.methods.base import Method, byol_pair, check_heads, mlp_heads, small_heads
+from jaxssl.methods import base, joint_embedding
+from jaxssl.methods.base import byol_pair
+from jaxssl.methods.joint_embedding import check_heads, mlp_heads, small_heads
 
 
-def make(config) -> Method:
+def make(config) -> base.Method:
   """Cross-correlation of the standardised projections over the global batch, pushed to the identity."""
   lambd = config.method.lambd
 
@@ -15,7 +17,7 @@ def make(config) -> Method:
     value = losses.barlow_twins_loss(z1, z2, lambd=lambd, axis_name=axis_name)
     return value, {"loss": value}
 
-  return Method(name="barlow_twins", make_heads=mlp_heads, recipes=byol_pair, loss=loss)
+  return joint_embedding.method("barlow_twins", mlp_heads, byol_pair, loss)
 
 
 def defaults():

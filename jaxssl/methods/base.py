@@ -1,20 +1,29 @@
 """The Method contract: a method is data plus pure functions, typed as Protocols (in the spirit of optax's
 GradientTransformation, whose ``init`` and ``update`` are typed the same way).
 
-The trainer calls, inside the jitted per-device step, with ``step`` the number of optimizer steps taken:
+A method owns its model and its forward pass. The trainer builds the encoder the config names and hands it to
+the method, which wraps it in whatever it needs (projector and predictor, a decoder and a mask token, ...).
+Inside the jitted per-device step, with ``step`` the number of optimizer steps taken, the trainer calls:
 
-    online  = Outputs of the trained network on every view   (gradients flow)
-    target  = Outputs of the EMA network on every view, or None when ``ema`` is None (no gradient)
-    loss, metrics = method.loss(online, target, method_state, labels, step, axis_name)
-    method_state  = method.update_state(method_state, online, target, step, axis_name)
-    target       <- tau * target + (1 - tau) * online, tau = method.ema(step, total_steps)
+    model   = method.make_model(config, encoder, axis_name, dtype)          # once, at build time
+    out     = method.loss(model, online, target, inputs)                     # under jax.grad, w.r.t. online.params
+    method_state = method.update_state(method_state, out.state_inputs, step, axis_name)
+    target <- tau * target + (1 - tau) * online over method.ema_parts, tau = method.ema(step, total_steps)
 
-and never looks at which method it runs. A method module (``jaxssl/methods/NAME.py``) provides:
+``online`` and ``target`` are ``Variables`` (params and BatchNorm statistics; ``target`` None without an EMA
+target); ``inputs`` carries the augmented views, per-example random keys, labels, the step, the method state
+and the axis name. The trainer never looks at which method it runs. A method module
+(``jaxssl/methods/NAME.py``) provides:
 
     make(config) -> Method            the functions below, closed over the method's config fields
     defaults() -> dict                the method's config fields (``config.method``) and their paper values
     check(config) -> None             validation of those fields (config_checks helpers; ConfigError)
     small(batch_size) -> dict         dotted overrides for a quick smoke run (tests): small heads and sizes
+
+Joint-embedding methods (views -> encoder -> projector -> predictor -> a loss on the outputs) are written
+against the narrower contract of ``jaxssl.methods.joint_embedding``, which turns them into a ``Method``.
+Every model has ``embed(images) -> [N, D]`` (the encoder's features of full, unmasked images, BatchNorm in
+inference mode) and an ``encoder`` attribute: evaluation and ``restore.load_encoder`` read those two.
 """
 
 from __future__ import annotations
@@ -26,30 +35,61 @@ import jax
 import ml_collections
 
 from jaxssl import augment, config_checks, optim
-from jaxssl.models import MLP
 
 
-class Outputs(NamedTuple):
-  """Per-view outputs of a network, each a list with one [N, dim] array per view, and (online network only) the
-  parameters that produced them, for losses that use a head's weights directly (SwAV's prototypes)."""
-  representations: Sequence[jax.Array]
-  projections: Sequence[jax.Array]
-  predictions: Sequence[jax.Array] | None
-  params: Any = None
+class Variables(NamedTuple):
+  """A model's variables: ``params`` and BatchNorm ``batch_stats`` (``{}`` for models without BatchNorm)."""
+  params: Any
+  batch_stats: Any
 
 
-class Heads(NamedTuple):
-  """The method's heads on top of the encoder. ``projector`` maps representations to projections (the EMA
-  target keeps a copy of it); ``predictor`` (optional) maps projections to predictions; ``prototypes``
-  (optional) holds parameters the loss reads from ``online.params["prototypes"]`` (SwAV's), initialised with
-  the network and trained, but not applied in the forward pass."""
-  projector: nn.Module
-  predictor: nn.Module | None = None
-  prototypes: nn.Module | None = None
+class StepInputs(NamedTuple):
+  """What one device's step hands the method's loss.
+
+  Attributes:
+    views: one float32 [N, S, S, C] array per view recipe, augmented and normalised with the dataset's
+      statistics (N: this device's share of the global batch).
+    keys: [N] typed PRNG keys, one per example, from (seed, step, the example's global index): masks, drop path
+      and any other randomness of the model come from these, so 8 devices give the same step as 1. They are a
+      stream of their own, independent of the keys the views were drawn with.
+    labels: int32 [N], -1 where unlabeled.
+    step: int32 scalar, optimizer steps taken before this one.
+    method_state: the method's state (``TrainState.method_state``).
+    axis_name: the devices' axis for collectives, or None on one device.
+  """
+  views: Sequence[jax.Array]
+  keys: jax.Array
+  labels: jax.Array
+  step: jax.Array
+  method_state: Any
+  axis_name: str | None
 
 
-class MakeHeads(Protocol):
-  def __call__(self, config: ml_collections.ConfigDict, axis_name: str | None, dtype: Any) -> Heads: ...
+class LossOutput(NamedTuple):
+  """What a method's loss returns (the trainer differentiates ``loss`` with respect to the online params).
+
+  Attributes:
+    loss: scalar.
+    metrics: dict of scalars to log (``loss`` among them).
+    batch_stats: the online model's updated BatchNorm statistics (``{}`` when it has none).
+    representations: [N, D] encoder features of up to two views, for the collapse indicators (rep_std,
+      rep_rank) and the online linear probe; empty when the method has no unmasked view's features.
+    state_inputs: whatever ``update_state`` reads (the method's outputs); None when it reads nothing.
+  """
+  loss: jax.Array
+  metrics: dict[str, jax.Array]
+  batch_stats: Any
+  representations: Sequence[jax.Array] = ()
+  state_inputs: Any = None
+
+
+class MakeModel(Protocol):
+  def __call__(self, config: ml_collections.ConfigDict, encoder: nn.Module, axis_name: str | None,
+               dtype: Any) -> nn.Module: ...
+
+
+class InitModel(Protocol):
+  def __call__(self, model: nn.Module, key: jax.Array, images: jax.Array) -> dict[str, Any]: ...
 
 
 class MakeRecipes(Protocol):
@@ -57,8 +97,8 @@ class MakeRecipes(Protocol):
 
 
 class LossFn(Protocol):
-  def __call__(self, online: Outputs, target: Outputs | None, method_state: Any, labels: jax.Array,
-               step: jax.Array, axis_name: str | None) -> tuple[jax.Array, dict[str, jax.Array]]: ...
+  def __call__(self, model: nn.Module, online: Variables, target: Variables | None,
+               inputs: StepInputs) -> LossOutput: ...
 
 
 class InitStateFn(Protocol):
@@ -66,8 +106,7 @@ class InitStateFn(Protocol):
 
 
 class UpdateStateFn(Protocol):
-  def __call__(self, method_state: Any, online: Outputs, target: Outputs | None, step: jax.Array,
-               axis_name: str | None) -> Any: ...
+  def __call__(self, method_state: Any, state_inputs: Any, step: jax.Array, axis_name: str | None) -> Any: ...
 
 
 class UpdateMaskFn(Protocol):
@@ -78,12 +117,17 @@ class EmaSchedule(Protocol):
   def __call__(self, step: jax.Array, total_steps: int) -> jax.Array: ...
 
 
-def _no_state(key, config):
+def no_state(key: jax.Array, config: ml_collections.ConfigDict) -> tuple:
   return ()
 
 
-def _same_state(method_state, online, target, step, axis_name):
+def _same_state(method_state, state_inputs, step, axis_name):
   return method_state
+
+
+def init_model(model: nn.Module, key: jax.Array, images: jax.Array) -> dict[str, Any]:
+  """The model's variables from ``model.init`` on a batch of images (``train=False``)."""
+  return model.init(key, images, train=False)
 
 
 class Method(NamedTuple):
@@ -91,30 +135,35 @@ class Method(NamedTuple):
 
   Attributes:
     name: registry name.
-    make_heads: the heads (projector, optional predictor, optional prototypes), Flax modules.
+    make_model: (config, encoder, axis_name, dtype) -> the method's Flax model around the encoder. It must have
+      an ``encoder`` attribute and an ``embed(images)`` method ([N, H, W, C] normalised images -> [N, D]
+      features of the unmasked image, for kNN, the linear probe and ``load_encoder``).
     recipes: one augment.ViewRecipe per view.
-    loss: (online, target, method_state, labels, step, axis_name) -> (scalar loss, dict of scalar metrics).
-    ema: (step, total_steps) -> tau when the method keeps an EMA target of encoder + projector
-      (``state.ema_params``; the trainer passes its outputs as ``target``); None for no target.
+    loss: (model, online, target, inputs) -> LossOutput; runs the model itself (``model.apply``).
+    init_model: (model, key, images) -> the initial variables; ``model.init(key, images, train=False)`` by
+      default.
+    ema: (step, total_steps) -> tau when the method keeps an EMA target (``state.ema_params``); None for none.
+    ema_parts: the top-level entries of the params (and BatchNorm statistics) the EMA target copies.
     init_state: (key, config) -> method state pytree (queues, centres, ...); ``()`` for none.
-    update_state: (method_state, online, target, step, axis_name) -> new method state.
+    update_state: (method_state, state_inputs, step, axis_name) -> new method state, after the gradient step.
     needs_labels: the loss uses the labels (SupCon); the trainer refuses an unlabeled train split.
-    target_views: indices of the views the EMA target sees (None: all); ``target`` lists only those, in order.
-    online_views: indices of the views the online network sees (None: all); ``online`` lists only those.
     update_mask: (params, step) -> pytree like params of 0/1 multipliers for the optimizer's updates, or None.
       A 0 keeps a parameter fixed at that step (DINO's last layer in the first epoch).
+    no_online_probe: why the online probe cannot run with this method (its loss sees no unmasked view's
+      features), or "" when it can; validation refuses ``eval.online_probe=True`` with this reason.
   """
   name: str
-  make_heads: MakeHeads
+  make_model: MakeModel
   recipes: MakeRecipes
   loss: LossFn
+  init_model: InitModel = init_model
   ema: EmaSchedule | None = None
-  init_state: InitStateFn = _no_state
+  ema_parts: tuple[str, ...] = ()
+  init_state: InitStateFn = no_state
   update_state: UpdateStateFn = _same_state
   needs_labels: bool = False
-  target_views: tuple[int, ...] | None = None
   update_mask: UpdateMaskFn | None = None
-  online_views: tuple[int, ...] | None = None
+  no_online_probe: str = ""
 
   @property
   def uses_ema(self) -> bool:
@@ -126,8 +175,28 @@ def ema_schedule(base_momentum: float, schedule: str = "cosine") -> EmaSchedule:
   return lambda step, total_steps: optim.ema_momentum(step, total_steps, base_momentum, schedule)
 
 
+def stream(keys: jax.Array, tag: int) -> jax.Array:
+  """[N] keys -> [N] keys of an independent stream ``tag`` (one per use: masks, drop path, ...)."""
+  return jax.vmap(lambda k: jax.random.fold_in(k, tag))(keys)
+
+
+def apply_train(model: nn.Module, variables: Variables, *args, method=None, **kwargs):
+  """``model.apply`` in training mode: returns (output, updated batch_stats)."""
+  out, updates = model.apply({"params": variables.params, "batch_stats": variables.batch_stats}, *args,
+                             mutable=["batch_stats"], method=method, **kwargs)
+  return out, updates.get("batch_stats", {})
+
+
+def stop_gradient(variables: Variables | None) -> Variables | None:
+  return None if variables is None else jax.tree.map(jax.lax.stop_gradient, variables)
+
+
+def mean_over_devices(value: jax.Array, axis_name: str | None) -> jax.Array:
+  return value if axis_name is None else jax.lax.pmean(value, axis_name)
+
+
 # ----------------------------------------------------------------------------------------------------------------
-# Building blocks the methods share.
+# Building blocks the methods share: view recipes and checks.
 
 
 def recipe_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -136,20 +205,6 @@ def recipe_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
   a = config.augment
   return {"size": a.size, "crop_scale": tuple(a.crop_scale), "rotation_prob": a.rotation_prob,
           "rotation_degrees": a.rotation_degrees}
-
-
-def mlp_heads(config: ml_collections.ConfigDict, axis_name: str | None, dtype: Any, *,
-              projector_last_bn: bool = False, with_predictor: bool = False) -> Heads:
-  """The usual heads: an MLP projector (method.proj_hidden_dims -> method.proj_dim) and, if asked, an MLP
-  predictor (method.pred_hidden_dims -> method.proj_dim)."""
-  m = config.method
-  projector = MLP(hidden_dims=tuple(m.proj_hidden_dims), output_dim=m.proj_dim, last_bn=projector_last_bn,
-                  axis_name=axis_name, dtype=dtype)
-  predictor = None
-  if with_predictor:
-    predictor = MLP(hidden_dims=tuple(m.pred_hidden_dims), output_dim=m.proj_dim, axis_name=axis_name,
-                    dtype=dtype)
-  return Heads(projector, predictor)
 
 
 def simclr_pair(config: ml_collections.ConfigDict, strength: float = 1.0) -> tuple[augment.ViewRecipe, ...]:
@@ -164,21 +219,11 @@ def byol_pair(config: ml_collections.ConfigDict) -> tuple[augment.ViewRecipe, ..
                               solarize_probs=tuple(config.augment.solarize_probs))
 
 
-def check_heads(config: ml_collections.ConfigDict) -> None:
-  """The MLP heads' widths: method.proj_hidden_dims, method.proj_dim and (if present) method.pred_hidden_dims."""
-  config_checks.widths(config, "method.proj_hidden_dims")
-  config_checks.positive_int(config, "method.proj_dim")
-  if "pred_hidden_dims" in config.method:
-    config_checks.widths(config, "method.pred_hidden_dims")
+def crop_and_flip(config: ml_collections.ConfigDict) -> tuple[augment.ViewRecipe]:
+  """One view: a random resized crop (augment.crop_scale) and a horizontal flip, nothing photometric (MAE's
+  pretraining recipe)."""
+  return (augment.ViewRecipe(**recipe_kwargs(config), jitter_prob=0.0, grayscale_prob=0.0),)
 
 
 def check_momentum(config: ml_collections.ConfigDict) -> None:
   config_checks.in_range(config, "method.base_momentum", 0.0, 1.0, closed_high=False)
-
-
-def small_heads(with_predictor: bool = False) -> dict[str, Any]:
-  """Overrides for a smoke run: a 32-wide hidden layer and 16-dim projections."""
-  out = {"method.proj_hidden_dims": (32,), "method.proj_dim": 16}
-  if with_predictor:
-    out["method.pred_hidden_dims"] = (32,)
-  return out

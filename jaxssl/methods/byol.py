@@ -7,7 +7,9 @@ import functools
 import jax
 
 from jaxssl import losses
-from jaxssl.methods.base import Method, byol_pair, check_heads, check_momentum, ema_schedule, mlp_heads, small_heads
+from jaxssl.methods import base, joint_embedding
+from jaxssl.methods.base import byol_pair, check_momentum, ema_schedule
+from jaxssl.methods.joint_embedding import check_heads, mlp_heads, small_heads
 
 _HEADS = functools.partial(mlp_heads, with_predictor=True)
 
@@ -20,10 +22,9 @@ def _loss(online, target, method_state, labels, step, axis_name):
   return value, {"loss": value}
 
 
-def make(config) -> Method:
+def make(config) -> base.Method:
   """BYOL: online predictor regresses an EMA target's projection, tau from base_momentum rising to 1 (cosine)."""
-  return Method(name="byol", make_heads=_HEADS, recipes=byol_pair, loss=_loss,
-                ema=ema_schedule(config.method.base_momentum))
+  return joint_embedding.method("byol", _HEADS, byol_pair, _loss, ema=ema_schedule(config.method.base_momentum))
 
 
 def defaults():

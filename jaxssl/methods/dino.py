@@ -6,7 +6,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxssl import augment, config_checks, losses
-from jaxssl.methods.base import Heads, Method, byol_pair, check_momentum, ema_schedule
+from jaxssl.methods import base, joint_embedding
+from jaxssl.methods.base import byol_pair, check_momentum, ema_schedule
+from jaxssl.methods.joint_embedding import Heads
 from jaxssl.models import DINOHead
 
 
@@ -29,7 +31,7 @@ def teacher_temperature(step, m):
   return m.warmup_teacher_temperature + progress * (m.teacher_temperature - m.warmup_teacher_temperature)
 
 
-def make(config) -> Method:
+def make(config) -> base.Method:
   """Student (all views) distils the EMA teacher (global views only); the teacher's centre is method state."""
   m = config.method
 
@@ -54,9 +56,9 @@ def make(config) -> Method:
     mask["projector"]["last_layer"] = trainable
     return mask
 
-  return Method(name="dino", make_heads=_heads, recipes=_recipes, loss=loss, ema=ema_schedule(m.base_momentum),
-                init_state=init_state,
-                update_state=update_state, target_views=(0, 1), update_mask=update_mask)
+  return joint_embedding.method("dino", _heads, _recipes, loss, ema=ema_schedule(m.base_momentum),
+                                init_state=init_state, update_state=update_state, target_views=(0, 1),
+                                update_mask=update_mask)
 
 
 def defaults():

@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxssl import augment, config_checks, losses
-from jaxssl.methods.base import (Method, check_heads, check_momentum, ema_schedule, mlp_heads, recipe_kwargs,
-                                 small_heads)
+from jaxssl.methods import base, joint_embedding
+from jaxssl.methods.base import check_momentum, ema_schedule, recipe_kwargs
+from jaxssl.methods.joint_embedding import check_heads, mlp_heads, small_heads
 
 
 _HEADS = functools.partial(mlp_heads, with_predictor=True)
@@ -24,7 +25,7 @@ def _recipes(config):
   return strong, weak
 
 
-def make(config) -> Method:
+def make(config) -> base.Method:
   """The query's prediction regresses the mean of the k nearest neighbours of the target in a memory bank of
   past targets (``method_state``, filled from the global batch before the search, as the official code). As
   there, the online network sees only the query view and the target only the other one."""
@@ -49,9 +50,9 @@ def make(config) -> Method:
   def update_state(method_state, online, target, step, axis_name):
     return with_current_targets(method_state, target, axis_name)
 
-  return Method(name="meanshift", make_heads=_HEADS, recipes=_recipes, loss=loss,
-                ema=ema_schedule(m.base_momentum, m.ema_schedule),
-                init_state=init_state, update_state=update_state, target_views=(1,), online_views=(0,))
+  return joint_embedding.method("meanshift", _HEADS, _recipes, loss,
+                                ema=ema_schedule(m.base_momentum, m.ema_schedule), init_state=init_state, update_state=update_state, target_views=(1,),
+                                online_views=(0,))
 
 
 def defaults():

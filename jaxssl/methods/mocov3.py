@@ -7,12 +7,14 @@ import functools
 import jax
 
 from jaxssl import config_checks, losses
-from jaxssl.methods.base import Method, byol_pair, check_heads, check_momentum, ema_schedule, mlp_heads, small_heads
+from jaxssl.methods import base, joint_embedding
+from jaxssl.methods.base import byol_pair, check_momentum, ema_schedule
+from jaxssl.methods.joint_embedding import check_heads, mlp_heads, small_heads
 
 _HEADS = functools.partial(mlp_heads, projector_last_bn=True, with_predictor=True)
 
 
-def make(config) -> Method:
+def make(config) -> base.Method:
   """Symmetric InfoNCE between online predictions and momentum-encoder keys of the other view."""
   temperature = config.method.temperature
 
@@ -22,8 +24,7 @@ def make(config) -> Method:
     value = (losses.info_nce(q1, k2, temperature, axis_name) + losses.info_nce(q2, k1, temperature, axis_name))
     return value, {"loss": value}
 
-  return Method(name="mocov3", make_heads=_HEADS, recipes=byol_pair, loss=loss,
-                ema=ema_schedule(config.method.base_momentum))
+  return joint_embedding.method("mocov3", _HEADS, byol_pair, loss, ema=ema_schedule(config.method.base_momentum))
 
 
 def defaults():

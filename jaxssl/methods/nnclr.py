@@ -8,12 +8,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxssl import config_checks, losses
-from jaxssl.methods.base import Method, byol_pair, check_heads, mlp_heads, small_heads
+from jaxssl.methods import base, joint_embedding
+from jaxssl.methods.base import byol_pair
+from jaxssl.methods.joint_embedding import check_heads, mlp_heads, small_heads
 
 _HEADS = functools.partial(mlp_heads, projector_last_bn=True, with_predictor=True)
 
 
-def make(config) -> Method:
+def make(config) -> base.Method:
   """The nearest neighbour of each view's projection in a support set is the positive for the other view's
   prediction. The support set (``method_state``) is a queue filled with the first view's projections of the
   global batch; it starts as random unit vectors, as solo-learn does."""
@@ -37,8 +39,8 @@ def make(config) -> Method:
                                     axis_name)
     return {"queue": queue, "pointer": pointer}
 
-  return Method(name="nnclr", make_heads=_HEADS, recipes=byol_pair, loss=loss, init_state=init_state,
-                update_state=update_state)
+  return joint_embedding.method("nnclr", _HEADS, byol_pair, loss, init_state=init_state,
+                                update_state=update_state)
 
 
 def defaults():

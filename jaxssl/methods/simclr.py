@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from jaxssl import config_checks, losses
-from jaxssl.methods.base import Method, check_heads, mlp_heads, simclr_pair, small_heads
+from jaxssl.methods import base, joint_embedding
+from jaxssl.methods.base import simclr_pair
+from jaxssl.methods.joint_embedding import check_heads, mlp_heads, small_heads
 
 
-def make(config) -> Method:
+def make(config) -> base.Method:
   """SimCLR: NT-Xent between the projections of two views; negatives from the global batch."""
   temperature = config.method.temperature
 
@@ -15,7 +17,7 @@ def make(config) -> Method:
     value = losses.nt_xent(z1, z2, temperature=temperature, axis_name=axis_name)
     return value, {"loss": value}
 
-  return Method(name="simclr", make_heads=mlp_heads, recipes=simclr_pair, loss=loss)
+  return joint_embedding.method("simclr", mlp_heads, simclr_pair, loss)
 
 
 def defaults():

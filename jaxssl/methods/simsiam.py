@@ -7,7 +7,9 @@ import functools
 import jax
 
 from jaxssl import losses
-from jaxssl.methods.base import Method, check_heads, mlp_heads, simclr_pair, small_heads
+from jaxssl.methods import base, joint_embedding
+from jaxssl.methods.base import simclr_pair
+from jaxssl.methods.joint_embedding import check_heads, mlp_heads, small_heads
 
 _HEADS = functools.partial(mlp_heads, projector_last_bn=True, with_predictor=True)
 _RECIPES = functools.partial(simclr_pair, strength=0.5)
@@ -21,9 +23,9 @@ def _loss(online, target, method_state, labels, step, axis_name):
   return value, {"loss": value}
 
 
-def make(config) -> Method:
+def make(config) -> base.Method:
   del config
-  return Method(name="simsiam", make_heads=_HEADS, recipes=_RECIPES, loss=_loss)
+  return joint_embedding.method("simsiam", _HEADS, _RECIPES, _loss)
 
 
 def defaults():

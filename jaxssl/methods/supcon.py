@@ -7,13 +7,15 @@ import functools
 import jax.numpy as jnp
 
 from jaxssl import config_checks, losses
-from jaxssl.methods.base import Method, check_heads, mlp_heads, simclr_pair, small_heads
+from jaxssl.methods import base, joint_embedding
+from jaxssl.methods.base import simclr_pair
+from jaxssl.methods.joint_embedding import check_heads, mlp_heads, small_heads
 
 # SupCon uses SimCLR's augmentations with jitter (0.4, 0.4, 0.4, 0.1), i.e. strength 0.5.
 _RECIPES = functools.partial(simclr_pair, strength=0.5)
 
 
-def make(config) -> Method:
+def make(config) -> base.Method:
   """All views with the anchor's label are positives (needs a labeled train split)."""
   m = config.method
 
@@ -23,7 +25,7 @@ def make(config) -> Method:
                           axis_name=axis_name)
     return value, {"loss": value}
 
-  return Method(name="supcon", make_heads=mlp_heads, recipes=_RECIPES, loss=loss, needs_labels=True)
+  return joint_embedding.method("supcon", mlp_heads, _RECIPES, loss, needs_labels=True)
 
 
 def defaults():

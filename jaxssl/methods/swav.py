@@ -6,13 +6,15 @@ import jax
 import jax.numpy as jnp
 
 from jaxssl import augment, config_checks, losses
-from jaxssl.methods.base import Heads, Method, check_heads, mlp_heads, simclr_pair, small_heads
-from jaxssl.models import Prototypes, cosine_scores
+from jaxssl.methods import base
+from jaxssl.methods.base import simclr_pair
+from jaxssl.methods.joint_embedding import check_heads, forward_views, mlp_heads, outputs_of, small_heads
+from jaxssl.models import PrototypeNetwork, Prototypes
 
 
-def _heads(config, axis_name, dtype):
+def _model(config, encoder, axis_name, dtype):
   projector = mlp_heads(config, axis_name, dtype).projector
-  return Heads(projector, prototypes=Prototypes(num_prototypes=config.method.num_prototypes))
+  return PrototypeNetwork(encoder, projector, Prototypes(num_prototypes=config.method.num_prototypes))
 
 
 def _recipes(config):
@@ -25,7 +27,7 @@ def _unit(x):
   return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def make(config) -> Method:
+def make(config) -> base.Method:
   """Codes of the two global views (Sinkhorn over the global batch and, once full, the queue) predicted from
   every other view. ``method_state`` holds a queue of past normalised projections of the global views, one
   global queue replicated on every device; each device scores its own slice of it, so the equipartition runs
@@ -39,40 +41,43 @@ def make(config) -> Method:
       return ()
     return {"queue": jnp.zeros((len(assign_views), m.queue_size, m.proj_dim), jnp.float32)}
 
-  def loss(online, target, method_state, labels, step, axis_name):
-    prototypes = online.params["prototypes"]["prototypes"]
+  def loss(model, online, target, inputs):
+    step, axis_name = inputs.step, inputs.axis_name
     # Prototypes receive no gradient during the first freeze_prototypes_steps (official: 313 iterations).
-    prototypes = jnp.where(step < m.freeze_prototypes_steps, jax.lax.stop_gradient(prototypes), prototypes)
-    scores = [cosine_scores(z, prototypes) for z in online.projections]
+    per_view, batch_stats = forward_views(model, online, inputs.views, frozen=step < m.freeze_prototypes_steps)
+    outputs = outputs_of(per_view)
+    scores = outputs.predictions
     queue_scores = queue_weights = None
     if m.queue_size > 0:
       num_devices = 1 if axis_name is None else jax.lax.psum(1, axis_name)
       rows = m.queue_size // num_devices
       start = 0 if axis_name is None else jax.lax.axis_index(axis_name) * rows
-      local_queue = jax.lax.dynamic_slice_in_dim(method_state["queue"], start, rows, axis=1)
-      queue_scores = [jax.lax.stop_gradient(cosine_scores(local_queue[i], prototypes))
+      local_queue = jax.lax.dynamic_slice_in_dim(inputs.method_state["queue"], start, rows, axis=1)
+      queue_scores = [jax.lax.stop_gradient(model.apply({"params": online.params}, local_queue[i],
+                                                        method=model.score))
                       for i in range(len(assign_views))]
       full = step >= m.queue_start_step + m.queue_size // global_batch
       queue_weights = jnp.full((rows,), full, jnp.float32)
     value = losses.swav_loss(scores, m.temperature, m.sinkhorn_epsilon, m.sinkhorn_iterations, queue_scores,
                              queue_weights, assign_views, axis_name)
-    return value, {"loss": value}
+    return base.LossOutput(value, {"loss": value}, batch_stats, outputs.representations[:2],
+                           [outputs.projections[v] for v in assign_views])
 
-  def update_state(method_state, online, target, step, axis_name):
+  def update_state(method_state, projections, step, axis_name):
     if m.queue_size == 0:
       return method_state
     queue = method_state["queue"]
     filled = []
-    for i, view in enumerate(assign_views):
-      batch = _unit(jax.lax.stop_gradient(online.projections[view]))
+    for i, z in enumerate(projections):
+      batch = _unit(jax.lax.stop_gradient(z))
       if axis_name is not None:
         batch = jax.lax.all_gather(batch, axis_name, tiled=True)
       filled.append(jnp.concatenate([batch, queue[i, :-batch.shape[0]]]))   # newest first, as the official code
     queue = jnp.where(step >= m.queue_start_step, jnp.stack(filled), queue)
     return {"queue": queue}
 
-  return Method(name="swav", make_heads=_heads, recipes=_recipes, loss=loss, init_state=init_state,
-                update_state=update_state)
+  return base.Method(name="swav", make_model=_model, recipes=_recipes, loss=loss, init_state=init_state,
+                     update_state=update_state)
 
 
 def defaults():

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from jaxssl import config_checks, losses
-from jaxssl.methods.base import Method, byol_pair, check_heads, mlp_heads, small_heads
+from jaxssl.methods import base, joint_embedding
+from jaxssl.methods.base import byol_pair
+from jaxssl.methods.joint_embedding import check_heads, mlp_heads, small_heads
 
 
-def make(config) -> Method:
+def make(config) -> base.Method:
   """VICReg on the expander outputs of two views, statistics over the global batch."""
   m = config.method
 
@@ -16,7 +18,7 @@ def make(config) -> Method:
                                       cov_coeff=m.cov_coeff, axis_name=axis_name, return_terms=True)
     return value, {"loss": value, **terms}
 
-  return Method(name="vicreg", make_heads=mlp_heads, recipes=byol_pair, loss=loss)
+  return joint_embedding.method("vicreg", mlp_heads, byol_pair, loss)
 
 
 def defaults():

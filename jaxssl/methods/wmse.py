@@ -5,7 +5,9 @@ from __future__ import annotations
 import jax
 
 from jaxssl import augment, config_checks, losses
-from jaxssl.methods.base import Method, check_heads, mlp_heads, recipe_kwargs, small_heads
+from jaxssl.methods import base, joint_embedding
+from jaxssl.methods.base import recipe_kwargs
+from jaxssl.methods.joint_embedding import check_heads, mlp_heads, small_heads
 
 
 def _recipes(config):
@@ -15,7 +17,7 @@ def _recipes(config):
   return view, view
 
 
-def make(config) -> Method:
+def make(config) -> base.Method:
   """Whitened embeddings of the two views pulled together; whitening over sub-batches of the global batch."""
   m = config.method
 
@@ -28,7 +30,7 @@ def make(config) -> Method:
                              w_iter=m.w_iter)
     return value, {"loss": value}
 
-  return Method(name="wmse", make_heads=mlp_heads, recipes=_recipes, loss=loss)
+  return joint_embedding.method("wmse", mlp_heads, _recipes, loss)
 
 
 def defaults():

@@ -9,16 +9,17 @@ from absl import logging
 import flax.linen as nn
 import jax
 
-from jaxssl.models.heads import MLP, DINOHead, LinearProbe, Prototypes, SSLNetwork, cosine_scores
+from jaxssl.models.heads import (MLP, DINOHead, LinearProbe, PrototypeNetwork, Prototypes, SSLNetwork,
+                                 cosine_scores)
 from jaxssl.models.resnet import RESNETS, ResNet, ResNet18, ResNet50, SmallResNet
 from jaxssl.models.vit import ViT, ViTMicro, ViTSmall, ViTTiny
 
 VITS = {"vit_micro": ViTMicro, "vit_tiny": ViTTiny, "vit_small": ViTSmall}
 ENCODERS = {**RESNETS, **VITS}
 
-__all__ = ["MLP", "DINOHead", "LinearProbe", "Prototypes", "SSLNetwork", "cosine_scores", "ENCODERS", "ResNet", "ResNet18",
-           "ResNet50", "SmallResNet", "ViT", "ViTMicro", "ViTSmall", "ViTTiny", "conv_implementation", "make_encoder",
-           "representation_dim"]
+__all__ = ["MLP", "DINOHead", "LinearProbe", "PrototypeNetwork", "Prototypes", "SSLNetwork", "cosine_scores",
+           "ENCODERS", "ResNet", "ResNet18", "ResNet50", "SmallResNet", "ViT", "ViTMicro", "ViTSmall", "ViTTiny",
+           "conv_implementation", "make_encoder"]
 
 
 def make_encoder(model_config, image_size: int, axis_name: str | None, dtype: Any) -> nn.Module:
@@ -42,11 +43,3 @@ def conv_implementation(choice: str) -> str:
                     jax.default_backend())
   return choice
 
-
-def representation_dim(name: str) -> int:
-  """Width of the representation h of a named encoder."""
-  module = ENCODERS[name]
-  if name in VITS:
-    return module.keywords["dim"]
-  widths = module.keywords.get("widths", (64, 128, 256, 512))
-  return widths[-1] * module.keywords["block"].expansion

@@ -1,10 +1,12 @@
-"""MLP projector and predictor heads, and the network that joins them to an encoder."""
+"""MLP projector and predictor heads, DINO's head, SwAV's prototypes, and the networks that join them to an
+encoder."""
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 
@@ -52,8 +54,7 @@ class LinearProbe(nn.Module):
 
 
 class SSLNetwork(nn.Module):
-  """encoder -> projector (-> predictor), and optional ``prototypes``: parameters a loss reads (SwAV's), made at
-  initialisation and not applied here.
+  """encoder -> projector (-> predictor): the joint-embedding methods' model.
 
   Returns (h, z, p): representation [N, R], projection [N, P] and prediction [N, P] (None without predictor or
   when ``with_predictor`` is False, as for an EMA target network).
@@ -61,15 +62,36 @@ class SSLNetwork(nn.Module):
   encoder: nn.Module
   projector: nn.Module
   predictor: nn.Module | None = None
-  prototypes: nn.Module | None = None
 
   def __call__(self, x: jnp.ndarray, train: bool = True, with_predictor: bool = True):
     h = self.encoder(x, train=train)
     z = self.projector(h, train=train)
-    if self.prototypes is not None and self.is_initializing():
-      self.prototypes(z, train=train)
     p = self.predictor(z, train=train) if (self.predictor is not None and with_predictor) else None
     return h, z, p
+
+  def embed(self, x: jnp.ndarray) -> jnp.ndarray:
+    """Frozen-encoder features for evaluation (BatchNorm in inference mode)."""
+    return self.encoder(x, train=False)
+
+
+class PrototypeNetwork(nn.Module):
+  """encoder -> projector -> scores against learned prototypes (SwAV, Caron et al. 2020).
+
+  Returns (h, z, scores): representation [N, R], projection [N, P] and cosine scores [N, K]. With ``frozen``
+  (a traced bool is fine) the prototypes get no gradient through the scores (SwAV freezes them for the first
+  iterations); ``score`` scores other vectors (SwAV's queue) against them.
+  """
+  encoder: nn.Module
+  projector: nn.Module
+  prototypes: nn.Module
+
+  def __call__(self, x: jnp.ndarray, train: bool = True, frozen: jnp.ndarray | bool = False):
+    h = self.encoder(x, train=train)
+    z = self.projector(h, train=train)
+    return h, z, self.prototypes(z, frozen=frozen)
+
+  def score(self, z: jnp.ndarray) -> jnp.ndarray:
+    return self.prototypes(z)
 
   def embed(self, x: jnp.ndarray) -> jnp.ndarray:
     """Frozen-encoder features for evaluation (BatchNorm in inference mode)."""
@@ -80,13 +102,14 @@ class Prototypes(nn.Module):
   """SwAV's prototypes: cosine scores between the L2-normalised input and K L2-normalised prototype vectors.
 
   The official code renormalises the weights in place every step; normalising inside the forward pass gives the
-  same scores. Returns [N, K].
+  same scores. With ``frozen`` True the prototypes get no gradient. Returns [N, K].
   """
   num_prototypes: int
 
   @nn.compact
-  def __call__(self, z: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+  def __call__(self, z: jnp.ndarray, frozen: jnp.ndarray | bool = False) -> jnp.ndarray:
     w = self.param("prototypes", nn.initializers.lecun_normal(), (self.num_prototypes, z.shape[-1]))
+    w = jnp.where(frozen, jax.lax.stop_gradient(w), w)
     return cosine_scores(z, w)
 
 
