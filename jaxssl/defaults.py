@@ -17,8 +17,15 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.method = ml_collections.ConfigDict({"name": method, **methods.defaults(method)})
 
   config.model = ml_collections.ConfigDict()
-  config.model.encoder = "small_resnet"          # small_resnet | resnet18 | resnet50 | vit_micro | vit_tiny | vit_small
-  config.model.patch_size = 4                    # ViTs: 4 for 28-32 px images, 16 for ImageNet's 224
+  config.model.encoder = "small_resnet"          # small_resnet | resnet18 | resnet50 | vit_micro | vit_tiny |
+                                                 # vit_small | vit_base | vit_large | vit_huge
+  config.model.patch_size = 4                    # ViTs: 4 for 28-32 px images, 16 for ImageNet's 224 (14: ViT-H)
+  config.model.pos_embed = "learned"             # ViTs: learned (DINO) | sincos (fixed 2-D sine-cosine, MAE)
+  config.model.weight_init = "dino"              # ViTs: dino (truncated normal 0.02) | mae (xavier-uniform)
+  config.model.qkv_bias = True                   # ViTs: biases on the query/key/value projection (timm, MAE)
+  config.model.drop_path_rate = 0.0              # ViTs: stochastic depth at the last block (linear from 0)
+  config.model.pool = "cls"                      # ViTs: evaluation features, cls (class token) | mean (patches)
+  config.model.remat = False                     # ViTs: rematerialise each block in the backward pass
   config.model.stem = "cifar"                    # cifar (3x3, no max-pool) | imagenet (7x7 + max-pool)
   config.model.compute_dtype = "float32"         # float32 | bfloat16
   config.model.zero_init_residual = False        # torchvision's default, as lightly and solo-learn
@@ -60,6 +67,8 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.optim.base_lr = 0.3                     # peak lr = base_lr * batch_size / 256
   config.optim.weight_decay = 1e-6
   config.optim.momentum = 0.9
+  config.optim.b1 = 0.9                          # AdamW's betas (MAE: 0.9, 0.95)
+  config.optim.b2 = 0.999
   config.optim.trust_coefficient = 0.001
   config.optim.warmup_steps = 10
   config.optim.warmup_epochs = 0.0               # > 0: warm-up in epochs of the train split (overrides steps)
@@ -87,6 +96,9 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.eval.linear_batch_size = 256
   config.eval.linear_weight_decay = 0.0
   config.eval.linear_augment = False             # random resized crop + flip on the probe's training images
+  for field, value in methods.config_defaults(method).items():   # what the method needs elsewhere (MAE: a ViT)
+    section, key = field.split(".")
+    config[section][key] = value
   return config
 
 

@@ -487,3 +487,35 @@ def dino_center(center: jax.Array, teacher: list[jax.Array], momentum: float = 0
   local = sum(jnp.sum(jax.lax.stop_gradient(t), axis=0) for t in teacher)
   count = sum(t.shape[0] for t in teacher) * (1 if axis_name is None else jax.lax.psum(1, axis_name))
   return momentum * center + (1.0 - momentum) * _psum(local, axis_name) / count
+
+
+def mae_loss(predictions: jax.Array, patches: jax.Array, mask: jax.Array, norm_pix: bool = True,
+             eps: float = 1e-6, axis_name: AxisName = None) -> jax.Array:
+  """MAE's reconstruction loss (He et al. 2022, arXiv:2111.06377; official ``models_mae.forward_loss``).
+
+  The mean squared error per patch, averaged over the pixels of a patch, then over the removed patches only:
+
+      L = sum_{n,l} mask_nl * mean_j (pred_nlj - target_nlj)^2 / sum_{n,l} mask_nl
+
+  With ``norm_pix`` each target patch is normalised by its own mean and unbiased variance,
+  (x - mean) / sqrt(var + eps), as the official ``norm_pix_loss``.
+
+  Args:
+    predictions: [N, L, P] predicted patches (P = p*p*C).
+    patches: [N, L, P] the image's patches (``jaxssl.models.vit.patchify``), the target.
+    mask: [N, L] 1 for removed patches, 0 for kept ones.
+    norm_pix: normalise each target patch.
+    axis_name: when set, the sums run over the global batch.
+
+  Returns:
+    Scalar loss.
+  """
+  chex.assert_rank([predictions, patches, mask], [3, 3, 2])
+  chex.assert_equal_shape([predictions, patches])
+  target = patches.astype(jnp.float32)
+  if norm_pix:
+    mean = target.mean(axis=-1, keepdims=True)
+    var = target.var(axis=-1, keepdims=True, ddof=1)
+    target = (target - mean) / jnp.sqrt(var + eps)
+  per_patch = jnp.mean((predictions.astype(jnp.float32) - target) ** 2, axis=-1)
+  return _psum(jnp.sum(per_patch * mask), axis_name) / _psum(jnp.sum(mask), axis_name)

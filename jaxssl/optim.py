@@ -61,7 +61,7 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
     return optax.chain(optax.add_decayed_weights(o.weight_decay, mask=_decay_mask),
                        optax.sgd(learning_rate=schedule, momentum=o.momentum))
   if o.name == "adamw":
-    return optax.adamw(learning_rate=schedule, weight_decay=o.weight_decay, mask=_decay_mask)
+    return optax.adamw(learning_rate=schedule, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay, mask=_decay_mask)
   raise ValueError(f"unknown optimizer {o.name!r}")
 
 

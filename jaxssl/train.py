@@ -120,6 +120,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
         f"{total_steps} steps", flush=True)
   num_classes = dataset.num_classes if dataset.train.labeled else 0
   trainer = build(config, total_steps, num_classes=num_classes, steps_per_epoch=steps_per_epoch)
+  if config.eval.online_probe and num_classes and trainer.probe is None:
+    print(f"online probe: off for method {config.method.name!r} ({trainer.method.no_online_probe})", flush=True)
   channels = dataset.train.image_shape[-1]
   state = replicate(init_state(trainer, jax.random.key(config.seed), channels), mesh)
 

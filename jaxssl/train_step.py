@@ -49,13 +49,14 @@ def _dtype(name: str):
 def build(config: ml_collections.ConfigDict, total_steps: int, axis_name: str | None = AXIS,
           num_classes: int = 0, steps_per_epoch: float = 0.0) -> Trainer:
   """Builds the method, its model (BN synchronised over ``axis_name``), optimizer and view recipes; with
-  ``num_classes`` > 0 and ``config.eval.online_probe`` also the online linear probe and its optimizer."""
+  ``num_classes`` > 0 and ``config.eval.online_probe`` also the online linear probe and its optimizer (unless
+  the method says why it cannot feed one: ``Method.no_online_probe``)."""
   method = methods.get(config)
   dtype = _dtype(config.model.compute_dtype)
   encoder = make_encoder(config.model, config.augment.size, axis_name, dtype)
   model = method.make_model(config, encoder, axis_name, dtype)
   probe = probe_tx = None
-  if num_classes > 0 and config.eval.online_probe:
+  if num_classes > 0 and config.eval.online_probe and not method.no_online_probe:
     probe = LinearProbe(num_classes)
     # solo-learn's online classifier: SGD with momentum, decayed with the run, no weight decay.
     probe_tx = optax.sgd(optax.cosine_decay_schedule(config.eval.online_probe_lr, total_steps), momentum=0.9)

@@ -14,6 +14,10 @@ import ml_collections
 from jaxssl import config_checks, methods
 from jaxssl.config_checks import ConfigError, fail as _fail  # noqa: F401  (ConfigError: the public name)
 from jaxssl.models import ENCODERS
+from jaxssl.models.vit import INITS, ViT
+
+# model.* fields only a ViT reads; a ResNet run must leave them at the ViT's defaults.
+VIT_ONLY = ("pos_embed", "weight_init", "pool", "drop_path_rate", "remat")
 from jaxssl.models.resnet import CONV_IMPLEMENTATIONS
 
 
@@ -63,6 +67,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
       if config.model.patch_size <= 0 or size % config.model.patch_size:
         _fail("model.patch_size", config.model.patch_size, f"must divide {field}={size} (a ViT cuts crops into "
               "patches)")
+  for field, choices in (("pos_embed", ("learned", "sincos")), ("weight_init", INITS), ("pool", ("cls", "mean"))):
+    if config.model[field] not in choices:
+      _fail(f"model.{field}", config.model[field], f"use one of {', '.join(map(repr, choices))}")
+  config_checks.in_range(config, "model.drop_path_rate", 0.0, 1.0, closed_high=False)
   if config.model.stem not in ("cifar", "imagenet"):
     _fail("model.stem", config.model.stem, "use 'cifar' or 'imagenet'")
   conv_choices = ("auto", *CONV_IMPLEMENTATIONS)
@@ -93,6 +101,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   if config.optim.weight_decay < 0:
     _fail("optim.weight_decay", config.optim.weight_decay, "must be non-negative")
   config_checks.in_range(config, "optim.momentum", 0.0, 1.0, closed_high=False)
+  config_checks.in_range(config, "optim.b1", 0.0, 1.0, closed_high=False)
+  config_checks.in_range(config, "optim.b2", 0.0, 1.0, closed_high=False)
   if not config.optim.trust_coefficient > 0:
     _fail("optim.trust_coefficient", config.optim.trust_coefficient, "must be positive")
   if config.optim.warmup_steps < 0:
@@ -123,6 +133,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   config_checks.in_range(config, "augment.rotation_degrees", 0.0, 180.0)
 
   methods.check(config)
+  if not config.model.encoder.startswith("vit"):
+    for field in VIT_ONLY:
+      if config.model[field] != getattr(ViT, field):          # the ViT's own default
+        _fail(f"model.{field}", config.model[field], f"only ViTs read it; model.encoder={config.model.encoder!r}")
+  if config.model.drop_path_rate > 0 and not methods.get(config).drop_path:
+    _fail("model.drop_path_rate", config.model.drop_path_rate,
+          f"method {config.method.name!r} does not hand the encoder drop-path keys")
   _refuse_unread_augment_fields(config)
 
   from jaxssl.data import SOURCES

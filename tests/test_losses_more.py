@@ -266,3 +266,39 @@ class TestDINO:
     center = on_devices(lambda e, f, axis: losses.dino_center(c, [e, f], axis_name=axis), *t)
     assert float(sharded) == pytest.approx(float(expected), abs=1e-5)
     np.testing.assert_allclose(center, expected_center, atol=1e-6)
+
+
+class TestMAE:
+  @staticmethod
+  def _official(pred, target, mask, norm_pix):
+    """models_mae.forward_loss in NumPy: per-patch normalised target (unbiased variance), mean over pixels, mean
+    over the removed patches."""
+    if norm_pix:
+      mean = target.mean(axis=-1, keepdims=True)
+      var = target.var(axis=-1, keepdims=True, ddof=1)
+      target = (target - mean) / (var + 1.e-6) ** .5
+    loss = ((pred - target) ** 2).mean(axis=-1)
+    return (loss * mask).sum() / mask.sum()
+
+  def _inputs(self, n=8, length=16, dim=12):
+    rng = np.random.default_rng(0)
+    pred = rng.normal(size=(n, length, dim)).astype(np.float32)
+    target = rng.uniform(size=(n, length, dim)).astype(np.float32)
+    mask = np.stack([rng.permutation(length) < length * 3 // 4 for _ in range(n)]).astype(np.float32)
+    return pred, target, mask
+
+  @pytest.mark.parametrize("norm_pix", [True, False])
+  def test_equals_the_official_forward_loss(self, norm_pix):
+    pred, target, mask = self._inputs()
+    value = losses.mae_loss(jnp.asarray(pred), jnp.asarray(target), jnp.asarray(mask), norm_pix=norm_pix)
+    assert float(value) == pytest.approx(float(self._official(pred, target, mask, norm_pix)), rel=1e-5)
+
+  def test_kept_patches_get_no_gradient(self):
+    pred, target, mask = self._inputs()
+    grad = jax.grad(lambda p: losses.mae_loss(p, jnp.asarray(target), jnp.asarray(mask)))(jnp.asarray(pred))
+    assert np.all(np.asarray(grad)[mask == 0] == 0) and np.abs(np.asarray(grad)[mask == 1]).sum() > 0
+
+  def test_eight_devices_match_one(self):
+    pred, target, mask = (jnp.asarray(a) for a in self._inputs(n=16))
+    sharded = on_devices(lambda p, t, m, axis: losses.mae_loss(p, t, m, axis_name=axis), pred, target, mask)
+    assert float(sharded) == pytest.approx(float(losses.mae_loss(pred, target, mask)), rel=1e-6)

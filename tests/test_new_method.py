@@ -1,15 +1,18 @@
 """Adding a method touches no trainer code: a method defined here, registered with one line, is validated,
-trained through ``train.run`` and gives the same step on 8 devices as on 1."""
+trained through ``train.run`` and gives the same step on 8 devices as on 1. Two kinds: a joint-embedding method
+through ``joint_embedding.method``, and a masked one that runs its own model on the kept patches."""
 
 import types
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxssl import config_checks, losses, methods, train, validate
+from jaxssl import config_checks, losses, masking, methods, train, validate
 from jaxssl.methods import base, joint_embedding
+from jaxssl.models.vit import patchify
 from tiny import tiny_config
 from test_train import _assert_trees_close, _batches, _run_shard_map
 
@@ -95,3 +98,72 @@ def test_new_method_trains_the_same_on_eight_devices_as_on_one(toy, tmp_path):
   config.eval.at_end = config.eval.knn_at_init = False
   results = train.run(config, str(tmp_path / "run"))                  # the whole loop: validate, train, save
   assert results["steps"] == 3 and np.isfinite(results["final_loss"])
+
+
+# A masked method of the new kind: it owns its forward pass. Half of each view's patches are removed (masks from
+# the per-example keys), the ViT encoder runs on the rest, and a linear head on the mean kept token predicts the
+# mean pixel of every patch; the loss is the squared error on the removed patches. No EMA, no method state.
+
+
+class _MeanPixelModel(nn.Module):
+  encoder: nn.Module
+
+  @nn.compact
+  def __call__(self, images, masks=None, train=False):
+    num_patches = (images.shape[1] // self.encoder.patch_size) ** 2
+    keep = None if masks is None else masks.ids_keep
+    tokens = self.encoder.tokens(images, keep_ids=keep)
+    return nn.Dense(num_patches, name="pixel_head")(tokens.patches.mean(axis=1))
+
+  def embed(self, images):
+    return self.encoder(images, train=False)
+
+
+def _make_masked(config) -> base.Method:
+  m = config.method
+  patch = config.model.patch_size
+
+  def loss(model, online, target, inputs):
+    images = inputs.views[0]
+    patch_means = patchify(images, patch).mean(axis=-1)               # [N, L]
+    masks = masking.random_masking(masking.uniform_noise(base.stream(inputs.keys, 0), patch_means.shape[1]),
+                                   m.mask_ratio)
+    predicted = model.apply({"params": online.params}, images, masks)
+    value = losses.mae_loss(predicted[..., None], patch_means[..., None], masks.mask, norm_pix=False,
+                            axis_name=inputs.axis_name)
+    return base.LossOutput(value, {"loss": value}, online.batch_stats)
+
+  return base.Method(name="toy_masked", make_model=lambda config, encoder, axis_name, dtype: _MeanPixelModel(encoder),
+                     recipes=base.crop_and_flip, loss=loss, no_online_probe="the encoder sees half the patches")
+
+
+def _check_masked(config) -> None:
+  config_checks.in_range(config, "method.mask_ratio", 0.0, 1.0, closed_high=False)
+
+
+TOY_MASKED = types.SimpleNamespace(
+    make=_make_masked, defaults=lambda: {"mask_ratio": 0.5}, check=_check_masked,
+    small=lambda batch_size: {"model.encoder": "vit_micro", "model.patch_size": 4, "optim.name": "adamw",
+                              "optim.base_lr": 1e-3, "eval.online_probe": False})
+
+
+@pytest.fixture
+def toy_masked():
+  methods.register("toy_masked", TOY_MASKED)
+  yield "toy_masked"
+  methods._REGISTRY.pop("toy_masked")
+
+
+def test_a_masked_method_of_the_new_kind_trains_the_same_on_eight_devices_as_on_one(toy_masked, tmp_path):
+  config = tiny_config(toy_masked)
+  validate.validate(config, num_devices=8)
+  batches = _batches(config, 3)
+  state8, losses8, _ = _run_shard_map(config, batches, 8)
+  state1, losses1, _ = _run_shard_map(config, batches, 1)
+  assert all(np.isfinite(losses8)) and losses8[0] != losses8[1]
+  np.testing.assert_allclose(losses8, losses1, rtol=1e-5)
+  _assert_trees_close(state8.params, state1.params, 1e-5)
+  assert set(state8.params) == {"encoder", "pixel_head"}
+  config.eval.knn_at_init = False
+  results = train.run(config, str(tmp_path / "run"))                  # kNN on the full images at the end
+  assert results["steps"] == 3 and 0.0 <= results["knn_accuracy"] <= 1.0

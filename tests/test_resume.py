@@ -167,3 +167,22 @@ def test_a_finite_loss_with_a_non_finite_update_is_caught_before_it_is_saved(tmp
   monkeypatch.setattr(optim, "learning_rate_schedule", schedule)
   results = train.run(config, str(tmp_path))               # resumes from the finite checkpoint 1
   assert results["steps"] == 4 and np.isfinite(results["final_loss"])
+
+
+MAE_ARGS = ["--config=configs/mae.py", "--config.data.source=synthetic", "--config.data.synthetic_size=16",
+            "--config.augment.size=16", "--config.train.batch_size=16", "--config.method.decoder_dim=32",
+            "--config.method.decoder_depth=1", f"--config.train.num_steps={STEPS}",
+            "--config.train.checkpoint_every=1", "--config.train.keep_checkpoints=2",
+            "--config.eval.knn_at_init=False", "--config.eval.at_end=False", "--config.train.log_every=1"]
+
+
+def test_mae_killed_mid_run_resumes_bit_identically(tmp_path, monkeypatch):
+  """MAE's masks come from the per-example keys: a run killed outright and resumed draws the same ones."""
+  monkeypatch.setattr(sys.modules[__name__], "ARGS", MAE_ARGS)
+  reference = tmp_path / "reference"
+  _run(reference)
+  run = tmp_path / "killed"
+  code, out, _ = _start_and_signal(run, signal.SIGKILL, 3)
+  assert code == -signal.SIGKILL and not os.path.isdir(run / "checkpoints" / str(STEPS))
+  assert "resuming from step" in _run(run).stdout
+  _assert_identical(_final_state(reference), _final_state(run))

@@ -38,7 +38,17 @@ def _set(config, path, value):
     ("simclr", "data.crop_on", "gpu", "config.data.crop_on='gpu': use one of"),
     ("simclr", "data.workers", -1, "config.data.workers=-1"),
     ("simclr", "optim.warmup_epochs", -1.0, "config.optim.warmup_epochs=-1.0"),
+    ("simclr", "optim.b2", 1.0, "config.optim.b2=1.0: must be in [0, 1)"),
+    ("dino", "model.pos_embed", "rope", "config.model.pos_embed='rope': use one of 'learned', 'sincos'"),
+    ("dino", "model.weight_init", "torch", "config.model.weight_init='torch': use one of 'dino', 'mae'"),
+    ("mae", "model.pool", "max", "config.model.pool='max': use one of 'cls', 'mean'"),
+    ("mae", "model.drop_path_rate", 1.0, "config.model.drop_path_rate=1.0: must be in [0, 1)"),
+    ("simclr", "model.remat", True, "config.model.remat=True: only ViTs read it; model.encoder='small_resnet'"),
+    ("simclr", "model.pool", "mean", "config.model.pool='mean': only ViTs read it"),
     # Method-owned fields, checked by each method's check(config).
+    ("mae", "method.mask_ratio", 1.0, "config.method.mask_ratio=1.0: must be in [0, 1)"),
+    ("mae", "method.decoder_dim", 30, "config.method.decoder_dim=30: must be divisible by method.decoder_heads"),
+    ("mae", "model.encoder", "small_resnet", "config.model.encoder='small_resnet': MAE masks patches: use a ViT"),
     ("simclr", "method.proj_dim", 0, "config.method.proj_dim=0: must be a positive integer"),
     ("byol", "method.pred_hidden_dims", (-3,), "config.method.pred_hidden_dims=(-3,): must be a tuple"),
     ("simclr", "method.temperature", 1e-30, "config.method.temperature=1e-30: must be in [0.001, 1000]"),
@@ -78,6 +88,17 @@ def test_bad_fields_are_named(method, path, value, message):
 def test_swav_runs_without_a_queue():
   config = common.get_config("swav")
   config.method.queue_size = 0
+  validate.validate(config, num_devices=8)
+
+
+def test_drop_path_is_refused_for_methods_that_give_the_encoder_no_keys():
+  config = common.get_config("dino")
+  config.model.encoder, config.model.patch_size, config.model.drop_path_rate = "vit_micro", 4, 0.1
+  with pytest.raises(validate.ConfigError, match=r"^config.model.drop_path_rate=0.1: method 'dino' does not hand "
+                     "the encoder drop-path keys$"):
+    validate.validate(config, num_devices=8)
+  config = common.get_config("mae")
+  config.model.drop_path_rate = 0.1
   validate.validate(config, num_devices=8)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import ml_collections
 
-from jaxssl.methods import (barlow_twins, byol, dino, meanshift, mocov3, nnclr, simclr, simsiam, supcon,
+from jaxssl.methods import (barlow_twins, byol, dino, mae, meanshift, mocov3, nnclr, simclr, simsiam, supcon,
                             swav, vicreg, wmse)
 from jaxssl.methods.base import LossOutput, Method, StepInputs, Variables
 
@@ -18,6 +18,7 @@ _REGISTRY: dict[str, Any] = {
     "byol": byol, "simsiam": simsiam, "dino": dino,                       # self-distillation
     "vicreg": vicreg, "barlow_twins": barlow_twins, "wmse": wmse, "swav": swav,  # canonical correlation
     "mocov3": mocov3,
+    "mae": mae,                                                           # masked image modeling
 }
 
 
@@ -43,6 +44,13 @@ def defaults(name: str) -> dict:
   return _module(name).defaults()
 
 
+def config_defaults(name: str) -> dict[str, Any]:
+  """Dotted defaults the method sets outside ``config.method`` (optional ``config_defaults()`` of its module:
+  MAE needs a ViT and AdamW); ``{}`` for most."""
+  module = _module(name)
+  return module.config_defaults() if hasattr(module, "config_defaults") else {}
+
+
 def check(config: ml_collections.ConfigDict) -> None:
   """The method's own validation of its fields (raises config_checks.ConfigError)."""
   _module(config.method.name).check(config)
@@ -59,4 +67,5 @@ def _module(name: str):
   return _REGISTRY[name]
 
 
-__all__ = ["LossOutput", "Method", "StepInputs", "Variables", "check", "defaults", "get", "names", "register", "small"]
+__all__ = ["LossOutput", "Method", "StepInputs", "Variables", "check", "config_defaults", "defaults", "get", "names",
+           "register", "small"]

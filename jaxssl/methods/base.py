@@ -150,7 +150,9 @@ class Method(NamedTuple):
     update_mask: (params, step) -> pytree like params of 0/1 multipliers for the optimizer's updates, or None.
       A 0 keeps a parameter fixed at that step (DINO's last layer in the first epoch).
     no_online_probe: why the online probe cannot run with this method (its loss sees no unmasked view's
-      features), or "" when it can; validation refuses ``eval.online_probe=True`` with this reason.
+      features), or "" when it can; the trainer then leaves the probe off and says why.
+    drop_path: the method's forward pass hands the encoder per-example keys for stochastic depth (a ViT's
+      ``model.drop_path_rate``); validation refuses a rate above 0 for methods that do not.
   """
   name: str
   make_model: MakeModel
@@ -164,6 +166,7 @@ class Method(NamedTuple):
   needs_labels: bool = False
   update_mask: UpdateMaskFn | None = None
   no_online_probe: str = ""
+  drop_path: bool = False
 
   @property
   def uses_ema(self) -> bool:

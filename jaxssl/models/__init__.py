@@ -12,23 +12,28 @@ import jax
 from jaxssl.models.heads import (MLP, DINOHead, LinearProbe, PrototypeNetwork, Prototypes, SSLNetwork,
                                  cosine_scores)
 from jaxssl.models.resnet import RESNETS, ResNet, ResNet18, ResNet50, SmallResNet
-from jaxssl.models.vit import ViT, ViTMicro, ViTSmall, ViTTiny
+from jaxssl.models.vit import ViT, ViTBase, ViTHuge, ViTLarge, ViTMicro, ViTSmall, ViTTiny
 
-VITS = {"vit_micro": ViTMicro, "vit_tiny": ViTTiny, "vit_small": ViTSmall}
+VITS = {"vit_micro": ViTMicro, "vit_tiny": ViTTiny, "vit_small": ViTSmall, "vit_base": ViTBase,
+        "vit_large": ViTLarge, "vit_huge": ViTHuge}
 ENCODERS = {**RESNETS, **VITS}
 
 __all__ = ["MLP", "DINOHead", "LinearProbe", "PrototypeNetwork", "Prototypes", "SSLNetwork", "cosine_scores",
-           "ENCODERS", "ResNet", "ResNet18", "ResNet50", "SmallResNet", "ViT", "ViTMicro", "ViTSmall", "ViTTiny",
+           "ENCODERS", "ResNet", "ResNet18", "ResNet50", "SmallResNet", "ViT", "ViTBase", "ViTHuge", "ViTLarge",
+           "ViTMicro", "ViTSmall", "ViTTiny",
            "conv_implementation", "make_encoder"]
 
 
 def make_encoder(model_config, image_size: int, axis_name: str | None, dtype: Any) -> nn.Module:
   """The encoder ``model_config.encoder`` names. ResNets take the stem and synchronise BN over ``axis_name``;
-  ViTs take ``model_config.patch_size`` and learn position embeddings for ``image_size`` crops."""
+  ViTs take the patch size, position embeddings (learned ones made for ``image_size`` crops), initialisation,
+  qkv bias, drop path, pooling and remat of ``model_config``."""
   name = model_config.encoder
+  m = model_config
   if name in VITS:
-    return VITS[name](patch_size=model_config.patch_size, base_grid=image_size // model_config.patch_size,
-                      dtype=dtype)
+    return VITS[name](patch_size=m.patch_size, base_grid=image_size // m.patch_size, qkv_bias=m.qkv_bias,
+                      pos_embed=m.pos_embed, weight_init=m.weight_init, drop_path_rate=m.drop_path_rate, pool=m.pool,
+                      remat=m.remat, dtype=dtype)
   return RESNETS[name](stem=model_config.stem, axis_name=axis_name, dtype=dtype,
                        zero_init_residual=model_config.zero_init_residual,
                        conv=conv_implementation(model_config.conv))

@@ -1,50 +1,187 @@
-"""Vision Transformer encoders (Dosovitskiy et al. 2021, arXiv:2010.11929), shaped as DINO's official code
-(Caron et al. 2021, arXiv:2104.14294, vision_transformer.py): pre-norm blocks, a class token, learned position
-embeddings interpolated to the input's patch grid (so multi-crop's small crops work), the final class token as
-the representation. No BatchNorm, so nothing to synchronise across devices.
+"""Vision Transformer encoders (Dosovitskiy et al. 2021, arXiv:2010.11929) that speak tokens and masks.
+
+Pre-norm blocks with a class token, laid out as timm's ``VisionTransformer`` (which DINO's and MAE's official
+code follow: ``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``, ``mlp.fc1``, ``mlp.fc2``), so official weights
+map one to one. Position embeddings are learned (resized bicubically to other grids, as DINO's
+``interpolate_pos_encoding``, so multi-crop's small crops work) or fixed 2-D sine-cosine ones (MAE, He et al.
+2022, arXiv:2111.06377, ``util/pos_embed.py``). The encoder can run on a subset of the patches (``keep_ids``),
+so MAE's encoder never sees mask tokens, and drops residual branches per example (stochastic depth, Huang et al.
+2016) with per-example keys, so the same seed gives the same network on any number of devices. No BatchNorm,
+so nothing to synchronise across devices.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Dtype = Any
-_init = nn.initializers.truncated_normal(0.02)
 
 
-class Block(nn.Module):
-  """x + attention(LN(x)); x + MLP(LN(x)), GELU MLP of ``mlp_ratio`` x width."""
+# ----------------------------------------------------------------------------------------------------------------
+# Patches and position embeddings.
+
+
+def patchify(images: jax.Array, patch_size: int) -> jax.Array:
+  """[N, H, W, C] -> [N, L, p*p*C] with L = (H/p)(W/p) patches in row-major order, each vector ordered (row in
+  patch, column in patch, channel), as the official MAE ``patchify``."""
+  n, h, w, c = images.shape
+  p = patch_size
+  if h % p or w % p:
+    raise ValueError(f"image size {h}x{w} is not a multiple of the patch size {p}")
+  x = images.reshape(n, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(n, (h // p) * (w // p), p * p * c)
+
+
+def unpatchify(patches: jax.Array, patch_size: int, grid: tuple[int, int], channels: int) -> jax.Array:
+  """The inverse of ``patchify``: [N, L, p*p*C] -> [N, grid_h * p, grid_w * p, C]."""
+  n = patches.shape[0]
+  (gh, gw), p = grid, patch_size
+  x = patches.reshape(n, gh, gw, p, p, channels).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(n, gh * p, gw * p, channels)
+
+
+def _sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
+  """[M] positions -> [M, dim]: sines then cosines of positions x 1 / 10000^(2i / dim), i < dim / 2."""
+  omega = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2))
+  angles = positions.reshape(-1, 1).astype(np.float64) * omega
+  return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+
+def sincos_pos_embed_2d(dim: int, grid: tuple[int, int], cls_token: bool = False) -> np.ndarray:
+  """Fixed 2-D sine-cosine position embeddings [(1 +) gh * gw, dim], equal to the official MAE
+  ``get_2d_sincos_pos_embed`` (square grids there): the first half encodes a patch's column, the second its row;
+  the class token's row (``cls_token``) is zeros."""
+  if dim % 4:
+    raise ValueError(f"sine-cosine position embeddings need a width divisible by 4; got {dim}")
+  gh, gw = grid
+  rows, cols = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
+  emb = np.concatenate([_sincos_1d(dim // 2, cols), _sincos_1d(dim // 2, rows)], axis=1)
+  if cls_token:
+    emb = np.concatenate([np.zeros((1, dim)), emb], axis=0)
+  return emb.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Initialisers: DINO's (truncated normal 0.02 everywhere) and MAE's (xavier-uniform linears and patch
+# embedding, normal 0.02 tokens).
+
+INITS = ("dino", "mae")
+
+
+def dense_init(init: str):
+  return nn.initializers.xavier_uniform() if init == "mae" else nn.initializers.truncated_normal(0.02)
+
+
+def patch_embed_init(init: str):
+  # MAE initialises the patch projection as a linear layer on the flattened patch: fans p*p*C in and D out.
+  if init == "mae":
+    return nn.initializers.xavier_uniform(in_axis=(0, 1, 2), out_axis=-1)
+  return nn.initializers.truncated_normal(0.02)
+
+
+def token_init(init: str):
+  return nn.initializers.normal(0.02) if init == "mae" else nn.initializers.truncated_normal(0.02)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Blocks.
+
+
+def drop_path(x: jax.Array, keys: jax.Array | None, rate: float) -> jax.Array:
+  """Stochastic depth: each example's residual branch x [N, ...] is zeroed with probability ``rate`` (a draw
+  from its own key in ``keys`` [N]) and scaled by 1 / (1 - rate) otherwise; the identity when ``keys`` is None
+  or ``rate`` is 0."""
+  if keys is None or rate == 0.0:
+    return x
+  keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - rate))(keys)
+  scale = keep.astype(x.dtype) / (1.0 - rate)
+  return x * scale.reshape((-1,) + (1,) * (x.ndim - 1))
+
+
+class Attention(nn.Module):
+  """Multi-head self-attention: fused qkv projection, ``jax.nn.dot_product_attention`` (cuDNN's fused kernel
+  on GPUs), output projection. [N, T, D] -> [N, T, D]."""
   num_heads: int
-  mlp_ratio: float = 4.0
+  qkv_bias: bool = True
+  weight_init: str = "dino"
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-    dim = x.shape[-1]
+  def __call__(self, x: jax.Array) -> jax.Array:
+    n, t, dim = x.shape
+    if dim % self.num_heads:
+      raise ValueError(f"width {dim} is not divisible by {self.num_heads} heads")
+    qkv = nn.Dense(3 * dim, use_bias=self.qkv_bias, dtype=self.dtype, kernel_init=dense_init(self.weight_init),
+                   name="qkv")(x)
+    q, k, v = jnp.split(qkv.reshape(n, t, 3, self.num_heads, dim // self.num_heads), 3, axis=2)
+    y = jax.nn.dot_product_attention(q[:, :, 0], k[:, :, 0], v[:, :, 0])
+    return nn.Dense(dim, dtype=self.dtype, kernel_init=dense_init(self.weight_init), name="proj")(y.reshape(n, t, dim))
+
+
+class Mlp(nn.Module):
+  """fc1 (``hidden`` wide) -> exact GELU -> fc2."""
+  hidden: int
+  weight_init: str = "dino"
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    dense = functools.partial(nn.Dense, dtype=self.dtype, kernel_init=dense_init(self.weight_init))
+    return dense(x.shape[-1], name="fc2")(nn.gelu(dense(self.hidden, name="fc1")(x), approximate=False))
+
+
+class Block(nn.Module):
+  """x + drop_path(attention(LN(x))); x + drop_path(MLP(LN(x))), GELU MLP of ``mlp_ratio`` x width.
+
+  ``drop_keys`` [N] (or None): per-example keys for the two drop paths of this block."""
+  num_heads: int
+  mlp_ratio: float = 4.0
+  qkv_bias: bool = True
+  drop_path_rate: float = 0.0
+  weight_init: str = "dino"
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, drop_keys: jax.Array | None = None) -> jax.Array:
     norm = functools.partial(nn.LayerNorm, epsilon=1e-6, dtype=self.dtype)
-    dense = functools.partial(nn.Dense, dtype=self.dtype, kernel_init=_init)
-    y = norm()(x)
-    y = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, dtype=self.dtype, kernel_init=_init)(y, y)
-    x = x + y
-    y = dense(int(dim * self.mlp_ratio))(norm()(x))
-    y = dense(dim)(nn.gelu(y, approximate=False))
-    return x + y
+    keys = (None, None) if drop_keys is None else (
+        jax.vmap(lambda k: jax.random.fold_in(k, 0))(drop_keys), jax.vmap(lambda k: jax.random.fold_in(k, 1))(drop_keys))
+    y = Attention(self.num_heads, self.qkv_bias, self.weight_init, self.dtype, name="attn")(norm(name="norm1")(x))
+    x = x + drop_path(y, keys[0], self.drop_path_rate)
+    y = Mlp(int(x.shape[-1] * self.mlp_ratio), self.weight_init, self.dtype, name="mlp")(norm(name="norm2")(x))
+    return x + drop_path(y, keys[1], self.drop_path_rate)
+
+
+class Tokens(NamedTuple):
+  """A ViT's output tokens, after the final LayerNorm: ``cls`` [N, D], ``patches`` [N, L', D] (the kept
+  patches, in the order of ``keep_ids``, or all L in row-major order) and the patch ``grid`` (gh, gw)."""
+  cls: jax.Array
+  patches: jax.Array
+  grid: tuple[int, int]
 
 
 class ViT(nn.Module):
-  """[N, H, W, C] images -> [N, dim] class-token representations.
+  """[N, H, W, C] images -> tokens (``tokens``) or pooled [N, dim] features (``__call__``).
 
   Attributes:
     patch_size: side of the square patches (H and W must be multiples of it).
-    dim, depth, num_heads: width, number of blocks, attention heads.
-    base_grid: side of the patch grid the position embeddings are learned for (that of the global crops); other
-      grids get them resized bicubically, as DINO's interpolate_pos_encoding.
+    dim, depth, num_heads, mlp_ratio: width, number of blocks, attention heads, MLP width / dim.
+    base_grid: side of the patch grid learned position embeddings are made for (that of the global crops);
+      other grids get them resized bicubically.
+    qkv_bias: biases on the query, key and value projections (timm's and MAE's default).
+    pos_embed: ``learned`` (DINO) or ``sincos`` (fixed, not a parameter: MAE).
+    weight_init: ``dino`` (truncated normal 0.02) or ``mae`` (xavier-uniform linears and patch embedding, normal 0.02
+      class token).
+    drop_path_rate: stochastic depth, rising linearly from 0 at the first block to this rate at the last (timm).
+    pool: the features ``__call__`` returns: ``cls`` (the class token) or ``mean`` (the mean patch token).
+    remat: rematerialise each block in the backward pass (``nn.remat``): one block's activations live at a time.
   """
   patch_size: int = 16
   dim: int = 192
@@ -52,36 +189,72 @@ class ViT(nn.Module):
   num_heads: int = 3
   mlp_ratio: float = 4.0
   base_grid: int = 14
+  qkv_bias: bool = True
+  pos_embed: str = "learned"
+  weight_init: str = "dino"
+  drop_path_rate: float = 0.0
+  pool: str = "cls"
+  remat: bool = False
   dtype: Dtype = jnp.float32
-  # Accepted so every encoder is built the same way; a ViT has no stem and no BatchNorm.
-  stem: str = "none"
-  axis_name: str | None = None
-  zero_init_residual: bool = False
+
+  def _positions(self, grid: tuple[int, int]) -> jax.Array:
+    """[1, 1 + gh * gw, dim] position embeddings for a patch grid (row 0: the class token's)."""
+    if self.pos_embed == "sincos":
+      return jnp.asarray(sincos_pos_embed_2d(self.dim, grid, cls_token=True))[None]
+    pos = self.param("pos_embed", nn.initializers.truncated_normal(0.02), (1, 1 + self.base_grid ** 2, self.dim))
+    patch_pos = pos[:, 1:].reshape(1, self.base_grid, self.base_grid, self.dim)
+    if grid != (self.base_grid, self.base_grid):
+      patch_pos = jax.image.resize(patch_pos, (1, *grid, self.dim), method="bicubic")
+    return jnp.concatenate([pos[:, :1], patch_pos.reshape(1, grid[0] * grid[1], self.dim)], axis=1)
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+  def tokens(self, x: jax.Array, keep_ids: jax.Array | None = None, drop_keys: jax.Array | None = None) -> Tokens:
+    """The encoder's tokens.
+
+    Args:
+      x: [N, H, W, C] normalised images.
+      keep_ids: int [N, K] indices of the patches to keep (row-major), or None for all: the encoder then runs on
+        the class token and those K patches only (MAE).
+      drop_keys: [N] per-example keys for drop path (``drop_path_rate``), or None for none (evaluation).
+    """
     chex.assert_rank(x, 4)
     n, h, w, _ = x.shape
     if h % self.patch_size or w % self.patch_size:
       raise ValueError(f"image size {h}x{w} is not a multiple of the patch size {self.patch_size}")
     x = nn.Conv(self.dim, (self.patch_size, self.patch_size), strides=self.patch_size, dtype=self.dtype,
-                kernel_init=_init, name="patch_embed")(x.astype(self.dtype))
-    grid_h, grid_w = x.shape[1], x.shape[2]
-    x = x.reshape(n, grid_h * grid_w, self.dim)
-    cls = self.param("cls_token", _init, (1, 1, self.dim))
-    pos = self.param("pos_embed", _init, (1, 1 + self.base_grid ** 2, self.dim))
-    patch_pos = pos[:, 1:].reshape(1, self.base_grid, self.base_grid, self.dim)
-    if (grid_h, grid_w) != (self.base_grid, self.base_grid):
-      patch_pos = jax.image.resize(patch_pos, (1, grid_h, grid_w, self.dim), method="bicubic")
-    pos = jnp.concatenate([pos[:, :1], patch_pos.reshape(1, grid_h * grid_w, self.dim)], axis=1)
-    x = jnp.concatenate([jnp.broadcast_to(cls, (n, 1, self.dim)).astype(x.dtype), x], axis=1) + pos
+                kernel_init=patch_embed_init(self.weight_init), name="patch_embed")(x.astype(self.dtype))
+    grid = (x.shape[1], x.shape[2])
+    x = x.reshape(n, grid[0] * grid[1], self.dim)
+    pos = self._positions(grid).astype(x.dtype)
+    x = x + pos[:, 1:]
+    if keep_ids is not None:
+      x = jnp.take_along_axis(x, keep_ids[..., None], axis=1)
+    cls = self.param("cls_token", token_init(self.weight_init), (1, 1, self.dim))
+    cls = jnp.broadcast_to(cls.astype(x.dtype) + pos[:, :1], (n, 1, self.dim))
+    x = jnp.concatenate([cls, x], axis=1)
+    block = nn.remat(Block) if self.remat else Block
+    rates = np.linspace(0.0, self.drop_path_rate, self.depth) if self.depth > 1 else [self.drop_path_rate]
     for i in range(self.depth):
-      x = Block(self.num_heads, self.mlp_ratio, dtype=self.dtype, name=f"block_{i}")(x)
+      keys = None if drop_keys is None else jax.vmap(lambda k: jax.random.fold_in(k, i))(drop_keys)
+      x = block(self.num_heads, self.mlp_ratio, self.qkv_bias, float(rates[i]), self.weight_init, self.dtype,
+                name=f"block_{i}")(x, keys)
     x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(x)
-    return x[:, 0].astype(jnp.float32)
+    return Tokens(cls=x[:, 0].astype(jnp.float32), patches=x[:, 1:].astype(jnp.float32), grid=grid)
+
+  def __call__(self, x: jax.Array, train: bool = False, drop_keys: jax.Array | None = None) -> jax.Array:
+    """[N, H, W, C] -> [N, dim] features pooled as ``pool`` says, on every patch; drop path only when
+    ``train`` (and then ``drop_keys`` are needed)."""
+    if train and self.drop_path_rate > 0 and drop_keys is None and not self.is_initializing():
+      raise ValueError(f"drop_path_rate={self.drop_path_rate} needs per-example drop_keys in training")
+    out = self.tokens(x, drop_keys=drop_keys if train else None)
+    return out.cls if self.pool == "cls" else out.patches.mean(axis=1)
 
 
-# DINO's sizes; vit_micro is for CPU tests and Fashion-MNIST-sized runs.
+# DINO's and the ViT paper's sizes; vit_micro is for CPU tests and Fashion-MNIST-sized runs. ViT-H/14 takes
+# model.patch_size=14.
+ViTMicro = functools.partial(ViT, dim=64, depth=4, num_heads=2)
 ViTTiny = functools.partial(ViT, dim=192, depth=12, num_heads=3)
 ViTSmall = functools.partial(ViT, dim=384, depth=12, num_heads=6)
-ViTMicro = functools.partial(ViT, dim=64, depth=4, num_heads=2)
+ViTBase = functools.partial(ViT, dim=768, depth=12, num_heads=12)
+ViTLarge = functools.partial(ViT, dim=1024, depth=24, num_heads=16)
+ViTHuge = functools.partial(ViT, dim=1280, depth=32, num_heads=16)

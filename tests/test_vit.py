@@ -1,0 +1,155 @@
+"""The ViT's tokens and masks: patchify, sine-cosine positions, attention, running on kept patches, drop path,
+pooling, remat, MAE's initialisation and the standard sizes."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxssl.models import ViTBase, ViTHuge, ViTLarge, ViTMicro
+from jaxssl.models import vit as vit_lib
+
+X = jnp.asarray(np.random.default_rng(0).normal(size=(3, 16, 16, 1)), jnp.float32)
+
+
+def _micro(**kwargs):
+  return ViTMicro(patch_size=4, base_grid=4, **kwargs)
+
+
+def test_patchify_orders_each_patch_row_column_channel_and_unpatchify_inverts_it():
+  images = np.arange(2 * 4 * 6 * 3, dtype=np.float32).reshape(2, 4, 6, 3)
+  patches = np.asarray(vit_lib.patchify(jnp.asarray(images), 2))
+  assert patches.shape == (2, 6, 12)                          # a 2x3 grid of 2x2x3 patches
+  # Patch 4 is grid row 1, column 1: pixels (2..3, 2..3), vector (row in patch, column in patch, channel).
+  expected = np.stack([images[1, 2 + r, 2 + c, ch] for r in range(2) for c in range(2) for ch in range(3)])
+  np.testing.assert_array_equal(patches[1, 4], expected)
+  np.testing.assert_array_equal(vit_lib.unpatchify(jnp.asarray(patches), 2, (2, 3), 3), images)
+  with pytest.raises(ValueError, match="not a multiple of the patch size 4"):
+    vit_lib.patchify(jnp.zeros((1, 6, 8, 1)), 4)
+
+
+def _official_sincos(dim, grid_size):
+  """The official MAE util/pos_embed.get_2d_sincos_pos_embed (cls_token=True), step by step as published:
+  meshgrid(w, h) with w first, the first half of the width from grid[0], float64 frequencies."""
+  grid_h = np.arange(grid_size, dtype=np.float32)
+  grid_w = np.arange(grid_size, dtype=np.float32)
+  grid = np.stack(np.meshgrid(grid_w, grid_h), axis=0).reshape([2, 1, grid_size, grid_size])
+
+  def one_d(d, pos):
+    omega = np.arange(d // 2, dtype=np.float64)
+    omega /= d / 2.0
+    omega = 1.0 / 10000 ** omega
+    out = np.einsum("m,d->md", pos.reshape(-1), omega)
+    return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+  emb = np.concatenate([one_d(dim // 2, grid[0]), one_d(dim // 2, grid[1])], axis=1)
+  return np.concatenate([np.zeros([1, dim]), emb], axis=0)
+
+
+@pytest.mark.parametrize("dim,grid", [(64, 4), (768, 14), (1280, 16)])
+def test_sincos_positions_equal_the_official_ones(dim, grid):
+  ours = vit_lib.sincos_pos_embed_2d(dim, (grid, grid), cls_token=True)
+  np.testing.assert_allclose(ours, _official_sincos(dim, grid), atol=1e-6)
+  with pytest.raises(ValueError, match="divisible by 4"):
+    vit_lib.sincos_pos_embed_2d(62, (2, 2))
+
+
+def test_attention_equals_softmax_attention_written_out():
+  module = vit_lib.Attention(num_heads=2)
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 5, 8)), jnp.float32)
+  params = module.init(jax.random.key(0), x)["params"]
+  qkv = np.asarray(x) @ np.asarray(params["qkv"]["kernel"]) + np.asarray(params["qkv"]["bias"])
+  q, k, v = (qkv[..., i * 8:(i + 1) * 8].reshape(2, 5, 2, 4).transpose(0, 2, 1, 3) for i in range(3))
+  logits = q @ k.transpose(0, 1, 3, 2) / np.sqrt(4)
+  weights = np.exp(logits - logits.max(-1, keepdims=True))
+  weights /= weights.sum(-1, keepdims=True)
+  heads = (weights @ v).transpose(0, 2, 1, 3).reshape(2, 5, 8)
+  expected = heads @ np.asarray(params["proj"]["kernel"]) + np.asarray(params["proj"]["bias"])
+  np.testing.assert_allclose(module.apply({"params": params}, x), expected, atol=1e-5)
+
+
+def test_tokens_of_kept_patches_depend_on_those_patches_only_and_follow_their_order():
+  for pos in ("learned", "sincos"):
+    vit = _micro(pos_embed=pos)
+    variables = vit.init(jax.random.key(0), X)
+    full = vit.apply(variables, X, method=vit.tokens)
+    assert full.cls.shape == (3, 64) and full.patches.shape == (3, 16, 64) and full.grid == (4, 4)
+    # All patches, permuted: the same tokens, permuted (attention is permutation-equivariant once the positions
+    # are added).
+    perm = jnp.asarray(np.stack([np.random.default_rng(i).permutation(16) for i in range(3)]), jnp.int32)
+    permuted = vit.apply(variables, X, perm, method=vit.tokens)
+    np.testing.assert_allclose(permuted.patches, jnp.take_along_axis(full.patches, perm[..., None], 1), atol=1e-5)
+    np.testing.assert_allclose(permuted.cls, full.cls, atol=1e-5)
+    # Four kept patches: changing the pixels of a removed patch changes nothing.
+    keep = perm[:, :4]
+    some = vit.apply(variables, X, keep, method=vit.tokens)
+    assert some.patches.shape == (3, 4, 64)
+    removed = int(perm[0, 5])
+    row, col = divmod(removed, 4)
+    changed = X.at[0, 4 * row:4 * row + 4, 4 * col:4 * col + 4].add(3.0)
+    np.testing.assert_allclose(vit.apply(variables, changed, keep, method=vit.tokens).patches, some.patches,
+                               atol=1e-6)
+
+
+def test_pooling_cls_or_mean_and_learned_positions_interpolate_to_other_grids():
+  vit = _micro()
+  variables = vit.init(jax.random.key(0), X)
+  tokens = vit.apply(variables, X, method=vit.tokens)
+  np.testing.assert_allclose(vit.apply(variables, X), tokens.cls, atol=1e-6)
+  mean = _micro(pool="mean")
+  np.testing.assert_allclose(mean.apply(variables, X), tokens.patches.mean(1), atol=1e-6)
+  small = vit.apply(variables, X[:, :8, :8])                  # a local crop: 2x2 patches, resized positions
+  assert small.shape == (3, 64) and np.all(np.isfinite(small))
+  assert "pos_embed" not in _micro(pos_embed="sincos").init(jax.random.key(0), X)["params"]   # fixed
+
+
+def test_drop_path_draws_per_example_from_its_keys_and_is_off_outside_training():
+  vit = _micro(drop_path_rate=0.5)
+  variables = vit.init(jax.random.key(0), X)
+  keys = jax.random.split(jax.random.key(3), 3)
+  a = vit.apply(variables, X, train=True, drop_keys=keys)
+  np.testing.assert_array_equal(a, vit.apply(variables, X, train=True, drop_keys=keys))
+  assert not np.allclose(a, vit.apply(variables, X, train=True, drop_keys=jax.random.split(jax.random.key(4), 3)))
+  # Each example's draw is its own: the second example alone gives the same output as in the batch.
+  np.testing.assert_allclose(vit.apply(variables, X[1:2], train=True, drop_keys=keys[1:2]), a[1:2], atol=1e-5)
+  plain = vit.apply(variables, X)                              # evaluation: no drop path
+  np.testing.assert_allclose(plain, _micro().apply(variables, X), atol=1e-6)
+  with pytest.raises(ValueError, match="needs per-example drop_keys"):
+    vit.apply(variables, X, train=True)
+  np.testing.assert_array_equal(vit_lib.drop_path(X, None, 0.5), X)
+
+
+def test_remat_gives_the_same_features_and_gradients():
+  plain, remat = _micro(), _micro(remat=True)
+  variables = plain.init(jax.random.key(0), X)
+  loss = lambda model: jax.value_and_grad(lambda p: jnp.sum(model.apply({"params": p}, X) ** 2))(
+      variables["params"])
+  (v1, g1), (v2, g2) = loss(plain), loss(remat)
+  np.testing.assert_allclose(v1, v2, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_mae_initialisation_is_xavier_uniform_with_normal_tokens():
+  vit = functools.partial(ViTBase, patch_size=16, base_grid=14, pos_embed="sincos", weight_init="mae")()
+  shapes = jax.eval_shape(lambda: vit.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3))))["params"]
+  assert shapes["patch_embed"]["kernel"].shape == (16, 16, 3, 768)
+  params = vit_lib.ViT(patch_size=16, dim=768, depth=1, num_heads=12, base_grid=2, pos_embed="sincos",
+                       weight_init="mae").init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+  patch = np.asarray(params["patch_embed"]["kernel"])          # fans 16 * 16 * 3 in, 768 out, as the official
+  bound = np.sqrt(6 / (16 * 16 * 3 + 768))                     # xavier_uniform_ on the flattened projection
+  assert np.abs(patch).max() <= bound * (1 + 1e-6) and np.abs(patch).max() > 0.95 * bound
+  fc1 = np.asarray(params["block_0"]["mlp"]["fc1"]["kernel"])
+  assert np.abs(fc1).max() <= np.sqrt(6 / (768 + 3072)) * (1 + 1e-6) and np.all(params["block_0"]["mlp"]["fc1"]["bias"] == 0)
+  assert 0.015 < float(np.std(params["cls_token"])) < 0.025
+
+
+@pytest.mark.parametrize("module,patch,expected_millions", [(ViTBase, 16, 85.8), (ViTLarge, 16, 303.3),
+                                                            (ViTHuge, 14, 630.8)])
+def test_standard_sizes_have_the_papers_parameter_counts(module, patch, expected_millions):
+  vit = module(patch_size=patch, base_grid=224 // patch)
+  shapes = jax.eval_shape(lambda: vit.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3))))
+  count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
+  assert abs(count / 1e6 - expected_millions) / expected_millions < 0.005, count
