@@ -10,7 +10,8 @@ view recipes, batch, steps, seed) is written to a JSON file and benchmarks/light
 it in the PyTorch venv, on the same images. Both encoders are scored by the same code, jaxssl's kNN (cosine,
 k=200, T=0.1) and linear probe (30 epochs on frozen, standardised features), on features of the same test
 images; so are raw pixels and both encoders at initialisation (their default inits differ). Methods with a
-lightly recipe: simclr, byol, vicreg, barlow_twins, simsiam, nnclr, mocov3 (the default is the first three).
+lightly recipe: simclr, byol, vicreg, barlow_twins, simsiam, nnclr, mocov3 (the default is the first three), and
+mae (benchmarks/lightly_mae.py: lightly's MAE example model with the official loss and AdamW).
 Prints a Markdown table.
 
 Experiments, for when the two disagree (each separates one part of the method from the rest):
@@ -42,7 +43,7 @@ from flax import traverse_util  # noqa: E402
 from benchmarks import accuracy  # noqa: E402
 from jaxssl import augment, data, evaluation, optim, train, train_step  # noqa: E402
 
-LIGHTLY_RECIPES = ("simclr", "byol", "vicreg", "barlow_twins", "simsiam", "nnclr", "mocov3")
+LIGHTLY_RECIPES = ("simclr", "byol", "vicreg", "barlow_twins", "simsiam", "nnclr", "mocov3", "mae")
 
 
 def _linen_with(**replacements):
@@ -113,16 +114,25 @@ def lightly_recipe(config, dataset, paths: dict, workers: int) -> dict:
   BYOL's tau of every step come from jaxssl's own schedules."""
   trainer, total_steps, steps_per_epoch = trainer_for(config, dataset)
   schedule = optim.learning_rate_schedule(config, total_steps, steps_per_epoch)
-  if config.optim.name not in ("lars", "sgd"):
-    raise ValueError(f"config.optim.name={config.optim.name!r}: lightly_train.py runs LARS or SGD")
-  return {
+  masked = config.method.name == "mae"              # lightly_mae.py: AdamW and lightly's MAE
+  if config.optim.name not in (("adamw",) if masked else ("lars", "sgd")):
+    raise ValueError(f"config.optim.name={config.optim.name!r}: not in the lightly recipe of "
+                     f"{config.method.name!r}")
+  extra = {}
+  if masked:
+    vit, m = trainer.model.encoder, config.method
+    extra["mae"] = {"image_size": config.augment.size, "patch_size": vit.patch_size,
+                    "channels": dataset.train.image_shape[-1], "dim": vit.dim, "depth": vit.depth,
+                    "heads": vit.num_heads, "decoder_dim": m.decoder_dim, "decoder_depth": m.decoder_depth,
+                    "decoder_heads": m.decoder_heads, "mask_ratio": m.mask_ratio, "norm_pix": m.norm_pix_loss}
+  return {**extra,
       "method": config.method.name, "method_config": config.method.to_dict(), "seed": config.seed,
       "channels": dataset.train.image_shape[-1], "mean": list(config.data.mean), "std": list(config.data.std),
       "views": [dataclasses.asdict(v) for v in trainer.recipes], "batch_size": config.train.batch_size,
       "total_steps": total_steps, "learning_rates": per_step(schedule, total_steps),
       "ema_taus": per_step(lambda s: trainer.method.ema(s, total_steps), total_steps) if trainer.method.uses_ema
                   else None,
-      "optim": {k: config.optim[k] for k in ("name", "weight_decay", "momentum", "trust_coefficient")},
+      "optim": {k: config.optim[k] for k in ("name", "weight_decay", "momentum", "trust_coefficient", "b1", "b2")},
       "log_every": config.train.log_every * 10, "workers": workers, **paths,
   }
 
@@ -196,8 +206,9 @@ def run_lightly(config, dataset, python: str, workers: int, tmp: str, jaxssl_vie
     recipe["total_steps"] = 0
   with open(recipe_path, "w") as f:
     json.dump(recipe, f, indent=1)
-  done = subprocess.run([python, os.path.join(ROOT, "benchmarks", "lightly_train.py"), recipe_path],
-                        stdout=subprocess.PIPE, text=True, check=True)
+  command = ([os.path.join(ROOT, "benchmarks", "lightly_mae.py"), "--train"] if config.method.name == "mae"
+             else [os.path.join(ROOT, "benchmarks", "lightly_train.py")])
+  done = subprocess.run([python, *command, recipe_path], stdout=subprocess.PIPE, text=True, check=True)
   timing = json.loads(done.stdout.strip().splitlines()[-1])
   with np.load(paths["features"]) as f:
     scores = None if init_only else score(config, dataset, f["train"], f["test"])

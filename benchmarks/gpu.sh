@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# jaxssl against lightly on one GPU: ResNet-18 (CIFAR stem) at 32x32x3, batch 512, bfloat16, SimCLR/BYOL/VICReg.
+# jaxssl against lightly on one GPU: ResNet-18 (CIFAR stem) at 32x32x3, batch 512, bfloat16, SimCLR/BYOL/VICReg;
+# MAE's ViT-B/16 step at 224 px (benchmarks/mae_throughput.py).
 # Prints images/s and seconds per CIFAR-10 epoch (50,000 images) of the whole training step, side by side;
 # lightly also with channels-last tensors, the layout PyTorch recommends for convolutions on GPUs.
 #
 # The GPU machine has PyTorch, JAX, Flax, optax and chex but no network; the few pure-Python packages it lacks
 # travel as wheels. Once, on a machine with network, from the repository root:
-#   bash benchmarks/gpu.sh fetch            # lightly, dm-pix, ml-collections -> .whl/ (Python 3.12 wheels)
+#   bash benchmarks/gpu.sh fetch            # lightly, dm-pix, ml-collections, timm -> .whl/ (Python 3.12 wheels)
 # Then on the GPU machine, from the repository root (a few minutes):
 #   bash benchmarks/gpu.sh
 # Then, at ImageNet scale: ResNet-50 (ImageNet stem) at 224 px, the SimCLR and BYOL steps against lightly's
@@ -24,7 +25,7 @@ if [[ "${1:-}" == "fetch" ]]; then
   platforms=()
   for p in manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64; do platforms+=(--platform "$p"); done
   "$PYTHON" -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    "${platforms[@]}" -d "$WHEELS" lightly==1.6.0 dm-pix==0.4.5 ml-collections==1.1.0
+    "${platforms[@]}" -d "$WHEELS" lightly==1.6.0 dm-pix==0.4.5 ml-collections==1.1.0 timm==1.0.31
   exit 0
 fi
 
@@ -41,6 +42,11 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 "$PYTHON" benchmarks/throughput.py --models resnet18 --batch "${BATCH:-512}" --dtype bfloat16 \
   --steps "${STEPS:-10}" --methods "${METHODS:-simclr,byol,vicreg}" --lightly_python "${LIGHTLY_PYTHON:-$PYTHON}" \
   --no_baseline --no_augment --lightly_channels_last --cell_timeout "${CELL_TIMEOUT:-240}"
+
+# MAE with ViT-B/16 at 224 px (the paper's decoder, 512 wide, 8 blocks), batch 256, bfloat16, against lightly's
+# MAE (timm ViT + MAEDecoderTIMM, bfloat16 autocast).
+"$PYTHON" benchmarks/mae_throughput.py --sizes base224 --dtype bfloat16 --steps "${STEPS:-10}" \
+  --lightly_python "${LIGHTLY_PYTHON:-$PYTHON}" || true
 
 if [[ "${IMAGENET:-1}" == 1 ]]; then
   "$PYTHON" benchmarks/throughput.py --models resnet50 --batch "${BATCH_224:-128}" --dtype bfloat16 \

@@ -3,7 +3,9 @@
 - ``curves.png``: training loss, representation std / effective rank, and the accuracies over steps
   (from metrics.jsonl);
 - ``views.png``: pairs of augmented views from the run's own recipe, the images the model saw;
-- ``embedding.png``: a 2-D t-SNE map of test-set features of the latest checkpoint, coloured by label.
+- ``embedding.png``: a 2-D t-SNE map of test-set features of the latest checkpoint, coloured by label;
+- ``reconstruction.png`` (masked methods that predict pixels, MAE): for a few test images, the original, the
+  masked input and the reconstruction (MAE's Figure 2).
 
 Needs matplotlib and scikit-learn (``pip install -e ".[plot]"``). Bad input: one line on stderr, exit code 2.
 """
@@ -124,6 +126,46 @@ def plot_embedding(run, dataset, path: str, max_points: int = 2000, seed: int = 
   plt.close(fig)
 
 
+def plot_reconstructions(run, dataset, path: str, count: int = 8, seed: int = 0) -> None:
+  """``count`` test images: the original, the masked input (removed patches grey) and the reconstruction with
+  the visible patches pasted in, from the latest checkpoint, masks drawn as in training."""
+  import jax
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  from jaxssl import augment
+  from jaxssl.methods.base import Variables
+  from jaxssl.train_step import normalize
+
+  trainer = run.trainer
+  images, _ = dataset.test.read(np.arange(min(count, len(dataset.test))))
+  size = trainer.recipes[0].size
+  x = jax.vmap(lambda im: augment.crop_and_resize(im, 0.0, 0.0, im.shape[0], im.shape[1], size))(
+      augment.to_float(jax.numpy.asarray(images)))
+  keys = jax.random.split(jax.random.key(seed), len(images))
+  removed, rebuilt = trainer.method.reconstruct(trainer.model, Variables(run.state.params, run.state.batch_stats),
+                                                normalize(trainer, x), keys)
+  mean, std = np.asarray(run.config.data.mean), np.asarray(run.config.data.std)
+  original = np.asarray(x)
+  shown = [original, np.where(np.asarray(removed) > 0, 0.5, original),
+           np.clip(np.asarray(rebuilt) * std + mean, 0, 1)]
+  fig, axes = plt.subplots(len(images), 3, figsize=(4.8, 1.6 * len(images)), squeeze=False)
+  for row in range(len(images)):
+    for col, title in enumerate(("original", "masked", "reconstruction")):
+      image = shown[col][row]
+      ax = axes[row, col]
+      ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None,
+                vmin=0, vmax=1)
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if row == 0:
+        ax.set_title(title, fontsize=8)
+  fig.tight_layout()
+  _save(fig, path)
+  plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="python -m jaxssl.plot", description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", required=True)
@@ -154,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
   plot_views(config, dataset, written[1])
   if dataset.test is not None:
     plot_embedding(run, dataset, written[2], max_points=args.points)
+    if run.trainer.method.reconstruct is not None:
+      written.append(str(out / "reconstruction.png"))
+      plot_reconstructions(run, dataset, written[-1])
   else:
     written.pop()
   print("wrote " + ", ".join(written))

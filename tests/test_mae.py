@@ -73,3 +73,22 @@ def test_mae_runs_the_whole_loop_with_knn_on_full_images(tmp_path, capsys):
   assert results["steps"] == 3 and np.isfinite(results["final_loss"])
   assert 0.0 <= results["knn_accuracy"] <= 1.0 and "probe_acc" not in results
   assert "mae" in methods.names()
+
+  # The encoder read back: the full image's class token.
+  import jaxssl
+  module, variables = jaxssl.load_encoder(str(tmp_path / "run"))
+  assert module.apply(variables, jnp.zeros((3, 16, 16, 1)), train=False).shape == (3, 64)
+
+  # The reconstruction picture, and what it shows: the visible patches as they were, the removed ones predicted.
+  from jaxssl import plot
+  from jaxssl.restore import load_run
+  assert plot.main([f"--workdir={tmp_path / 'run'}", "--points=40"]) == 0
+  assert (tmp_path / "run" / "plots" / "reconstruction.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  run = load_run(str(tmp_path / "run"))
+  images = jnp.asarray(np.random.default_rng(0).normal(size=(2, 16, 16, 1)), jnp.float32)
+  removed, rebuilt = run.trainer.method.reconstruct(run.trainer.model, Variables(run.state.params, {}), images,
+                                                    jax.random.split(jax.random.key(0), 2))
+  kept = np.asarray(removed) == 0
+  assert kept.mean() == 0.25
+  np.testing.assert_allclose(np.asarray(rebuilt)[kept], np.asarray(images)[kept], atol=1e-6)
+  assert not np.allclose(np.asarray(rebuilt)[~kept], np.asarray(images)[~kept], atol=1e-2)

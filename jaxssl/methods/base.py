@@ -113,6 +113,11 @@ class UpdateMaskFn(Protocol):
   def __call__(self, params: Any, step: jax.Array) -> Any: ...
 
 
+class ReconstructFn(Protocol):
+  def __call__(self, model: nn.Module, online: Variables, images: jax.Array,
+               keys: jax.Array) -> tuple[jax.Array, jax.Array]: ...
+
+
 class EmaSchedule(Protocol):
   def __call__(self, step: jax.Array, total_steps: int) -> jax.Array: ...
 
@@ -153,6 +158,9 @@ class Method(NamedTuple):
       features), or "" when it can; the trainer then leaves the probe off and says why.
     drop_path: the method's forward pass hands the encoder per-example keys for stochastic depth (a ViT's
       ``model.drop_path_rate``); validation refuses a rate above 0 for methods that do not.
+    reconstruct: for masked methods that predict pixels, (model, online, images, keys) -> (removed [N, H, W, 1],
+      1 where a pixel's patch was removed; the reconstruction [N, H, W, C] in the normalised images' units),
+      masks drawn from ``keys`` as in training (``python -m jaxssl.plot`` draws them); None for the others.
   """
   name: str
   make_model: MakeModel
@@ -167,6 +175,7 @@ class Method(NamedTuple):
   update_mask: UpdateMaskFn | None = None
   no_online_probe: str = ""
   drop_path: bool = False
+  reconstruct: ReconstructFn | None = None
 
   @property
   def uses_ema(self) -> bool:

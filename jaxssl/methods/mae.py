@@ -7,10 +7,12 @@ per-example keys, so 8 devices give the same step as 1.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
+
 from jaxssl import config_checks, losses, masking
 from jaxssl.methods import base
 from jaxssl.models.mae import MaskedAutoencoder
-from jaxssl.models.vit import patchify
+from jaxssl.models.vit import patchify, unpatchify
 
 _MASK_STREAM, _DROP_STREAM = 0, 1
 
@@ -36,7 +38,25 @@ def make(config) -> base.Method:
     value = losses.mae_loss(predictions, patches, masks.mask, m.norm_pix_loss, axis_name=inputs.axis_name)
     return base.LossOutput(value, {"loss": value}, online.batch_stats)
 
+  def reconstruct(model, online, images, keys):
+    """The paper's Figure 2: where the patches were removed, and the reconstruction with the visible patches
+    pasted in. With
+    per-patch normalised targets the predictions are mapped back with each true patch's mean and std (as the
+    official visualisation does)."""
+    patches = patchify(images, patch)
+    masks = masks_for(keys, patches.shape[1], m.mask_ratio)
+    predicted = model.apply({"params": online.params}, images, masks)
+    if m.norm_pix_loss:
+      mean = patches.mean(axis=-1, keepdims=True)
+      std = jnp.sqrt(patches.var(axis=-1, keepdims=True, ddof=1) + 1e-6)
+      predicted = predicted * std + mean
+    removed = masks.mask[..., None]
+    grid = (images.shape[1] // patch, images.shape[2] // patch)
+    rebuilt = unpatchify(patches * (1 - removed) + predicted * removed, patch, grid, images.shape[-1])
+    return unpatchify(jnp.broadcast_to(removed, patches.shape[:2] + (patch * patch,)), patch, grid, 1), rebuilt
+
   return base.Method(name="mae", make_model=make_model, recipes=base.crop_and_flip, loss=loss, drop_path=True,
+                     reconstruct=reconstruct,
                      no_online_probe="its encoder sees only the visible patches; an online probe would need a "
                      "second encoder pass over all of them (4x the tokens at mask ratio 0.75); use the kNN and "
                      "linear probe (eval.linear_probe) on full images instead")
