@@ -230,36 +230,25 @@ def train(path: str) -> None:
   init = {"init_train": lightly_train.features(encoder, arrays["eval_train_images"], mean, std),
           "init_test": lightly_train.features(encoder, arrays["test_images"], mean, std)}
   model.train()
-  total, step, losses, p = recipe["total_steps"], 0, [], spec["patch_size"]
-  start = time.perf_counter()
-  while step < total:
-    for views in loader:
-      images = views[0]
-      for group in opt.param_groups:
-        group["lr"] = recipe["learning_rates"][step]
-      idx_keep, idx_mask = utils.random_token_mask((images.shape[0], model.sequence_length),
-                                                   mask_ratio=spec["mask_ratio"])
-      predictions = model(images, idx_keep, idx_mask)
-      loss = official_loss(predictions, utils.get_at_index(utils.patchify(images, p), idx_mask - 1),
-                           spec["norm_pix"])
-      opt.zero_grad()
-      loss.backward()
-      opt.step()
-      if step % recipe["log_every"] == 0 or step == total - 1:
-        losses.append(loss.item())
-        print(f"step {step}: loss {losses[-1]:.4f} ({time.perf_counter() - start:.0f} s)", file=sys.stderr,
-              flush=True)
-      step += 1
-      if step == total:
-        break
-  seconds = time.perf_counter() - start
-  trained = {"train": lightly_train.features(encoder, arrays["eval_train_images"], mean, std),
-             "test": lightly_train.features(encoder, arrays["test_images"], mean, std)}
-  np.savez(recipe["features"], **trained, **init)
-  print(json.dumps({"train_seconds": seconds, "first_loss": losses[0] if losses else None,
-                    "final_loss": losses[-1] if losses else None, "steps": step,
-                    "threads": torch.get_num_threads(), "torch": torch.__version__}), flush=True)
+  p = spec["patch_size"]
 
+  def step_fn(views, step):
+    images = views[0]
+    for group in opt.param_groups:
+      group["lr"] = recipe["learning_rates"][step]
+    idx_keep, idx_mask = utils.random_token_mask((images.shape[0], model.sequence_length),
+                                                 mask_ratio=spec["mask_ratio"])
+    predictions = model(images, idx_keep, idx_mask)
+    loss = official_loss(predictions, utils.get_at_index(utils.patchify(images, p), idx_mask - 1),
+                         spec["norm_pix"])
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss
+
+  losses, step, seconds = lightly_train.train_loop(loader, step_fn, recipe["total_steps"], recipe["log_every"])
+  lightly_train.write_features(recipe, encoder, arrays, init, recipe["total_steps"])
+  lightly_train.print_timing(seconds, losses, step)
 
 if __name__ == "__main__":
   if len(sys.argv) == 3 and sys.argv[1] == "--train":

@@ -297,27 +297,44 @@ def main(path: str) -> None:
   init_features = {"init_train": features(model.backbone, arrays["eval_train_images"], mean, std),
                    "init_test": features(model.backbone, arrays["test_images"], mean, std)}
   model.train()
-  losses = []
+  losses, step, seconds = train_loop(loader, lambda views, step: train_step(model, optimizer, views, step, recipe),
+                                     total, recipe["log_every"])
+  write_features(recipe, model.backbone, arrays, init_features, total)
+  print_timing(seconds, losses, step)
+
+
+def train_loop(loader, step_fn, total: int, log_every: int) -> tuple[list[float], int, float]:
+  """``step_fn(views, step) -> loss`` over the loader's batches (epoch after epoch) for ``total`` steps, the loss
+  logged every ``log_every`` steps and at the last; returns (logged losses, steps run, seconds)."""
+  losses, step = [], 0
   start = time.perf_counter()
-  step = 0
   while step < total:
     for views in loader:
-      loss = train_step(model, optimizer, views, step, recipe)
-      if step % recipe["log_every"] == 0 or step == total - 1:
+      loss = step_fn(views, step)
+      if step % log_every == 0 or step == total - 1:
         losses.append(loss.item())
         print(f"step {step}: loss {losses[-1]:.4f} ({time.perf_counter() - start:.0f} s)", file=sys.stderr,
               flush=True)
       step += 1
       if step == total:
         break
-  seconds = time.perf_counter() - start
-  trained = {} if total == 0 else {"train": features(model.backbone, arrays["eval_train_images"], mean, std),
-                                   "test": features(model.backbone, arrays["test_images"], mean, std)}
-  np.savez(recipe["features"], **trained, **init_features)
-  print(json.dumps({"train_seconds": seconds, "first_loss": losses[0] if losses else None,
-                    "final_loss": losses[-1] if losses else None, "steps": step,
-                    "threads": torch.get_num_threads(), "torch": torch.__version__}), flush=True)
+  return losses, step, time.perf_counter() - start
 
+
+def write_features(recipe: dict, encoder: nn.Module, arrays, init_features: dict, total: int) -> None:
+  """The trained encoder's features of the evaluation splits (none when nothing was trained) beside those at
+  initialisation, to recipe["features"]."""
+  mean, std = recipe["mean"], recipe["std"]
+  trained = {} if total == 0 else {"train": features(encoder, arrays["eval_train_images"], mean, std),
+                                   "test": features(encoder, arrays["test_images"], mean, std)}
+  np.savez(recipe["features"], **trained, **init_features)
+
+
+def print_timing(seconds: float, losses: list[float], steps: int) -> None:
+  """The line accuracy_vs_lightly.py reads."""
+  print(json.dumps({"train_seconds": seconds, "first_loss": losses[0] if losses else None,
+                    "final_loss": losses[-1] if losses else None, "steps": steps,
+                    "threads": torch.get_num_threads(), "torch": torch.__version__}), flush=True)
 
 if __name__ == "__main__":
   main(sys.argv[1])

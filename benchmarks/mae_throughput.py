@@ -59,7 +59,6 @@ def _jaxssl(size: str, steps: int, dtype: str) -> dict:
   import jax
 
   from benchmarks.throughput import median_step_seconds
-  from jaxssl import xla_flags  # noqa: F401  (the command line's XLA:CPU settings are applied by the parent)
 
   seconds = median_step_seconds(_config(size, dtype), steps, num_classes=0)
   batch = SIZES[size][4]

@@ -73,9 +73,6 @@ def plot_views(config, dataset, path: str, pairs: int = 8, seed: int = 0) -> Non
   """``pairs`` train images, each beside its views from the config's recipe (after augmentation, before
   normalisation)."""
   import jax
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
 
   from jaxssl import augment, methods
 
@@ -83,10 +80,19 @@ def plot_views(config, dataset, path: str, pairs: int = 8, seed: int = 0) -> Non
   images, _ = dataset.train.read(np.arange(min(pairs, len(dataset.train))))
   keys = jax.random.split(jax.random.key(seed), len(images))
   views = [np.asarray(v) for v in augment.views(keys, images, recipes)]
-  columns = 1 + len(views)
-  fig, axes = plt.subplots(len(images), columns, figsize=(1.6 * columns, 1.6 * len(images)), squeeze=False)
-  for row in range(len(images)):
-    shown = [images[row] / 255.0] + [v[row] for v in views]
+  rows = [[images[row] / 255.0] + [v[row] for v in views] for row in range(len(images))]
+  _image_grid(rows, ["image"] + [f"view {i + 1}" for i in range(len(views))], path)
+
+
+def _image_grid(rows: list[list[np.ndarray]], titles: list[str], path: str) -> None:
+  """A grid of [H, W, C] images in [0, 1], one list per row, a title over each column."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  columns = len(titles)
+  fig, axes = plt.subplots(len(rows), columns, figsize=(1.6 * columns, 1.6 * len(rows)), squeeze=False)
+  for row, shown in enumerate(rows):
     for col, image in enumerate(shown):
       ax = axes[row, col]
       ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None,
@@ -94,7 +100,7 @@ def plot_views(config, dataset, path: str, pairs: int = 8, seed: int = 0) -> Non
       ax.set_xticks([])
       ax.set_yticks([])
       if row == 0:
-        ax.set_title("image" if col == 0 else f"view {col}", fontsize=8)
+        ax.set_title(titles[col], fontsize=8)
   fig.tight_layout()
   _save(fig, path)
   plt.close(fig)
@@ -130,9 +136,6 @@ def plot_reconstructions(run, dataset, path: str, count: int = 8, seed: int = 0)
   """``count`` test images: the original, the masked input (removed patches grey) and the reconstruction with
   the visible patches pasted in, from the latest checkpoint, masks drawn as in training."""
   import jax
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
 
   from jaxssl import augment
   from jaxssl.methods.base import Variables
@@ -148,22 +151,10 @@ def plot_reconstructions(run, dataset, path: str, count: int = 8, seed: int = 0)
                                                 normalize(trainer, x), keys)
   mean, std = np.asarray(run.config.data.mean), np.asarray(run.config.data.std)
   original = np.asarray(x)
-  shown = [original, np.where(np.asarray(removed) > 0, 0.5, original),
-           np.clip(np.asarray(rebuilt) * std + mean, 0, 1)]
-  fig, axes = plt.subplots(len(images), 3, figsize=(4.8, 1.6 * len(images)), squeeze=False)
-  for row in range(len(images)):
-    for col, title in enumerate(("original", "masked", "reconstruction")):
-      image = shown[col][row]
-      ax = axes[row, col]
-      ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None,
-                vmin=0, vmax=1)
-      ax.set_xticks([])
-      ax.set_yticks([])
-      if row == 0:
-        ax.set_title(title, fontsize=8)
-  fig.tight_layout()
-  _save(fig, path)
-  plt.close(fig)
+  masked = np.where(np.asarray(removed) > 0, 0.5, original)
+  rebuilt = np.clip(np.asarray(rebuilt) * std + mean, 0, 1)
+  _image_grid([[original[i], masked[i], rebuilt[i]] for i in range(len(images))],
+              ["original", "masked", "reconstruction"], path)
 
 
 def main(argv: list[str] | None = None) -> int:
