@@ -1,8 +1,8 @@
 """The training step of one device: the network and state a config builds, and the step itself.
 
 augment -> the method's loss (which runs the method's model: encoder, heads, decoder) -> gradients averaged over
-``AXIS`` -> optax update -> EMA target -> method state -> online probe. It sees this device's share of the global batch; ``jaxssl.parallel``
-maps it over the devices. It never names a method: everything method-specific comes through ``Method``.
+``AXIS`` -> optax update -> EMA target -> method state -> online probe. It sees this device's share of the
+global batch; ``jaxssl.parallel`` maps it over the devices. It never names a method: everything method-specific comes through ``Method``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import optax
 from jaxssl import augment, methods, optim
 from jaxssl.cadence import Cadence
 from jaxssl.data.host_crops import view_key
-from jaxssl.methods.base import Method, StepInputs, Variables
+from jaxssl.methods.base import Method, StepInputs, Variables, stream
 from jaxssl.models import LinearProbe, make_encoder
 from jaxssl.parallel import AXIS, Batch, StepFn
 from jaxssl.state import TrainState, ema_update, target_subtree
@@ -124,7 +124,7 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
       crops = [batch[view_key(i)] for i in range(len(trainer.recipes))]
       views = augment.views_of_crops(example_keys, crops, trainer.recipes)
     inputs = StepInputs(views=[normalize(trainer, v) for v in views],
-                        keys=jax.vmap(lambda k: jax.random.fold_in(k, MODEL_KEYS))(example_keys),
+                        keys=stream(example_keys, MODEL_KEYS),
                         labels=labels, step=state.step, method_state=state.method_state, axis_name=axis_name)
     target = Variables(state.ema_params, state.ema_batch_stats) if method.uses_ema else None
 
@@ -166,7 +166,8 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
     # The loop's NaN/Inf guard reads these: one flag per floating-point leaf of the loss, the gradients and the
     # whole updated state (a finite loss and gradient can still give non-finite weights, e.g. through the
     # optimizer), so a non-finite state is never logged, evaluated or saved.
-    flags = jnp.stack([jnp.all(jnp.isfinite(leaf)) for _, leaf in _checked_leaves(metrics["loss"], grads, new_state)])
+    checked = _checked_leaves(metrics["loss"], grads, new_state)
+    flags = jnp.stack([jnp.all(jnp.isfinite(leaf)) for _, leaf in checked])
     metrics["finite"] = jnp.all(flags).astype(jnp.float32)
     metrics["finite_leaves"] = flags.astype(jnp.float32)
     return new_state, metrics

@@ -116,7 +116,12 @@ def test_byol_target_gets_no_gradient_and_follows_ema():
 
   # After one step the target moved only by the EMA rule: ema1 = tau * ema0 + (1 - tau) * params1.
   step = parallel.shard_step(train_step.make_per_device_step(trainer), m)
-  state1 = jax.device_get(step(parallel.replicate(state0, m), parallel.shard_batch(batch, m))[0])
+  state1, metrics = jax.device_get(step(parallel.replicate(state0, m), parallel.shard_batch(batch, m)))
+  # The NaN guard's flags and their names, known before the step runs (train_step.finite_names).
+  names = train_step.finite_names(state0)
+  assert len(names) == len(metrics["finite_leaves"]) and float(metrics["finite"]) == 1.0
+  assert names[0] == "loss" and "gradients/encoder/stem_conv/kernel" in names
+  assert "state/ema_params/projector/Dense_0/kernel" in names
   tau = float(optim.ema_momentum(0, 3, config.method.base_momentum))
   expected = jax.tree.map(lambda e, o: tau * e + (1 - tau) * o, target_subtree(state0.params, joint_embedding.TARGET_PARTS),
                           target_subtree(state1.params, joint_embedding.TARGET_PARTS))
