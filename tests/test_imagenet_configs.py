@@ -62,3 +62,31 @@ def test_a_few_steps_on_a_jpeg_folder(method, jpegs, tmp_path):
   config.train.batch_size, config.train.num_steps, config.eval.batch_size = 8, 2, 64
   results = train.run(config, str(tmp_path))
   assert math.isfinite(results["final_loss"]) and 0 <= results["knn_accuracy"] <= 1
+
+
+def test_mae_recipe_is_the_papers_for_base_and_large():
+  config = _get_config("mae")
+  validate.validate(config, num_devices=8)
+  assert (config.model.encoder, config.model.patch_size, config.augment.size) == ("vit_base", 16, 224)
+  assert (config.model.pos_embed, config.model.weight_init, config.method.mask_ratio) == ("sincos", "mae", 0.75)
+  assert (config.optim.name, config.optim.b1, config.optim.b2, config.optim.weight_decay) == ("adamw", 0.9, 0.95, 0.05)
+  assert config.train.batch_size == 4096 and config.train.num_epochs == 800 and data.crops_on_host(config.data)
+  steps_per_epoch = 1_281_167 // 4096
+  assert optim.warmup_steps(config, steps_per_epoch) == round(40 * steps_per_epoch)
+  large = _get_config("mae", "large,imagenette")
+  validate.validate(large, num_devices=8)
+  assert large.model.encoder == "vit_large" and large.data.dataset == "imagenette/full-size-v2"
+  with pytest.raises(ValueError, match="config argument 'huge': use a size"):
+    _get_config("mae", "huge")
+
+
+@pytest.mark.slow
+def test_mae_a_few_steps_on_a_jpeg_folder(jpegs, tmp_path):
+  config = _get_config("mae", "folder")
+  config.data.data_dir, config.data.workers = str(jpegs), 2
+  config.data.image_size, config.augment.size = 24, 16
+  config.model.compute_dtype, config.model.encoder, config.model.patch_size = "float32", "vit_micro", 4
+  config.method.decoder_dim, config.method.decoder_depth, config.method.decoder_heads = 32, 1, 2
+  config.train.batch_size, config.train.num_steps, config.eval.batch_size = 8, 2, 64
+  results = train.run(config, str(tmp_path))
+  assert math.isfinite(results["final_loss"]) and 0 <= results["knn_accuracy"] <= 1
