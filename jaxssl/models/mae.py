@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxssl.masking import Masking
-from jaxssl.models.vit import Block, ViT, dense_init, sincos_pos_embed_2d
+from jaxssl.models.vit import Block, ViT, dense_init, on_tokens, sincos_pos_embed_2d
 
 
 class MaskedAutoencoder(nn.Module):
@@ -44,7 +44,8 @@ class MaskedAutoencoder(nn.Module):
       masking = Masking(ids, jnp.zeros((n, length)), ids)
     tokens = self.encoder.tokens(images, keep_ids=masking.ids_keep, drop_keys=drop_keys if train else None)
     x = jnp.concatenate([tokens.cls[:, None], tokens.patches], axis=1)
-    x = nn.Dense(self.decoder_dim, dtype=self.dtype, kernel_init=dense_init("mae"), name="decoder_embed")(x)
+    x = on_tokens(nn.Dense(self.decoder_dim, dtype=self.dtype, kernel_init=dense_init("mae"), name="decoder_embed"),
+                  x)
     mask_token = self.param("mask_token", nn.initializers.normal(0.02), (1, 1, self.decoder_dim))
     kept = x.shape[1] - 1
     fill = jnp.broadcast_to(mask_token.astype(x.dtype), (n, length - kept, self.decoder_dim))
@@ -55,7 +56,7 @@ class MaskedAutoencoder(nn.Module):
       x = Block(self.decoder_heads, self.mlp_ratio, qkv_bias=True, weight_init="mae", dtype=self.dtype,
                 name=f"decoder_block_{i}")(x)
     x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="decoder_norm")(x)
-    x = nn.Dense(p * p * c, dtype=self.dtype, kernel_init=dense_init("mae"), name="decoder_pred")(x)
+    x = on_tokens(nn.Dense(p * p * c, dtype=self.dtype, kernel_init=dense_init("mae"), name="decoder_pred"), x)
     return x[:, 1:].astype(jnp.float32)
 
   def embed(self, x: jax.Array) -> jax.Array:

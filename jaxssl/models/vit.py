@@ -94,6 +94,13 @@ def token_init(init: str):
 # Blocks.
 
 
+def on_tokens(layer: nn.Module, x: jax.Array) -> jax.Array:
+  """A Dense layer on [..., D] tokens as one [tokens, D] matrix product. The same numbers as ``layer(x)``, but
+  XLA:CPU runs the weight gradient of a dot with two contracting dimensions (batch and tokens) about 5x slower
+  than that of the flattened product (22 ms against 4 ms for 256 x 50 tokens of 64 -> 256)."""
+  return layer(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
+
+
 def drop_path(x: jax.Array, keys: jax.Array | None, rate: float) -> jax.Array:
   """Stochastic depth: each example's residual branch x [N, ...] is zeroed with probability ``rate`` (a draw
   from its own key in ``keys`` [N]) and scaled by 1 / (1 - rate) otherwise; the identity when ``keys`` is None
@@ -118,11 +125,12 @@ class Attention(nn.Module):
     n, t, dim = x.shape
     if dim % self.num_heads:
       raise ValueError(f"width {dim} is not divisible by {self.num_heads} heads")
-    qkv = nn.Dense(3 * dim, use_bias=self.qkv_bias, dtype=self.dtype, kernel_init=dense_init(self.weight_init),
-                   name="qkv")(x)
+    qkv = on_tokens(nn.Dense(3 * dim, use_bias=self.qkv_bias, dtype=self.dtype,
+                             kernel_init=dense_init(self.weight_init), name="qkv"), x)
     q, k, v = jnp.split(qkv.reshape(n, t, 3, self.num_heads, dim // self.num_heads), 3, axis=2)
     y = jax.nn.dot_product_attention(q[:, :, 0], k[:, :, 0], v[:, :, 0])
-    return nn.Dense(dim, dtype=self.dtype, kernel_init=dense_init(self.weight_init), name="proj")(y.reshape(n, t, dim))
+    return on_tokens(nn.Dense(dim, dtype=self.dtype, kernel_init=dense_init(self.weight_init), name="proj"),
+                     y.reshape(n, t, dim))
 
 
 class Mlp(nn.Module):
@@ -134,7 +142,8 @@ class Mlp(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     dense = functools.partial(nn.Dense, dtype=self.dtype, kernel_init=dense_init(self.weight_init))
-    return dense(x.shape[-1], name="fc2")(nn.gelu(dense(self.hidden, name="fc1")(x), approximate=False))
+    return on_tokens(dense(x.shape[-1], name="fc2"),
+                     nn.gelu(on_tokens(dense(self.hidden, name="fc1"), x), approximate=False))
 
 
 class Block(nn.Module):
