@@ -96,7 +96,12 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.eval.linear_batch_size = 256
   config.eval.linear_weight_decay = 0.0
   config.eval.linear_augment = False             # random resized crop + flip on the probe's training images
-  for field, value in methods.config_defaults(method).items():   # what the method needs elsewhere (MAE: a ViT)
+  return override(config, methods.config_defaults(method))     # what the method needs elsewhere (MAE: a ViT)
+
+
+def override(config: ml_collections.ConfigDict, dotted: dict) -> ml_collections.ConfigDict:
+  """``config`` with each ``{"section.field": value}`` set (in place), e.g. a method's ``small`` overrides."""
+  for field, value in dotted.items():
     section, key = field.split(".")
     config[section][key] = value
   return config

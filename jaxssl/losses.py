@@ -489,6 +489,13 @@ def dino_center(center: jax.Array, teacher: list[jax.Array], momentum: float = 0
   return momentum * center + (1.0 - momentum) * _psum(local, axis_name) / count
 
 
+def patch_statistics(patches: jax.Array, eps: float = 1e-6) -> tuple[jax.Array, jax.Array]:
+  """Each patch's mean and std over its pixels, [N, L, P] -> two [N, L, 1]: the unbiased variance plus ``eps``
+  under the root, as MAE's ``norm_pix_loss`` normalises its targets."""
+  mean = patches.mean(axis=-1, keepdims=True)
+  return mean, jnp.sqrt(patches.var(axis=-1, keepdims=True, ddof=1) + eps)
+
+
 def mae_loss(predictions: jax.Array, patches: jax.Array, mask: jax.Array, norm_pix: bool = True,
              eps: float = 1e-6, axis_name: AxisName = None) -> jax.Array:
   """MAE's reconstruction loss (He et al. 2022, arXiv:2111.06377; official ``models_mae.forward_loss``).
@@ -514,8 +521,7 @@ def mae_loss(predictions: jax.Array, patches: jax.Array, mask: jax.Array, norm_p
   chex.assert_equal_shape([predictions, patches])
   target = patches.astype(jnp.float32)
   if norm_pix:
-    mean = target.mean(axis=-1, keepdims=True)
-    var = target.var(axis=-1, keepdims=True, ddof=1)
-    target = (target - mean) / jnp.sqrt(var + eps)
+    mean, std = patch_statistics(target, eps)
+    target = (target - mean) / std
   per_patch = jnp.mean((predictions.astype(jnp.float32) - target) ** 2, axis=-1)
   return _psum(jnp.sum(per_patch * mask), axis_name) / _psum(jnp.sum(mask), axis_name)

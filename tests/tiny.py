@@ -12,7 +12,4 @@ def tiny_config(method: str, batch_size: int = 16):
   config.train.num_steps = 3
   config.optim.warmup_steps = 1
   config.eval.batch_size = 64
-  for field, value in methods.small(method, batch_size).items():
-    section, key = field.split(".")
-    config[section][key] = value
-  return config
+  return defaults.override(config, methods.small(method, batch_size))

@@ -203,10 +203,6 @@ def stop_gradient(variables: Variables | None) -> Variables | None:
   return None if variables is None else jax.tree.map(jax.lax.stop_gradient, variables)
 
 
-def mean_over_devices(value: jax.Array, axis_name: str | None) -> jax.Array:
-  return value if axis_name is None else jax.lax.pmean(value, axis_name)
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks the methods share: view recipes and checks.
 

@@ -40,15 +40,13 @@ def make(config) -> base.Method:
 
   def reconstruct(model, online, images, keys):
     """The paper's Figure 2: where the patches were removed, and the reconstruction with the visible patches
-    pasted in. With
-    per-patch normalised targets the predictions are mapped back with each true patch's mean and std (as the
-    official visualisation does)."""
+    pasted in. With per-patch normalised targets the predictions are mapped back with each true patch's mean
+    and std (as the official visualisation does)."""
     patches = patchify(images, patch)
     masks = masks_for(keys, patches.shape[1], m.mask_ratio)
     predicted = model.apply({"params": online.params}, images, masks)
     if m.norm_pix_loss:
-      mean = patches.mean(axis=-1, keepdims=True)
-      std = jnp.sqrt(patches.var(axis=-1, keepdims=True, ddof=1) + 1e-6)
+      mean, std = losses.patch_statistics(patches)
       predicted = predicted * std + mean
     removed = masks.mask[..., None]
     grid = (images.shape[1] // patch, images.shape[2] // patch)
