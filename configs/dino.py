@@ -4,6 +4,7 @@
 """
 
 from jaxssl import defaults
+from jaxssl.methods import dino
 
 
 def get_config():
@@ -17,7 +18,7 @@ def get_config():
   m.teacher_temperature = 0.04
   m.teacher_temperature_warmup_steps = 117        # (no-op at 0.04) half an epoch, instead of 30 ImageNet epochs
   m.base_momentum = 0.99
-  m.freeze_last_layer_steps = 23                  # a tenth of the run (official: the first of 100+ epochs)
+  config.optim.rules = dino.freeze_last_layer(23)  # a tenth of the run (official: the first of 100+ epochs)
   config.augment.crop_scale = (0.4, 1.0)          # official global crops (0.4, 1), local (0.05, 0.4)
   config.augment.num_local_crops = 4
   config.augment.local_size = 14

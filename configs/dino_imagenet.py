@@ -1,31 +1,37 @@
 """DINO with ViT-S/16 on ImageNet, the official recipe (Caron et al. 2021, arXiv:2104.14294; the repository's
-ViT-S/16 100-epoch settings): batch 1024, AdamW lr 0.0005 x batch / 256, weight decay 0.04 (the official code
-raises it to 0.4 by a cosine schedule; jaxssl keeps it constant), 10 warm-up epochs then cosine, 100 epochs,
-head 2048-2048-256 then 65,536 outputs, teacher temperature 0.04 -> 0.07 over 30 epochs, teacher momentum
-0.996 -> 1, last layer frozen for the first epoch, multi-crop 2 x 224 (scale 0.4-1) + 8 x 96 (0.05-0.4),
-BYOL's augmentation for the global crops. Crops of the full image on the host.
+ViT-S/16 100-epoch settings): batch 1024, AdamW lr 0.0005 x batch / 256 with 10 warm-up epochs then a cosine to
+1e-6, weight decay 0.04 raised to 0.4 by a cosine, each parameter's gradient clipped to norm 3.0
+(``utils.clip_gradients``), 100 epochs, head 2048-2048-256 then 65,536 outputs, teacher temperature
+0.04 -> 0.07 over 30 epochs, teacher momentum 0.996 -> 1, last layer frozen for the first epoch (a rule of
+``optim.rules``), multi-crop 2 x 224 (scale 0.4-1) + 8 x 96 (0.05-0.4), BYOL's augmentation for the global
+crops. Crops of the full image on the host.
 
     python -m jaxssl.main --config configs/dino_imagenet.py --workdir gs://BUCKET/runs/dino_in1k
     python -m jaxssl.main --config configs/dino_imagenet.py:imagenette --workdir runs/dino_imagenette
 
 The argument after ``:`` picks the data: ``imagenet2012`` (default), ``imagenette`` or ``folder``
-(``jaxssl.defaults.imagenet``). Not reproduced from the official code: gradient clipping at 3.0, the weight
-decay schedule, and the stochastic depth of the ViT.
+(``jaxssl.defaults.imagenet``). Not reproduced from the official code: the ViT's stochastic depth (0.1; the
+joint-embedding methods do not hand the encoder drop-path keys), and the frozen last layer's Adam moments (the
+official code skips the parameter; here its update is cancelled, so its moments still see the gradient).
 """
 
 from jaxssl import defaults
+from jaxssl.methods import dino
 
 
 def get_config(data: str = "imagenet2012"):
   config = defaults.imagenet(defaults.get_config("dino"), data, batch_size=1024)
   config.model.encoder, config.model.patch_size = "vit_small", 16
-  config.optim.name, config.optim.base_lr, config.optim.weight_decay = "adamw", 0.0005, 0.04
+  o = config.optim
+  o.name, o.base_lr, o.min_lr = "adamw", 0.0005, 1e-6
+  o.weight_decay, o.weight_decay_end = 0.04, 0.4
+  o.clip_grad_norm, o.clip_mode = 3.0, "per_parameter"
   config.train.num_epochs = 100
   steps_per_epoch = defaults.steps_per_epoch(config)
   m = config.method
   m.warmup_teacher_temperature, m.teacher_temperature = 0.04, 0.07
   m.teacher_temperature_warmup_steps = 30 * steps_per_epoch
-  m.freeze_last_layer_steps = steps_per_epoch
+  config.optim.rules = dino.freeze_last_layer(steps_per_epoch)
   m.base_momentum = 0.996
   a = config.augment
   a.crop_scale, a.num_local_crops, a.local_size, a.local_crop_scale = (0.4, 1.0), 8, 96, (0.05, 0.4)

@@ -72,6 +72,14 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.optim.trust_coefficient = 0.001
   config.optim.warmup_steps = 10
   config.optim.warmup_epochs = 0.0               # > 0: warm-up in epochs of the train split (overrides steps)
+  config.optim.min_lr = 0.0                      # the cosine's floor (DINO: 1e-6; MAE fine-tuning: 1e-6)
+  config.optim.weight_decay_end = -1.0           # >= 0: cosine from weight_decay to this (DINO: 0.04 -> 0.4)
+  config.optim.clip_grad_norm = 0.0              # > 0: clip gradients to this norm (DINO: 3.0)
+  config.optim.clip_mode = "global"              # global (one norm, optax) | per_parameter (each leaf, DINO)
+  config.optim.layer_decay = 1.0                 # < 1: ViT layer-wise lr decay (BEiT/MAE fine-tuning: 0.65-0.75)
+  # (pattern, lr_mult, wd_mult, frozen_steps) on parameter paths ("encoder/block_0/attn/qkv/kernel"), first
+  # full match wins, multiplying the defaults (no weight decay on 1-D parameters); jaxssl/optim.py.
+  config.optim.rules = ()
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 256                  # global, over all devices and hosts

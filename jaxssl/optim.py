@@ -1,15 +1,182 @@
-"""Optimizers and schedules: LARS / SGD with warm-up + cosine learning rate, and BYOL's EMA momentum schedule."""
+"""Optimizers and schedules, configured per parameter by rules on parameter paths; BYOL's EMA momentum schedule.
+
+``make_optimizer`` chains, in the order of the official PyTorch recipes (DINO's and MAE's training loops):
+
+  gradient clipping (``optim.clip_grad_norm``: the global norm, or each parameter's norm as DINO)
+  -> LARS / SGD with momentum / Adam's scaling, with weight decay (decoupled for AdamW, as torch's AdamW) times
+     each parameter's weight-decay multiplier, on a constant or cosine schedule (``optim.weight_decay_end``)
+  -> the learning rate: linear warm-up, cosine decay to ``optim.min_lr``
+  -> each parameter's learning-rate multiplier (rules x layer-wise decay); updates of frozen parameters zeroed
+     for their first steps.
+
+A parameter's settings (``settings_of``) come from the first rule of ``optim.rules`` whose pattern matches its
+path in full (``re.fullmatch`` on ``"encoder/block_3/attn/qkv/kernel"``), multiplying the built-in defaults:
+learning-rate multiplier 1, weight-decay multiplier 1 for weight matrices and convolution kernels and 0 for
+1-D parameters (biases, norms), not frozen. A rule is ``(pattern, lr_mult=1, wd_mult=1, frozen_steps=0)``, as
+big_vision's ``lr_mults`` / ``wd_mults`` / frozen patterns folded into one list.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+import re
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
 
+from jaxssl.config_checks import fail
+
+CLIP_MODES = ("global", "per_parameter")
+
+
+class Rule(NamedTuple):
+  """Settings for the parameters whose path matches ``pattern`` in full (the first matching rule wins)."""
+  pattern: str
+  lr_mult: float = 1.0            # times the learning rate
+  wd_mult: float = 1.0            # times the weight decay (1-D parameters have none, whatever this says)
+  frozen_steps: int = 0           # updates zeroed while the optimizer's step < this
+
+
+class ParamSettings(NamedTuple):
+  """What the optimizer does to one parameter."""
+  lr_mult: float
+  wd_mult: float
+  frozen_steps: int
+  rule: int                       # index of the rule that set it in the rules list; -1: none (the defaults)
+
+
+def path_of(key_path) -> str:
+  """``"encoder/block_0/attn/qkv/kernel"`` for a key path of ``jax.tree_util.tree_flatten_with_path``."""
+  return jax.tree_util.keystr(tuple(key_path), simple=True, separator="/")
+
+
+def param_paths(tree: Any) -> list[str]:
+  """The path of every leaf of ``tree``, in leaf order."""
+  return [path_of(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def rules_of(config: ml_collections.ConfigDict) -> tuple[Rule, ...]:
+  """``config.optim.rules`` as Rules (entries are tuples of 1 to 4 items; ``check_rules`` validates them)."""
+  return tuple(Rule(*rule) for rule in config.optim.rules)
+
+
+# --- layer-wise learning-rate decay (BEiT, Bao et al. 2021; MAE's util/lr_decay.py) -----------------------
+
+_EMBEDDING = re.compile(r"encoder/(patch_embed|cls_token|pos_embed)(/.*)?")
+_BLOCK = re.compile(r"encoder/block_(\d+)/.*")
+
+
+def vit_depth(paths: Sequence[str]) -> int:
+  """The number of transformer blocks of the encoder (``encoder/block_N`` parameters), 0 if it has none."""
+  blocks = [int(m.group(1)) for m in map(_BLOCK.fullmatch, paths) if m]
+  return max(blocks) + 1 if blocks else 0
+
+
+def layer_id(path: str, depth: int) -> int:
+  """The official rule (``get_layer_id_for_vit``): the patch embedding, class token and position embedding are
+  layer 0, block ``b`` is layer ``b + 1``, everything else (final norm, heads, decoders) is ``depth + 1``."""
+  if _EMBEDDING.fullmatch(path):
+    return 0
+  block = _BLOCK.fullmatch(path)
+  return int(block.group(1)) + 1 if block else depth + 1
+
+
+def layer_scale(path: str, depth: int, decay: float) -> float:
+  """``decay ** (depth + 1 - layer_id)``: 1 for the head, ``decay ** (depth + 1)`` for the patch embedding."""
+  return decay ** (depth + 1 - layer_id(path, depth)) if decay != 1.0 else 1.0
+
+
+# --- per-parameter settings -------------------------------------------------------------------------------
+
+def settings_of(tree: Any, rules: Sequence[Rule], layer_decay: float = 1.0) -> list[ParamSettings]:
+  """The settings of every leaf of ``tree`` (parameters, gradients or updates: only paths and ``ndim`` are
+  read), in leaf order."""
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  paths = [path_of(p) for p, _ in leaves]
+  depth = vit_depth(paths) if layer_decay != 1.0 else 0
+  compiled = [re.compile(rule.pattern) for rule in rules]
+  out = []
+  for path, (_, leaf) in zip(paths, leaves):
+    index = next((i for i, c in enumerate(compiled) if c.fullmatch(path)), -1)
+    rule = rules[index] if index >= 0 else Rule(".*")
+    default_wd = 1.0 if jnp.ndim(leaf) > 1 else 0.0
+    out.append(ParamSettings(lr_mult=float(rule.lr_mult) * layer_scale(path, depth, layer_decay),
+                             wd_mult=float(rule.wd_mult) * default_wd,
+                             frozen_steps=int(rule.frozen_steps), rule=index))
+  return out
+
+
+def _map_settings(fn: Callable[[jax.Array, ParamSettings], jax.Array], tree: Any,
+                  settings: Callable[[Any], list[ParamSettings]]) -> Any:
+  leaves, treedef = jax.tree_util.tree_flatten(tree)
+  return jax.tree_util.tree_unflatten(treedef, [fn(x, s) for x, s in zip(leaves, settings(tree))])
+
+
+# --- validation -----------------------------------------------------------------------------------------
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """The optimizer's fields alone (before any model is built); one ConfigError naming the first bad one."""
+  o = config.optim
+  if not isinstance(o.rules, (tuple, list)):
+    fail("optim.rules", o.rules, "must be a tuple of rules (pattern, lr_mult, wd_mult, frozen_steps)")
+  for i, rule in enumerate(o.rules):
+    field = f"optim.rules[{i}]"
+    if not isinstance(rule, (tuple, list)) or not 1 <= len(rule) <= 4:
+      fail(field, rule, "must be a tuple (pattern, lr_mult=1.0, wd_mult=1.0, frozen_steps=0)")
+    if not isinstance(rule[0], str):
+      fail(field, rule, "its pattern must be a string (a regular expression on parameter paths)")
+    try:
+      re.compile(rule[0])
+    except re.error as e:
+      fail(field, rule, f"bad regular expression: {e}")
+    for name, value in zip(("lr_mult", "wd_mult"), rule[1:3]):
+      if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
+        fail(field, rule, f"its {name} must be a finite number >= 0")
+    if len(rule) == 4 and (isinstance(rule[3], bool) or not isinstance(rule[3], int) or rule[3] < 0):
+      fail(field, rule, "its frozen_steps must be an integer >= 0")
+  if not 0.0 < o.layer_decay <= 1.0:
+    fail("optim.layer_decay", o.layer_decay, "must be in (0, 1] (1: no layer-wise decay; MAE fine-tunes ViT-B "
+         "with 0.65)")
+  if not o.clip_grad_norm >= 0:
+    fail("optim.clip_grad_norm", o.clip_grad_norm, "must be non-negative (0: no clipping)")
+  if o.clip_mode not in CLIP_MODES:
+    fail("optim.clip_mode", o.clip_mode, f"use one of {', '.join(map(repr, CLIP_MODES))}")
+  if not o.min_lr >= 0:
+    fail("optim.min_lr", o.min_lr, "must be non-negative")
+
+
+def check_against_params(config: ml_collections.ConfigDict, params: Any) -> None:
+  """Rules must cover what they claim (big_vision's insistence): each rule is the first match of at least one
+  parameter, and layer-wise decay needs a ViT's blocks. ``params`` may be abstract (shapes only)."""
+  paths = param_paths(params)
+  rules = rules_of(config)
+  used = {s.rule for s in settings_of(params, rules)}
+  for i, rule in enumerate(rules):
+    if i not in used:
+      shadowed = any(re.fullmatch(rule.pattern, p) for p in paths)
+      why = ("every parameter it matches is taken by an earlier rule" if shadowed else
+             f"matches no parameter (paths look like {', '.join(_examples(paths))})")
+      fail(f"optim.rules[{i}]", tuple(config.optim.rules[i]), why)
+  if config.optim.layer_decay != 1.0 and not vit_depth(paths):
+    fail("optim.layer_decay", config.optim.layer_decay, f"needs a ViT encoder (encoder/block_N parameters); "
+         f"model.encoder={config.model.encoder!r} has none")
+
+
+def _examples(paths: Sequence[str], count: int = 3) -> list[str]:
+  """A few paths from different top-level modules, to show the format."""
+  seen, out = set(), []
+  for p in paths:
+    top = p.split("/")[0]
+    if top not in seen:
+      seen.add(top)
+      out.append(p)
+  return out[:count]
+
+
+# --- schedules ------------------------------------------------------------------------------------------
 
 def warmup_steps(config: ml_collections.ConfigDict, steps_per_epoch: float = 0.0) -> int:
   """``optim.warmup_epochs`` x ``steps_per_epoch`` when both are set, else ``optim.warmup_steps``."""
@@ -18,51 +185,131 @@ def warmup_steps(config: ml_collections.ConfigDict, steps_per_epoch: float = 0.0
   return int(config.optim.warmup_steps)
 
 
+def peak_learning_rate(config: ml_collections.ConfigDict) -> float:
+  """base_lr * global_batch / 256 (Goyal et al. 2017)."""
+  return config.optim.base_lr * config.train.batch_size / 256.0
+
+
 def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int,
                            steps_per_epoch: float = 0.0) -> optax.Schedule:
-  """Linear warm-up from 0 then cosine decay to 0; peak = base_lr * global_batch / 256 (Goyal et al. 2017)."""
-  peak = config.optim.base_lr * config.train.batch_size / 256.0
+  """Linear warm-up from 0 to the peak, then cosine decay to ``optim.min_lr`` (DINO's and MAE's floor)."""
   warmup = min(warmup_steps(config, steps_per_epoch), max(total_steps - 1, 0))
-  return optax.warmup_cosine_decay_schedule(init_value=0.0, peak_value=peak, warmup_steps=warmup,
-                                            decay_steps=max(total_steps, warmup + 1), end_value=0.0)
+  return optax.warmup_cosine_decay_schedule(init_value=0.0, peak_value=peak_learning_rate(config),
+                                            warmup_steps=warmup, decay_steps=max(total_steps, warmup + 1),
+                                            end_value=float(config.optim.min_lr))
 
 
-def _decay_mask(params):
-  """True for weight matrices and convolution kernels; False for biases and BatchNorm scale/shift."""
+def weight_decay_schedule(config: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+  """``optim.weight_decay`` throughout, or with ``optim.weight_decay_end`` >= 0 a cosine from it to that value
+  over the run, as DINO's ``cosine_scheduler(weight_decay, weight_decay_end, ...)`` (0.04 -> 0.4)."""
+  start, end = float(config.optim.weight_decay), float(config.optim.weight_decay_end)
+  if end < 0:
+    return lambda count: jnp.asarray(start, jnp.float32)
+  def schedule(count):
+    progress = jnp.minimum(count / max(total_steps, 1), 1.0)
+    return end + (start - end) * (1.0 + jnp.cos(math.pi * progress)) / 2.0
+  return schedule
+
+
+# --- transformations ------------------------------------------------------------------------------------
+
+class CountState(NamedTuple):
+  count: jax.Array                # int32 []: updates applied so far
+
+
+def _count_init(params) -> CountState:
+  del params
+  return CountState(count=jnp.zeros([], jnp.int32))
+
+
+def clip_per_parameter(max_norm: float) -> optax.GradientTransformation:
+  """Each gradient leaf scaled to a norm of at most ``max_norm``: DINO's ``utils.clip_gradients``
+  (``g *= clip / (|g| + 1e-6)`` where that is below 1)."""
+
+  def update(updates, state, params=None):
+    def clip(g):
+      coef = max_norm / (jnp.linalg.norm(g.astype(jnp.float32).ravel()) + 1e-6)
+      return jnp.where(coef < 1.0, g * coef.astype(g.dtype), g)
+    return jax.tree.map(clip, updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def add_weight_decay(schedule: optax.Schedule,
+                     settings: Callable[[Any], list[ParamSettings]]) -> optax.GradientTransformation:
+  """updates + weight_decay(step) x wd_mult x params, leaf by leaf (leaves with wd_mult 0 untouched)."""
+
+  def update(updates, state, params=None):
+    if params is None:
+      raise ValueError("add_weight_decay needs the parameters")
+    wd = schedule(state.count)
+    flat_params = jax.tree.leaves(params)
+    flat, treedef = jax.tree_util.tree_flatten(updates)
+    out = [u if s.wd_mult == 0.0 else u + (wd if s.wd_mult == 1.0 else wd * s.wd_mult) * p
+           for u, p, s in zip(flat, flat_params, settings(updates))]
+    return jax.tree_util.tree_unflatten(treedef, out), CountState(count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformation(_count_init, update)
+
+
+def scale_by_param_settings(settings: Callable[[Any], list[ParamSettings]]) -> optax.GradientTransformation:
+  """Each update times its learning-rate multiplier, and zero while the step is below its ``frozen_steps``
+  (the update is cancelled, as DINO's ``cancel_gradients_last_layer``; Adam's moments still see the gradient)."""
+
+  def update(updates, state, params=None):
+    def scale(u, s):
+      if s.lr_mult != 1.0:
+        u = u * jnp.asarray(s.lr_mult, u.dtype)
+      if s.frozen_steps > 0:
+        u = u * (state.count >= s.frozen_steps).astype(u.dtype)
+      return u
+    return _map_settings(scale, updates, settings), CountState(count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformation(_count_init, update)
+
+
+def _matrices(params):
+  """True for weight matrices and convolution kernels: LARS's trust ratio skips biases and norms (BYOL)."""
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def lars(learning_rate: optax.ScalarOrSchedule, weight_decay: float, momentum: float, trust_coefficient: float,
-         mask: Callable[[optax.Params], Any]) -> optax.GradientTransformation:
-  """LARS (You et al. 2017, arXiv:1708.03888) in the order of DeepMind's BYOL (byol/utils/optimizers.py) and
-  PyTorch's LARS (lightly, solo-learn): weight decay, trust ratio, momentum, and only then the learning rate, so
-  a step is lr_t times the momentum buffer of unscaled updates. ``mask``: the leaves that get weight decay and
-  the trust ratio.
+def lars_direction(trust_coefficient: float, momentum: float) -> list[optax.GradientTransformation]:
+  """LARS (You et al. 2017, arXiv:1708.03888) after weight decay, in the order of DeepMind's BYOL
+  (byol/utils/optimizers.py) and PyTorch's LARS (lightly, solo-learn): trust ratio, momentum, and only then
+  (in ``make_optimizer``) the learning rate, so a step is lr_t times the momentum buffer of unscaled updates.
 
   optax.lars applies the learning rate before the momentum (a buffer of lr-scaled updates). The two agree while
   the learning rate is constant; during a warm-up optax's steps lag (at the end of a 10-step warm-up about half
   as large), which left BYOL's first steps behind lightly's from the same weights
   (benchmarks/step_parity_vs_lightly.py).
   """
-  return optax.chain(optax.add_decayed_weights(weight_decay, mask=mask),
-                     optax.masked(optax.scale_by_trust_ratio(trust_coefficient=trust_coefficient), mask),
-                     optax.trace(decay=momentum),
-                     optax.scale_by_learning_rate(learning_rate))
+  return [optax.masked(optax.scale_by_trust_ratio(trust_coefficient=trust_coefficient), _matrices),
+          optax.trace(decay=momentum)]
 
 
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
                    steps_per_epoch: float = 0.0) -> optax.GradientTransformation:
-  """LARS (You et al. 2017) as SimCLR/BYOL use it, BN and biases excluded from weight decay and trust ratio."""
-  schedule = learning_rate_schedule(config, total_steps, steps_per_epoch)
+  """LARS (SimCLR, BYOL), SGD with momentum or AdamW (ViTs), with the clipping, weight-decay schedule,
+  learning-rate schedule and per-parameter rules of ``config.optim`` (module docstring)."""
   o = config.optim
+  rules = rules_of(config)
+  settings = lambda tree: settings_of(tree, rules, o.layer_decay)
+  parts = []
+  if o.clip_grad_norm > 0:
+    parts.append(optax.clip_by_global_norm(o.clip_grad_norm) if o.clip_mode == "global"
+                 else clip_per_parameter(o.clip_grad_norm))
+  decay = add_weight_decay(weight_decay_schedule(config, total_steps), settings)
   if o.name == "lars":
-    return lars(schedule, o.weight_decay, o.momentum, o.trust_coefficient, _decay_mask)
-  if o.name == "sgd":
-    return optax.chain(optax.add_decayed_weights(o.weight_decay, mask=_decay_mask),
-                       optax.sgd(learning_rate=schedule, momentum=o.momentum))
-  if o.name == "adamw":
-    return optax.adamw(learning_rate=schedule, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay, mask=_decay_mask)
-  raise ValueError(f"unknown optimizer {o.name!r}")
+    parts += [decay, *lars_direction(o.trust_coefficient, o.momentum)]
+  elif o.name == "sgd":
+    parts += [decay, optax.trace(decay=o.momentum, nesterov=False)]
+  elif o.name == "adamw":
+    parts += [optax.scale_by_adam(b1=o.b1, b2=o.b2, eps=1e-8), decay]
+  else:
+    raise ValueError(f"unknown optimizer {o.name!r}")
+  parts += [optax.scale_by_learning_rate(learning_rate_schedule(config, total_steps, steps_per_epoch)),
+            scale_by_param_settings(settings)]
+  return optax.chain(*parts)
 
 
 def ema_momentum(step: jax.Array, total_steps: int, base_momentum: float, schedule: str = "cosine") -> jax.Array:

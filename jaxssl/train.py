@@ -14,7 +14,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxssl import evaluation, methods, run_identity
+from jaxssl import evaluation, methods, optim, run_identity
 from jaxssl.cadence import Cadence
 from jaxssl.metrics import MetricsWriter
 from jaxssl.parallel import make_mesh, replicate, shard_batch, shard_step
@@ -123,7 +123,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   if config.eval.online_probe and num_classes and trainer.probe is None:
     print(f"online probe: off for method {config.method.name!r} ({trainer.method.no_online_probe})", flush=True)
   channels = dataset.train.image_shape[-1]
-  state = replicate(init_state(trainer, jax.random.key(config.seed), channels), mesh)
+  initial = init_state(trainer, jax.random.key(config.seed), channels)
+  optim.check_against_params(config, initial.params)    # rules that cover nothing are refused (ConfigError)
+  state = replicate(initial, mesh)
+  del initial
 
   root.mkdir(parents=True, exist_ok=True)
   lock = run_identity.WorkdirLock(root, workdir).acquire() if jax.process_index() == 0 else None

@@ -136,8 +136,6 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
     if axis_name is not None:
       grads = jax.lax.pmean(grads, axis_name)
     updates, opt_state = trainer.tx.update(grads, state.opt_state, state.params)
-    if method.update_mask is not None:
-      updates = jax.tree.map(lambda u, m: u * m, updates, method.update_mask(state.params, state.step))
     params = optax.apply_updates(state.params, updates)
     batch_stats = out.batch_stats
 
@@ -146,6 +144,8 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
       # The SVD is costly and read only when the loop logs: computed then only.
       metrics.update(representation_health(out.representations[0], axis_name, when=logs_after(state.step + 1)))
     metrics["lr"] = optim.learning_rate_schedule(config, trainer.total_steps, trainer.steps_per_epoch)(state.step)
+    if config.optim.weight_decay_end >= 0:
+      metrics["weight_decay"] = optim.weight_decay_schedule(config, trainer.total_steps)(state.step)
     ema_params, ema_batch_stats = state.ema_params, state.ema_batch_stats
     if method.uses_ema:
       tau = method.ema(state.step, trainer.total_steps)

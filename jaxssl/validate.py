@@ -11,7 +11,7 @@ from typing import Any
 
 import ml_collections
 
-from jaxssl import config_checks, methods
+from jaxssl import config_checks, methods, optim
 from jaxssl.config_checks import ConfigError, fail as _fail  # noqa: F401  (ConfigError: the public name)
 from jaxssl.models import ENCODERS
 from jaxssl.models.vit import INITS, ViT
@@ -109,6 +109,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _fail("optim.warmup_steps", config.optim.warmup_steps, "must be non-negative")
   if not config.optim.warmup_epochs >= 0:
     _fail("optim.warmup_epochs", config.optim.warmup_epochs, "must be non-negative (0: use optim.warmup_steps)")
+  optim.check_config(config)
+  if config.optim.min_lr >= optim.peak_learning_rate(config):
+    _fail("optim.min_lr", config.optim.min_lr, f"must be below the peak learning rate "
+          f"{optim.peak_learning_rate(config):g} (optim.base_lr x train.batch_size / 256)")
 
   if not isinstance(config.augment.size, int) or config.augment.size < 2:
     _fail("augment.size", config.augment.size, "must be an integer of at least 2 (pixels)")

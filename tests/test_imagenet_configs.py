@@ -90,3 +90,15 @@ def test_mae_a_few_steps_on_a_jpeg_folder(jpegs, tmp_path):
   config.train.batch_size, config.train.num_steps, config.eval.batch_size = 8, 2, 64
   results = train.run(config, str(tmp_path))
   assert math.isfinite(results["final_loss"]) and 0 <= results["knn_accuracy"] <= 1
+
+
+def test_dino_recipe_clips_each_parameter_and_schedules_the_weight_decay_as_the_official_code():
+  config = _get_config("dino")
+  validate.validate(config, num_devices=8)
+  o = config.optim
+  assert (o.name, o.base_lr, o.min_lr, o.b1, o.b2) == ("adamw", 0.0005, 1e-6, 0.9, 0.999)
+  assert (o.weight_decay, o.weight_decay_end, o.clip_grad_norm, o.clip_mode) == (0.04, 0.4, 3.0, "per_parameter")
+  steps_per_epoch = 1_281_167 // 1024
+  assert o.rules == (("projector/last_layer(/.*)?", 1.0, 1.0, steps_per_epoch),)
+  schedule = optim.weight_decay_schedule(config, 100 * steps_per_epoch)
+  assert float(schedule(0)) == pytest.approx(0.04) and float(schedule(100 * steps_per_epoch)) == pytest.approx(0.4)

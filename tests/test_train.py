@@ -218,7 +218,7 @@ def test_method_that_needs_labels_refuses_an_unlabeled_split(tmp_path, monkeypat
 
 
 def test_dino_with_a_vit_keeps_its_last_layer_frozen_for_its_steps_then_trains():
-  config = tiny_config("dino")                       # freeze_last_layer_steps = 2; 16 px global, 8 px local crops
+  config = tiny_config("dino")                       # last layer frozen for 2 steps; 16 px global, 8 px local crops
   config.model.encoder, config.model.patch_size = "vit_micro", 4
   batches = _batches(config, 3)
   trainer = train_step.build(config, total_steps=3)

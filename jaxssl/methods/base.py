@@ -109,10 +109,6 @@ class UpdateStateFn(Protocol):
   def __call__(self, method_state: Any, state_inputs: Any, step: jax.Array, axis_name: str | None) -> Any: ...
 
 
-class UpdateMaskFn(Protocol):
-  def __call__(self, params: Any, step: jax.Array) -> Any: ...
-
-
 class ReconstructFn(Protocol):
   def __call__(self, model: nn.Module, online: Variables, images: jax.Array,
                keys: jax.Array) -> tuple[jax.Array, jax.Array]: ...
@@ -152,8 +148,6 @@ class Method(NamedTuple):
     init_state: (key, config) -> method state pytree (queues, centres, ...); ``()`` for none.
     update_state: (method_state, state_inputs, step, axis_name) -> new method state, after the gradient step.
     needs_labels: the loss uses the labels (SupCon); the trainer refuses an unlabeled train split.
-    update_mask: (params, step) -> pytree like params of 0/1 multipliers for the optimizer's updates, or None.
-      A 0 keeps a parameter fixed at that step (DINO's last layer in the first epoch).
     no_online_probe: why the online probe cannot run with this method (its loss sees no unmasked view's
       features), or "" when it can; the trainer then leaves the probe off and says why.
     drop_path: the method's forward pass hands the encoder per-example keys for stochastic depth (a ViT's
@@ -172,7 +166,6 @@ class Method(NamedTuple):
   init_state: InitStateFn = no_state
   update_state: UpdateStateFn = _same_state
   needs_labels: bool = False
-  update_mask: UpdateMaskFn | None = None
   no_online_probe: str = ""
   drop_path: bool = False
   reconstruct: ReconstructFn | None = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from jaxssl import augment, config_checks, losses
@@ -48,27 +47,31 @@ def make(config) -> base.Method:
     center = losses.dino_center(method_state["center"], list(target.projections), m.center_momentum, axis_name)
     return {"center": center}
 
-  def update_mask(params, step):
-    # Official: the last layer's gradients are cancelled during the first epoch (freeze_last_layer=1), which
-    # stabilises early training; everything else trains.
-    trainable = (step >= m.freeze_last_layer_steps).astype(jnp.float32)
-    mask = jax.tree.map(lambda p: jnp.ones((), jnp.float32), params)
-    mask["projector"]["last_layer"] = trainable
-    return mask
-
   return joint_embedding.method("dino", _heads, _recipes, loss, ema=ema_schedule(m.base_momentum),
-                                init_state=init_state, update_state=update_state, target_views=(0, 1),
-                                update_mask=update_mask)
+                                init_state=init_state, update_state=update_state, target_views=(0, 1))
+
+
+LAST_LAYER = "projector/last_layer(/.*)?"    # a weight-normalised direction: one leaf
+
+
+def freeze_last_layer(steps: int) -> tuple:
+  """``optim.rules`` that freeze the head's last layer for the first ``steps`` steps. Official
+  (``freeze_last_layer=1``): its updates are cancelled during the first epoch, which stabilises early training;
+  everything else trains. Put other rules before or after it in the tuple as needed."""
+  return ((LAST_LAYER, 1.0, 1.0, int(steps)),)
+
+
+def config_defaults() -> dict:
+  """The last layer frozen for the first epoch: 1,251 steps at batch 1024 on ImageNet."""
+  return {"optim.rules": freeze_last_layer(1251)}
 
 
 def defaults():
   """Official defaults: head 2048-2048-256 then 65,536 outputs, student T 0.1, teacher T 0.04 -> 0.07 over 30
-  epochs (here in steps: 30 ImageNet epochs at batch 1024 = 37,530), centre momentum 0.9, EMA 0.996 -> 1, last
-  layer frozen for the first epoch (1,251 steps at batch 1024)."""
+  epochs (here in steps: 30 ImageNet epochs at batch 1024 = 37,530), centre momentum 0.9, EMA 0.996 -> 1."""
   return {"proj_hidden_dims": (2048, 2048), "bottleneck_dim": 256, "out_dim": 65536, "student_temperature": 0.1,
           "warmup_teacher_temperature": 0.04, "teacher_temperature": 0.07,
-          "teacher_temperature_warmup_steps": 37530, "center_momentum": 0.9, "base_momentum": 0.996,
-          "freeze_last_layer_steps": 1251}
+          "teacher_temperature_warmup_steps": 37530, "center_momentum": 0.9, "base_momentum": 0.996}
 
 
 def check(config) -> None:
@@ -80,10 +83,9 @@ def check(config) -> None:
   config_checks.non_negative_int(config, "method.teacher_temperature_warmup_steps")
   config_checks.in_range(config, "method.center_momentum", 0.0, 1.0, closed_high=False)
   check_momentum(config)
-  config_checks.non_negative_int(config, "method.freeze_last_layer_steps")
 
 
 def small(batch_size: int) -> dict:
   return {"method.proj_hidden_dims": (32,), "method.out_dim": 32, "method.bottleneck_dim": 8,
-          "method.teacher_temperature_warmup_steps": 2, "method.freeze_last_layer_steps": 2,
+          "method.teacher_temperature_warmup_steps": 2, "optim.rules": freeze_last_layer(2),
           "augment.num_local_crops": 2, "augment.local_size": 8}

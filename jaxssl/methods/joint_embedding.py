@@ -82,8 +82,7 @@ def _same_state(method_state, online, target, step, axis_name):
 def method(name: str, make_heads: MakeHeads, recipes: base.MakeRecipes, loss: JointLossFn, *,
            ema: base.EmaSchedule | None = None, init_state: base.InitStateFn = base.no_state,
            update_state: JointUpdateStateFn = _same_state, needs_labels: bool = False,
-           target_views: tuple[int, ...] | None = None, online_views: tuple[int, ...] | None = None,
-           update_mask: base.UpdateMaskFn | None = None) -> base.Method:
+           target_views: tuple[int, ...] | None = None, online_views: tuple[int, ...] | None = None) -> base.Method:
   """A ``base.Method`` from a joint-embedding method's parts.
 
   Args:
@@ -96,7 +95,6 @@ def method(name: str, make_heads: MakeHeads, recipes: base.MakeRecipes, loss: Jo
     needs_labels: the loss reads the labels (SupCon).
     target_views: indices of the views the EMA target sees (None: all); ``target`` lists only those, in order.
     online_views: indices of the views the online network sees (None: all); ``online`` lists only those.
-    update_mask: as ``base.Method.update_mask``.
   """
 
   def make_model(config, encoder, axis_name, dtype):
@@ -123,7 +121,7 @@ def method(name: str, make_heads: MakeHeads, recipes: base.MakeRecipes, loss: Jo
 
   return base.Method(name=name, make_model=make_model, recipes=recipes, loss=joint_loss, ema=ema,
                      ema_parts=TARGET_PARTS if ema is not None else (), init_state=init_state,
-                     update_state=joint_update_state, needs_labels=needs_labels, update_mask=update_mask)
+                     update_state=joint_update_state, needs_labels=needs_labels)
 
 
 def mlp_heads(config: ml_collections.ConfigDict, axis_name: str | None, dtype: Any, *,
