@@ -43,6 +43,8 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.data.prefetch = 2                       # batches prepared ahead by the host thread
   config.data.crop_on = "auto"                   # auto | host | device (auto: host for folder, tfds + image_size)
   config.data.workers = 0                        # host-crop threads (0: one per available core)
+  config.data.label_fraction = 1.0               # < 1: a class-balanced share of the train split (SimCLR: 0.01, 0.1)
+  config.data.label_seed = 0                     # which share (the same on any number of devices or processes)
   config.data.mean = (0.2860,)                   # per channel, after scaling to [0, 1]
   config.data.std = (0.3530,)
   config.data.synthetic_num_examples = 512
@@ -67,6 +69,7 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.optim.base_lr = 0.3                     # peak lr = base_lr * batch_size / 256
   config.optim.weight_decay = 1e-6
   config.optim.momentum = 0.9
+  config.optim.nesterov = False                  # SGD: Nesterov momentum (SimCLR's fine-tuning)
   config.optim.b1 = 0.9                          # AdamW's betas (MAE: 0.9, 0.95)
   config.optim.b2 = 0.999
   config.optim.trust_coefficient = 0.001

@@ -264,6 +264,7 @@ class Evaluator:
     apply_fn, _, self._preprocess = encoder_fn(trainer, None)
     self._apply_fn = apply_fn
     self._features_fn = features_function(apply_fn, self._preprocess, mesh)
+    self._logits_fn = None                        # a classifier's, built at its first evaluation
 
   def _say(self, message: str) -> None:
     """A progress line on stderr (process 0): evaluation passes can take minutes on a CPU."""
@@ -315,9 +316,24 @@ class Evaluator:
     logits = np.asarray(self.trainer.probe.apply(state.probe_params, jnp.asarray(features["test_features"])))
     return topk_accuracy(logits, features["test_labels"], 1)
 
+  def classifier_accuracy(self, state, dataset) -> dict[str, float]:
+    """Test top-1 / top-5 of a classifier's own logits (``Method.num_classes`` > 0)."""
+    if self._logits_fn is None:
+      model = self.trainer.model
+      self._logits_apply = lambda variables, x: model.apply(variables, x, train=False)
+      self._logits_fn = features_function(self._logits_apply, self._preprocess, self.mesh)
+    logits, labels = embed(self._logits_apply, _encoder_variables(state), dataset.test,
+                           self.trainer.config.eval.batch_size, self.mesh, self._preprocess,
+                           features_fn=self._logits_fn)
+    self._say(f"classifier top-1 on {len(labels)} test images")
+    return {"top1": topk_accuracy(logits, labels, 1), "top5": topk_accuracy(logits, labels, 5)}
+
   def evaluate(self, state, dataset, linear: bool = False) -> dict[str, float]:
     """kNN accuracy, the online probe's test accuracy (when there is one) and, with ``linear``, the offline
-    linear probe's top-1/top-5, from one pass of the encoder over the eval splits."""
+    linear probe's top-1/top-5, from one pass of the encoder over the eval splits. A classifier
+    (``Method.num_classes``) is scored by its own logits instead (``top1``, ``top5``)."""
+    if self.trainer.method.num_classes:
+      return self.classifier_accuracy(state, dataset)
     features = self.features(state, dataset)
     out = {"knn_accuracy": self.knn_accuracy(state, dataset, features)}
     probe = self.probe_accuracy(state, features)
@@ -335,6 +351,6 @@ def evaluate_state(trainer, state, dataset, mesh: Mesh | None = None, linear: bo
 
 
 def summary(scores: dict[str, float]) -> str:
-  names = {"knn_accuracy": "kNN", "online_probe_accuracy": "online probe", "linear_top1": "linear top-1",
+  names = {"top1": "top-1", "top5": "top-5", "knn_accuracy": "kNN", "online_probe_accuracy": "online probe", "linear_top1": "linear top-1",
            "linear_top5": "linear top-5"}
   return ", ".join(f"{names[k]} {100 * v:.2f}%" for k, v in scores.items() if k in names)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from typing import Callable
 
 from jaxssl import xla_flags
 
@@ -40,7 +41,9 @@ def initialize_distributed() -> None:
     jax.distributed.initialize()
 
 
-def main(argv) -> int:
+def main(argv, prepare: Callable[[ml_collections.ConfigDict], None] | None = None) -> int:
+  """Trains the --config in --workdir; ``prepare(config)`` (``jaxssl.finetune``'s flags) may set fields first.
+  Bad input: one line on stderr, exit code 2."""
   if len(argv) > 1:
     print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
     return 2
@@ -68,6 +71,8 @@ def main(argv) -> int:
           "ml_collections.ConfigDict (start from jaxssl.defaults.get_config(method))", file=sys.stderr)
     return 2
   try:
+    if prepare is not None:
+      prepare(config)
     train.run(config, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value)
   except (ConfigError, DataError, CheckpointError, TrainingError, WorkdirError) as e:
     print(f"error: {e}", file=sys.stderr)

@@ -235,26 +235,31 @@ def clip_per_parameter(max_norm: float) -> optax.GradientTransformation:
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-def add_weight_decay(schedule: optax.Schedule,
+def add_weight_decay(weight_decay: float | optax.Schedule,
                      settings: Callable[[Any], list[ParamSettings]]) -> optax.GradientTransformation:
-  """updates + weight_decay(step) x wd_mult x params, leaf by leaf (leaves with wd_mult 0 untouched)."""
+  """updates + weight_decay(step) x wd_mult x params, leaf by leaf (leaves with wd_mult 0 untouched).
+  ``weight_decay``: a constant or a schedule of the step."""
+  scheduled = callable(weight_decay)
 
   def update(updates, state, params=None):
     if params is None:
       raise ValueError("add_weight_decay needs the parameters")
-    wd = schedule(state.count)
+    wd = weight_decay(state.count) if scheduled else weight_decay
     flat_params = jax.tree.leaves(params)
     flat, treedef = jax.tree_util.tree_flatten(updates)
     out = [u if s.wd_mult == 0.0 else u + (wd if s.wd_mult == 1.0 else wd * s.wd_mult) * p
            for u, p, s in zip(flat, flat_params, settings(updates))]
-    return jax.tree_util.tree_unflatten(treedef, out), CountState(count=optax.safe_increment(state.count))
+    new_state = CountState(count=optax.safe_increment(state.count)) if scheduled else state
+    return jax.tree_util.tree_unflatten(treedef, out), new_state
 
-  return optax.GradientTransformation(_count_init, update)
+  return optax.GradientTransformation(_count_init if scheduled else (lambda params: optax.EmptyState()), update)
 
 
-def scale_by_param_settings(settings: Callable[[Any], list[ParamSettings]]) -> optax.GradientTransformation:
+def scale_by_param_settings(settings: Callable[[Any], list[ParamSettings]],
+                            counts_steps: bool) -> optax.GradientTransformation:
   """Each update times its learning-rate multiplier, and zero while the step is below its ``frozen_steps``
-  (the update is cancelled, as DINO's ``cancel_gradients_last_layer``; Adam's moments still see the gradient)."""
+  (the update is cancelled, as DINO's ``cancel_gradients_last_layer``; Adam's moments still see the gradient).
+  ``counts_steps``: some rule freezes parameters (the state then counts steps)."""
 
   def update(updates, state, params=None):
     def scale(u, s):
@@ -263,9 +268,11 @@ def scale_by_param_settings(settings: Callable[[Any], list[ParamSettings]]) -> o
       if s.frozen_steps > 0:
         u = u * (state.count >= s.frozen_steps).astype(u.dtype)
       return u
-    return _map_settings(scale, updates, settings), CountState(count=optax.safe_increment(state.count))
+    new_state = CountState(count=optax.safe_increment(state.count)) if counts_steps else state
+    return _map_settings(scale, updates, settings), new_state
 
-  return optax.GradientTransformation(_count_init, update)
+  return optax.GradientTransformation(_count_init if counts_steps else (lambda params: optax.EmptyState()),
+                                      update)
 
 
 def _matrices(params):
@@ -298,17 +305,28 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
   if o.clip_grad_norm > 0:
     parts.append(optax.clip_by_global_norm(o.clip_grad_norm) if o.clip_mode == "global"
                  else clip_per_parameter(o.clip_grad_norm))
-  decay = add_weight_decay(weight_decay_schedule(config, total_steps), settings)
+  if o.weight_decay_end < 0 and all(float(r.wd_mult) in (0.0, 1.0) for r in rules):
+    # Each parameter decayed by weight_decay or not at all: optax's own transformation, so that the optimizer
+    # state has the structure it had before the rules and older checkpoints still restore.
+    mask = lambda tree: jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(tree),
+                                                     [s.wd_mult != 0.0 for s in settings(tree)])
+    decay = optax.add_decayed_weights(float(o.weight_decay), mask=mask)
+  else:
+    decay = add_weight_decay(weight_decay_schedule(config, total_steps) if o.weight_decay_end >= 0
+                             else float(o.weight_decay), settings)
+  learning_rate = optax.scale_by_learning_rate(learning_rate_schedule(config, total_steps, steps_per_epoch))
+  # Laid out as optax.adamw / optax.sgd lay out theirs (sgd's momentum and lr a chain of their own), so that
+  # the state's leaves keep the paths they had before the rules.
   if o.name == "lars":
-    parts += [decay, *lars_direction(o.trust_coefficient, o.momentum)]
+    parts += [decay, *lars_direction(o.trust_coefficient, o.momentum), learning_rate]
   elif o.name == "sgd":
-    parts += [decay, optax.trace(decay=o.momentum, nesterov=False)]
+    parts += [decay, optax.chain(optax.trace(decay=o.momentum, nesterov=bool(o.nesterov)), learning_rate)]
   elif o.name == "adamw":
-    parts += [optax.scale_by_adam(b1=o.b1, b2=o.b2, eps=1e-8), decay]
+    parts += [optax.scale_by_adam(b1=o.b1, b2=o.b2, eps=1e-8), decay, learning_rate]
   else:
     raise ValueError(f"unknown optimizer {o.name!r}")
-  parts += [optax.scale_by_learning_rate(learning_rate_schedule(config, total_steps, steps_per_epoch)),
-            scale_by_param_settings(settings)]
+  if rules or o.layer_decay != 1.0:
+    parts.append(scale_by_param_settings(settings, counts_steps=any(r.frozen_steps > 0 for r in rules)))
   return optax.chain(*parts)
 
 

@@ -98,6 +98,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   if methods.get(config).needs_labels and not dataset.train.labeled:
     raise data.DataError(f"config.method.name={config.method.name!r} needs labels, but "
                          f"config.data.train_split={config.data.train_split!r} has none")
+  method = methods.get(config)
+  if method.num_classes and method.num_classes != dataset.num_classes:
+    raise data.DataError(f"config.method.num_classes={method.num_classes}: the {config.method.name!r} model "
+                         f"predicts that many classes, but the data has {dataset.num_classes}")
   evaluates = dataset.eval_train is not None and dataset.test is not None
   asked = {"eval.knn_at_init": config.eval.knn_at_init, "eval.every_epochs": config.eval.every_epochs > 0,
            "eval.linear_probe": config.eval.linear_probe, "eval.at_end": config.eval.at_end}
@@ -125,6 +129,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   channels = dataset.train.image_shape[-1]
   initial = init_state(trainer, jax.random.key(config.seed), channels)
   optim.check_against_params(config, initial.params)    # rules that cover nothing are refused (ConfigError)
+  if trainer.method.warm_start is not None and not _has_checkpoints(root):
+    initial = warm_start(trainer, initial)              # a pretrained encoder (CheckpointError if it cannot)
   state = replicate(initial, mesh)
   del initial
 
@@ -138,6 +144,26 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   finally:
     if lock is not None:
       lock.release()
+
+
+def _has_checkpoints(root) -> bool:
+  """Whether the workdir holds any checkpoint (finished or not): then the run resumes, never warm-starts."""
+  folder = root / "checkpoints"
+  return folder.is_dir() and any(p.name.split(".")[0].isdigit() for p in folder.iterdir())
+
+
+def warm_start(trainer, state):
+  """The fresh state with the method's ``warm_start`` variables (a pretrained encoder), a new optimizer state
+  for them and, where the method keeps one, an EMA target copied from them."""
+  from jaxssl.methods.base import Variables
+  from jaxssl.state import target_subtree
+
+  variables = trainer.method.warm_start(Variables(state.params, state.batch_stats))
+  copy = lambda tree: jax.tree.map(jax.numpy.copy, target_subtree(tree, trainer.method.ema_parts))
+  return state.replace(params=variables.params, batch_stats=variables.batch_stats,
+                       opt_state=trainer.tx.init(variables.params),
+                       ema_params=copy(variables.params) if trainer.method.uses_ema else None,
+                       ema_batch_stats=copy(variables.batch_stats) if trainer.method.uses_ema else None)
 
 
 class _Setup(NamedTuple):
@@ -267,6 +293,7 @@ def _run_in(setup: _Setup) -> dict[str, float]:
     progress.close()
     results["train_seconds"] = train_seconds()
     results["steps"] = total_steps
+    results["train_examples"] = len(dataset.train)
     results.setdefault("first_loss", float("nan"))
     results.setdefault("final_loss", float("nan"))
 
@@ -275,8 +302,9 @@ def _run_in(setup: _Setup) -> dict[str, float]:
       results.update(scores)
       evals.append({"step": total_steps, "epoch": total_steps / steps_per_epoch, **scores})
       writer.write(total_steps, scores, prefix="eval")
-      print(f"kNN accuracy ({config.method.name}, {total_steps} steps): {100 * scores['knn_accuracy']:.2f}%",
-            flush=True)
+      if "knn_accuracy" in scores:
+        print(f"kNN accuracy ({config.method.name}, {total_steps} steps): {100 * scores['knn_accuracy']:.2f}%",
+              flush=True)
       print(f"final: {evaluation.summary(scores)}", flush=True)
   finally:
     checkpointer.close()

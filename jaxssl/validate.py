@@ -154,6 +154,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _fail("data.image_size", config.data.image_size, "must be 0 (keep) or positive")
   if config.data.source == "folder" and config.data.image_size <= 0:
     _fail("data.image_size", config.data.image_size, "an image folder needs a positive size")
+  if not (isinstance(config.data.label_fraction, (int, float)) and 0 < config.data.label_fraction <= 1):
+    _fail("data.label_fraction", config.data.label_fraction, "must be in (0, 1] (1: every label)")
+  config_checks.non_negative_int(config, "data.label_seed")
   if config.data.prefetch < 0:
     _fail("data.prefetch", config.data.prefetch, "must be non-negative")
   from jaxssl.data import CROP_PLACES

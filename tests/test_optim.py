@@ -231,6 +231,9 @@ def test_without_rules_the_optimizer_is_bitwise_the_one_before_them(name):
   params = _random_grads(_tree(), 99)
   jax.tree.map(np.testing.assert_array_equal, _run(optim.make_optimizer(config, total), params),
                _run(before, params))
+  # The same state structure too: checkpoints saved before the rules existed still restore.
+  assert (jax.tree.structure(optim.make_optimizer(config, total).init(params))
+          == jax.tree.structure(before.init(params)))
 
 
 @pytest.mark.parametrize("field,value,message", [

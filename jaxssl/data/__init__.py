@@ -15,6 +15,7 @@ import ml_collections
 import numpy as np
 
 from jaxssl.data import idx
+from jaxssl.data.label_subset import SubsetSource, balanced_indices, label_subset
 from jaxssl.data.host_crops import CropSpec, HostCropper, available_cores, crop_specs, view_key
 from jaxssl.data.pipeline import Pipeline, global_batch_indices
 from jaxssl.data.sources import (ArraySource, DataError, FolderSource, Source, TfdsSource, cached,
@@ -24,7 +25,7 @@ SOURCES = ("tfds", "folder", "numpy", "idx", "synthetic")
 CROP_PLACES = ("auto", "host", "device")
 
 __all__ = ["ArraySource", "CROP_PLACES", "CropSpec", "DataError", "Dataset", "FolderSource", "HostCropper",
-           "Pipeline", "SOURCES", "Source", "TfdsSource", "available_cores", "cached", "crop_specs",
+           "Pipeline", "SOURCES", "Source", "SubsetSource", "TfdsSource", "balanced_indices", "label_subset", "available_cores", "cached", "crop_specs",
            "crops_on_host", "global_batch_indices", "host_cropper", "load", "synthetic", "view_key"]
 
 
@@ -170,7 +171,18 @@ def check_against_config(dataset: Dataset, config: ml_collections.ConfigDict) ->
 
 def load(config: ml_collections.ConfigDict) -> Dataset:
   """The splits ``config`` (the config's ``data`` section) names; raises DataError naming the field when it
-  cannot. With ``config.cache`` each split is read into memory once (right for small datasets)."""
+  cannot. With ``config.cache`` each split is read into memory once (right for small datasets). With
+  ``config.label_fraction`` < 1 the train split is a class-balanced share of its examples
+  (``label_subset``); the evaluation splits stay whole."""
+  dataset = _load(config)
+  fraction = config.get("label_fraction", 1.0)
+  if fraction < 1.0:
+    train = label_subset(dataset.train, fraction, config.get("label_seed", 0))
+    dataset = Dataset(train, dataset.eval_train, dataset.test, dataset.num_classes)
+  return dataset
+
+
+def _load(config: ml_collections.ConfigDict) -> Dataset:
   if config.source == "synthetic":
     train = synthetic(config.synthetic_num_examples, config.synthetic_size, config.synthetic_channels)
     test = synthetic(max(config.synthetic_num_examples // 4, 1), config.synthetic_size,

@@ -9,7 +9,7 @@ from typing import Any
 
 import ml_collections
 
-from jaxssl.methods import (barlow_twins, byol, dino, mae, meanshift, mocov3, nnclr, simclr, simsiam, supcon,
+from jaxssl.methods import (barlow_twins, byol, classifier, dino, mae, meanshift, mocov3, nnclr, simclr, simsiam, supcon,
                             swav, vicreg, wmse)
 from jaxssl.methods.base import LossOutput, Method, StepInputs, Variables
 
@@ -19,6 +19,7 @@ _REGISTRY: dict[str, Any] = {
     "vicreg": vicreg, "barlow_twins": barlow_twins, "wmse": wmse, "swav": swav,  # canonical correlation
     "mocov3": mocov3,
     "mae": mae,                                                           # masked image modeling
+    "classifier": classifier,                 # supervised: fine-tuning a pretrained encoder, or from scratch
 }
 
 

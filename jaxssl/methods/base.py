@@ -28,7 +28,7 @@ inference mode) and an ``encoder`` attribute: evaluation and ``restore.load_enco
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol, Sequence
+from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
 import flax.linen as nn
 import jax
@@ -155,6 +155,12 @@ class Method(NamedTuple):
     reconstruct: for masked methods that predict pixels, (model, online, images, keys) -> (removed [N, H, W, 1],
       1 where a pixel's patch was removed; the reconstruction [N, H, W, C] in the normalised images' units),
       masks drawn from ``keys`` as in training (``python -m jaxssl.plot`` draws them); None for the others.
+    num_classes: > 0 when the model is a classifier: ``model.apply(variables, images, train=False)`` returns
+      logits [N, num_classes]; the trainer refuses a dataset with another number of classes, and evaluation
+      reports the test split's top-1 / top-5 of those logits instead of kNN.
+    warm_start: (fresh Variables) -> Variables of a new run's first step (fine-tuning: a pretrained encoder's
+      weights); called once, before the workdir is touched, and never on resume or in evaluation. None: the
+      fresh initialisation.
   """
   name: str
   make_model: MakeModel
@@ -169,6 +175,8 @@ class Method(NamedTuple):
   no_online_probe: str = ""
   drop_path: bool = False
   reconstruct: ReconstructFn | None = None
+  num_classes: int = 0
+  warm_start: Callable[[Variables], Variables] | None = None
 
   @property
   def uses_ema(self) -> bool:

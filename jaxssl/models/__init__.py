@@ -9,7 +9,7 @@ from absl import logging
 import flax.linen as nn
 import jax
 
-from jaxssl.models.heads import (MLP, DINOHead, LinearProbe, PrototypeNetwork, Prototypes, SSLNetwork,
+from jaxssl.models.heads import (MLP, Classifier, DINOHead, LinearProbe, PrototypeNetwork, Prototypes, SSLNetwork,
                                  cosine_scores)
 from jaxssl.models.resnet import RESNETS, ResNet, ResNet18, ResNet50, SmallResNet
 from jaxssl.models.vit import ViT, ViTBase, ViTHuge, ViTLarge, ViTMicro, ViTSmall, ViTTiny
@@ -18,7 +18,7 @@ VITS = {"vit_micro": ViTMicro, "vit_tiny": ViTTiny, "vit_small": ViTSmall, "vit_
         "vit_large": ViTLarge, "vit_huge": ViTHuge}
 ENCODERS = {**RESNETS, **VITS}
 
-__all__ = ["MLP", "DINOHead", "LinearProbe", "PrototypeNetwork", "Prototypes", "SSLNetwork", "cosine_scores",
+__all__ = ["MLP", "Classifier", "DINOHead", "LinearProbe", "PrototypeNetwork", "Prototypes", "SSLNetwork", "cosine_scores",
            "ENCODERS", "ResNet", "ResNet18", "ResNet50", "SmallResNet", "ViT", "ViTBase", "ViTHuge", "ViTLarge",
            "ViTMicro", "ViTSmall", "ViTTiny",
            "conv_implementation", "make_encoder"]

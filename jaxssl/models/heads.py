@@ -133,3 +133,29 @@ class DINOHead(nn.Module):
     x = MLP(self.hidden_dims, self.bottleneck_dim, use_bn=False, activation="gelu", dtype=self.dtype)(x, train)
     last = self.param("last_layer", nn.initializers.truncated_normal(0.02), (self.out_dim, self.bottleneck_dim))
     return cosine_scores(x, last)
+
+
+class Classifier(nn.Module):
+  """encoder -> linear head: [N, H, W, C] normalised images -> logits [N, num_classes] (fine-tuning).
+
+  The head is initialised as MAE's fine-tuning head (``trunc_normal_(std=2e-5)``, zero bias; ``head_init_std``
+  0: zeros). A ViT encoder takes per-example ``drop_keys`` for stochastic depth; a ResNet ignores them.
+  """
+  encoder: nn.Module
+  num_classes: int
+  head_init_std: float = 2e-5
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool = False, drop_keys: jnp.ndarray | None = None) -> jnp.ndarray:
+    if hasattr(self.encoder, "drop_path_rate"):
+      features = self.encoder(x, train=train, drop_keys=drop_keys)
+    else:
+      features = self.encoder(x, train=train)
+    init = (nn.initializers.truncated_normal(self.head_init_std) if self.head_init_std > 0
+            else nn.initializers.zeros)
+    return nn.Dense(self.num_classes, kernel_init=init, dtype=self.dtype, name="head")(features).astype(jnp.float32)
+
+  def embed(self, x: jnp.ndarray) -> jnp.ndarray:
+    """The encoder's features (for kNN and ``load_encoder``)."""
+    return self.encoder(x, train=False)

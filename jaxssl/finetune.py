@@ -1,0 +1,66 @@
+"""``python -m jaxssl.finetune``: full fine-tuning of a pretrained run's encoder with a new linear head, or the
+same encoder trained from scratch with the same recipe and budget (``--from scratch``).
+
+    python -m jaxssl.finetune --config configs/finetune.py --pretrained runs/simclr --workdir runs/simclr_ft
+    python -m jaxssl.finetune --config configs/finetune.py --pretrained runs/simclr --from scratch \\
+        --workdir runs/simclr_scratch
+    python -m jaxssl.finetune --config configs/finetune_vit.py --pretrained runs/mae --label_fraction 0.1 \\
+        --workdir runs/mae_ft10
+
+A fine-tuning run is a run of the ``classifier`` method (``jaxssl/methods/classifier.py``) on the same loop as
+pretraining: its own workdir, checkpoints and exact resume, SIGTERM, the NaN guard, run identity and lock,
+metrics and results.json (test top-1 / top-5). The encoder's architecture and the data's normalisation come from
+the pretrained run's config (``ARCHITECTURE``), so the weights fit and the from-scratch baseline is the same
+network. ``--config.x=y`` overrides work as in ``python -m jaxssl.main``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+
+from jaxssl import main as entry                # --config, --workdir, --distributed, --allow_change
+
+_PRETRAINED = flags.DEFINE_string("pretrained", "", "Workdir of the pretraining run whose encoder is fine-tuned.")
+_STEP = flags.DEFINE_integer("step", -1, "Its checkpoint step (-1: the latest).")
+_FROM = flags.DEFINE_enum("from", "pretrained", ["pretrained", "scratch"],
+                          "pretrained: start from the run's encoder; scratch: the same encoder, randomly initialised.")
+_LABEL_FRACTION = flags.DEFINE_float("label_fraction", None, "A class-balanced share of the train split's labels "
+                                     "(SimCLR's semi-supervised protocol: 0.01, 0.1); default: the config's.")
+
+# Config fields that make the encoder what it was in pretraining (and the inputs what it saw).
+ARCHITECTURE = ("model.encoder", "model.patch_size", "model.pos_embed", "model.qkv_bias", "model.weight_init",
+                "model.stem", "model.zero_init_residual", "data.mean", "data.std")
+
+
+def prepare(config) -> None:
+  """Sets the classifier config's fields from the command line: the pretrained run, its step, pretrained or
+  scratch, the label fraction, and the encoder's architecture from the pretrained run's config."""
+  from jaxssl.config_checks import fail
+  from jaxssl.restore import load_config
+
+  if config.method.name != "classifier":
+    fail("method.name", config.method.name, "python -m jaxssl.finetune trains a classifier: start the config from "
+         "jaxssl.defaults.get_config('classifier') (configs/finetune.py)")
+  if _LABEL_FRACTION.value is not None:
+    config.data.label_fraction = _LABEL_FRACTION.value
+  config.method.init = _FROM.value
+  if not _PRETRAINED.value:
+    if _FROM.value == "pretrained":
+      fail("method.pretrained", "", "name the pretraining run with --pretrained DIR (or train from scratch with "
+           "--from scratch)")
+    return
+  pretrained = load_config(_PRETRAINED.value)      # CheckpointError when it is not a run directory
+  taken = []
+  for field in ARCHITECTURE:
+    section, key = field.split(".")
+    value = pretrained[section][key]
+    config[section][key] = tuple(value) if isinstance(value, list) else value
+    taken.append(f"{field}={config[section][key]!r}")
+  config.method.pretrained, config.method.pretrained_step = _PRETRAINED.value, _STEP.value
+  print(f"fine-tuning ({_FROM.value}): from {_PRETRAINED.value}: {', '.join(taken)}", flush=True)
+
+
+if __name__ == "__main__":
+  app.run(lambda argv: sys.exit(entry.main(argv, prepare=prepare)), flags_parser=entry.parse_flags)

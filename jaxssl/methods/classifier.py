@@ -1,0 +1,117 @@
+"""Supervised classification of the train split's labels: full fine-tuning of a pretrained encoder, or the same
+encoder trained from scratch (the baseline that shows what pretraining buys).
+
+encoder -> linear head, cross-entropy on label-smoothed targets, mixup / cutmix per example (``jaxssl.mixing``),
+drop path for ViTs; the optimizer's layer-wise decay and rules (``jaxssl.optim``) do the rest of MAE's
+fine-tuning recipe (He et al. 2022, arXiv:2111.06377, ``main_finetune.py``). With ``method.init=pretrained``
+the encoder starts from the run in ``method.pretrained`` (``python -m jaxssl.finetune`` sets these).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxssl import config_checks, mixing
+from jaxssl import checkpoint
+from jaxssl.checkpoint import CheckpointError
+from jaxssl.methods import base
+from jaxssl.models import Classifier
+
+_MIX_STREAM, _DROP_STREAM = 0, 1
+INITS = ("pretrained", "scratch")
+
+
+def make(config) -> base.Method:
+  m = config.method
+
+  def make_model(config, encoder, axis_name, dtype):
+    return Classifier(encoder, m.num_classes, m.head_init_std, dtype=dtype)
+
+  def loss(model, online, target, inputs):
+    targets = mixing.smoothed_one_hot(inputs.labels, m.num_classes, m.label_smoothing)
+    images, targets = mixing.mix(base.stream(inputs.keys, _MIX_STREAM), inputs.views[0], targets, m.mixup_alpha,
+                                 m.cutmix_alpha, m.mixup_switch_prob, m.mixup_prob)
+    logits, batch_stats = base.apply_train(model, online, images, train=True,
+                                           drop_keys=base.stream(inputs.keys, _DROP_STREAM))
+    value = -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1))
+    top1 = jnp.mean((jnp.argmax(logits, -1) == inputs.labels).astype(jnp.float32))
+    return base.LossOutput(value, {"loss": value, "train_top1": top1}, batch_stats)
+
+  warm_start = None
+  if m.init == "pretrained":
+    warm_start = lambda variables: pretrained_encoder(variables, m.pretrained, m.pretrained_step)
+
+  return base.Method(name="classifier", make_model=make_model, recipes=base.crop_and_flip, loss=loss,
+                     needs_labels=True, drop_path=True, num_classes=m.num_classes, warm_start=warm_start,
+                     no_online_probe="the classifier's own head is trained on the labels; its test top-1 is "
+                     "reported instead")
+
+
+def pretrained_encoder(variables: base.Variables, workdir: str, step: int) -> base.Variables:
+  """``variables`` with the encoder's parameters and BatchNorm statistics replaced by those of the run in
+  ``workdir`` at checkpoint ``step`` (-1: the latest). Raises CheckpointError (one line) when the run cannot be
+  read or its encoder is another architecture."""
+  from jaxssl.restore import load_run
+
+  run = load_run(workdir, None if step < 0 else step)
+  params = run.state.params.get("encoder")
+  stats = run.state.batch_stats.get("encoder", {}) if run.state.batch_stats else {}
+  where = f"config.method.pretrained={workdir!r} (step {int(run.state.step)})"
+  if params is None:
+    raise CheckpointError(f"{where}: its model has no 'encoder' parameters")
+  for name, mine, theirs in (("parameters", variables.params["encoder"], params),
+                             ("BatchNorm statistics", variables.batch_stats.get("encoder", {}), stats)):
+    difference = checkpoint.first_difference(checkpoint.shapes_by_path(theirs), checkpoint.shapes_by_path(mine))
+    if difference:
+      raise CheckpointError(f"{where}: its encoder's {name} do not fit this config's encoder ({difference}); "
+                            "fine-tune with the pretrained run's model fields")
+  print(f"fine-tuning: encoder from {workdir} at step {int(run.state.step)}", flush=True)
+  new_params = {**variables.params, "encoder": jax.tree.map(jnp.asarray, params)}
+  new_stats = dict(variables.batch_stats)
+  if stats:
+    new_stats["encoder"] = jax.tree.map(jnp.asarray, stats)
+  return base.Variables(new_params, new_stats)
+
+
+def defaults():
+  """MAE's fine-tuning recipe (``main_finetune.py``, FINETUNE.md): label smoothing 0.1, mixup 0.8, cutmix 1.0
+  (switch probability 0.5, every example mixed), the head initialised with std 2e-5; the number of classes of
+  the default data (Fashion-MNIST: 10)."""
+  return {"num_classes": 10, "label_smoothing": 0.1, "mixup_alpha": 0.8, "cutmix_alpha": 1.0,
+          "mixup_switch_prob": 0.5, "mixup_prob": 1.0, "head_init_std": 2e-5,
+          "init": "scratch", "pretrained": "", "pretrained_step": -1}
+
+
+def config_defaults() -> dict:
+  """Evaluation is the classifier's own test top-1 (no kNN at initialisation, no online probe)."""
+  return {"eval.knn_at_init": False, "eval.online_probe": False}
+
+
+def check(config) -> None:
+  m = config.method
+  config_checks.positive_int(config, "method.num_classes")
+  config_checks.in_range(config, "method.label_smoothing", 0.0, 1.0, closed_high=False)
+  for field in ("mixup_alpha", "cutmix_alpha"):
+    if not m[field] >= 0:
+      config_checks.fail(f"method.{field}", m[field], "must be non-negative (0: off)")
+  config_checks.in_range(config, "method.mixup_switch_prob", 0.0, 1.0)
+  config_checks.in_range(config, "method.mixup_prob", 0.0, 1.0)
+  if not m.head_init_std >= 0:
+    config_checks.fail("method.head_init_std", m.head_init_std, "must be non-negative (0: a zero head)")
+  if m.init not in INITS:
+    config_checks.fail("method.init", m.init, f"use one of {', '.join(map(repr, INITS))}")
+  if m.init == "pretrained" and not m.pretrained:
+    config_checks.fail("method.pretrained", m.pretrained, "method.init='pretrained' needs the pretrained run's "
+                       "workdir (python -m jaxssl.finetune --pretrained DIR)")
+  if isinstance(m.pretrained_step, bool) or not isinstance(m.pretrained_step, int) or m.pretrained_step < -1:
+    config_checks.fail("method.pretrained_step", m.pretrained_step, "must be a checkpoint step, or -1 for the latest")
+  if (m.mixup_alpha > 0 or m.cutmix_alpha > 0) and m.mixup_prob > 0:
+    local = config.train.batch_size // max(jax.device_count(), 1)
+    if local % 2:
+      config_checks.fail("train.batch_size", config.train.batch_size, f"mixup/cutmix pair neighbouring examples: "
+                         f"each device's share ({local} on {jax.device_count()} devices) must be even")
+
+
+def small(batch_size: int) -> dict:
+  return {}

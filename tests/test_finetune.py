@@ -1,0 +1,258 @@
+"""Fine-tuning (jaxssl/methods/classifier.py, jaxssl/finetune.py, jaxssl/mixing.py) and the label subset
+(jaxssl/data/label_subset.py)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from jaxssl import data, defaults, mixing, parallel, train, train_step, validate
+from jaxssl.checkpoint import CheckpointError
+from jaxssl.config_checks import ConfigError
+from helpers import mesh
+from tiny import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# --- mixup / cutmix -----------------------------------------------------------------------------------------
+
+def _images_and_targets(n=8, size=12, classes=5, smoothing=0.1):
+  images = jax.random.uniform(jax.random.key(1), (n, size, size, 3))
+  labels = jnp.arange(n) % classes
+  return images, labels, mixing.smoothed_one_hot(labels, classes, smoothing)
+
+
+def test_smoothed_targets_put_one_minus_smoothing_plus_a_share_on_the_label():
+  _, labels, targets = _images_and_targets(smoothing=0.1)
+  np.testing.assert_allclose(targets.sum(-1), 1.0, rtol=1e-6)
+  assert float(targets[0, 0]) == pytest.approx(0.9 + 0.02) and float(targets[0, 1]) == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize("mixup_alpha,cutmix_alpha", [(0.8, 1.0), (0.8, 0.0), (0.0, 1.0)])
+def test_mixing_keeps_each_examples_label_mass_and_mixes_with_its_neighbour(mixup_alpha, cutmix_alpha):
+  images, labels, targets = _images_and_targets()
+  keys = jax.random.split(jax.random.key(0), 8)
+  mixed, mixed_targets = mixing.mix(keys, images, targets, mixup_alpha, cutmix_alpha)
+  np.testing.assert_allclose(mixed_targets.sum(-1), 1.0, rtol=1e-5)
+  partner = np.arange(8) ^ 1
+  for i in range(8):
+    lam = float(mixed_targets[i, labels[i]] - targets[partner[i], labels[i]]) / float(
+        targets[i, labels[i]] - targets[partner[i], labels[i]])
+    assert 0.0 <= lam <= 1.0 + 1e-5
+    expected = lam * targets[i] + (1 - lam) * targets[partner[i]]
+    np.testing.assert_allclose(mixed_targets[i], expected, atol=1e-5)
+    if cutmix_alpha > 0 and mixup_alpha == 0:      # every pixel is one image's or the other's
+      x = np.asarray(mixed[i])
+      from_self = np.isclose(x, images[i]).all(-1)
+      from_partner = np.isclose(x, images[partner[i]]).all(-1)
+      assert np.all(from_self | from_partner)
+      # the pasted share is the box's, which is what lambda says
+      assert float(from_partner.mean()) == pytest.approx(1 - lam, abs=1e-6)
+
+
+def test_cutmix_boxes_stay_inside_the_image():
+  for seed in range(200):
+    key = jax.random.key(seed)
+    lam = jax.random.uniform(jax.random.fold_in(key, 1))
+    y0, y1, x0, x1 = (int(v) for v in mixing.cutmix_box(key, lam, 14, 10))
+    assert 0 <= y0 <= y1 <= 14 and 0 <= x0 <= x1 <= 10
+
+
+def test_mixing_is_off_with_both_alphas_zero():
+  images, _, targets = _images_and_targets()
+  out, out_targets = mixing.mix(jax.random.split(jax.random.key(0), 8), images, targets, 0.0, 0.0)
+  assert out is images and out_targets is targets
+
+
+# --- the classifier's step ---------------------------------------------------------------------------------
+
+def _classifier_config(**method):
+  config = tiny_config("classifier")
+  config.model.encoder, config.model.patch_size = "vit_micro", 4
+  config.model.drop_path_rate, config.optim.layer_decay = 0.1, 0.65
+  config.optim.name, config.optim.base_lr = "adamw", 5e-4
+  for k, v in method.items():
+    config.method[k] = v
+  return config
+
+
+def test_eight_devices_fine_tune_as_one_with_mixup_cutmix_and_drop_path():
+  config = _classifier_config()
+  pipeline = data.Pipeline(data.synthetic(64, size=16), config.train.batch_size, seed=0, prefetch=0)
+  batches = [next(pipeline) for _ in range(2)]
+  results = {}
+  for n in (8, 1):
+    m = mesh(n)
+    trainer = train_step.build(config, total_steps=2, num_classes=10)
+    state = parallel.replicate(train_step.init_state(trainer, jax.random.key(0), 1), m)
+    step = parallel.shard_step(train_step.make_per_device_step(trainer), m)
+    losses = []
+    for batch in batches:
+      state, metrics = step(state, parallel.shard_batch(batch, m))
+      losses.append(float(metrics["loss"]))
+    results[n] = (losses, jax.device_get(state.params))
+  np.testing.assert_allclose(results[8][0], results[1][0], rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(results[8][1]), jax.tree.leaves(results[1][1])):
+    np.testing.assert_allclose(a, b, atol=5e-5, rtol=5e-5)
+
+
+def test_an_odd_share_per_device_is_refused_when_mixing():
+  config = _classifier_config()
+  config.train.batch_size = 8 * 3 if jax.device_count() == 8 else 3
+  with pytest.raises(ConfigError, match="config.train.batch_size=.*must be even"):
+    validate.validate(config, num_devices=jax.device_count())
+
+
+def test_a_dataset_with_another_number_of_classes_is_refused(tmp_path):
+  config = tiny_config("classifier")
+  config.method.num_classes = 7
+  with pytest.raises(data.DataError, match="config.method.num_classes=7: .* the data has 10"):
+    train.run(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
+# --- from a pretrained run ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+  """A tiny SimCLR run (synthetic 16 px images, the small ResNet), 2 steps."""
+  workdir = tmp_path_factory.mktemp("pretrained") / "simclr"
+  config = tiny_config("simclr")
+  config.train.num_steps, config.eval.at_end, config.eval.knn_at_init = 2, False, False
+  train.run(config, str(workdir))
+  return workdir
+
+
+def test_fine_tuning_starts_from_the_pretrained_encoder_and_reports_its_top1(pretrained, tmp_path):
+  from jaxssl.restore import load_run
+
+  config = tiny_config("classifier")
+  config.method.init, config.method.pretrained = "pretrained", str(pretrained)
+  trainer = train_step.build(config, total_steps=2, num_classes=10)
+  fresh = train_step.init_state(trainer, jax.random.key(0), 1)
+  started = train.warm_start(trainer, fresh)
+  source = load_run(str(pretrained)).state
+  for a, b in zip(jax.tree.leaves(started.params["encoder"]), jax.tree.leaves(source.params["encoder"])):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(jax.tree.leaves(started.batch_stats["encoder"]), jax.tree.leaves(source.batch_stats["encoder"])):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(started.params["head"]["kernel"], fresh.params["head"]["kernel"])
+
+  config.train.num_steps = 2
+  results = train.run(config, str(tmp_path / "ft"))
+  assert 0.0 <= results["top1"] <= results["top5"] <= 1.0 and results["train_examples"] == 512
+
+
+def test_a_pretrained_run_of_another_encoder_is_refused_before_the_workdir_exists(pretrained, tmp_path):
+  config = tiny_config("classifier")
+  config.method.init, config.method.pretrained = "pretrained", str(pretrained)
+  config.model.encoder = "resnet18"
+  with pytest.raises(CheckpointError, match=r"config.method.pretrained=.*do not fit this config's encoder"):
+    train.run(config, str(tmp_path / "ft"))
+  assert not (tmp_path / "ft").exists()
+  config.model.encoder, config.method.pretrained = "small_resnet", str(tmp_path / "nothing")
+  with pytest.raises(CheckpointError, match="has no config.json"):
+    train.run(config, str(tmp_path / "ft"))
+  assert not (tmp_path / "ft").exists()
+
+
+# --- the label subset --------------------------------------------------------------------------------------
+
+def test_the_label_subset_is_class_balanced_deterministic_and_layout_free():
+  labels = np.random.default_rng(0).integers(0, 10, size=5000)
+  subset = data.balanced_indices(labels, 0.1, seed=0)
+  counts = np.bincount(labels[subset], minlength=10)
+  expected = np.round(0.1 * np.bincount(labels, minlength=10))
+  np.testing.assert_array_equal(counts, expected)
+  np.testing.assert_array_equal(subset, data.balanced_indices(labels, 0.1, seed=0))
+  assert not np.array_equal(subset, data.balanced_indices(labels, 0.1, seed=1))
+  assert len(data.balanced_indices(labels, 0.0001)) == 10          # at least one per class
+  # Two processes read disjoint halves of each global batch of the same subset: together, one process's.
+  source = data.label_subset(data.synthetic(512), 0.1, seed=0)
+  one = data.Pipeline(source, 16, seed=0, prefetch=0)
+  halves = [data.Pipeline(source, 16, seed=0, prefetch=0, process_index=i, process_count=2) for i in range(2)]
+  for _ in range(5):
+    whole = next(one)["label"]
+    np.testing.assert_array_equal(np.concatenate([next(h)["label"] for h in halves]), whole)
+
+
+def test_label_fraction_shrinks_the_train_split_only(tmp_path):
+  config = defaults.get_config("classifier").data
+  config.source, config.synthetic_num_examples, config.label_fraction = "synthetic", 400, 0.1
+  dataset = data.load(config)
+  assert 35 <= len(dataset.train) <= 45 and len(dataset.eval_train) == 400
+  assert sorted(np.unique(dataset.train.labels)) == list(range(10))
+  for value in (0.0, 1.5):
+    full = defaults.get_config("classifier")
+    full.data.label_fraction = value
+    with pytest.raises(ConfigError, match=f"config.data.label_fraction={value}"):
+      validate.validate(full, num_devices=1)
+
+
+# --- the command line: errors and an exact resume ----------------------------------------------------------
+
+STEPS = 6
+ARGS = ["--config=configs/finetune.py", "--config.data.source=synthetic", "--config.data.synthetic_size=16",
+        "--config.augment.size=16", "--config.train.batch_size=16", f"--config.train.num_steps={STEPS}",
+        "--config.train.checkpoint_every=1", "--config.train.keep_checkpoints=2", "--config.train.log_every=1",
+        "--config.eval.at_end=False", "--config.method.mixup_alpha=0.8", "--config.method.cutmix_alpha=1.0",
+        "--config.method.label_smoothing=0.1"]
+
+
+def _env():
+  return dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+
+
+def _finetune(workdir, *extra, config="configs/finetune.py"):
+  args = [a if not a.startswith("--config=") else f"--config={config}" for a in ARGS]
+  return [sys.executable, "-m", "jaxssl.finetune", f"--workdir={workdir}", *args, *extra]
+
+
+@pytest.mark.slow
+def test_the_command_refuses_bad_input_in_one_line(pretrained, tmp_path):
+  cases = [([], "config.method.pretrained='': name the pretraining run with --pretrained DIR"),
+           ([f"--pretrained={tmp_path / 'nowhere'}"], "has no config.json: not a jaxssl run directory"),
+           ([f"--pretrained={pretrained}"], "python -m jaxssl.finetune trains a classifier")]
+  for i, (extra, message) in enumerate(cases):
+    config = "configs/simclr.py" if i == 2 else "configs/finetune.py"
+    command = [a for a in _finetune(tmp_path / "ft", *extra, config=config)
+               if i != 2 or not a.startswith("--config.method.")]
+    result = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "ft").exists()
+
+
+@pytest.mark.slow
+def test_a_fine_tuning_run_killed_mid_epoch_resumes_bit_identically(pretrained, tmp_path):
+  extra = [f"--pretrained={pretrained}", "--label_fraction=0.25"]      # 128 examples: 8 steps an epoch
+  reference = tmp_path / "reference"
+  result = subprocess.run(_finetune(reference, *extra), cwd=ROOT, env=_env(), capture_output=True, text=True,
+                          timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "fine-tuning (pretrained): from" in result.stdout and "model.encoder='small_resnet'" in result.stdout
+  run = tmp_path / "killed"
+  process = subprocess.Popen(_finetune(run, *extra), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 600
+  while not (run / "checkpoints" / "3").is_dir() and process.poll() is None and time.time() < deadline:
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)
+  process.communicate(timeout=600)
+  assert not (run / "checkpoints" / str(STEPS)).is_dir()
+  resumed = subprocess.run(_finetune(run, *extra), cwd=ROOT, env=_env(), capture_output=True, text=True,
+                           timeout=600)
+  assert resumed.returncode == 0 and "resuming from step" in resumed.stdout, resumed.stderr[-3000:]
+  restore = lambda w: ocp.StandardCheckpointer().restore(os.path.join(w, "checkpoints", str(STEPS), "state"))
+  a, b = jax.tree.leaves(restore(reference)), jax.tree.leaves(restore(run))
+  assert len(a) == len(b) > 0
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
