@@ -95,10 +95,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   validate.validate(config, num_devices=jax.device_count())
   dataset = dataset or data.load(config.data)   # raises DataError before the workdir is touched
   data.check_against_config(dataset, config)
-  if methods.get(config).needs_labels and not dataset.train.labeled:
+  method = methods.get(config)
+  if method.needs_labels and not dataset.train.labeled:
     raise data.DataError(f"config.method.name={config.method.name!r} needs labels, but "
                          f"config.data.train_split={config.data.train_split!r} has none")
-  method = methods.get(config)
   if method.num_classes and method.num_classes != dataset.num_classes:
     raise data.DataError(f"config.method.num_classes={method.num_classes}: the {config.method.name!r} model "
                          f"predicts that many classes, but the data has {dataset.num_classes}")

@@ -9,8 +9,8 @@ from typing import Any
 
 import ml_collections
 
-from jaxssl.methods import (barlow_twins, byol, classifier, dino, mae, meanshift, mocov3, nnclr, simclr, simsiam, supcon,
-                            swav, vicreg, wmse)
+from jaxssl.methods import (barlow_twins, byol, classifier, dino, mae, meanshift, mocov3, nnclr, simclr, simsiam,
+                            supcon, swav, vicreg, wmse)
 from jaxssl.methods.base import LossOutput, Method, StepInputs, Variables
 
 _REGISTRY: dict[str, Any] = {
