@@ -19,7 +19,7 @@ from jaxssl import defaults
 def get_config():
   config = defaults.get_config("classifier")
   m = config.method
-  m.label_smoothing, m.mixup_alpha, m.cutmix_alpha, m.head_init_std = 0.0, 0.0, 0.0, 0.0
+  m.label_smoothing, m.mixup_alpha, m.cutmix_alpha, m.erase_prob, m.head_init_std = 0.0, 0.0, 0.0, 0.0, 0.0
   o = config.optim
   o.name, o.momentum, o.nesterov, o.base_lr, o.weight_decay = "sgd", 0.9, True, 0.05, 0.0
   o.warmup_steps = 0

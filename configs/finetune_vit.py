@@ -2,14 +2,15 @@
 ``main_finetune.py`` and FINETUNE.md for ViT-B) scaled to the micro ViT: AdamW (0.9, 0.999), lr 5e-4 x batch /
 256 after 5 warm-up epochs (here 1) and a cosine to 1e-6, weight decay 0.05 (none on biases, norms, the class
 token and position embeddings: the official ``no_weight_decay`` list), layer-wise lr decay 0.65, drop path 0.1,
-label smoothing 0.1, mixup 0.8 and cutmix 1.0, the mean of the patch tokens as the feature (global pooling).
+label smoothing 0.1, mixup 0.8 and cutmix 1.0, RandAugment rand-m9-mstd0.5-inc1 (2 operations, magnitude 9,
+std 0.5), random erasing 0.25, the mean of the patch tokens as the feature (global pooling).
 
     python -m jaxssl.finetune --config configs/finetune_vit.py --pretrained runs/mae --workdir runs/mae_ft
     python -m jaxssl.finetune --config configs/finetune_vit.py --pretrained runs/mae --from scratch \\
         --workdir runs/mae_scratch
 
-Not reproduced: RandAugment (rand-m9-mstd0.5-inc1) and random erasing (0.25), and the official global pooling's
-norm after the mean (here the encoder's final norm comes before it).
+Not reproduced: the official global pooling's norm after the mean (here the encoder's final norm comes before
+it), and timm's random choice of bilinear or bicubic interpolation in RandAugment (here bilinear).
 """
 
 from jaxssl import defaults
@@ -19,6 +20,7 @@ def get_config():
   config = defaults.get_config("classifier")
   config.model.encoder, config.model.patch_size, config.model.pool = "vit_micro", 4, "mean"
   config.model.drop_path_rate = 0.1
+  config.augment.randaugment_layers = 2          # magnitude 9, std 0.5: the schema's defaults
   o = config.optim
   o.name, o.b1, o.b2, o.base_lr, o.min_lr, o.weight_decay = "adamw", 0.9, 0.999, 5e-4, 1e-6, 0.05
   o.layer_decay = 0.65

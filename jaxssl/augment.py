@@ -231,6 +231,34 @@ def random_solarize(key: jax.Array, image: jax.Array, prob: float) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Random erasing (Zhong et al. 2020, arXiv:1708.04896), on normalised images.
+
+
+def random_erasing(key: jax.Array, image: jax.Array, prob: float = 0.25, area: tuple[float, float] = (0.02, 1 / 3),
+                   aspect: tuple[float, float] = (0.3, 1 / 0.3), attempts: int = 10) -> jax.Array:
+  """timm's ``RandomErasing`` (mode ``pixel``, one box), MAE's and DeiT's fine-tuning setting: with probability
+  ``prob``, a box of ``area`` times the image's area (uniform) and aspect ratio log-uniform in ``aspect`` is
+  filled with N(0, 1) noise per pixel and channel. Of ``attempts`` candidate boxes the first that fits inside
+  the image is used; none fitting, the image is left as it is. [H, W, C] -> [H, W, C]."""
+  height, width = image.shape[0], image.shape[1]
+  k_apply, k_area, k_aspect, k_top, k_left, k_noise = jax.random.split(key, 6)
+  target = jax.random.uniform(k_area, (attempts,), minval=area[0], maxval=area[1]) * height * width
+  ratio = jnp.exp(jax.random.uniform(k_aspect, (attempts,), minval=math.log(aspect[0]), maxval=math.log(aspect[1])))
+  h = jnp.round(jnp.sqrt(target * ratio)).astype(jnp.int32)
+  w = jnp.round(jnp.sqrt(target / ratio)).astype(jnp.int32)
+  fits = (w < width) & (h < height)
+  first = jnp.argmax(fits)
+  h, w = h[first], w[first]
+  top = jax.random.randint(k_top, (), 0, height - h + 1)
+  left = jax.random.randint(k_left, (), 0, width - w + 1)
+  rows, cols = jnp.arange(height)[:, None], jnp.arange(width)[None, :]
+  box = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
+  erase = box & fits[first] & (jax.random.uniform(k_apply) < prob)
+  noise = jax.random.normal(k_noise, image.shape, image.dtype)
+  return jnp.where(erase[..., None], noise, image)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Views.
 
 
@@ -252,6 +280,10 @@ class ViewRecipe:
   blur_prob: float = 0.0
   blur_sigma: tuple[float, float] = (0.1, 2.0)
   solarize_prob: float = 0.0
+  randaugment_layers: int = 0                  # > 0: RandAugment after the flip (jaxssl.randaugment)
+  randaugment_magnitude: float = 9.0
+  randaugment_magnitude_std: float = 0.5
+  randaugment_fill: tuple[float, ...] = (0.5,)  # per channel (one value: every channel), in [0, 1]
 
   def apply(self, key: jax.Array, image: jax.Array) -> jax.Array:
     """One view of one image: [H, W, C] in [0, 1] -> [size, size, C] in [0, 1]."""
@@ -266,6 +298,12 @@ class ViewRecipe:
     keys = jax.random.split(key, 7)
     if self.flip_prob > 0:
       x = random_flip(keys[1], x, self.flip_prob)
+    if self.randaugment_layers > 0:
+      from jaxssl.randaugment import rand_augment
+
+      fill = self.randaugment_fill * (x.shape[-1] if len(self.randaugment_fill) == 1 else 1)
+      x = rand_augment(jax.random.fold_in(key, 7), x, self.randaugment_layers, self.randaugment_magnitude,
+                       self.randaugment_magnitude_std, fill=fill)
     if self.rotation_prob > 0 and self.rotation_degrees > 0:
       x = random_rotation(keys[2], x, self.rotation_degrees, self.rotation_prob)
     if self.jitter_prob > 0:

@@ -270,6 +270,52 @@ class Checkpointer:
       multihost_utils.sync_global_devices("jaxssl: damaged checkpoints moved aside")
     self._manager.reload()
 
+  def restore_subtrees(self, names: tuple[str, ...], step: int | None = None) -> tuple[dict, int]:
+    """Only the parts of the saved state at ``names`` (e.g. ``("params/encoder", "batch_stats/encoder")``), on
+    this process's first device, whatever the rest of the state (an optimizer of another shape) looks like:
+    ({name: pytree}, the step). A name the checkpoint lacks is left out. Raises CheckpointDamaged (one line)
+    when the files are missing, unreadable or do not match their checksums."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise CheckpointError(f"no checkpoint in {self.directory}")
+    where = self.directory / str(step)
+    problem = _manifest_problem(where)
+    if problem:
+      raise CheckpointDamaged(f"checkpoint {where} is damaged: {problem}")
+    try:
+      saved = ocp.StandardCheckpointer().metadata(where / "state")
+      saved = getattr(saved, "item_metadata", saved)
+      target = {}
+      for name in names:
+        node = saved
+        for part in name.split("/"):
+          node = node[part] if node is not None and part in node else None
+        if node is not None:
+          inner = target
+          parts = name.split("/")
+          for part in parts[:-1]:
+            inner = inner.setdefault(part, {})
+          inner[parts[-1]] = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), node)
+      device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+      restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=device), target)
+      restored = ocp.PyTreeCheckpointer().restore(where / "state", args=ocp.args.PyTreeRestore(
+          item=target, restore_args=restore_args, partial_restore=True))
+      meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except Exception as e:  # noqa: BLE001 -- orbax raises many types; the user needs one line
+      raise CheckpointDamaged(f"checkpoint {where} is damaged: its arrays cannot be read "
+                              f"({_first_line(e).rstrip(':')})") from None
+    for path, value in checksums(restored).items():
+      if meta.get("checksums", {}).get(path, value) != value:
+        raise CheckpointDamaged(f"checkpoint {where} is damaged: {path} does not match its checksum")
+    out = {}
+    for name in names:
+      node = restored
+      for part in name.split("/"):
+        node = node.get(part) if isinstance(node, dict) else None
+      if node is not None:
+        out[name] = node
+    return out, step
+
   def restore_meta(self, step: int | None = None) -> dict:
     """Only the JSON record of ``step`` (default: the latest): what is needed to rebuild the run's model."""
     step = self.latest_step() if step is None else step

@@ -12,13 +12,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxssl import config_checks, mixing
+from jaxssl import augment, config_checks, mixing
 from jaxssl import checkpoint
 from jaxssl.checkpoint import CheckpointError
 from jaxssl.methods import base
 from jaxssl.models import Classifier
 
-_MIX_STREAM, _DROP_STREAM = 0, 1
+_MIX_STREAM, _DROP_STREAM, _ERASE_STREAM = 0, 1, 2
 INITS = ("pretrained", "scratch")
 
 
@@ -30,7 +30,11 @@ def make(config) -> base.Method:
 
   def loss(model, online, target, inputs):
     targets = mixing.smoothed_one_hot(inputs.labels, m.num_classes, m.label_smoothing)
-    images, targets = mixing.mix(base.stream(inputs.keys, _MIX_STREAM), inputs.views[0], targets, m.mixup_alpha,
+    images = inputs.views[0]
+    if m.erase_prob > 0:                          # timm's order: erase each image, then mix the batch
+      erase = lambda k, x: augment.random_erasing(k, x, m.erase_prob)
+      images = jax.vmap(erase)(base.stream(inputs.keys, _ERASE_STREAM), images)
+    images, targets = mixing.mix(base.stream(inputs.keys, _MIX_STREAM), images, targets, m.mixup_alpha,
                                  m.cutmix_alpha, m.mixup_switch_prob, m.mixup_prob)
     logits, batch_stats = base.apply_train(model, online, images, train=True,
                                            drop_keys=base.stream(inputs.keys, _DROP_STREAM))
@@ -42,22 +46,41 @@ def make(config) -> base.Method:
   if m.init == "pretrained":
     warm_start = lambda variables: pretrained_encoder(variables, m.pretrained, m.pretrained_step)
 
-  return base.Method(name="classifier", make_model=make_model, recipes=base.crop_and_flip, loss=loss,
+  return base.Method(name="classifier", make_model=make_model, recipes=recipes, loss=loss,
                      needs_labels=True, drop_path=True, num_classes=m.num_classes, warm_start=warm_start,
                      no_online_probe="the classifier's own head is trained on the labels; its test top-1 is "
                      "reported instead")
 
 
+def recipes(config) -> tuple[augment.ViewRecipe]:
+  """One view: a random resized crop and a flip, then RandAugment when ``augment.randaugment_layers`` > 0
+  (filling with the dataset's mean, as timm's ``img_mean``); nothing else photometric."""
+  a = config.augment
+  return (augment.ViewRecipe(**base.recipe_kwargs(config), jitter_prob=0.0, grayscale_prob=0.0,
+                             randaugment_layers=a.randaugment_layers, randaugment_magnitude=a.randaugment_magnitude,
+                             randaugment_magnitude_std=a.randaugment_magnitude_std,
+                             randaugment_fill=tuple(config.data.mean)),)
+
+
 def pretrained_encoder(variables: base.Variables, workdir: str, step: int) -> base.Variables:
   """``variables`` with the encoder's parameters and BatchNorm statistics replaced by those of the run in
-  ``workdir`` at checkpoint ``step`` (-1: the latest). Raises CheckpointError (one line) when the run cannot be
-  read or its encoder is another architecture."""
-  from jaxssl.restore import load_run
+  ``workdir`` at checkpoint ``step`` (-1: the latest). Only those are read from the checkpoint, so a run saved
+  with another optimizer or method state still serves. Raises CheckpointError (one line) when the run cannot
+  be read or its encoder is another architecture."""
+  from jaxssl.restore import load_config
+  from jaxssl.workdir import resolve
 
-  run = load_run(workdir, None if step < 0 else step)
-  params = run.state.params.get("encoder")
-  stats = run.state.batch_stats.get("encoder", {}) if run.state.batch_stats else {}
-  where = f"config.method.pretrained={workdir!r} (step {int(run.state.step)})"
+  load_config(workdir)                            # a run directory (CheckpointError: not one, or damaged)
+  if not (resolve(workdir) / "checkpoints").is_dir():
+    raise CheckpointError(f"config.method.pretrained={workdir!r} has no checkpoints/ to restore")
+  checkpointer = checkpoint.Checkpointer(workdir)
+  try:
+    parts, saved_step = checkpointer.restore_subtrees(("params/encoder", "batch_stats/encoder"),
+                                                      None if step < 0 else step)
+  finally:
+    checkpointer.close()
+  where = f"config.method.pretrained={workdir!r} (step {saved_step})"
+  params, stats = parts.get("params/encoder"), parts.get("batch_stats/encoder", {})
   if params is None:
     raise CheckpointError(f"{where}: its model has no 'encoder' parameters")
   for name, mine, theirs in (("parameters", variables.params["encoder"], params),
@@ -66,20 +89,29 @@ def pretrained_encoder(variables: base.Variables, workdir: str, step: int) -> ba
     if difference:
       raise CheckpointError(f"{where}: its encoder's {name} do not fit this config's encoder ({difference}); "
                             "fine-tune with the pretrained run's model fields")
-  print(f"fine-tuning: encoder from {workdir} at step {int(run.state.step)}", flush=True)
-  new_params = {**variables.params, "encoder": jax.tree.map(jnp.asarray, params)}
+  print(f"fine-tuning: encoder from {workdir} at step {saved_step}", flush=True)
+  # The restored trees are plain dicts in the checkpoint's order; keep the fresh trees' structure.
+  as_fresh = lambda fresh, saved: jax.tree.map(lambda _, x: jnp.asarray(x), fresh, _like(fresh, saved))
+  new_params = {**variables.params, "encoder": as_fresh(variables.params["encoder"], params)}
   new_stats = dict(variables.batch_stats)
   if stats:
-    new_stats["encoder"] = jax.tree.map(jnp.asarray, stats)
+    new_stats["encoder"] = as_fresh(variables.batch_stats["encoder"], stats)
   return base.Variables(new_params, new_stats)
+
+
+def _like(fresh, saved):
+  """``saved`` (nested dicts) rebuilt with ``fresh``'s structure (same keys)."""
+  if isinstance(fresh, dict):
+    return {k: _like(v, saved[k]) for k, v in fresh.items()}
+  return saved
 
 
 def defaults():
   """MAE's fine-tuning recipe (``main_finetune.py``, FINETUNE.md): label smoothing 0.1, mixup 0.8, cutmix 1.0
-  (switch probability 0.5, every example mixed), the head initialised with std 2e-5; the number of classes of
-  the default data (Fashion-MNIST: 10)."""
+  (switch probability 0.5, every example mixed), random erasing 0.25, the head initialised with std 2e-5; the
+  number of classes of the default data (Fashion-MNIST: 10). RandAugment is ``augment.randaugment_layers``."""
   return {"num_classes": 10, "label_smoothing": 0.1, "mixup_alpha": 0.8, "cutmix_alpha": 1.0,
-          "mixup_switch_prob": 0.5, "mixup_prob": 1.0, "head_init_std": 2e-5,
+          "mixup_switch_prob": 0.5, "mixup_prob": 1.0, "erase_prob": 0.25, "head_init_std": 2e-5,
           "init": "scratch", "pretrained": "", "pretrained_step": -1}
 
 
@@ -97,6 +129,12 @@ def check(config) -> None:
       config_checks.fail(f"method.{field}", m[field], "must be non-negative (0: off)")
   config_checks.in_range(config, "method.mixup_switch_prob", 0.0, 1.0)
   config_checks.in_range(config, "method.mixup_prob", 0.0, 1.0)
+  config_checks.in_range(config, "method.erase_prob", 0.0, 1.0)
+  a = config.augment
+  config_checks.non_negative_int(config, "augment.randaugment_layers")
+  config_checks.in_range(config, "augment.randaugment_magnitude", 0.0, 10.0)
+  if not a.randaugment_magnitude_std >= 0:
+    config_checks.fail("augment.randaugment_magnitude_std", a.randaugment_magnitude_std, "must be non-negative")
   if not m.head_init_std >= 0:
     config_checks.fail("method.head_init_std", m.head_init_std, "must be non-negative (0: a zero head)")
   if m.init not in INITS:
