@@ -6,6 +6,8 @@ same encoder trained from scratch with the same recipe and budget (``--from scra
         --workdir runs/simclr_scratch
     python -m jaxssl.finetune --config configs/finetune_vit.py --pretrained runs/mae --label_fraction 0.1 \\
         --workdir runs/mae_ft10
+    python -m jaxssl.finetune --config configs/finetune.py --pretrained runs/vicreg --workdir runs/vicreg_ft \\
+        --scratch_workdir runs/vicreg_scratch          # both, then their top-1s side by side
 
 A fine-tuning run is a run of the ``classifier`` method (``jaxssl/methods/classifier.py``) on the same loop as
 pretraining: its own workdir, checkpoints and exact resume, SIGTERM, the NaN guard, run identity and lock,
@@ -26,6 +28,8 @@ _PRETRAINED = flags.DEFINE_string("pretrained", "", "Workdir of the pretraining 
 _STEP = flags.DEFINE_integer("step", -1, "Its checkpoint step (-1: the latest).")
 _FROM = flags.DEFINE_enum("from", "pretrained", ["pretrained", "scratch"],
                           "pretrained: start from the run's encoder; scratch: the same encoder, randomly initialised.")
+_SCRATCH_WORKDIR = flags.DEFINE_string("scratch_workdir", "", "Also train the from-scratch baseline (the same "
+                                       "config, --from scratch) in this workdir and print both top-1s.")
 _LABEL_FRACTION = flags.DEFINE_float("label_fraction", None, "A class-balanced share of the train split's labels "
                                      "(SimCLR's semi-supervised protocol: 0.01, 0.1); default: the config's.")
 
@@ -46,6 +50,11 @@ def prepare(config) -> None:
   if _LABEL_FRACTION.value is not None:
     config.data.label_fraction = _LABEL_FRACTION.value
   config.method.init = _FROM.value
+  if _SCRATCH_WORKDIR.value and _FROM.value == "scratch":
+    fail("method.init", "scratch", "--scratch_workdir compares a pretrained run with its baseline: drop "
+         "--from scratch")
+  if _SCRATCH_WORKDIR.value and _SCRATCH_WORKDIR.value.rstrip("/") == entry._WORKDIR.value.rstrip("/"):
+    fail("method.init", "pretrained", f"--scratch_workdir={_SCRATCH_WORKDIR.value!r} must differ from --workdir")
   if not _PRETRAINED.value:
     if _FROM.value == "pretrained":
       fail("method.pretrained", "", "name the pretraining run with --pretrained DIR (or train from scratch with "
@@ -62,5 +71,24 @@ def prepare(config) -> None:
   print(f"fine-tuning ({_FROM.value}): from {_PRETRAINED.value}: {', '.join(taken)}", flush=True)
 
 
+def with_scratch_baseline(config, results: dict) -> None:
+  """With --scratch_workdir, trains (or, finished, reads) the same config from scratch there and prints the two
+  test top-1s side by side."""
+  from jaxssl import train
+
+  if not _SCRATCH_WORKDIR.value:
+    return
+  baseline = config.copy_and_resolve_references()
+  with baseline.unlocked():
+    baseline.method.init = "scratch"
+  print(f"fine-tuning: the from-scratch baseline in {_SCRATCH_WORKDIR.value}", flush=True)
+  scratch = train.run(baseline, _SCRATCH_WORKDIR.value)
+  if "top1" in results and "top1" in scratch:
+    print(f"top-1: {100 * results['top1']:.2f}% fine-tuned from {config.method.pretrained}, "
+          f"{100 * scratch['top1']:.2f}% from scratch ({results.get('train_examples', '?')} labeled examples, "
+          f"{results.get('steps', '?')} steps each)", flush=True)
+
+
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(entry.main(argv, prepare=prepare)), flags_parser=entry.parse_flags)
+  app.run(lambda argv: sys.exit(entry.main(argv, prepare=prepare, after=with_scratch_baseline)),
+          flags_parser=entry.parse_flags)

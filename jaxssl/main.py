@@ -41,9 +41,11 @@ def initialize_distributed() -> None:
     jax.distributed.initialize()
 
 
-def main(argv, prepare: Callable[[ml_collections.ConfigDict], None] | None = None) -> int:
-  """Trains the --config in --workdir; ``prepare(config)`` (``jaxssl.finetune``'s flags) may set fields first.
-  Bad input: one line on stderr, exit code 2."""
+def main(argv, prepare: Callable[[ml_collections.ConfigDict], None] | None = None,
+         after: Callable[[ml_collections.ConfigDict, dict], None] | None = None) -> int:
+  """Trains the --config in --workdir; ``prepare(config)`` may set fields first and ``after(config, results)``
+  run more (``jaxssl.finetune``'s flags and its from-scratch baseline). Bad input: one line on stderr, exit
+  code 2."""
   if len(argv) > 1:
     print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
     return 2
@@ -73,7 +75,9 @@ def main(argv, prepare: Callable[[ml_collections.ConfigDict], None] | None = Non
   try:
     if prepare is not None:
       prepare(config)
-    train.run(config, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value)
+    results = train.run(config, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value)
+    if after is not None and not results.get("preempted"):
+      after(config, results)
   except (ConfigError, DataError, CheckpointError, TrainingError, WorkdirError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

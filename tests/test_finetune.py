@@ -256,3 +256,21 @@ def test_a_fine_tuning_run_killed_mid_epoch_resumes_bit_identically(pretrained, 
   assert len(a) == len(b) > 0
   for x, y in zip(a, b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.slow
+def test_the_command_prints_the_fine_tuned_top1_next_to_the_scratch_baseline(pretrained, tmp_path):
+  command = _finetune(tmp_path / "ft", f"--pretrained={pretrained}", f"--scratch_workdir={tmp_path / 'scratch'}",
+                      "--config.eval.at_end=True")
+  first = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+  assert first.returncode == 0, first.stderr[-3000:]
+  line = [l for l in first.stdout.splitlines() if l.startswith("top-1: ")]
+  assert len(line) == 1 and "fine-tuned from" in line[0] and "from scratch (512 labeled examples, 6 steps each)" \
+      in line[0], first.stdout[-2000:]
+  for workdir in ("ft", "scratch"):
+    assert (tmp_path / workdir / "results.json").exists()
+  again = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+  assert again.returncode == 0 and line[0] in again.stdout and "is finished" in again.stdout
+  both = subprocess.run(command + ["--from=scratch"], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                        timeout=600)
+  assert both.returncode == 2 and "--scratch_workdir compares a pretrained run" in both.stderr

@@ -102,3 +102,19 @@ def test_dino_recipe_clips_each_parameter_and_schedules_the_weight_decay_as_the_
   assert o.rules == (("projector/last_layer(/.*)?", 1.0, 1.0, steps_per_epoch),)
   schedule = optim.weight_decay_schedule(config, 100 * steps_per_epoch)
   assert float(schedule(0)) == pytest.approx(0.04) and float(schedule(100 * steps_per_epoch)) == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("arg,encoder,patch,decay,drop,epochs", [
+    ("", "vit_base", 16, 0.65, 0.1, 100), ("large", "vit_large", 16, 0.75, 0.2, 50),
+    ("huge,imagenette", "vit_huge", 14, 0.75, 0.3, 50)])
+def test_vit_fine_tuning_recipe_is_maes(arg, encoder, patch, decay, drop, epochs):
+  config = _get_config("finetune_vit", arg)
+  validate.validate(config, num_devices=8)
+  m, o = config.method, config.optim
+  assert (config.model.encoder, config.model.patch_size, config.model.pool) == (encoder, patch, "mean")
+  assert (o.layer_decay, config.model.drop_path_rate, config.train.num_epochs) == (decay, drop, epochs)
+  batch = 256 if "imagenette" in arg else 1024
+  assert (o.name, o.base_lr, o.min_lr, o.weight_decay, config.train.batch_size) == ("adamw", 5e-4, 1e-6, 0.05, batch)
+  assert (m.label_smoothing, m.mixup_alpha, m.cutmix_alpha, m.erase_prob) == (0.1, 0.8, 1.0, 0.25)
+  assert (config.augment.randaugment_layers, config.augment.randaugment_magnitude) == (2, 9.0)
+  assert m.num_classes == (10 if "imagenette" in arg else 1000)

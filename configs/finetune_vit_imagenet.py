@@ -1,0 +1,46 @@
+"""Fine-tuning a pretrained ViT on ImageNet, MAE's recipe (He et al. 2022, arXiv:2111.06377; the official
+``main_finetune.py`` and FINETUNE.md): batch 1024, AdamW (0.9, 0.999) lr 5e-4 x batch / 256 after 5 warm-up
+epochs, cosine to 1e-6, weight decay 0.05 (none on biases, norms, class token and position embeddings),
+layer-wise lr decay 0.65, drop path 0.1, 100 epochs for ViT-B/16; ``:large`` ViT-L/16 with decay 0.75, drop
+path 0.2, 50 epochs; ``:huge`` ViT-H/14 with decay 0.75, drop path 0.3, 50 epochs. Label smoothing 0.1, mixup
+0.8, cutmix 1.0, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25, global average pooling, head
+initialised with std 2e-5; crops of the full image on the host, scale (0.08, 1).
+
+    python -m jaxssl.finetune --config configs/finetune_vit_imagenet.py --pretrained gs://BUCKET/runs/mae_in1k \\
+        --workdir gs://BUCKET/runs/mae_in1k_ft
+
+The argument after ``:`` is the size (``base`` by default, ``large``, ``huge``), the data (``imagenet2012`` by
+default, ``imagenette`` or ``folder``), or both. Not reproduced: the official global pooling's norm after the
+mean, timm's random bilinear/bicubic choice in RandAugment, and its bicubic resize of the crops; RandAugment
+runs on the device here (benchmarks/randaugment_cost.py: on a CPU host timm's PIL workers are far cheaper at
+224 px).
+"""
+
+from jaxssl import defaults
+
+SIZES = {"base": ("vit_base", 16, 0.65, 0.1, 100), "large": ("vit_large", 16, 0.75, 0.2, 50),
+         "huge": ("vit_huge", 14, 0.75, 0.3, 50)}
+
+
+def get_config(arg: str = ""):
+  parts = [p for p in arg.split(",") if p]
+  unknown = [p for p in parts if p not in SIZES and p not in defaults.IMAGENET_DATA]
+  if unknown:
+    raise ValueError(f"config argument {unknown[0]!r}: use a size ({', '.join(SIZES)}) and/or data "
+                     f"({', '.join(defaults.IMAGENET_DATA)})")
+  size = next((p for p in parts if p in SIZES), "base")
+  data = next((p for p in parts if p in defaults.IMAGENET_DATA), "imagenet2012")
+  encoder, patch, layer_decay, drop_path, epochs = SIZES[size]
+  config = defaults.imagenet(defaults.get_config("classifier"), data, batch_size=1024)
+  config.model.encoder, config.model.patch_size, config.model.pool = encoder, patch, "mean"
+  config.model.drop_path_rate = drop_path
+  config.method.num_classes = {"imagenet2012": 1000, "imagenette": 10}.get(data, 1000)
+  config.augment.crop_scale = (0.08, 1.0)
+  config.augment.randaugment_layers = 2
+  o = config.optim
+  o.name, o.b1, o.b2, o.base_lr, o.min_lr, o.weight_decay = "adamw", 0.9, 0.999, 5e-4, 1e-6, 0.05
+  o.layer_decay = layer_decay
+  o.rules = ((r"encoder/(cls_token|pos_embed)", 1.0, 0.0),)
+  o.warmup_epochs = 5.0
+  config.train.num_epochs = epochs
+  return config
