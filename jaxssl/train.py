@@ -158,7 +158,8 @@ def warm_start(trainer, state):
   from jaxssl.methods.base import Variables
   from jaxssl.state import target_subtree
 
-  variables = trainer.method.warm_start(Variables(state.params, state.batch_stats))
+  # On the host: arrays restored onto one local device would need a cross-host transfer to be replicated.
+  variables = jax.device_get(trainer.method.warm_start(Variables(state.params, state.batch_stats)))
   copy = lambda tree: jax.tree.map(jax.numpy.copy, target_subtree(tree, trainer.method.ema_parts))
   return state.replace(params=variables.params, batch_stats=variables.batch_stats,
                        opt_state=trainer.tx.init(variables.params),

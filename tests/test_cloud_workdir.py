@@ -101,4 +101,10 @@ def test_train_resume_evaluate_and_plot_with_the_workdir_on_gcs(gcs, tmp_path):
 
   assert plot.main(["--workdir", workdir, "--points", "64"]) == 0
   assert (root / "plots" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+  fine_tune = tiny_config("classifier")               # its encoder read from the bucket, its run written there
+  fine_tune.method.init, fine_tune.method.pretrained = "pretrained", workdir
+  fine_tune.train.num_steps = 2
+  tuned = train.run(fine_tune, f"gs://{BUCKET}/runs/simclr_ft")
+  assert 0 <= tuned["top1"] <= 1 and (epath.Path(f"gs://{BUCKET}/runs/simclr_ft") / "results.json").exists()
   assert os.listdir(tmp_path) == []                   # nothing written locally

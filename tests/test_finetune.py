@@ -274,3 +274,31 @@ def test_the_command_prints_the_fine_tuned_top1_next_to_the_scratch_baseline(pre
   both = subprocess.run(command + ["--from=scratch"], cwd=ROOT, env=_env(), capture_output=True, text=True,
                         timeout=600)
   assert both.returncode == 2 and "--scratch_workdir compares a pretrained run" in both.stderr
+
+
+@pytest.mark.slow
+def test_two_processes_fine_tune_a_label_subset_as_one(pretrained, tmp_path):
+  """2 processes x 2 devices (jax.distributed over loopback) == 1 process x 4 devices, on 25% of the labels:
+  the same subset, the same steps."""
+  import json
+  import socket
+
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  extra = [f"--pretrained={pretrained}", "--label_fraction=0.25", "--config.eval.at_end=True"]
+  one = subprocess.run(_finetune(tmp_path / "one", *extra), cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+  assert one.returncode == 0, one.stderr[-3000:]
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAXSSL_COORDINATOR=f"127.0.0.1:{port}", JAXSSL_NUM_PROCESSES="2",
+             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  processes = [subprocess.Popen(_finetune(tmp_path / "two", "--distributed", *extra), cwd=ROOT,
+                                env=dict(env, JAXSSL_PROCESS_ID=str(i)), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  outputs = [p.communicate(timeout=600)[0] for p in processes]
+  assert all(p.returncode == 0 for p in processes), outputs[0][-3000:]
+  results = [json.loads((tmp_path / w / "results.json").read_text()) for w in ("one", "two")]
+  losses = [[h["loss"] for h in r["history"]] for r in results]
+  np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+  assert results[0]["results"]["train_examples"] == results[1]["results"]["train_examples"] == 128
+  assert results[0]["results"]["top1"] == pytest.approx(results[1]["results"]["top1"], abs=1e-6)

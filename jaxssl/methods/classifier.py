@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxssl import augment, config_checks, mixing
 from jaxssl import checkpoint
@@ -91,7 +92,7 @@ def pretrained_encoder(variables: base.Variables, workdir: str, step: int) -> ba
                             "fine-tune with the pretrained run's model fields")
   print(f"fine-tuning: encoder from {workdir} at step {saved_step}", flush=True)
   # The restored trees are plain dicts in the checkpoint's order; keep the fresh trees' structure.
-  as_fresh = lambda fresh, saved: jax.tree.map(lambda _, x: jnp.asarray(x), fresh, _like(fresh, saved))
+  as_fresh = lambda fresh, saved: jax.tree.map(lambda _, x: np.asarray(x), fresh, _like(fresh, saved))
   new_params = {**variables.params, "encoder": as_fresh(variables.params["encoder"], params)}
   new_stats = dict(variables.batch_stats)
   if stats:
