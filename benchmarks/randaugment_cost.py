@@ -44,7 +44,6 @@ print(json.dumps({"images_per_s": count / (time.perf_counter() - start)}))
 
 def device_rate(size: int, channels: int, batch: int, repeats: int) -> float:
   import jax
-  import jax.numpy as jnp
 
   from jaxssl.randaugment import rand_augment
 

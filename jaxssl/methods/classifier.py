@@ -1,8 +1,8 @@
 """Supervised classification of the train split's labels: full fine-tuning of a pretrained encoder, or the same
 encoder trained from scratch (the baseline that shows what pretraining buys).
 
-encoder -> linear head, cross-entropy on label-smoothed targets, mixup / cutmix per example (``jaxssl.mixing``),
-drop path for ViTs; the optimizer's layer-wise decay and rules (``jaxssl.optim``) do the rest of MAE's
+encoder -> linear head, cross-entropy on label-smoothed targets, RandAugment (``jaxssl.randaugment``, in the view
+recipe), random erasing, mixup / cutmix per example (``jaxssl.mixing``), drop path for ViTs; the optimizer's layer-wise decay and rules (``jaxssl.optim``) do the rest of MAE's
 fine-tuning recipe (He et al. 2022, arXiv:2111.06377, ``main_finetune.py``). With ``method.init=pretrained``
 the encoder starts from the run in ``method.pretrained`` (``python -m jaxssl.finetune`` sets these).
 """
@@ -13,8 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxssl import augment, config_checks, mixing
-from jaxssl import checkpoint
+from jaxssl import augment, checkpoint, config_checks, mixing
 from jaxssl.checkpoint import CheckpointError
 from jaxssl.methods import base
 from jaxssl.models import Classifier
