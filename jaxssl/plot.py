@@ -53,15 +53,21 @@ def plot_curves(records: list[dict], path: str) -> None:
     twin.plot(steps, [r["rep_rank"] for r in train], color="tab:orange", label="effective rank")
     twin.set_ylabel("effective rank")
     axes[1].legend(loc="lower left")
+  else:
+    axes[1].text(0.5, 0.5, "none logged by this method", ha="center", va="center",
+                 transform=axes[1].transAxes)
   axes[1].set(title="collapse indicators", xlabel="step")
   for key, label in (("knn_accuracy", "kNN"), ("online_probe_accuracy", "online probe (test)"),
-                     ("linear_top1", "linear probe")):
+                     ("linear_top1", "linear probe"), ("top1", "classifier (test)")):
     points = [(r["step"], 100 * r[key]) for r in evals if key in r]
     if points:
       axes[2].plot(*zip(*points), marker="o", label=label)
   probe = [(r["step"], 100 * r["probe_acc"]) for r in train if "probe_acc" in r]
   if probe:
     axes[2].plot(*zip(*probe), alpha=0.4, label="online probe (train batch)")
+  classifier = [(r["step"], 100 * r["train_top1"]) for r in train if "train_top1" in r]
+  if classifier:
+    axes[2].plot(*zip(*classifier), alpha=0.4, label="classifier (train batch, augmented)")
   axes[2].set(title="accuracy (%)", xlabel="step")
   axes[2].legend()
   fig.tight_layout()
