@@ -23,13 +23,7 @@ SIZES = {"base": ("vit_base", 16, 0.65, 0.1, 100), "large": ("vit_large", 16, 0.
 
 
 def get_config(arg: str = ""):
-  parts = [p for p in arg.split(",") if p]
-  unknown = [p for p in parts if p not in SIZES and p not in defaults.IMAGENET_DATA]
-  if unknown:
-    raise ValueError(f"config argument {unknown[0]!r}: use a size ({', '.join(SIZES)}) and/or data "
-                     f"({', '.join(defaults.IMAGENET_DATA)})")
-  size = next((p for p in parts if p in SIZES), "base")
-  data = next((p for p in parts if p in defaults.IMAGENET_DATA), "imagenet2012")
+  size, data = defaults.size_and_data(arg, SIZES)
   encoder, patch, layer_decay, drop_path, epochs = SIZES[size]
   config = defaults.imagenet(defaults.get_config("classifier"), data, batch_size=1024)
   config.model.encoder, config.model.patch_size, config.model.pool = encoder, patch, "mean"

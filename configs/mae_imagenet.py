@@ -21,13 +21,7 @@ SIZES = {"base": "vit_base", "large": "vit_large"}
 
 
 def get_config(arg: str = ""):
-  parts = [p for p in arg.split(",") if p]
-  unknown = [p for p in parts if p not in SIZES and p not in defaults.IMAGENET_DATA]
-  if unknown:
-    raise ValueError(f"config argument {unknown[0]!r}: use a size ({', '.join(SIZES)}) and/or data "
-                     f"({', '.join(defaults.IMAGENET_DATA)})")
-  size = next((p for p in parts if p in SIZES), "base")
-  data = next((p for p in parts if p in defaults.IMAGENET_DATA), "imagenet2012")
+  size, data = defaults.size_and_data(arg, SIZES)
   config = defaults.imagenet(defaults.get_config("mae"), data, batch_size=4096)
   config.model.encoder, config.model.patch_size = SIZES[size], 16
   config.model.pos_embed, config.model.weight_init = "sincos", "mae"

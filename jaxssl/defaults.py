@@ -158,6 +158,18 @@ def imagenet(config: ml_collections.ConfigDict, data: str = "imagenet2012",
   return config
 
 
+def size_and_data(arg: str, sizes, default_size: str = "base") -> tuple[str, str]:
+  """A ViT config's argument after ``:``: a model size (a key of ``sizes``), the data (``IMAGENET_DATA``) or
+  both, comma-separated ("large,imagenette"); (size, data) with the defaults filled in."""
+  parts = [p for p in arg.split(",") if p]
+  unknown = [p for p in parts if p not in sizes and p not in IMAGENET_DATA]
+  if unknown:
+    raise ValueError(f"config argument {unknown[0]!r}: use a size ({', '.join(sizes)}) and/or data "
+                     f"({', '.join(IMAGENET_DATA)})")
+  return (next((p for p in parts if p in sizes), default_size),
+          next((p for p in parts if p in IMAGENET_DATA), "imagenet2012"))
+
+
 def steps_per_epoch(config: ml_collections.ConfigDict) -> int:
   """Steps per epoch of the preset's dataset at the config's batch (ImageNet's size for an image folder)."""
   examples = TRAIN_EXAMPLES.get(config.data.dataset, TRAIN_EXAMPLES["imagenet2012"])

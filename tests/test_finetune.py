@@ -13,10 +13,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from jaxssl import data, defaults, mixing, parallel, train, train_step, validate
+from jaxssl import data, defaults, mixing, train, train_step, validate
 from jaxssl.checkpoint import CheckpointError
 from jaxssl.config_checks import ConfigError
-from helpers import mesh
+from test_train import _run_shard_map
 from tiny import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -88,19 +88,10 @@ def test_eight_devices_fine_tune_as_one_with_mixup_cutmix_and_drop_path():
   config = _classifier_config()
   pipeline = data.Pipeline(data.synthetic(64, size=16), config.train.batch_size, seed=0, prefetch=0)
   batches = [next(pipeline) for _ in range(2)]
-  results = {}
-  for n in (8, 1):
-    m = mesh(n)
-    trainer = train_step.build(config, total_steps=2, num_classes=10)
-    state = parallel.replicate(train_step.init_state(trainer, jax.random.key(0), 1), m)
-    step = parallel.shard_step(train_step.make_per_device_step(trainer), m)
-    losses = []
-    for batch in batches:
-      state, metrics = step(state, parallel.shard_batch(batch, m))
-      losses.append(float(metrics["loss"]))
-    results[n] = (losses, jax.device_get(state.params))
-  np.testing.assert_allclose(results[8][0], results[1][0], rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(results[8][1]), jax.tree.leaves(results[1][1])):
+  state8, losses8, _ = _run_shard_map(config, batches, 8, num_classes=10)
+  state1, losses1, _ = _run_shard_map(config, batches, 1, num_classes=10)
+  np.testing.assert_allclose(losses8, losses1, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(state8.params), jax.tree.leaves(state1.params)):
     np.testing.assert_allclose(a, b, atol=5e-5, rtol=5e-5)
 
 
