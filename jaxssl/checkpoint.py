@@ -146,6 +146,22 @@ def first_difference(saved: dict, expected: dict) -> str | None:
   return None
 
 
+def has_checkpoints(root) -> bool:
+  """Whether the workdir ``root`` (an etils path) holds any checkpoint, finished or in flight, without creating
+  anything there (a Checkpointer creates its directory)."""
+  folder = root / "checkpoints"
+  return folder.is_dir() and any(p.name.split(".")[0].isdigit() for p in folder.iterdir())
+
+
+def _subtree(tree: Any, name: str) -> Any:
+  """The node of a nested mapping at ``name`` ("params/encoder"), or None where it has none."""
+  for part in name.split("/"):
+    if tree is None or not hasattr(tree, "keys") or part not in tree.keys():
+      return None
+    tree = tree[part]
+  return tree
+
+
 class Checkpointer:
   """Saves and restores (TrainState, meta) pairs under ``workdir/checkpoints``."""
 
@@ -285,17 +301,15 @@ class Checkpointer:
     try:
       saved = ocp.StandardCheckpointer().metadata(where / "state")
       saved = getattr(saved, "item_metadata", saved)
-      target = {}
+      target = {}                                  # the wanted subtrees, nested as in the state
       for name in names:
-        node = saved
-        for part in name.split("/"):
-          node = node[part] if node is not None and part in node else None
+        node = _subtree(saved, name)
         if node is not None:
+          *parents, last = name.split("/")
           inner = target
-          parts = name.split("/")
-          for part in parts[:-1]:
+          for part in parents:
             inner = inner.setdefault(part, {})
-          inner[parts[-1]] = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), node)
+          inner[last] = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), node)
       device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
       restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=device), target)
       restored = ocp.PyTreeCheckpointer().restore(where / "state", args=ocp.args.PyTreeRestore(
@@ -307,14 +321,7 @@ class Checkpointer:
     for path, value in checksums(restored).items():
       if meta.get("checksums", {}).get(path, value) != value:
         raise CheckpointDamaged(f"checkpoint {where} is damaged: {path} does not match its checksum")
-    out = {}
-    for name in names:
-      node = restored
-      for part in name.split("/"):
-        node = node.get(part) if isinstance(node, dict) else None
-      if node is not None:
-        out[name] = node
-    return out, step
+    return {name: node for name in names if (node := _subtree(restored, name)) is not None}, step
 
   def restore_meta(self, step: int | None = None) -> dict:
     """Only the JSON record of ``step`` (default: the latest): what is needed to rebuild the run's model."""

@@ -351,6 +351,6 @@ def evaluate_state(trainer, state, dataset, mesh: Mesh | None = None, linear: bo
 
 
 def summary(scores: dict[str, float]) -> str:
-  names = {"top1": "top-1", "top5": "top-5", "knn_accuracy": "kNN", "online_probe_accuracy": "online probe", "linear_top1": "linear top-1",
-           "linear_top5": "linear top-5"}
+  names = {"top1": "top-1", "top5": "top-5", "knn_accuracy": "kNN", "online_probe_accuracy": "online probe",
+           "linear_top1": "linear top-1", "linear_top5": "linear top-5"}
   return ", ".join(f"{names[k]} {100 * v:.2f}%" for k, v in scores.items() if k in names)

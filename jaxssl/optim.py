@@ -146,6 +146,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     fail("optim.clip_mode", o.clip_mode, f"use one of {', '.join(map(repr, CLIP_MODES))}")
   if not o.min_lr >= 0:
     fail("optim.min_lr", o.min_lr, "must be non-negative")
+  if o.min_lr >= peak_learning_rate(config):
+    fail("optim.min_lr", o.min_lr, f"must be below the peak learning rate {peak_learning_rate(config):g} "
+         "(optim.base_lr x train.batch_size / 256)")
 
 
 def check_against_params(config: ml_collections.ConfigDict, params: Any) -> None:

@@ -50,14 +50,20 @@ def _merge(config: ml_collections.ConfigDict, saved: dict) -> None:
       config[key] = value
 
 
+def open_checkpoints(workdir: str, field: str = "--workdir") -> Checkpointer:
+  """The Checkpointer of a run directory that has checkpoints/ (CheckpointError naming ``field`` if not; a
+  Checkpointer would create the folder)."""
+  if not (resolve(workdir) / "checkpoints").is_dir():
+    raise CheckpointError(f"{field}={workdir!r} has no checkpoints/ to restore")
+  return Checkpointer(workdir)
+
+
 def load_run(workdir: str, step: int | None = None, axis_name: str | None = None) -> Run:
   """Rebuilds the run's trainer from config.json and restores checkpoint ``step`` (default: the latest)."""
   from jaxssl import train_step
 
   config = load_config(workdir)
-  if not (resolve(workdir) / "checkpoints").is_dir():
-    raise CheckpointError(f"--workdir={workdir!r} has no checkpoints/ to restore")
-  checkpointer = Checkpointer(workdir)
+  checkpointer = open_checkpoints(workdir)
   try:
     meta = checkpointer.restore_meta(step)
     trainer = train_step.build(config, int(meta["total_steps"]), axis_name=axis_name,

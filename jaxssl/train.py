@@ -18,7 +18,7 @@ from jaxssl import evaluation, methods, optim, run_identity
 from jaxssl.cadence import Cadence
 from jaxssl.metrics import MetricsWriter
 from jaxssl.parallel import make_mesh, replicate, shard_batch, shard_step
-from jaxssl.train_step import build, finite_names, init_state, make_per_device_step
+from jaxssl.train_step import build, finite_names, init_state, make_per_device_step, with_variables
 from jaxssl.workdir import resolve
 
 
@@ -90,7 +90,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   another config is refused (``jaxssl.run_identity``) unless the differing fields are in ``allow_change``; a
   finished run returns its results without training or evaluating again.
   """
-  from jaxssl import data, validate
+  from jaxssl import checkpoint, data, validate
 
   validate.validate(config, num_devices=jax.device_count())
   dataset = dataset or data.load(config.data)   # raises DataError before the workdir is touched
@@ -129,7 +129,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   channels = dataset.train.image_shape[-1]
   initial = init_state(trainer, jax.random.key(config.seed), channels)
   optim.check_against_params(config, initial.params)    # rules that cover nothing are refused (ConfigError)
-  if trainer.method.warm_start is not None and not _has_checkpoints(root):
+  if trainer.method.warm_start is not None and not checkpoint.has_checkpoints(root):
     initial = warm_start(trainer, initial)              # a pretrained encoder (CheckpointError if it cannot)
   state = replicate(initial, mesh)
   del initial
@@ -146,25 +146,14 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
       lock.release()
 
 
-def _has_checkpoints(root) -> bool:
-  """Whether the workdir holds any checkpoint (finished or not): then the run resumes, never warm-starts."""
-  folder = root / "checkpoints"
-  return folder.is_dir() and any(p.name.split(".")[0].isdigit() for p in folder.iterdir())
-
-
 def warm_start(trainer, state):
-  """The fresh state with the method's ``warm_start`` variables (a pretrained encoder), a new optimizer state
-  for them and, where the method keeps one, an EMA target copied from them."""
+  """The fresh state with the method's ``warm_start`` variables (a pretrained encoder), its optimizer state and
+  EMA target started from them."""
   from jaxssl.methods.base import Variables
-  from jaxssl.state import target_subtree
 
   # On the host: arrays restored onto one local device would need a cross-host transfer to be replicated.
   variables = jax.device_get(trainer.method.warm_start(Variables(state.params, state.batch_stats)))
-  copy = lambda tree: jax.tree.map(jax.numpy.copy, target_subtree(tree, trainer.method.ema_parts))
-  return state.replace(params=variables.params, batch_stats=variables.batch_stats,
-                       opt_state=trainer.tx.init(variables.params),
-                       ema_params=copy(variables.params) if trainer.method.uses_ema else None,
-                       ema_batch_stats=copy(variables.batch_stats) if trainer.method.uses_ema else None)
+  return with_variables(trainer, state, variables.params, variables.batch_stats)
 
 
 class _Setup(NamedTuple):

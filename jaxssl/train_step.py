@@ -85,20 +85,30 @@ def init_state(trainer: Trainer, key: jax.Array, channels: int) -> TrainState:
                                                   method=model.embed))
     probe_params = trainer.probe.init(jax.random.fold_in(init_key, 1), jnp.zeros(features.shape))
     probe_opt_state = trainer.probe_tx.init(probe_params)
-  # The target starts as a copy: aliased leaves in a donated state would be freed twice.
-  copy = lambda tree: jax.tree.map(jnp.copy, target_subtree(tree, method.ema_parts))
-  return TrainState(
+  fresh = TrainState(
       step=jnp.zeros((), jnp.int32),
       params=params,
       batch_stats=batch_stats,
-      opt_state=trainer.tx.init(params),
-      ema_params=copy(params) if method.uses_ema else None,
-      ema_batch_stats=copy(batch_stats) if method.uses_ema else None,
+      opt_state=None,
+      ema_params=None,
+      ema_batch_stats=None,
       method_state=method.init_state(state_key, trainer.config),
       rng=jax.random.key_data(rng),
       probe_params=probe_params,
       probe_opt_state=probe_opt_state,
   )
+  return with_variables(trainer, fresh, params, batch_stats)
+
+
+def with_variables(trainer: Trainer, state: TrainState, params: Any, batch_stats: Any) -> TrainState:
+  """``state`` with these online variables, and the optimizer state and EMA target (where the method keeps
+  one) started afresh from them: a new run's state, or one warm-started from a pretrained encoder."""
+  method = trainer.method
+  # The target starts as a copy: aliased leaves in a donated state would be freed twice.
+  copy = lambda tree: jax.tree.map(jnp.copy, target_subtree(tree, method.ema_parts))
+  return state.replace(params=params, batch_stats=batch_stats, opt_state=trainer.tx.init(params),
+                       ema_params=copy(params) if method.uses_ema else None,
+                       ema_batch_stats=copy(batch_stats) if method.uses_ema else None)
 
 
 def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> StepFn:

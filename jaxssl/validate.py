@@ -110,9 +110,6 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   if not config.optim.warmup_epochs >= 0:
     _fail("optim.warmup_epochs", config.optim.warmup_epochs, "must be non-negative (0: use optim.warmup_steps)")
   optim.check_config(config)
-  if config.optim.min_lr >= optim.peak_learning_rate(config):
-    _fail("optim.min_lr", config.optim.min_lr, f"must be below the peak learning rate "
-          f"{optim.peak_learning_rate(config):g} (optim.base_lr x train.batch_size / 256)")
 
   if not isinstance(config.augment.size, int) or config.augment.size < 2:
     _fail("augment.size", config.augment.size, "must be an integer of at least 2 (pixels)")

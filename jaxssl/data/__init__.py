@@ -25,8 +25,9 @@ SOURCES = ("tfds", "folder", "numpy", "idx", "synthetic")
 CROP_PLACES = ("auto", "host", "device")
 
 __all__ = ["ArraySource", "CROP_PLACES", "CropSpec", "DataError", "Dataset", "FolderSource", "HostCropper",
-           "Pipeline", "SOURCES", "Source", "SubsetSource", "TfdsSource", "balanced_indices", "label_subset", "available_cores", "cached", "crop_specs",
-           "crops_on_host", "global_batch_indices", "host_cropper", "load", "synthetic", "view_key"]
+           "Pipeline", "SOURCES", "Source", "SubsetSource", "TfdsSource", "available_cores", "balanced_indices",
+           "cached", "crop_specs", "crops_on_host", "global_batch_indices", "host_cropper", "label_subset", "load",
+           "synthetic", "view_key"]
 
 
 def crops_on_host(config: ml_collections.ConfigDict) -> bool:

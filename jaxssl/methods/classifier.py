@@ -67,13 +67,10 @@ def pretrained_encoder(variables: base.Variables, workdir: str, step: int) -> ba
   ``workdir`` at checkpoint ``step`` (-1: the latest). Only those are read from the checkpoint, so a run saved
   with another optimizer or method state still serves. Raises CheckpointError (one line) when the run cannot
   be read or its encoder is another architecture."""
-  from jaxssl.restore import load_config
-  from jaxssl.workdir import resolve
+  from jaxssl.restore import load_config, open_checkpoints
 
   load_config(workdir)                            # a run directory (CheckpointError: not one, or damaged)
-  if not (resolve(workdir) / "checkpoints").is_dir():
-    raise CheckpointError(f"config.method.pretrained={workdir!r} has no checkpoints/ to restore")
-  checkpointer = checkpoint.Checkpointer(workdir)
+  checkpointer = open_checkpoints(workdir, "config.method.pretrained")
   try:
     parts, saved_step = checkpointer.restore_subtrees(("params/encoder", "batch_stats/encoder"),
                                                       None if step < 0 else step)
@@ -90,20 +87,13 @@ def pretrained_encoder(variables: base.Variables, workdir: str, step: int) -> ba
       raise CheckpointError(f"{where}: its encoder's {name} do not fit this config's encoder ({difference}); "
                             "fine-tune with the pretrained run's model fields")
   print(f"fine-tuning: encoder from {workdir} at step {saved_step}", flush=True)
-  # The restored trees are plain dicts in the checkpoint's order; keep the fresh trees' structure.
-  as_fresh = lambda fresh, saved: jax.tree.map(lambda _, x: np.asarray(x), fresh, _like(fresh, saved))
+  # On the host, in the fresh trees' structure (the shapes were just compared path by path).
+  as_fresh = lambda fresh, saved: jax.tree.map(lambda _, x: np.asarray(x), fresh, saved)
   new_params = {**variables.params, "encoder": as_fresh(variables.params["encoder"], params)}
   new_stats = dict(variables.batch_stats)
   if stats:
     new_stats["encoder"] = as_fresh(variables.batch_stats["encoder"], stats)
   return base.Variables(new_params, new_stats)
-
-
-def _like(fresh, saved):
-  """``saved`` (nested dicts) rebuilt with ``fresh``'s structure (same keys)."""
-  if isinstance(fresh, dict):
-    return {k: _like(v, saved[k]) for k, v in fresh.items()}
-  return saved
 
 
 def defaults():
