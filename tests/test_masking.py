@@ -44,3 +44,136 @@ def test_masks_depend_on_each_examples_key_only():
   np.testing.assert_array_equal(np.concatenate([h.mask for h in halves]), whole.mask)
   np.testing.assert_array_equal(np.concatenate([h.ids_keep for h in halves]), whole.ids_keep)
   assert len({tuple(np.asarray(row)) for row in whole.ids_keep}) == 8     # examples differ
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# iBOT's blockwise masks.
+
+
+def _official_block_mask(rng, grid, ratio, min_aspect=0.3):
+  """iBOT's ImageFolderMask block loop (Python's random), as a reference for the distribution."""
+  import math
+  h_grid, w_grid = grid
+  mask = np.zeros(grid, bool)
+  high, count = ratio * h_grid * w_grid, 0
+  log_aspect = (math.log(min_aspect), math.log(1 / min_aspect))
+  while count < high:
+    remaining, delta = high - count, 0
+    for _ in range(10):
+      low = (min(grid) // 3) ** 2
+      area = rng.uniform(low, remaining)
+      aspect = math.exp(rng.uniform(*log_aspect))
+      h, w = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+      if w < w_grid and h < h_grid:
+        top, left = rng.randint(0, h_grid - h), rng.randint(0, w_grid - w)
+        new = h * w - mask[top:top + h, left:left + w].sum()
+        if 0 < new <= remaining:
+          mask[top:top + h, left:left + w] = True
+          delta += new
+      if delta > 0:
+        break
+    if delta == 0:
+      break
+    count += delta
+  return mask.reshape(-1)
+
+
+@pytest.mark.parametrize("grid,ratio", [((14, 14), 0.3), ((14, 14), 0.5), ((7, 7), 0.3), ((12, 8), 0.4)])
+def test_block_masks_match_the_official_sampler_in_distribution(grid, ratio):
+  import random
+  n = 400
+  keys = jax.random.split(jax.random.key(1), n)
+  ours = np.asarray(masking.block_masks(keys, grid, np.full((n,), ratio, np.float32)))
+  rng = random.Random(0)
+  theirs = np.stack([_official_block_mask(rng, grid, ratio) for _ in range(n)])
+  length = grid[0] * grid[1]
+  # Never more than the drawn share; on average the same share, and the same spread over images and patches.
+  assert ours.sum(1).max() <= ratio * length + 1e-6
+  assert abs(ours.mean() - theirs.mean()) < 0.015, (ours.mean(), theirs.mean())
+  assert abs(ours.sum(1).std() - theirs.sum(1).std()) < 1.0
+  np.testing.assert_allclose(ours.mean(0), theirs.mean(0), atol=0.12)
+
+
+def test_block_masks_are_blocks_not_scattered_patches():
+  n, grid = 200, (14, 14)
+  masks = np.asarray(masking.block_masks(jax.random.split(jax.random.key(2), n), grid, np.full((n,), 0.4)))
+  grids = masks.reshape(n, *grid).astype(bool)
+  # Most masked patches have a masked 4-neighbour (a random 40% mask: about 1 - 0.6^4 = 87%, ours near 100%).
+  padded = np.pad(grids, ((0, 0), (1, 1), (1, 1)))
+  neighbour = padded[:, :-2, 1:-1] | padded[:, 2:, 1:-1] | padded[:, 1:-1, :-2] | padded[:, 1:-1, 2:]
+  assert (neighbour & grids).sum() / grids.sum() > 0.97
+
+
+def test_prediction_ratios_follow_ibots_choice_and_spread():
+  keys = jax.random.split(jax.random.key(3), 4000)
+  r = np.asarray(masking.prediction_ratios(keys, (0.0, 0.3), (0.0, 0.2)))
+  unmasked = r == 0.0
+  assert 0.45 < unmasked.mean() < 0.55
+  assert r[~unmasked].min() >= 0.1 - 1e-6 and r[~unmasked].max() <= 0.5 + 1e-6
+  assert abs(r[~unmasked].mean() - 0.3) < 0.01
+  assert np.all(np.asarray(masking.prediction_ratios(keys[:10], (0.3,), (0.0,))) == np.float32(0.3))
+
+
+def test_block_masks_depend_on_each_examples_key_only():
+  keys = jax.random.split(jax.random.key(4), 8)
+  ratios = masking.prediction_ratios(keys, (0.0, 0.3), (0.0, 0.2))
+  whole = masking.block_masks(keys, (7, 7), ratios)
+  halves = [masking.block_masks(keys[i:i + 4], (7, 7), ratios[i:i + 4]) for i in (0, 4)]
+  np.testing.assert_array_equal(np.concatenate(halves), whole)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# I-JEPA's multi-block masks.
+
+
+def _bounding_box(indices, width):
+  rows, cols = np.asarray(indices) // width, np.asarray(indices) % width
+  return rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+
+
+@pytest.mark.parametrize("grid", [(14, 14), (16, 16), (7, 7)])
+def test_multiblock_masks_blocks_scales_and_no_overlap(grid):
+  n = 256
+  out = masking.multiblock_masks(jax.random.split(jax.random.key(5), n), grid)
+  context, targets = np.asarray(out.context), np.asarray(out.targets)
+  k_target = masking.smallest_block(grid, (0.15, 0.2), (0.75, 1.5))
+  assert targets.shape == (n, 4, k_target)
+  assert context.shape == (n, masking.default_context_keep(grid))
+  h_all, w_all = masking._block_size(np.linspace(0, 1, 10001), grid, (0.15, 0.2), (0.75, 1.5))
+  sizes = set(zip(h_all.astype(int), w_all.astype(int)))
+  side = set(masking._block_size(np.linspace(0, 1, 10001), grid, (0.85, 1.0), (1.0, 1.0))[0].astype(int))
+  length = grid[0] * grid[1]
+  for i in range(n):
+    assert len(set(context[i])) == context.shape[1] and context[i].max() < length
+    assert not set(context[i]) & set(targets[i].ravel()), "the context overlaps a target"
+    r0, r1, c0, c1 = _bounding_box(context[i], grid[1])
+    assert r1 - r0 <= max(side) and c1 - c0 <= max(side)
+    for t in targets[i]:
+      assert len(set(t)) == k_target and np.all(np.diff(t) > 0)          # distinct, row-major
+      r0, r1, c0, c1 = _bounding_box(t, grid[1])
+      # The kept patches are a row-major prefix of one block of an allowed size (rows may be cut at the end).
+      assert any(c1 - c0 <= w and r1 - r0 <= h and h * w >= k_target for h, w in sizes)
+      assert (c1 - c0) in {w for _, w in sizes}
+  # The four targets of an example share one size; examples draw different sizes and positions.
+  assert len({tuple(t) for t in targets[:, 0]}) > min(n // 4, 20)
+
+
+def test_multiblock_scales_are_the_official_ones():
+  # 14 x 14 patches (ViT-H/14 at 224 px: 16 x 16): the official block sizes for scale 0.15-0.2, aspect 0.75-1.5.
+  h, w = masking._block_size(np.array([0.0, 1.0]), (14, 14), (0.15, 0.2), (0.75, 1.5))
+  assert (h.tolist(), w.tolist()) == ([5.0, 8.0], [6.0, 5.0])   # int(196 * .15) = 29 -> 5 x 6; 39 -> 8 x 5
+  h, w = masking._block_size(np.array([0.0, 1.0]), (16, 16), (0.85, 1.0), (1.0, 1.0))
+  assert (h.tolist(), w.tolist()) == ([15.0, 15.0], [15.0, 15.0])    # capped one short of the grid
+
+
+def test_multiblock_masks_depend_on_each_examples_key_only():
+  keys = jax.random.split(jax.random.key(6), 8)
+  whole = masking.multiblock_masks(keys, (7, 7))
+  halves = [masking.multiblock_masks(keys[i:i + 4], (7, 7)) for i in (0, 4)]
+  np.testing.assert_array_equal(np.concatenate([h.context for h in halves]), whole.context)
+  np.testing.assert_array_equal(np.concatenate([h.targets for h in halves]), whole.targets)
+
+
+def test_multiblock_refuses_a_context_larger_than_its_block():
+  with pytest.raises(ValueError, match="context_keep=50"):
+    masking.multiblock_masks(jax.random.split(jax.random.key(0), 2), (7, 7), context_keep=50)
