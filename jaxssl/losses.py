@@ -454,6 +454,43 @@ def swav_loss(scores: list[jax.Array], temperature: float = 0.1, epsilon: float 
   return _pmean(total / len(assign_views), axis_name)
 
 
+def centred_softmax(teacher: jax.Array, center: jax.Array, temperature: float | jax.Array) -> jax.Array:
+  """DINO's teacher targets: softmax((t - c) / T) over the last axis, without gradient."""
+  return jax.nn.softmax((jax.lax.stop_gradient(teacher) - center) / temperature, axis=-1)
+
+
+def sinkhorn_targets(teacher: jax.Array, temperature: float | jax.Array, iterations: int = 3,
+                     weights: jax.Array | None = None, axis_name: AxisName = None) -> jax.Array:
+  """DINOv2's Sinkhorn-Knopp centring of the teacher (Oquab et al. 2023, arXiv:2304.07193; official
+  ``SinkhornKnoppTeacher``): SwAV's equipartition of exp(t / T) over the global batch, in place of the centre.
+
+  Args:
+    teacher: [n, K] teacher logits of this device's samples; weights: optional [n] 0/1 (which take part: the
+      masked patch tokens for the patch loss).
+  """
+  return sinkhorn(teacher, temperature, iterations, weights, axis_name)
+
+
+def distillation_loss(student: list[jax.Array], targets: list[jax.Array], student_temperature: float = 0.1,
+                      axis_name: AxisName = None) -> jax.Array:
+  """DINO's cross-view term on given teacher targets: the mean over pairs (a, v), v != a, of
+  mean_i H(targets[a][i], softmax(student[v][i] / T_s)); teacher view a is student view a.
+
+  Args:
+    student: V arrays [n, K] of student logits (global views first).
+    targets: G arrays [n, K] of teacher probabilities on the G global views (``centred_softmax`` or
+      ``sinkhorn_targets``).
+  """
+  total, terms = 0.0, 0
+  for a, target in enumerate(targets):
+    target = jax.lax.stop_gradient(target)
+    for v, s in enumerate(student):
+      if v != a:
+        total += jnp.mean(-jnp.sum(target * jax.nn.log_softmax(s / student_temperature, axis=-1), axis=-1))
+        terms += 1
+  return _pmean(total / terms, axis_name)
+
+
 def dino_loss(student: list[jax.Array], teacher: list[jax.Array], center: jax.Array,
               student_temperature: float = 0.1, teacher_temperature: float | jax.Array = 0.04,
               axis_name: AxisName = None) -> jax.Array:
@@ -471,14 +508,64 @@ def dino_loss(student: list[jax.Array], teacher: list[jax.Array], center: jax.Ar
     teacher: G arrays [n, K] of teacher logits on the G global views (no gradient).
     center: [K] running centre of the teacher logits.
   """
-  total, terms = 0.0, 0
-  for a, t in enumerate(teacher):
-    targets = jax.nn.softmax((jax.lax.stop_gradient(t) - center) / teacher_temperature, axis=-1)
-    for v, s in enumerate(student):
-      if v != a:
-        total += jnp.mean(-jnp.sum(targets * jax.nn.log_softmax(s / student_temperature, axis=-1), axis=-1))
-        terms += 1
-  return _pmean(total / terms, axis_name)
+  targets = [centred_softmax(t, center, teacher_temperature) for t in teacher]
+  return distillation_loss(student, targets, student_temperature, axis_name)
+
+
+def ibot_patch_loss(student: jax.Array, targets: jax.Array, mask: jax.Array, student_temperature: float = 0.1,
+                    axis_name: AxisName = None) -> jax.Array:
+  """iBOT's masked-patch loss (Zhou et al. 2022, arXiv:2111.07832, eq. 2; official ``iBOTLoss``, lightly's and
+  DINOv2's ``IBOTPatchLoss``) for one global view: the cross-entropy between the teacher's targets on the
+  unmasked image and the student's outputs on the masked one, averaged over each image's masked patches, then
+  over the images (an image without masked patches counts 0):
+
+      L = mean_n [ sum_l m_nl H(P_t[n, l], softmax(s[n, l] / T_s)) / max(sum_l m_nl, 1) ]
+
+  Args:
+    student: [n, L, K] the student's patch logits; targets: [n, L, K] the teacher's probabilities
+      (``centred_softmax`` with the patch centre, or ``sinkhorn_targets``); mask: [n, L] 1 where masked.
+  """
+  chex.assert_rank([student, targets, mask], [3, 3, 2])
+  ce = -jnp.sum(jax.lax.stop_gradient(targets) * jax.nn.log_softmax(student / student_temperature, axis=-1), -1)
+  per_image = jnp.sum(ce * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
+  return _pmean(jnp.mean(per_image), axis_name)
+
+
+def koleo_loss(x: jax.Array, eps: float = 1e-8, axis_name: AxisName = None) -> jax.Array:
+  """The KoLeo regulariser (Sablayrolles et al. 2019, arXiv:1806.03198), as DINOv2's ``KoLeoLoss`` and
+  lightly's: minus the mean log distance of each L2-normalised row to its nearest other row,
+
+      L = -mean_i log(|| x_i - x_nn(i) + eps || + eps),   nn(i) = argmax_{j != i} x_i . x_j
+
+  With ``axis_name`` the neighbours come from the global batch (DINOv2 searches each GPU's batch: call it
+  without ``axis_name`` inside the device for that).
+
+  Args:
+    x: [n, D] features (DINOv2: the student's class tokens of one global view).
+  """
+  chex.assert_rank(x, 2)
+  x = _l2_normalize(x.astype(jnp.float32), eps)
+  others = _all_gather(x, axis_name)
+  n = x.shape[0]
+  similarity = x @ jax.lax.stop_gradient(others).T
+  self_index = _device_offset(n, axis_name) + jnp.arange(n)
+  similarity = similarity.at[jnp.arange(n), self_index].set(-2.0)
+  neighbour = others[jnp.argmax(similarity, axis=1)]
+  distance = jnp.sqrt(jnp.sum((x - neighbour + eps) ** 2, axis=-1))
+  return _pmean(-jnp.mean(jnp.log(distance + eps)), axis_name)
+
+
+def ijepa_loss(predictions: jax.Array, targets: jax.Array, axis_name: AxisName = None) -> jax.Array:
+  """I-JEPA's loss (Assran et al. 2023, arXiv:2301.08243; official ``src/train.py``: ``F.smooth_l1_loss``
+  then an all-reduce mean): the smooth L1 (Huber, beta 1) distance between the predictor's outputs and the
+  target encoder's layer-normalised tokens at the target patches, averaged over every element.
+
+  Args:
+    predictions, targets: [..., D] of the same shape (targets without gradient).
+  """
+  chex.assert_equal_shape([predictions, targets])
+  diff = jnp.abs(predictions.astype(jnp.float32) - jax.lax.stop_gradient(targets).astype(jnp.float32))
+  return _pmean(jnp.mean(jnp.where(diff < 1.0, 0.5 * diff ** 2, diff - 0.5)), axis_name)
 
 
 def dino_center(center: jax.Array, teacher: list[jax.Array], momentum: float = 0.9,
