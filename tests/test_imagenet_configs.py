@@ -11,7 +11,7 @@ import helpers
 from jaxssl import data, optim, train, validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ("simclr", "byol", "vicreg", "dino")
+METHODS = ("simclr", "byol", "vicreg", "dino", "ibot")
 
 
 def _get_config(method, *arg):
@@ -50,10 +50,12 @@ def test_a_few_steps_on_a_jpeg_folder(method, jpegs, tmp_path):
   config.data.data_dir, config.data.workers = str(jpegs), 2
   config.data.image_size, config.augment.size = 24, 16
   config.model.compute_dtype = "float32"
-  if method == "dino":
+  if method in ("dino", "ibot"):
     config.model.encoder, config.model.patch_size = "vit_micro", 4
     config.augment.local_size, config.augment.num_local_crops = 8, 2
     config.method.proj_hidden_dims, config.method.bottleneck_dim, config.method.out_dim = (32,), 8, 32
+    if method == "ibot":
+      config.method.patch_out_dim = 32
   else:
     config.model.encoder, config.model.stem = "small_resnet", "cifar"
     config.method.proj_hidden_dims, config.method.proj_dim = (32,), 16

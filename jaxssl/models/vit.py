@@ -217,14 +217,17 @@ class ViT(nn.Module):
     return jnp.concatenate([pos[:, :1], patch_pos.reshape(1, grid[0] * grid[1], self.dim)], axis=1)
 
   @nn.compact
-  def tokens(self, x: jax.Array, keep_ids: jax.Array | None = None, drop_keys: jax.Array | None = None) -> Tokens:
+  def tokens(self, x: jax.Array, keep_ids: jax.Array | None = None, drop_keys: jax.Array | None = None,
+             masked: jax.Array | None = None, mask_token: jax.Array | None = None) -> Tokens:
     """The encoder's tokens.
 
     Args:
       x: [N, H, W, C] normalised images.
       keep_ids: int [N, K] indices of the patches to keep (row-major), or None for all: the encoder then runs on
-        the class token and those K patches only (MAE).
+        the class token and those K patches only (MAE, I-JEPA's context).
       drop_keys: [N] per-example keys for drop path (``drop_path_rate``), or None for none (evaluation).
+      masked: [N, L] 1 where a patch's embedding is replaced by ``mask_token`` [1, 1, dim] before the positions
+        are added (iBOT's ``masked_embed``, BEiT's masking); None for none.
     """
     chex.assert_rank(x, 4)
     n, h, w, _ = x.shape
@@ -234,6 +237,8 @@ class ViT(nn.Module):
                 kernel_init=patch_embed_init(self.weight_init), name="patch_embed")(x.astype(self.dtype))
     grid = (x.shape[1], x.shape[2])
     x = x.reshape(n, grid[0] * grid[1], self.dim)
+    if masked is not None:
+      x = jnp.where(masked[..., None] > 0, mask_token.astype(x.dtype), x)
     pos = self._positions(grid).astype(x.dtype)
     x = x + pos[:, 1:]
     if keep_ids is not None:

@@ -1,0 +1,117 @@
+"""iBOT through the trainer: 8 devices = 1, the masked student and the unmasked teacher, DINOv2's options, the
+whole loop."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxssl import losses, methods, train, train_step, validate
+from jaxssl.methods import ibot
+from jaxssl.methods.base import StepInputs, Variables
+from jaxssl.models.ibot import teacher_outputs
+from test_train import _assert_trees_close, _batches, _run_shard_map
+from tiny import tiny_config
+
+
+@pytest.mark.parametrize("variant", ["official", "dinov2"])
+def test_ibot_trains_the_same_on_eight_devices_as_on_one(variant):
+  config = tiny_config("ibot")
+  if variant == "dinov2":                      # separate patch head, Sinkhorn-Knopp targets, KoLeo
+    config.method.shared_head, config.method.centering, config.method.koleo_weight = False, "sinkhorn", 0.1
+  batches = _batches(config, 3)
+  state8, losses8, _ = _run_shard_map(config, batches, 8)
+  state1, losses1, _ = _run_shard_map(config, batches, 1)
+  assert all(np.isfinite(losses8))
+  np.testing.assert_allclose(losses8, losses1, rtol=1e-4, atol=1e-4)
+  _assert_trees_close(state8.params, state1.params, 5e-4)
+  _assert_trees_close(state8.method_state, state1.method_state, 1e-4)
+  heads = {"projector"} if variant == "official" else {"projector", "patch_projector"}
+  assert set(state8.params) == {"encoder", "mask_token"} | heads
+  assert set(state8.ema_params) == {"encoder"} | heads                 # the teacher has no mask token
+  assert np.any(np.asarray(state8.method_state["patch_center"]) != 0)
+  # The mask token trains (it is the student's input at the masked patches).
+  assert np.any(np.asarray(state8.params["mask_token"]) != 0)
+
+
+def _loss_inputs(config, seed=0):
+  trainer = train_step.build(config, total_steps=3, axis_name=None)
+  state = train_step.init_state(trainer, jax.random.key(0), 1)
+  rng = np.random.default_rng(seed)
+  views = [jnp.asarray(rng.normal(size=(8, 16, 16, 1)), jnp.float32) for _ in range(2)] + \
+          [jnp.asarray(rng.normal(size=(8, 8, 8, 1)), jnp.float32) for _ in range(2)]
+  keys = jax.random.split(jax.random.key(1), 8)
+  inputs = StepInputs(views, keys, jnp.zeros((8,), jnp.int32), jnp.asarray(5, jnp.int32), state.method_state, None)
+  return trainer, state, inputs
+
+
+def test_ibot_loss_is_the_official_sum_of_its_two_terms():
+  config = tiny_config("ibot")
+  config.method.pred_ratios, config.method.pred_ratio_vars = (0.3,), (0.2,)     # every image masked
+  trainer, state, inputs = _loss_inputs(config)
+  online, target = Variables(state.params, {}), Variables(state.ema_params, {})
+  out = trainer.method.loss(trainer.model, online, target, inputs)
+  m = config.method
+  # Recompute from the network's pieces: the teacher on unmasked global views, the student on masked ones.
+  masks = [ibot.masks_for(inputs.keys, v, (4, 4), m) for v in range(2)]
+  assert 0 < float(jnp.mean(jnp.stack(masks))) < 0.6
+  student = [trainer.model.apply({"params": state.params}, x, masked=masks[v] if v < 2 else None,
+                                 with_patches=v < 2) for v, x in enumerate(inputs.views)]
+  teacher = [teacher_outputs(trainer.model, state.ema_params, inputs.views[v]) for v in range(2)]
+  temperature = m.teacher_temperature                    # past the 2 warm-up steps of the small config
+  cls = losses.dino_loss([s.cls_logits for s in student], [t.cls_logits for t in teacher],
+                         inputs.method_state["center"], m.student_temperature, temperature)
+  patch = sum(losses.ibot_patch_loss(student[v].patch_logits,
+                                     losses.centred_softmax(teacher[v].patch_logits, 0.0, temperature), masks[v],
+                                     m.student_temperature) for v in range(2)) / 2
+  np.testing.assert_allclose(out.metrics["cls_loss"], cls, rtol=1e-5)
+  np.testing.assert_allclose(out.metrics["patch_loss"], patch, rtol=1e-5)
+  np.testing.assert_allclose(out.loss, cls + patch, rtol=1e-5)
+  # Masking matters: with no masked patch the student's tokens are the teacher's (same weights at step 0), so
+  # the patch loss is the teacher's own entropy; with masks it is larger.
+  assert float(out.metrics["patch_loss"]) > 0
+
+
+def test_masked_patches_reach_the_student_as_the_mask_token():
+  config = tiny_config("ibot")
+  trainer, state, inputs = _loss_inputs(config)
+  x = inputs.views[0]
+  mask = jnp.zeros((8, 16)).at[:, 5].set(1.0)
+  changed = x.at[:, 4:8, 4:8].add(3.0)                  # patch 5 of the 4 x 4 grid
+  apply = lambda images: trainer.model.apply({"params": state.params}, images, masked=mask)
+  np.testing.assert_allclose(apply(changed).patch_logits, apply(x).patch_logits, atol=1e-6)
+  unmasked = lambda images: trainer.model.apply({"params": state.params}, images)
+  assert not np.allclose(unmasked(changed).patch_logits, unmasked(x).patch_logits, atol=1e-4)
+
+
+def test_ibot_config_checks():
+  config = tiny_config("ibot")
+  validate.validate(config, num_devices=8)
+  bad = [("model.encoder", "small_resnet", "iBOT masks patch tokens"),
+         ("method.patch_out_dim", 64, "a shared head scores both token kinds: must equal method.out_dim (32)"),
+         ("method.centering", "batch", "must be one of"),
+         ("method.pred_ratios", (0.3, 0.9), "r + v < 1"),
+         ("method.pred_ratio_vars", (0.1,), "needs one spread per method.pred_ratios")]
+  for field, value, message in bad:
+    config = tiny_config("ibot")
+    section, name = field.split(".")
+    config[section][name] = value
+    with pytest.raises(validate.ConfigError, match=rf"^config.{field}=.*{re.escape(message)}"):
+      validate.validate(config, num_devices=8)
+
+
+@pytest.mark.slow
+def test_ibot_runs_the_whole_loop_with_knn_and_the_last_layers_frozen(tmp_path):
+  config = tiny_config("ibot")
+  config.method.shared_head = False
+  results = train.run(config, str(tmp_path / "run"))
+  assert results["steps"] == 3 and np.isfinite(results["final_loss"])
+  assert 0.0 <= results["knn_accuracy"] <= 1.0
+  assert "ibot" in methods.names()
+  from jaxssl.restore import load_run
+  run = load_run(str(tmp_path / "run"))
+  fresh = train_step.init_state(run.trainer, jax.random.key(config.seed), 1)
+  for head in ("projector", "patch_projector"):           # frozen for 2 of 3 steps: moved once
+    assert not np.array_equal(run.state.params[head]["last_layer"], fresh.params[head]["last_layer"])
