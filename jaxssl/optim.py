@@ -334,8 +334,11 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
 
 
 def ema_momentum(step: jax.Array, total_steps: int, base_momentum: float, schedule: str = "cosine") -> jax.Array:
-  """BYOL's tau: 1 - (1 - base) * (cos(pi * step / total) + 1) / 2, rising from base to 1; or "constant"."""
+  """BYOL's tau: 1 - (1 - base) * (cos(pi * step / total) + 1) / 2, rising from base to 1; "linear" from base
+  to 1 (I-JEPA's ``momentum_scheduler``); or "constant"."""
   if schedule == "constant":
     return jnp.asarray(base_momentum, jnp.float32)
   progress = jnp.minimum(step / max(total_steps, 1), 1.0)
+  if schedule == "linear":
+    return base_momentum + (1.0 - base_momentum) * progress
   return 1.0 - (1.0 - base_momentum) * (jnp.cos(math.pi * progress) + 1.0) / 2.0

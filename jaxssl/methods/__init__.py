@@ -9,7 +9,7 @@ from typing import Any
 
 import ml_collections
 
-from jaxssl.methods import (barlow_twins, byol, classifier, dino, ibot, mae, meanshift, mocov3, nnclr, simclr, simsiam,
+from jaxssl.methods import (barlow_twins, byol, classifier, dino, ibot, ijepa, mae, meanshift, mocov3, nnclr, simclr, simsiam,
                             supcon, swav, vicreg, wmse)
 from jaxssl.methods.base import LossOutput, Method, StepInputs, Variables
 
@@ -18,7 +18,7 @@ _REGISTRY: dict[str, Any] = {
     "byol": byol, "simsiam": simsiam, "dino": dino,                       # self-distillation
     "vicreg": vicreg, "barlow_twins": barlow_twins, "wmse": wmse, "swav": swav,  # canonical correlation
     "mocov3": mocov3,
-    "mae": mae, "ibot": ibot,                                             # masked image modeling
+    "mae": mae, "ibot": ibot, "ijepa": ijepa,                             # masked image modeling
     "classifier": classifier,                 # supervised: fine-tuning a pretrained encoder, or from scratch
 }
 

@@ -1,0 +1,111 @@
+"""I-JEPA (Assran et al. 2023, "Self-Supervised Learning from Images with a Joint-Embedding Predictive
+Architecture", arXiv:2301.08243; official ``src/train.py``).
+
+One crop per image; per example, four target blocks and a context block with the targets removed
+(``jaxssl.masking.multiblock_masks``). The context encoder sees the context patches only; a narrow ViT predictor
+predicts, from them and mask tokens at each target's positions, the EMA target encoder's layer-normalised tokens
+of the full image there; the loss is their smooth L1 distance. No pixel reconstruction, no photometric
+augmentation. Masks come from the per-example keys, so 8 devices give the same step as 1.
+
+Differences from the official encoder: jaxssl's ViT has a class token (the context encoder carries it along;
+nothing reads it, and evaluation pools the patch tokens, ``model.pool=mean``, as I-JEPA's probes do); the
+predictor's residual projections are not rescaled by depth at initialisation (``fix_init_weight``).
+"""
+
+from __future__ import annotations
+
+from jaxssl import augment, config_checks, losses, masking
+from jaxssl.methods import base
+from jaxssl.methods.base import check_momentum, ema_schedule
+from jaxssl.models.ijepa import IJEPANetwork, Predictor, target_tokens
+
+_MASK_STREAM, _DROP_STREAM = 0, 1
+
+
+def masks_for(keys, grid: tuple[int, int], m) -> masking.MultiBlock:
+  """The examples' context and target blocks, from their keys."""
+  return masking.multiblock_masks(base.stream(keys, _MASK_STREAM), grid, m.num_targets, tuple(m.target_scale),
+                                  tuple(m.target_aspect), tuple(m.context_scale),
+                                  m.context_keep if m.context_keep > 0 else None)
+
+
+def _recipes(config):
+  """A random resized crop, nothing else (official: no flip, no colour)."""
+  return (augment.ViewRecipe(**base.recipe_kwargs(config), flip_prob=0.0, jitter_prob=0.0, grayscale_prob=0.0),)
+
+
+def make(config) -> base.Method:
+  m = config.method
+  grid = (config.augment.size // config.model.patch_size,) * 2
+
+  def make_model(config, encoder, axis_name, dtype):
+    return IJEPANetwork(encoder, Predictor(encoder.dim, m.predictor_dim, m.predictor_depth, m.predictor_heads,
+                                           dtype=dtype))
+
+  def loss(model, online, target, inputs):
+    images = inputs.views[0]
+    masks = masks_for(inputs.keys, grid, m)
+    predictions = model.apply({"params": online.params}, images, masks.context, masks.targets,
+                              base.stream(inputs.keys, _DROP_STREAM), train=True)
+    targets = target_tokens(model.encoder, target.params["encoder"], images, masks.targets)
+    value = losses.ijepa_loss(predictions, targets, inputs.axis_name)
+    return base.LossOutput(value, {"loss": value}, online.batch_stats)
+
+  return base.Method(name="ijepa", make_model=make_model, recipes=_recipes, loss=loss,
+                     ema=ema_schedule(m.base_momentum, "linear"), ema_parts=("encoder",), drop_path=True,
+                     no_online_probe="its encoder sees only the context block; an online probe would need a "
+                     "second encoder pass over the whole image; use the kNN and linear probe (eval.linear_probe) "
+                     "on full images instead")
+
+
+def defaults():
+  """The official ViT-H/14 ImageNet config (``configs/in1k_vith14_ep300.yaml``): 4 target blocks of scale
+  0.15-0.2 and aspect 0.75-1.5, one context block of scale 0.85-1.0, a predictor 384 wide and 12 deep (16 heads,
+  the encoder's), EMA 0.996 -> 1 linearly. ``context_keep`` 0: ``masking.default_context_keep``."""
+  return {"num_targets": 4, "target_scale": (0.15, 0.2), "target_aspect": (0.75, 1.5),
+          "context_scale": (0.85, 1.0), "context_keep": 0, "predictor_dim": 384, "predictor_depth": 12,
+          "predictor_heads": 16, "base_momentum": 0.996}
+
+
+def _pair(config, field, low, high):
+  value = tuple(config_checks.get(config, field))
+  if len(value) != 2 or not low <= value[0] <= value[1] <= high:
+    config_checks.fail(field, value, f"needs (low, high) with {low} <= low <= high <= {high}")
+
+
+def check(config) -> None:
+  m = config.method
+  if not config.model.encoder.startswith("vit"):
+    config_checks.fail("model.encoder", config.model.encoder, "I-JEPA predicts patch tokens: use a ViT (vit_*)")
+  config_checks.positive_int(config, "method.num_targets")
+  _pair(config, "method.target_scale", 0.0, 1.0)
+  _pair(config, "method.context_scale", 0.0, 1.0)
+  _pair(config, "method.target_aspect", 1e-2, 1e2)
+  config_checks.non_negative_int(config, "method.context_keep")
+  for field in ("predictor_dim", "predictor_depth", "predictor_heads"):
+    config_checks.positive_int(config, f"method.{field}")
+  if m.predictor_dim % m.predictor_heads or m.predictor_dim % 4:
+    config_checks.fail("method.predictor_dim", m.predictor_dim,
+                       "must be divisible by method.predictor_heads and by 4 (sine-cosine positions)")
+  grid = (config.augment.size // max(config.model.patch_size, 1),) * 2
+  if masking.smallest_block(grid, tuple(m.target_scale), tuple(m.target_aspect)) < 1:
+    config_checks.fail("method.target_scale", tuple(m.target_scale), f"a target block of the {grid} patch grid "
+                       "can have no patch (augment.size / model.patch_size)")
+  largest = masking.smallest_block(grid, tuple(m.context_scale), (1.0, 1.0))
+  if m.context_keep > largest:
+    config_checks.fail("method.context_keep", m.context_keep,
+                       f"more than the smallest context block of the {grid} patch grid ({largest} patches)")
+  check_momentum(config)
+
+
+def config_defaults() -> dict:
+  """The official encoder and optimizer: a ViT (the micro one for the default 28 px images) with fixed
+  sine-cosine positions, evaluated on its mean patch token; AdamW lr 1e-3 at batch 2048 (1.25e-4 x batch /
+  256) to a minimum of 1e-6, weight decay 0.04 -> 0.4; crops of scale (0.3, 1); no online probe."""
+  return {"model.encoder": "vit_micro", "model.patch_size": 4, "model.pos_embed": "sincos", "model.pool": "mean",
+          "optim.name": "adamw", "optim.base_lr": 1.25e-4, "optim.min_lr": 1e-6, "optim.weight_decay": 0.04,
+          "optim.weight_decay_end": 0.4, "augment.crop_scale": (0.3, 1.0), "eval.online_probe": False}
+
+
+def small(batch_size: int) -> dict:
+  return {"method.predictor_dim": 32, "method.predictor_depth": 1, "method.predictor_heads": 2}
