@@ -11,7 +11,9 @@ it in the PyTorch venv, on the same images. Both encoders are scored by the same
 k=200, T=0.1) and linear probe (30 epochs on frozen, standardised features), on features of the same test
 images; so are raw pixels and both encoders at initialisation (their default inits differ). Methods with a
 lightly recipe: simclr, byol, vicreg, barlow_twins, simsiam, nnclr, mocov3 (the default is the first three), and
-mae (benchmarks/lightly_mae.py: lightly's MAE example model with the official loss and AdamW).
+mae (benchmarks/lightly_mae.py: lightly's MAE example model with the official loss and AdamW), ibot and ijepa
+(benchmarks/lightly_masked.py: lightly's masked ViT, heads, losses, block masks and I-JEPA collator and
+predictor, with the official optimizers).
 Prints a Markdown table.
 
 Experiments, for when the two disagree (each separates one part of the method from the rest):
@@ -43,7 +45,8 @@ from flax import traverse_util  # noqa: E402
 from benchmarks import accuracy  # noqa: E402
 from jaxssl import augment, data, evaluation, optim, train, train_step  # noqa: E402
 
-LIGHTLY_RECIPES = ("simclr", "byol", "vicreg", "barlow_twins", "simsiam", "nnclr", "mocov3", "mae")
+LIGHTLY_RECIPES = ("simclr", "byol", "vicreg", "barlow_twins", "simsiam", "nnclr", "mocov3", "mae", "ibot", "ijepa")
+MASKED = ("mae", "ibot", "ijepa")      # AdamW recipes, trained by lightly_mae.py / lightly_masked.py
 
 
 def _linen_with(**replacements):
@@ -114,12 +117,33 @@ def lightly_recipe(config, dataset, paths: dict, workers: int) -> dict:
   BYOL's tau of every step come from jaxssl's own schedules."""
   trainer, total_steps, steps_per_epoch = trainer_for(config, dataset)
   schedule = optim.learning_rate_schedule(config, total_steps, steps_per_epoch)
-  masked = config.method.name == "mae"              # lightly_mae.py: AdamW and lightly's MAE
+  masked = config.method.name in MASKED
   if config.optim.name not in (("adamw",) if masked else ("lars", "sgd")):
     raise ValueError(f"config.optim.name={config.optim.name!r}: not in the lightly recipe of "
                      f"{config.method.name!r}")
   extra = {}
-  if masked:
+  if config.method.name in ("ibot", "ijepa"):
+    vit, m = trainer.model.encoder, config.method
+    extra["spec"] = {"image_size": config.augment.size, "patch_size": vit.patch_size,
+                     "channels": dataset.train.image_shape[-1], "dim": vit.dim, "depth": vit.depth,
+                     "heads": vit.num_heads, "drop_path": config.model.drop_path_rate}
+    extra["weight_decays"] = per_step(optim.weight_decay_schedule(config, total_steps), total_steps)
+    if config.method.name == "ibot":
+      from jaxssl.methods import dino, ibot
+      extra["teacher_temperatures"] = per_step(lambda s: dino.teacher_temperature(s, m), total_steps)
+      extra["patch_temperatures"] = per_step(lambda s: ibot.patch_temperature(s, m), total_steps)
+      extra["clip"] = config.optim.clip_grad_norm
+      extra["frozen_steps"] = max([rule[3] for rule in config.optim.rules if rule[0] == ibot.LAST_LAYERS] or [0])
+    else:
+      from jaxssl import masking
+      grid = (config.augment.size // vit.patch_size,) * 2
+      keep = m.context_keep or masking.default_context_keep(grid, m.num_targets, tuple(m.target_scale),
+                                                            tuple(m.target_aspect), tuple(m.context_scale))
+      # The collator keeps blocks of more than min_keep patches, targets too: below the smallest target (else it
+      # never stops drawing), and the context then cut to its batch's smallest.
+      smallest_target = masking.smallest_block(grid, tuple(m.target_scale), tuple(m.target_aspect))
+      extra["min_keep"] = min(keep, smallest_target) - 1
+  elif masked:
     vit, m = trainer.model.encoder, config.method
     extra["mae"] = {"image_size": config.augment.size, "patch_size": vit.patch_size,
                     "channels": dataset.train.image_shape[-1], "dim": vit.dim, "depth": vit.depth,
@@ -207,6 +231,7 @@ def run_lightly(config, dataset, python: str, workers: int, tmp: str, jaxssl_vie
   with open(recipe_path, "w") as f:
     json.dump(recipe, f, indent=1)
   command = ([os.path.join(ROOT, "benchmarks", "lightly_mae.py"), "--train"] if config.method.name == "mae"
+             else [os.path.join(ROOT, "benchmarks", "lightly_masked.py")] if config.method.name in MASKED
              else [os.path.join(ROOT, "benchmarks", "lightly_train.py")])
   done = subprocess.run([python, *command, recipe_path], stdout=subprocess.PIPE, text=True, check=True)
   timing = json.loads(done.stdout.strip().splitlines()[-1])

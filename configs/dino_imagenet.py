@@ -20,18 +20,9 @@ from jaxssl.methods import dino
 
 
 def get_config(data: str = "imagenet2012"):
-  config = defaults.imagenet(defaults.get_config("dino"), data, batch_size=1024)
-  config.model.encoder, config.model.patch_size = "vit_small", 16
-  o = config.optim
-  o.name, o.base_lr, o.min_lr = "adamw", 0.0005, 1e-6
-  o.weight_decay, o.weight_decay_end = 0.04, 0.4
-  o.clip_grad_norm, o.clip_mode = 3.0, "per_parameter"
-  config.train.num_epochs = 100
-  steps_per_epoch = defaults.steps_per_epoch(config)
+  config = dino.vit_small_imagenet(defaults.imagenet(defaults.get_config("dino"), data, batch_size=1024))
   m = config.method
   m.warmup_teacher_temperature, m.teacher_temperature = 0.04, 0.07
-  m.teacher_temperature_warmup_steps = 30 * steps_per_epoch
-  config.optim.rules = dino.freeze_last_layer(steps_per_epoch)
   m.base_momentum = 0.996
   a = config.augment
   a.crop_scale, a.num_local_crops, a.local_size, a.local_crop_scale = (0.4, 1.0), 8, 96, (0.05, 0.4)

@@ -17,21 +17,13 @@ options: ``--config.method.centering=sinkhorn --config.method.koleo_weight=0.1
 """
 
 from jaxssl import defaults
-from jaxssl.methods import ibot
+from jaxssl.methods import dino, ibot
 
 
 def get_config(data: str = "imagenet2012"):
   config = defaults.imagenet(defaults.get_config("ibot"), data, batch_size=1024)
-  config.model.encoder, config.model.patch_size, config.model.drop_path_rate = "vit_small", 16, 0.1
-  o = config.optim
-  o.name, o.base_lr, o.min_lr = "adamw", 0.0005, 1e-6
-  o.weight_decay, o.weight_decay_end = 0.04, 0.4
-  o.clip_grad_norm, o.clip_mode = 3.0, "per_parameter"
-  config.train.num_epochs = 100
-  steps_per_epoch = defaults.steps_per_epoch(config)
-  m = config.method
-  m.teacher_temperature_warmup_steps = 30 * steps_per_epoch
-  config.optim.rules = ibot.freeze_last_layers(steps_per_epoch)
+  config = dino.vit_small_imagenet(config, freeze=ibot.freeze_last_layers)   # DINO's ViT-S/16 optimizer
+  config.model.drop_path_rate = 0.1
   a = config.augment
   a.crop_scale, a.num_local_crops, a.local_size, a.local_crop_scale = (0.25, 1.0), 10, 96, (0.05, 0.25)
   a.blur_probs, a.solarize_probs = (1.0, 0.1), (0.0, 0.2)

@@ -61,6 +61,25 @@ def freeze_last_layer(steps: int) -> tuple:
   return ((LAST_LAYER, 1.0, 1.0, int(steps)),)
 
 
+def vit_small_imagenet(config, freeze=freeze_last_layer):
+  """DINO's ViT-S/16 ImageNet optimizer and schedule (the official 100-epoch settings), which iBOT's ViT-S/16
+  recipe shares: ViT-S/16, AdamW lr 0.0005 x batch / 256 to a minimum of 1e-6, weight decay 0.04 -> 0.4, each
+  parameter's gradient clipped to norm 3, 100 epochs, the teacher temperature's warm-up over 30 epochs, the
+  last layer(s) frozen for the first epoch (``freeze(steps)`` gives the rules)."""
+  from jaxssl import defaults                    # defaults imports the methods
+
+  config.model.encoder, config.model.patch_size = "vit_small", 16
+  o = config.optim
+  o.name, o.base_lr, o.min_lr = "adamw", 0.0005, 1e-6
+  o.weight_decay, o.weight_decay_end = 0.04, 0.4
+  o.clip_grad_norm, o.clip_mode = 3.0, "per_parameter"
+  config.train.num_epochs = 100
+  steps_per_epoch = defaults.steps_per_epoch(config)
+  config.method.teacher_temperature_warmup_steps = 30 * steps_per_epoch
+  o.rules = freeze(steps_per_epoch)
+  return config
+
+
 def config_defaults() -> dict:
   """The last layer frozen for the first epoch: 1,251 steps at batch 1024 on ImageNet."""
   return {"optim.rules": freeze_last_layer(1251)}
