@@ -40,7 +40,7 @@ def make(config) -> base.Method:
 
   def make_model(config, encoder, axis_name, dtype):
     return IJEPANetwork(encoder, Predictor(encoder.dim, m.predictor_dim, m.predictor_depth, m.predictor_heads,
-                                           dtype=dtype))
+                                           weight_init=encoder.weight_init, dtype=dtype))
 
   def loss(model, online, target, inputs):
     images = inputs.views[0]

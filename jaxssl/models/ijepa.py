@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxssl.models.vit import Block, ViT, on_tokens, sincos_pos_embed_2d
+from jaxssl.models.vit import Block, ViT, dense_init, on_tokens, sincos_pos_embed_2d
 
 
 class Predictor(nn.Module):
@@ -21,12 +21,15 @@ class Predictor(nn.Module):
   Attributes:
     out_dim: the encoder's width D (the predictions' width).
     dim, depth, num_heads: the predictor's width, blocks and heads (ViT-H/14: 384, 12, 16).
+    weight_init: the linear layers' initialisation, as the encoder's (``dino``: truncated normal 0.02, the
+      official I-JEPA one; ``mae``: xavier-uniform). The mask token is truncated normal 0.02 either way.
   """
   out_dim: int
   dim: int = 384
   depth: int = 12
   num_heads: int = 12
   mlp_ratio: float = 4.0
+  weight_init: str = "dino"
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -34,17 +37,17 @@ class Predictor(nn.Module):
                grid: tuple[int, int]) -> jax.Array:
     n, k_context, _ = context.shape
     _, num_targets, k_target = target_ids.shape
-    init = nn.initializers.truncated_normal(0.02)
+    init = dense_init(self.weight_init)
     pos = jnp.asarray(sincos_pos_embed_2d(self.dim, grid), self.dtype)               # [L, dim]
     x = on_tokens(nn.Dense(self.dim, dtype=self.dtype, kernel_init=init, name="predictor_embed"), context)
     x = x + pos[context_ids]
     # One sequence per target block: the context, then the block's mask tokens (official: repeat the context).
     x = jnp.repeat(x[:, None], num_targets, axis=1).reshape(n * num_targets, k_context, self.dim)
-    mask_token = self.param("mask_token", init, (1, 1, self.dim))
+    mask_token = self.param("mask_token", nn.initializers.truncated_normal(0.02), (1, 1, self.dim))
     queries = mask_token.astype(self.dtype) + pos[target_ids.reshape(n * num_targets, k_target)]
     x = jnp.concatenate([x, queries], axis=1)
     for i in range(self.depth):
-      x = Block(self.num_heads, self.mlp_ratio, qkv_bias=True, weight_init="dino", dtype=self.dtype,
+      x = Block(self.num_heads, self.mlp_ratio, qkv_bias=True, weight_init=self.weight_init, dtype=self.dtype,
                 name=f"predictor_block_{i}")(x)
     x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="predictor_norm")(x[:, k_context:])
     x = on_tokens(nn.Dense(self.out_dim, dtype=self.dtype, kernel_init=init, name="predictor_proj"), x)
