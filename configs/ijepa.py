@@ -12,7 +12,8 @@ context size: every context keeps 9 patches (the 10% quantile of the context siz
 official batch-minimum reaches on big grids is 5 of 49 here), and the initialisation: xavier-uniform
 (``model.weight_init=mae``, encoder and predictor) instead of the official truncated normal 0.02. On 4x4
 grey patches (16 inputs per patch, against 588 for ViT-H/14's) the official patch embedding starts about 10x
-weaker than the positions; 2 epochs reached kNN 58.71% with it and 70.49% with xavier (BENCHMARKS.md).
+weaker than the positions; 2 epochs reached kNN 58.71% with it and 70.39% with xavier, level with lightly's
+69.80% (BENCHMARKS.md).
 """
 
 from jaxssl import defaults
