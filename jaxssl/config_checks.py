@@ -60,6 +60,17 @@ def in_range(config: ml_collections.ConfigDict, field: str, low: float, high: fl
     fail(field, value, f"must be in [{low:g}, {high:g}{']' if closed_high else ')'}")
 
 
+def ordered_pair(config: ml_collections.ConfigDict, field: str, low: float, high: float,
+                 closed_low: bool = True) -> None:
+  """A (low, high) range of numbers inside [low, high] (or (low, high] with ``closed_low`` False): crop scales,
+  block scales and aspect ratios."""
+  value = get(config, field)
+  numbers = isinstance(value, (tuple, list)) and len(value) == 2 and all(
+      isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+  if not numbers or not ((low <= value[0] if closed_low else low < value[0]) and value[0] <= value[1] <= high):
+    fail(field, value, f"need (low, high) with {low} {'<=' if closed_low else '<'} low <= high <= {high}")
+
+
 def probability(config: ml_collections.ConfigDict, field: str) -> None:
   in_range(config, field, 0.0, 1.0)
 

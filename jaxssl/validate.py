@@ -122,10 +122,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _fail("augment.size", config.augment.size, f"crops more than twice data.image_size "
           f"({config.data.image_size}) only upsample")
   for field in ("crop_scale", "local_crop_scale"):
-    scale = config.augment[field]
-    if (not isinstance(scale, (tuple, list)) or len(scale) != 2
-        or not all(isinstance(v, (int, float)) for v in scale) or not 0 < scale[0] <= scale[1] <= 1):
-      _fail(f"augment.{field}", scale, "need (low, high) with 0 < low <= high <= 1")
+    config_checks.ordered_pair(config, f"augment.{field}", 0, 1, closed_low=False)
   config_checks.in_range(config, "augment.jitter_strength", 0.0, 10.0)
   config_checks.probability(config, "augment.blur_prob")
   config_checks.probabilities(config, "augment.blur_probs", 2)

@@ -73,7 +73,8 @@ def test_ijepa_ema_rises_linearly_to_one():
 def test_ijepa_config_checks():
   validate.validate(tiny_config("ijepa"), num_devices=8)
   bad = [("model.encoder", "small_resnet", "I-JEPA predicts patch tokens: use a ViT"),
-         ("method.target_scale", (0.3, 0.2), "needs (low, high) with 0.0 <= low <= high <= 1.0"),
+         ("method.target_scale", (0.3, 0.2), "need (low, high) with 0.0 <= low <= high <= 1.0"),
+         ("method.context_scale", [0.9, "1"], "need (low, high) with 0.0 <= low <= high <= 1.0"),
          ("method.context_keep", 40, "more than the smallest context block of the (4, 4) patch grid (9 patches)"),
          ("method.predictor_dim", 30, "must be divisible by method.predictor_heads and by 4")]
   for field, value, message in bad:

@@ -67,20 +67,14 @@ def defaults():
           "predictor_heads": 16, "base_momentum": 0.996}
 
 
-def _pair(config, field, low, high):
-  value = tuple(config_checks.get(config, field))
-  if len(value) != 2 or not low <= value[0] <= value[1] <= high:
-    config_checks.fail(field, value, f"needs (low, high) with {low} <= low <= high <= {high}")
-
-
 def check(config) -> None:
   m = config.method
   if not config.model.encoder.startswith("vit"):
     config_checks.fail("model.encoder", config.model.encoder, "I-JEPA predicts patch tokens: use a ViT (vit_*)")
   config_checks.positive_int(config, "method.num_targets")
-  _pair(config, "method.target_scale", 0.0, 1.0)
-  _pair(config, "method.context_scale", 0.0, 1.0)
-  _pair(config, "method.target_aspect", 1e-2, 1e2)
+  config_checks.ordered_pair(config, "method.target_scale", 0.0, 1.0)
+  config_checks.ordered_pair(config, "method.context_scale", 0.0, 1.0)
+  config_checks.ordered_pair(config, "method.target_aspect", 1e-2, 1e2)
   config_checks.non_negative_int(config, "method.context_keep")
   for field in ("predictor_dim", "predictor_depth", "predictor_heads"):
     config_checks.positive_int(config, f"method.{field}")
