@@ -136,9 +136,9 @@ def lightly_recipe(config, dataset, paths: dict, workers: int) -> dict:
       extra["frozen_steps"] = max([rule[3] for rule in config.optim.rules if rule[0] == ibot.LAST_LAYERS] or [0])
     else:
       from jaxssl import masking
+      from jaxssl.methods import ijepa
       grid = (config.augment.size // vit.patch_size,) * 2
-      keep = m.context_keep or masking.default_context_keep(grid, m.num_targets, tuple(m.target_scale),
-                                                            tuple(m.target_aspect), tuple(m.context_scale))
+      keep = ijepa.context_keep(m, grid)
       # The collator keeps blocks of more than min_keep patches, targets too: below the smallest target (else it
       # never stops drawing), and the context then cut to its batch's smallest.
       smallest_target = masking.smallest_block(grid, tuple(m.target_scale), tuple(m.target_aspect))

@@ -205,8 +205,9 @@ def multiblock_masks(keys: jax.Array, grid: tuple[int, int], num_targets: int = 
 
     def attempt(state):
       i, _, _, _ = state
-      targets = targets_of(jax.random.fold_in(k_rounds, i // tries))
-      k_top, k_left = jax.random.split(jax.random.fold_in(jax.random.fold_in(k_rounds, i // tries), 1 + i % tries))
+      round_key = jax.random.fold_in(k_rounds, i // tries)      # the targets change once a round
+      targets = targets_of(round_key)
+      k_top, k_left = jax.random.split(jax.random.fold_in(round_key, 1 + i % tries))
       top = jax.random.randint(k_top, (), 0, (gh - h).astype(jnp.int32))
       left = jax.random.randint(k_left, (), 0, (gw - w).astype(jnp.int32))
       block = _rectangle(grid, top, left, h, w)

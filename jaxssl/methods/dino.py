@@ -24,10 +24,15 @@ def _recipes(config):
   return augment.multicrop_recipes(global_views, a.local_size, a.num_local_crops, tuple(a.local_crop_scale))
 
 
+def warmed_up(step, start: float, end: float, warmup_steps: int):
+  """A linear warm-up from ``start`` to ``end`` over ``warmup_steps`` steps, then ``end``."""
+  progress = jnp.minimum(step / max(warmup_steps, 1), 1.0)
+  return start + progress * (end - start)
+
+
 def teacher_temperature(step, m):
   """Linear warm-up from ``warmup_teacher_temperature`` to ``teacher_temperature`` over the warm-up steps."""
-  progress = jnp.minimum(step / max(m.teacher_temperature_warmup_steps, 1), 1.0)
-  return m.warmup_teacher_temperature + progress * (m.teacher_temperature - m.warmup_teacher_temperature)
+  return warmed_up(step, m.warmup_teacher_temperature, m.teacher_temperature, m.teacher_temperature_warmup_steps)
 
 
 def make(config) -> base.Method:
@@ -54,11 +59,12 @@ def make(config) -> base.Method:
 LAST_LAYER = "projector/last_layer(/.*)?"    # a weight-normalised direction: one leaf
 
 
-def freeze_last_layer(steps: int) -> tuple:
-  """``optim.rules`` that freeze the head's last layer for the first ``steps`` steps. Official
-  (``freeze_last_layer=1``): its updates are cancelled during the first epoch, which stabilises early training;
-  everything else trains. Put other rules before or after it in the tuple as needed."""
-  return ((LAST_LAYER, 1.0, 1.0, int(steps)),)
+def freeze_last_layer(steps: int, pattern: str = LAST_LAYER) -> tuple:
+  """``optim.rules`` that freeze the head's last layer (the parameters ``pattern`` matches) for the first
+  ``steps`` steps. Official (``freeze_last_layer=1``): its updates are cancelled during the first epoch, which
+  stabilises early training; everything else trains. Put other rules before or after it in the tuple as
+  needed."""
+  return ((pattern, 1.0, 1.0, int(steps)),)
 
 
 def vit_small_imagenet(config, freeze=freeze_last_layer):

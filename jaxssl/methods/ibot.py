@@ -20,13 +20,12 @@ from jaxssl.models.ibot import IBOTNetwork, teacher_outputs
 
 _MASK_STREAM, _RATIO_STREAM, _DROP_STREAM = 10, 20, 30
 CENTERINGS = ("center", "sinkhorn")
-LAST_LAYERS = "(patch_)?projector/last_layer(/.*)?"
+LAST_LAYERS = "(patch_)?" + dino.LAST_LAYER    # both heads' (official: every parameter named last_layer)
 
 
 def freeze_last_layers(steps: int) -> tuple:
-  """``optim.rules`` freezing both heads' last layers for the first ``steps`` steps (official
-  ``freeze_last_layer``: every parameter named ``last_layer``)."""
-  return ((LAST_LAYERS, 1.0, 1.0, int(steps)),)
+  """``optim.rules`` freezing both heads' last layers for the first ``steps`` steps."""
+  return dino.freeze_last_layer(steps, LAST_LAYERS)
 
 
 def masks_for(keys, view: int, grid: tuple[int, int], m) -> jnp.ndarray:
@@ -38,9 +37,9 @@ def masks_for(keys, view: int, grid: tuple[int, int], m) -> jnp.ndarray:
 
 
 def patch_temperature(step, m):
-  progress = jnp.minimum(step / max(m.teacher_temperature_warmup_steps, 1), 1.0)
-  return m.warmup_teacher_patch_temperature + progress * (m.teacher_patch_temperature -
-                                                          m.warmup_teacher_patch_temperature)
+  """The patch tokens' teacher temperature, warmed up over the class token's warm-up steps (official)."""
+  return dino.warmed_up(step, m.warmup_teacher_patch_temperature, m.teacher_patch_temperature,
+                        m.teacher_temperature_warmup_steps)
 
 
 def make(config) -> base.Method:

@@ -22,11 +22,16 @@ from jaxssl.models.ijepa import IJEPANetwork, Predictor, target_tokens
 _MASK_STREAM, _DROP_STREAM = 0, 1
 
 
+def context_keep(m, grid: tuple[int, int]) -> int:
+  """The patches every context keeps: ``method.context_keep``, or ``masking.default_context_keep`` when 0."""
+  return m.context_keep or masking.default_context_keep(grid, m.num_targets, tuple(m.target_scale),
+                                                        tuple(m.target_aspect), tuple(m.context_scale))
+
+
 def masks_for(keys, grid: tuple[int, int], m) -> masking.MultiBlock:
   """The examples' context and target blocks, from their keys."""
   return masking.multiblock_masks(base.stream(keys, _MASK_STREAM), grid, m.num_targets, tuple(m.target_scale),
-                                  tuple(m.target_aspect), tuple(m.context_scale),
-                                  m.context_keep if m.context_keep > 0 else None)
+                                  tuple(m.target_aspect), tuple(m.context_scale), context_keep(m, grid))
 
 
 def _recipes(config):
