@@ -1,32 +1,29 @@
-"""A dependency-free progress line: step, loss and images/s, redrawn in place on a terminal."""
+"""A dependency-free progress line: step, loss, speed, redrawn in place on a terminal."""
 
 from __future__ import annotations
 
 import sys
-import time
+
+SHORT = {"images_per_s": "img/s", "tflops_per_device": "TFLOP/s"}
 
 
 class Progress:
-  """Prints ``[step/total] loss=... img/s=...`` when asked (the loop asks at jaxssl.cadence's log steps)."""
+  """Prints ``[step/total] loss=... img/s=... step_s=...`` when asked (the loop asks at jaxssl.cadence's log
+  steps, with the metrics and ``jaxssl.speed.StepTimer``'s figures)."""
 
-  def __init__(self, total: int, global_batch: int, stream=None, start: int = 0):
-    self.total, self.global_batch = total, global_batch
+  def __init__(self, total: int, stream=None):
+    self.total = total
     self.stream = stream or sys.stderr
     self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-    self._last_step, self._last_time = start, time.perf_counter()
 
-  def log(self, step: int, metrics: dict[str, float]) -> float:
-    """Prints the line; returns the images/s since the previous one."""
-    now = time.perf_counter()
-    rate = (step - self._last_step) * self.global_batch / max(now - self._last_time, 1e-9)
-    self._last_step, self._last_time = step, now
-    shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+  def log(self, step: int, metrics: dict[str, float]) -> None:
+    """Prints the line (images_per_s as img/s)."""
+    shown = " ".join(f"{SHORT.get(k, k)}={v:.4g}" for k, v in metrics.items())
     bar_width = 20
     filled = int(bar_width * step / self.total)
-    line = f"[{'#' * filled}{'.' * (bar_width - filled)}] {step}/{self.total} {shown} img/s={rate:.1f}"
+    line = f"[{'#' * filled}{'.' * (bar_width - filled)}] {step}/{self.total} {shown}"
     self.stream.write(("\r" + line) if self.tty else (line + "\n"))
     self.stream.flush()
-    return rate
 
   def close(self) -> None:
     if self.tty:

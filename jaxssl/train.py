@@ -146,6 +146,19 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
       lock.release()
 
 
+def _compiled_step(step_fn, state, batch, global_batch: int, step: int):
+  """The step compiled ahead of time for this state and batch (the loop's one compilation), and a StepTimer
+  with its FLOPs per device and the device's peak; prints what speed figures the log will carry."""
+  from jaxssl import speed
+
+  compiled = step_fn.lower(state, batch).compile()
+  flops = speed.flops_per_device(compiled)
+  kind = jax.devices()[0].device_kind
+  peak = speed.peak_tflops(kind)
+  print(speed.describe(flops, peak, kind, global_batch, jax.device_count()), flush=True)
+  return compiled, speed.StepTimer(global_batch, step, flops, peak)
+
+
 def warm_start(trainer, state):
   """The fresh state with the method's ``warm_start`` variables (a pretrained encoder), its optimizer state and
   EMA target started from them."""
@@ -238,7 +251,8 @@ def _run_in(setup: _Setup) -> dict[str, float]:
                            position=int(meta["data_position"]), process_index=jax.process_index(),
                            process_count=jax.process_count(), prefetch=config.data.prefetch,
                            transform=lambda b: shard_batch(b, mesh), crops=crops)
-  progress = Progress(total_steps, config.train.batch_size, start=first_step)
+  progress = Progress(total_steps)
+  timer = None                                    # a speed.StepTimer once the step is compiled
   start = time.perf_counter()
   eval_seconds = 0.0
   pending = None                                  # the previous step's metrics, checked one step late
@@ -247,7 +261,14 @@ def _run_in(setup: _Setup) -> dict[str, float]:
   try:
     with pipeline, _Preemption() as preemption:
       for step in range(first_step, total_steps):
-        state, metrics = step_fn(state, next(pipeline))
+        waited = time.perf_counter()
+        batch = next(pipeline)
+        waited = time.perf_counter() - waited
+        if timer is None:
+          step_fn, timer = _compiled_step(step_fn, state, batch, config.train.batch_size, step)
+        timer.data_wait(waited)
+        state, metrics = step_fn(state, batch)
+        del batch
         if pending is not None:
           _check_finite(*pending)
         pending = (metrics, step + 1, names)
@@ -259,7 +280,8 @@ def _run_in(setup: _Setup) -> dict[str, float]:
         pending = None
         if cadence.log(done):
           shown = {k: float(v) for k, v in metrics.items() if not k.startswith("finite")}
-          shown["images_per_s"] = progress.log(done, shown)
+          shown.update(timer.interval(done))
+          progress.log(done, shown)
           results.setdefault("first_loss", shown["loss"])
           results["final_loss"] = shown["loss"]
           writer.write(done, shown)
@@ -271,6 +293,7 @@ def _run_in(setup: _Setup) -> dict[str, float]:
           writer.write(done, scores, prefix="eval")
           progress.close()
           print(f"step {done} (epoch {done / steps_per_epoch:.2f}): {evaluation.summary(scores)}", flush=True)
+          timer.restart(done)
         if preempted and done < total_steps:
           save(done, pipeline.position)
           progress.close()
@@ -279,6 +302,7 @@ def _run_in(setup: _Setup) -> dict[str, float]:
           return results
         if cadence.checkpoint(done):
           save(done, pipeline.position)
+          timer.restart(done)
     jax.block_until_ready(state)
     progress.close()
     results["train_seconds"] = train_seconds()

@@ -45,8 +45,14 @@ def test_short_run_prints_knn_accuracy_and_writes_results(tmp_path):
   assert plot.main([f"--workdir={tmp_path}", "--points=60"]) == 0
   for name in ("curves.png", "views.png", "embedding.png"):
     assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-  kinds = {json.loads(line)["kind"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()}
-  assert kinds == {"train", "eval"}
+  records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert {r["kind"] for r in records} == {"train", "eval"}
+  # Speed: images/s, the step's seconds apart, XLA's FLOPs; no MFU on the CPU, whose peak is unknown.
+  train = [r for r in records if r["kind"] == "train"]
+  for name in ("images_per_s", "step_s", "data_s", "compute_s", "tflops_per_device"):
+    assert all(r[name] > 0 or (name == "data_s" and r[name] >= 0) for r in train), name
+  assert not any("mfu" in r for r in train)
+  assert "no MFU: the peak of 'cpu' is unknown" in result.stdout
 
   # The offline evaluation of the saved run.
   evaluated = _evaluate(tmp_path, "--linear_epochs=2")
