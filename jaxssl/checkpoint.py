@@ -103,10 +103,17 @@ def _first_line(error: Exception) -> str:
 
 
 def _host_copy(leaf) -> np.ndarray:
-  """One replica of a (replicated) array on this host, also when other processes hold the other replicas."""
-  if hasattr(leaf, "addressable_data"):
+  """The whole array on this host: one replica of a replicated array (also when other processes hold the
+  others), the shards joined for a sharded one (FSDP), so that its checksum does not depend on the layout and
+  a state saved on 8 devices checks out when restored onto 4, or onto a replicated run."""
+  if not hasattr(leaf, "addressable_data"):
+    return np.asarray(leaf)
+  if leaf.is_fully_replicated:
     return np.asarray(leaf.addressable_data(0))
-  return np.asarray(leaf)
+  if leaf.is_fully_addressable:
+    return np.asarray(leaf)
+  from jax.experimental import multihost_utils        # shards on other processes: every process gets them all
+  return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
 
 
 def checksums(tree: Any) -> dict[str, str]:

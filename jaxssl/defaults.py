@@ -94,6 +94,12 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.train.log_every = 10
   config.train.checkpoint_every = 500            # steps between checkpoints (0: only at the end and on SIGTERM)
   config.train.keep_checkpoints = 3
+  config.train.grad_accum_steps = 1              # > 1: each device's share in that many micro-batches
+  config.train.allow_coupled_accumulation = False   # also for losses / BN that couple the batch
+
+  config.parallel = ml_collections.ConfigDict()
+  config.parallel.fsdp = False                   # shard params, optimizer state, EMA target (jaxssl/fsdp.py)
+  config.parallel.fsdp_min_size = 2**14          # smaller arrays stay replicated under fsdp
 
   config.eval = ml_collections.ConfigDict()
   config.eval.knn_k = 200

@@ -1,10 +1,10 @@
 """A workdir belongs to one run: the config it was started with, and one process writing to it at a time.
 
 - ``config_changes``: the fields in which a rerun's config differs from the workdir's ``config.json``. The
-  fields in ``NEUTRAL`` (logging, checkpoint cadence, prefetch, evaluation settings) never change what is
-  trained and may differ; any other difference (method, model, data, optimizer, seed, batch, augmentation,
-  schedule length) is refused unless the user names it (``--allow_change``), e.g. ``train.num_epochs`` to
-  extend a run. Allowed changes are recorded in ``config_changes.jsonl`` and ``config.json`` follows them.
+  fields in ``NEUTRAL`` (logging, checkpoint cadence, prefetch, evaluation settings, the state's placement on
+  the devices) never change what is trained and may differ; any other difference (method, model, data,
+  optimizer, seed, batch, augmentation, schedule length) is refused unless the user names it
+  (``--allow_change``), e.g. ``train.num_epochs`` to extend a run. Allowed changes are recorded in ``config_changes.jsonl`` and ``config.json`` follows them.
 - ``check_writable``: the workdir is a directory, or can be made one, and can be written.
 - ``WorkdirLock``: ``WORKDIR/lock`` holds the host and pid of the process writing the run; a second run is
   refused while that process lives, and a lock whose process is gone (on this host) is taken over.
@@ -23,7 +23,7 @@ import ml_collections
 from jaxssl.workdir import is_url
 
 NEUTRAL = ("train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "data.prefetch", "data.workers",
-           "data.cache", "eval.")
+           "data.cache", "eval.", "parallel.")
 
 
 class WorkdirError(ValueError):

@@ -131,7 +131,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   optim.check_against_params(config, initial.params)    # rules that cover nothing are refused (ConfigError)
   if trainer.method.warm_start is not None and not checkpoint.has_checkpoints(root):
     initial = warm_start(trainer, initial)              # a pretrained encoder (CheckpointError if it cannot)
-  state = replicate(initial, mesh)
+  state = place_state(config, initial, mesh)
   del initial
 
   root.mkdir(parents=True, exist_ok=True)
@@ -144,6 +144,23 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   finally:
     if lock is not None:
       lock.release()
+
+
+def place_state(config: ml_collections.ConfigDict, state, mesh):
+  """The state on the mesh: replicated, or with ``parallel.fsdp`` its parameters, optimizer state and EMA
+  target split over the devices (``jaxssl.fsdp``)."""
+  if config.parallel.fsdp:
+    from jaxssl import fsdp
+    return jax.device_put(state, fsdp.state_shardings(state, mesh, config.parallel.fsdp_min_size))
+  return replicate(state, mesh)
+
+
+def make_step(config: ml_collections.ConfigDict, trainer, state, mesh):
+  """The jitted step for a state placed by ``place_state``."""
+  if config.parallel.fsdp:
+    from jaxssl import fsdp
+    return fsdp.fsdp_step(trainer, state, mesh, config.parallel.fsdp_min_size)
+  return shard_step(make_per_device_step(trainer), mesh)
 
 
 def _compiled_step(step_fn, state, batch, global_batch: int, step: int):
@@ -215,7 +232,7 @@ def _run_in(setup: _Setup) -> dict[str, float]:
           f"{evaluation.summary(finished) or 'no evaluation'}; its results are in {root / 'results.json'}",
           flush=True)
     return finished
-  step_fn = shard_step(make_per_device_step(trainer), mesh)
+  step_fn = make_step(config, trainer, state, mesh)
   names = finite_names(state)                     # of the NaN guard's flags
   writer = MetricsWriter(workdir, enabled=jax.process_index() == 0, resume_step=int(state.step))
   evaluator = evaluation.Evaluator(trainer, mesh)   # compiles the encoder's feature function once for the run

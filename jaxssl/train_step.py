@@ -7,7 +7,7 @@ global batch; ``jaxssl.parallel`` maps it over the devices. It never names a met
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -111,23 +111,73 @@ def with_variables(trainer: Trainer, state: TrainState, params: Any, batch_stats
                        ema_batch_stats=copy(batch_stats) if method.uses_ema else None)
 
 
-def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> StepFn:
-  """The per-device training step (state, batch) -> (state, metrics).
+class Gradients(NamedTuple):
+  """What the gradient half of a step gives the update half (``apply_gradients``): the gradients, reduced over
+  the devices (their mean; each device's shard of it under FSDP), and what the step computed besides them."""
+  grads: Any
+  batch_stats: Any
+  method_state: Any
+  probe_params: Any
+  probe_opt_state: Any
+  metrics: dict[str, jax.Array]          # averaged over the devices
 
-  augment -> the method's loss (which runs its model) -> gradient averaged over ``axis_name`` -> optax update
-  -> EMA -> method state update. Each example's key is fold_in(fold_in(rng, step), global index), so the views,
-  masks and any other randomness do not depend on how the global batch is split over devices or hosts.
-  ``metrics["finite_leaves"]`` has one flag per name of ``finite_names(state)``.
+
+def make_gradient_step(trainer: Trainer, axis_name: str | None = AXIS,
+                       reduce_gradients=None) -> Callable[[TrainState, Batch], Gradients]:
+  """The per-device half of a step that needs the batch and collectives: augment -> the method's loss (which
+  runs its model) -> gradients reduced by ``reduce_gradients`` (default: their mean over ``axis_name``),
+  new BN statistics, the method state's update and the online probe's step.
+
+  Each example's key is fold_in(fold_in(rng, step), global index), so the views, masks and any other randomness
+  do not depend on how the global batch is split over devices or hosts. With ``train.grad_accum_steps`` = k >
+  1 the device's share runs as k micro-batches in turn (``lax.scan``: one micro-batch's activations live at a
+  time) whose gradients are averaged before the one reduction over the devices; each example keeps its global
+  index, so for a loss that is a mean of per-example terms the step equals the unaccumulated one. The BN
+  statistics, the method state and the online probe then advance once per micro-batch.
   """
+  config = trainer.config
+  accumulate = max(1, int(config.train.grad_accum_steps))
+  if reduce_gradients is None:
+    reduce_gradients = (lambda g: g) if axis_name is None else (lambda g: jax.lax.pmean(g, axis_name))
+  micro_step = _micro_batch_step(trainer, axis_name)
+
+  def gradient_step(state: TrainState, batch: Batch) -> Gradients:
+    local_batch = batch["label"].shape[0]
+    offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * local_batch
+    if accumulate == 1:
+      g = micro_step(state, batch, offset)
+    else:
+      size = local_batch // accumulate
+      micro = jax.tree.map(lambda x: x.reshape((accumulate, size) + x.shape[1:]), batch)
+
+      def body(carry, inputs):
+        grads, state = carry
+        index, batch = inputs
+        g = micro_step(state, batch, offset + index * size)
+        state = state.replace(batch_stats=g.batch_stats, method_state=g.method_state,
+                              probe_params=g.probe_params, probe_opt_state=g.probe_opt_state)
+        return (jax.tree.map(jnp.add, grads, g.grads), state), g.metrics
+
+      zeros = jax.tree.map(jnp.zeros_like, state.params)
+      (grads, last), metrics = jax.lax.scan(body, (zeros, state), (jnp.arange(accumulate), micro))
+      g = Gradients(grads=jax.tree.map(lambda x: x / accumulate, grads), batch_stats=last.batch_stats,
+                    method_state=last.method_state, probe_params=last.probe_params,
+                    probe_opt_state=last.probe_opt_state, metrics=jax.tree.map(lambda m: m.mean(0), metrics))
+    metrics = g.metrics if axis_name is None else jax.lax.pmean(g.metrics, axis_name)
+    return g._replace(grads=reduce_gradients(g.grads), metrics=metrics)
+
+  return gradient_step
+
+
+def _micro_batch_step(trainer: Trainer, axis_name: str | None):
+  """(state, batch, global index of its first example) -> this device's unreduced Gradients of the batch."""
   method, model, config = trainer.method, trainer.model, trainer.config
   logs_after = Cadence(trainer.total_steps, max(1, config.train.log_every)).log
 
-  def step(state: TrainState, batch: Batch):
+  def micro_step(state: TrainState, batch: Batch, offset: jax.Array) -> Gradients:
     labels = batch["label"]
-    local_batch = labels.shape[0]
-    offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * local_batch
     step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-    example_keys = jax.vmap(jax.random.fold_in, (None, 0))(step_key, offset + jnp.arange(local_batch))
+    example_keys = jax.vmap(jax.random.fold_in, (None, 0))(step_key, offset + jnp.arange(labels.shape[0]))
     if "image" in batch:
       views = augment.views(example_keys, batch["image"], trainer.recipes)
     else:                                       # cropped on the host from the full images (data.crop_on)
@@ -143,44 +193,61 @@ def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> Step
       return out.loss, out
 
     grads, out = jax.grad(loss_fn, has_aux=True)(state.params)
-    if axis_name is not None:
-      grads = jax.lax.pmean(grads, axis_name)
-    updates, opt_state = trainer.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    batch_stats = out.batch_stats
-
     metrics = dict(out.metrics)
     if out.representations:
       # The SVD is costly and read only when the loop logs: computed then only.
       metrics.update(representation_health(out.representations[0], axis_name, when=logs_after(state.step + 1)))
-    metrics["lr"] = optim.learning_rate_schedule(config, trainer.total_steps, trainer.steps_per_epoch)(state.step)
-    if config.optim.weight_decay_end >= 0:
-      metrics["weight_decay"] = optim.weight_decay_schedule(config, trainer.total_steps)(state.step)
-    ema_params, ema_batch_stats = state.ema_params, state.ema_batch_stats
-    if method.uses_ema:
-      tau = method.ema(state.step, trainer.total_steps)
-      ema_params = ema_update(ema_params, params, tau, method.ema_parts)
-      ema_batch_stats = ema_update(ema_batch_stats, batch_stats, tau, method.ema_parts)
-      metrics["tau"] = tau
     method_state = method.update_state(state.method_state, out.state_inputs, state.step, axis_name)
     probe_params, probe_opt_state = state.probe_params, state.probe_opt_state
     if trainer.probe is not None:
       probe_params, probe_opt_state, probe_metrics = _online_probe_update(
           trainer, state, out.representations[:2], labels, axis_name)
       metrics.update(probe_metrics)
-    if axis_name is not None:
-      metrics = jax.lax.pmean(metrics, axis_name)
-    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
-                              ema_params=ema_params, ema_batch_stats=ema_batch_stats, method_state=method_state,
-                              probe_params=probe_params, probe_opt_state=probe_opt_state)
-    # The loop's NaN/Inf guard reads these: one flag per floating-point leaf of the loss, the gradients and the
-    # whole updated state (a finite loss and gradient can still give non-finite weights, e.g. through the
-    # optimizer), so a non-finite state is never logged, evaluated or saved.
-    checked = _checked_leaves(metrics["loss"], grads, new_state)
-    flags = jnp.stack([jnp.all(jnp.isfinite(leaf)) for _, leaf in checked])
-    metrics["finite"] = jnp.all(flags).astype(jnp.float32)
-    metrics["finite_leaves"] = flags.astype(jnp.float32)
-    return new_state, metrics
+    return Gradients(grads=grads, batch_stats=out.batch_stats, method_state=method_state,
+                     probe_params=probe_params, probe_opt_state=probe_opt_state, metrics=metrics)
+
+  return micro_step
+
+
+def apply_gradients(trainer: Trainer, state: TrainState, g: Gradients) -> tuple[TrainState, dict[str, jax.Array]]:
+  """The half of a step with no collectives: optax update -> EMA target -> the new state, and the NaN guard's
+  flags (``metrics["finite_leaves"]``: one per name of ``finite_names(state)``). Runs per device on a
+  replicated state, or on the global arrays of a sharded one (FSDP), where XLA partitions the norms of
+  gradient clipping and LARS like any other reduction."""
+  method, config = trainer.method, trainer.config
+  updates, opt_state = trainer.tx.update(g.grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = dict(g.metrics)
+  metrics["lr"] = optim.learning_rate_schedule(config, trainer.total_steps, trainer.steps_per_epoch)(state.step)
+  if config.optim.weight_decay_end >= 0:
+    metrics["weight_decay"] = optim.weight_decay_schedule(config, trainer.total_steps)(state.step)
+  ema_params, ema_batch_stats = state.ema_params, state.ema_batch_stats
+  if method.uses_ema:
+    tau = method.ema(state.step, trainer.total_steps)
+    ema_params = ema_update(ema_params, params, tau, method.ema_parts)
+    ema_batch_stats = ema_update(ema_batch_stats, g.batch_stats, tau, method.ema_parts)
+    metrics["tau"] = tau
+  new_state = state.replace(step=state.step + 1, params=params, batch_stats=g.batch_stats, opt_state=opt_state,
+                            ema_params=ema_params, ema_batch_stats=ema_batch_stats, method_state=g.method_state,
+                            probe_params=g.probe_params, probe_opt_state=g.probe_opt_state)
+  # The loop's NaN/Inf guard reads these: one flag per floating-point leaf of the loss, the gradients and the
+  # whole updated state (a finite loss and gradient can still give non-finite weights, e.g. through the
+  # optimizer), so a non-finite state is never logged, evaluated or saved.
+  checked = _checked_leaves(metrics["loss"], g.grads, new_state)
+  flags = jnp.stack([jnp.all(jnp.isfinite(leaf)) for _, leaf in checked])
+  metrics["finite"] = jnp.all(flags).astype(jnp.float32)
+  metrics["finite_leaves"] = flags.astype(jnp.float32)
+  return new_state, metrics
+
+
+def make_per_device_step(trainer: Trainer, axis_name: str | None = AXIS) -> StepFn:
+  """The per-device training step (state, batch) -> (state, metrics) on a replicated state: the gradient half
+  (``make_gradient_step``: augment, loss, gradients averaged over ``axis_name``, method state, online probe)
+  then the update half (``apply_gradients``: optax, EMA, NaN guard)."""
+  gradient_step = make_gradient_step(trainer, axis_name)
+
+  def step(state: TrainState, batch: Batch):
+    return apply_gradients(trainer, state, gradient_step(state, batch))
 
   return step
 

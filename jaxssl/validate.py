@@ -41,6 +41,30 @@ def _leaves(config: ml_collections.ConfigDict, prefix: str = ""):
       yield prefix + key, value
 
 
+def _check_accumulation(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Gradient accumulation: k micro-batches per device, and only where it computes the same step (a mean of
+  per-example terms, no BatchNorm) unless the user accepts the changed recipe."""
+  config_checks.positive_int(config, "train.grad_accum_steps")
+  k = config.train.grad_accum_steps
+  if k == 1:
+    return
+  per_device = config.train.batch_size // num_devices
+  if per_device % k:
+    _fail("train.grad_accum_steps", k, f"must divide the batch per device, {per_device} (train.batch_size="
+          f"{config.train.batch_size} over {num_devices} devices)")
+  if config.train.allow_coupled_accumulation:
+    return
+  if not methods.get(config).per_example_loss:
+    why = (f"method.name={config.method.name!r} has a loss that couples the examples of a batch (negatives, "
+           "batch statistics, a centre, a queue or mixed pairs)")
+  elif not config.model.encoder.startswith("vit"):
+    why = f"model.encoder={config.model.encoder!r} has BatchNorm, whose statistics couple the batch"
+  else:
+    return
+  _fail("train.grad_accum_steps", k, f"{why}, so micro-batches change the recipe; set "
+        "train.allow_coupled_accumulation=True to accept that")
+
+
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ConfigError for the first bad field."""
   from jaxssl import defaults
@@ -93,6 +117,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _fail("train.keep_checkpoints", config.train.keep_checkpoints, "must be positive")
   if config.train.log_every <= 0:
     _fail("train.log_every", config.train.log_every, "must be positive")
+  _check_accumulation(config, num_devices)
+  if not isinstance(config.parallel.fsdp, bool):
+    _fail("parallel.fsdp", config.parallel.fsdp, "must be True or False")
+  config_checks.positive_int(config, "parallel.fsdp_min_size")
 
   if config.optim.name not in ("lars", "sgd", "adamw"):
     _fail("optim.name", config.optim.name, "use 'lars', 'sgd' or 'adamw'")

@@ -158,6 +158,9 @@ class Method(NamedTuple):
     num_classes: > 0 when the model is a classifier: ``model.apply(variables, images, train=False)`` returns
       logits [N, num_classes]; the trainer refuses a dataset with another number of classes, and evaluation
       reports the test split's top-1 / top-5 of those logits instead of kNN.
+    per_example_loss: the loss is a mean of per-example terms with no batch statistic, queue or centre in it,
+      so gradient accumulation (``train.grad_accum_steps``) computes the same step (MAE, I-JEPA); the trainer
+      refuses accumulation for the others unless ``train.allow_coupled_accumulation``.
     warm_start: (fresh Variables) -> Variables of a new run's first step (fine-tuning: a pretrained encoder's
       weights); called once, before the workdir is touched, and never on resume or in evaluation. None: the
       fresh initialisation.
@@ -176,6 +179,7 @@ class Method(NamedTuple):
   drop_path: bool = False
   reconstruct: ReconstructFn | None = None
   num_classes: int = 0
+  per_example_loss: bool = False
   warm_start: Callable[[Variables], Variables] | None = None
 
   @property

@@ -48,6 +48,8 @@ def make(config) -> base.Method:
 
   return base.Method(name="classifier", make_model=make_model, recipes=recipes, loss=loss,
                      needs_labels=True, drop_path=True, num_classes=m.num_classes, warm_start=warm_start,
+                     # mixup / cutmix pair each image with another of the batch
+                     per_example_loss=m.mixup_alpha == 0 and m.cutmix_alpha == 0,
                      no_online_probe="the classifier's own head is trained on the labels; its test top-1 is "
                      "reported instead")
 

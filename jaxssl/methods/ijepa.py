@@ -58,6 +58,7 @@ def make(config) -> base.Method:
 
   return base.Method(name="ijepa", make_model=make_model, recipes=_recipes, loss=loss,
                      ema=ema_schedule(m.base_momentum, "linear"), ema_parts=("encoder",), drop_path=True,
+                     per_example_loss=True,
                      no_online_probe="its encoder sees only the context block; an online probe would need a "
                      "second encoder pass over the whole image; use the kNN and linear probe (eval.linear_probe) "
                      "on full images instead")

@@ -54,6 +54,7 @@ def make(config) -> base.Method:
     return unpatchify(jnp.broadcast_to(removed, patches.shape[:2] + (patch * patch,)), patch, grid, 1), rebuilt
 
   return base.Method(name="mae", make_model=make_model, recipes=base.crop_and_flip, loss=loss, drop_path=True,
+                     per_example_loss=True,
                      reconstruct=reconstruct,
                      no_online_probe="its encoder sees only the visible patches; an online probe would need a "
                      "second encoder pass over all of them (4x the tokens at mask ratio 0.75); use the kNN and "
