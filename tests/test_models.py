@@ -76,3 +76,31 @@ def test_vit_forward_any_grid_and_gradients():
   grads = jax.grad(lambda p: vit.apply({"params": p}, x).sum())(variables["params"])
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
   assert float(jnp.abs(grads["pos_embed"]).sum()) > 0 and float(jnp.abs(grads["cls_token"]).sum()) > 0
+
+
+def test_resnet_remat_keeps_names_values_gradients_and_synchronised_statistics():
+  """nn.remat per residual block: the same parameter paths (checkpoints fit either way), loss, gradients and
+  BN statistics, with BN synchronised over 8 devices (its psum runs again in the recomputation)."""
+  x = jax.random.uniform(jax.random.key(0), (16, 16, 16, 3))
+  plain, remat = SmallResNet(axis_name=AXIS), SmallResNet(axis_name=AXIS, remat=True)
+  variables = SmallResNet().init(jax.random.key(1), x[:2], train=False)
+  assert jax.tree.structure(remat.init(jax.random.key(1), x[:2], train=False)) == jax.tree.structure(variables)
+  m = mesh(8)
+
+  def grads(model):
+    def per_device(x):
+      def loss(params):
+        out, updates = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+        return jnp.mean(out ** 2), updates["batch_stats"]
+      (value, stats), g = jax.value_and_grad(loss, has_aux=True)(variables["params"])
+      return jax.lax.pmean(value, AXIS), jax.lax.pmean(g, AXIS), stats
+    mapped = jax.shard_map(per_device, mesh=m, in_specs=P(AXIS), out_specs=P(), check_vma=False)
+    return jax.jit(mapped)(jax.device_put(x, NamedSharding(m, P(AXIS))))
+
+  for a, b in zip(jax.tree.leaves(grads(plain)), jax.tree.leaves(grads(remat))):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+  forward = lambda model: str(jax.make_jaxpr(lambda p: model.apply({**variables, "params": p}, x[:2], train=True,
+                                                                   mutable=["batch_stats"])[0].sum())(
+      variables["params"]))
+  # One remat per residual block.
+  assert forward(SmallResNet(remat=True)).count("remat") == 4 and "remat" not in forward(SmallResNet())

@@ -43,7 +43,7 @@ def _set(config, path, value):
     ("dino", "model.weight_init", "torch", "config.model.weight_init='torch': use one of 'dino', 'mae'"),
     ("mae", "model.pool", "max", "config.model.pool='max': use one of 'cls', 'mean'"),
     ("mae", "model.drop_path_rate", 1.0, "config.model.drop_path_rate=1.0: must be in [0, 1)"),
-    ("simclr", "model.remat", True, "config.model.remat=True: only ViTs read it; model.encoder='small_resnet'"),
+    ("simclr", "model.drop_path_rate", 0.1, "config.model.drop_path_rate=0.1: only ViTs read it; model.encoder='small_resnet'"),
     ("simclr", "model.pool", "mean", "config.model.pool='mean': only ViTs read it"),
     ("mae", "parallel.fsdp_min_size", 0, "config.parallel.fsdp_min_size=0: must be a positive integer"),
     # Method-owned fields, checked by each method's check(config).

@@ -25,7 +25,7 @@ __all__ = ["MLP", "Classifier", "DINOHead", "LinearProbe", "PrototypeNetwork", "
 
 
 def make_encoder(model_config, image_size: int, axis_name: str | None, dtype: Any) -> nn.Module:
-  """The encoder ``model_config.encoder`` names. ResNets take the stem and synchronise BN over ``axis_name``;
+  """The encoder ``model_config.encoder`` names. ResNets take the stem, remat and synchronise BN over ``axis_name``;
   ViTs take the patch size, position embeddings (learned ones made for ``image_size`` crops), initialisation,
   qkv bias, drop path, pooling and remat of ``model_config``."""
   name = model_config.encoder
@@ -36,7 +36,7 @@ def make_encoder(model_config, image_size: int, axis_name: str | None, dtype: An
                       remat=m.remat, dtype=dtype)
   return RESNETS[name](stem=model_config.stem, axis_name=axis_name, dtype=dtype,
                        zero_init_residual=model_config.zero_init_residual,
-                       conv=conv_implementation(model_config.conv))
+                       conv=conv_implementation(model_config.conv), remat=model_config.remat)
 
 
 def conv_implementation(choice: str) -> str:

@@ -83,6 +83,9 @@ class ResNet(nn.Module):
     dtype: computation dtype (e.g. jnp.bfloat16); parameters stay float32.
     conv: "xla" (``lax.conv_general_dilated``) or "cpu" (the same forward with a backward pass XLA:CPU runs
       faster, jaxssl.models.conv); equal values and gradients, the same parameters.
+    remat: rematerialise each residual block in the backward pass (``nn.remat``): one block's activations live
+      at a time; the same parameters, values and gradients (BN's statistics are synchronised again in the
+      recomputation).
   """
   stage_sizes: Sequence[int]
   block: Any
@@ -93,6 +96,7 @@ class ResNet(nn.Module):
   zero_init_residual: bool = False
   dtype: Dtype = jnp.float32
   conv: str = "xla"
+  remat: bool = False
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
@@ -115,11 +119,15 @@ class ResNet(nn.Module):
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     else:
       raise ValueError(f"unknown stem {self.stem!r}; use 'cifar' or 'imagenet'")
+    block = nn.remat(self.block) if self.remat else self.block
+    count = 0
     for stage, (num_blocks, width) in enumerate(zip(self.stage_sizes, self.widths)):
       for index in range(num_blocks):
         strides = 2 if stage > 0 and index == 0 else 1
-        x = self.block(width, strides, conv=conv, norm=norm,
-                       zero_init_residual=self.zero_init_residual)(x)
+        # Named as Flax names them without remat ("BasicBlock_0", ...), so checkpoints fit either way.
+        x = block(width, strides, conv=conv, norm=norm, zero_init_residual=self.zero_init_residual,
+                  name=f"{self.block.__name__}_{count}")(x)
+        count += 1
     return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
 
 
