@@ -6,7 +6,7 @@ per image of the ImageNet configs, from XLA's analyses of the compiled step (not
     python benchmarks/memory_scaling.py --flops              # GFLOP per image of each ImageNet config
 
 The step is lowered with abstract arguments (``jax.ShapeDtypeStruct`` with the shardings the run would use)
-for the ImageNet config's views (host crops: 2 x 224 for MAE's 1 view, DINO's 2 x 224 + 10 x 96), and
+for the ImageNet config's views (host crops: 1 x 224 for MAE, 2 x 224 + 8 x 96 for DINO), and
 ``compiled.memory_analysis()`` gives, per device: the arguments (the train state plus this device's share of
 the batch), the outputs (the new state, whose buffers the donated arguments give back) and the temporaries
 (activations, gathered parameters, gradients). Runs on 8 simulated CPU devices
@@ -36,7 +36,6 @@ FLOP_CONFIGS = ("simclr_imagenet", "byol_imagenet", "vicreg_imagenet", "dino_ima
 
 
 def _config(path: str, batch: int):
-  from ml_collections import config_flags  # noqa: F401  (the loader the command line uses)
   import importlib.util
 
   file, _, arg = path.partition(":")

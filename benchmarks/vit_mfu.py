@@ -1,0 +1,96 @@
+"""Images/s, TFLOP/s per device and MFU of the ViT ImageNet steps, with and without remat, on this machine's
+devices: MAE ViT-B/16 and DINO ViT-S/16 (2 x 224 + 8 x 96 crops) at 224 px in bfloat16.
+
+    python benchmarks/vit_mfu.py                                   # a GPU or TPU (benchmarks/gpu.sh runs it)
+    python benchmarks/vit_mfu.py --encoder vit_micro --batch 16 --steps 2     # a try on the CPU
+
+The whole training step of each ImageNet config (the photometric augmentations on device, the loss, backward,
+AdamW, the EMA teacher) on host crops already in memory (random uint8), compiled once ahead of time as
+``python -m jaxssl.main`` compiles it; seconds per step = median of ``--steps`` steps. FLOPs are XLA's count of
+the compiled step (``jaxssl.speed``; with remat it includes the recomputation, so the MFU column is then the
+hardware FLOPs utilisation); the peak is the device's bf16 dense peak, unknown on the CPU (no MFU shown).
+lightly's MAE step on the same GPU is benchmarks/mae_throughput.py's row in the same gpu.sh run; lightly's DINO
+step is not measured here.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from memory_scaling import _config, compile_step  # noqa: E402  (sets up the path and devices)
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxssl import parallel, speed, train, train_step  # noqa: E402
+from jaxssl.data.host_crops import view_key  # noqa: E402
+
+CONFIGS = {"mae": "configs/mae_imagenet.py", "dino": "configs/dino_imagenet.py"}
+
+
+def measure(config, mesh, steps: int) -> dict:
+  compiled, seconds = compile_step(config, mesh)
+  trainer = train_step.build(config, total_steps=1000, num_classes=0, steps_per_epoch=100.0)
+  state = train.place_state(config, train_step.init_state(trainer, jax.random.key(0), 3), mesh)
+  rng = np.random.default_rng(0)
+  b = config.train.batch_size
+  host = {view_key(i): rng.integers(0, 256, (b, r.size, r.size, 3), dtype=np.uint8)
+          for i, r in enumerate(trainer.recipes)}
+  host["label"] = np.zeros((b,), np.int32)
+  batch = parallel.shard_batch(host, mesh)
+  state, metrics = compiled(state, batch)             # one untimed step
+  jax.block_until_ready(metrics)
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    state, metrics = compiled(state, batch)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - start)
+  step_s = statistics.median(times)
+  flops = speed.flops_per_device(compiled)
+  peak = speed.peak_tflops(jax.devices()[0].device_kind)
+  out = {"images_per_s": b / step_s, "step_s": step_s, "compile_s": seconds, "finite": float(metrics["finite"])}
+  if flops:
+    out["tflops"] = flops / step_s / 1e12
+    out["mfu"] = out["tflops"] / peak if peak else None
+  return out
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--methods", default="mae,dino")
+  parser.add_argument("--encoder", default="", help="override the configs' ViT (vit_micro for a CPU try)")
+  parser.add_argument("--batch", type=int, default=0, help="global batch (default: MAE 256, DINO 128)")
+  parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
+  args = parser.parse_args()
+  mesh = parallel.make_mesh()
+  kind = jax.devices()[0].device_kind
+  print(f"{jax.device_count()} x {kind}, jax {jax.__version__}, {args.dtype}, peak "
+        f"{speed.peak_tflops(kind) or 'unknown'} TFLOP/s per device\n")
+  print("| method | ViT | batch | remat | img/s | step s | TFLOP/s per device | MFU | compile s |")
+  print("|---|---|---|---|---|---|---|---|---|")
+  for method in args.methods.split(","):
+    for remat in (False, True):
+      batch = args.batch or {"mae": 256, "dino": 128}[method]
+      config = _config(CONFIGS[method], batch)
+      config.model.compute_dtype = args.dtype
+      config.model.remat = remat
+      if args.encoder:
+        config.model.encoder = args.encoder
+      try:
+        r = measure(config, mesh, args.steps)
+      except Exception as e:  # noqa: BLE001 -- out of memory on one row should not lose the others
+        print(f"| {method} | {config.model.encoder} | {batch} | {remat} | failed: {str(e).splitlines()[0][:120]} "
+              "| | | | |", flush=True)
+        continue
+      mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "unknown peak"
+      print(f"| {method} | {config.model.encoder} | {batch} | {remat} | {r['images_per_s']:.1f} | "
+            f"{r['step_s']:.3f} | {r.get('tflops', float('nan')):.3g} | {mfu} | {r['compile_s']:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+  main()
