@@ -4,6 +4,7 @@ per image of the ImageNet configs, from XLA's analyses of the compiled step (not
     python benchmarks/memory_scaling.py                      # MAE and DINO, ViT-S/B/L at 224 px, 8 devices
     python benchmarks/memory_scaling.py --sizes small --methods mae --batch 32
     python benchmarks/memory_scaling.py --flops              # GFLOP per image of each ImageNet config
+    python benchmarks/memory_scaling.py --compile --sizes base,large   # compile seconds, scan_layers off / on
 
 The step is lowered with abstract arguments (``jax.ShapeDtypeStruct`` with the shardings the run would use)
 for the ImageNet config's views (host crops: 1 x 224 for MAE, 2 x 224 + 8 x 96 for DINO), and
@@ -107,6 +108,23 @@ def memory_table(args, mesh):
               f"| {state_bytes / replicated_state:.3f} | {seconds:.0f} |", flush=True)
 
 
+def compile_table(args, mesh):
+  print(f"seconds to lower and compile the training step, {mesh.size} {jax.devices()[0].platform} devices, global "
+        f"batch {args.batch}, replicated state\n")
+  print("| method | ViT | blocks | unrolled s | scan_layers s | ratio |")
+  print("|---|---|---|---|---|---|")
+  for method in args.methods.split(","):
+    for size in args.sizes.split(","):
+      seconds = []
+      for scan in (False, True):
+        config = _config(CONFIGS[method], args.batch)
+        config.model.encoder, config.model.scan_layers = SIZES[size], scan
+        seconds.append(compile_step(config, mesh)[1])
+      depth = train_step.build(config, total_steps=1000).model.encoder.depth
+      print(f"| {method} | {size} | {depth} | {seconds[0]:.0f} | {seconds[1]:.0f} | {seconds[1] / seconds[0]:.2f}x |",
+            flush=True)
+
+
 def flops_table(args, mesh):
   print(f"FLOPs per image of one training step (forward and backward of every view, XLA's count on "
         f"{mesh.size} {jax.devices()[0].platform} devices, global batch {args.batch})\n")
@@ -128,9 +146,10 @@ def main():
   parser.add_argument("--sizes", default="small,base,large")
   parser.add_argument("--batch", type=int, default=64, help="global batch")
   parser.add_argument("--flops", action="store_true", help="the FLOPs table instead of the memory table")
+  parser.add_argument("--compile", action="store_true", help="compile times with and without scan_layers")
   args = parser.parse_args()
   mesh = parallel.make_mesh()
-  (flops_table if args.flops else memory_table)(args, mesh)
+  (flops_table if args.flops else compile_table if args.compile else memory_table)(args, mesh)
 
 
 if __name__ == "__main__":

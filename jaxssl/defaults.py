@@ -26,6 +26,7 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.model.drop_path_rate = 0.0              # ViTs: stochastic depth at the last block (linear from 0)
   config.model.pool = "cls"                      # ViTs: evaluation features, cls (class token) | mean (patches)
   config.model.remat = False                     # rematerialise each ViT / ResNet block in the backward pass
+  config.model.scan_layers = False               # ViTs: the blocks as one nn.scan (compile time flat in depth)
   config.model.stem = "cifar"                    # cifar (3x3, no max-pool) | imagenet (7x7 + max-pool)
   config.model.compute_dtype = "float32"         # float32 | bfloat16
   config.model.zero_init_residual = False        # torchvision's default, as lightly and solo-learn

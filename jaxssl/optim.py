@@ -164,6 +164,9 @@ def check_against_params(config: ml_collections.ConfigDict, params: Any) -> None
              f"matches no parameter (paths look like {', '.join(_examples(paths))})")
       fail(f"optim.rules[{i}]", tuple(config.optim.rules[i]), why)
   if config.optim.layer_decay != 1.0 and not vit_depth(paths):
+    if config.model.get("scan_layers", False):
+      fail("optim.layer_decay", config.optim.layer_decay, "needs the blocks one by one (encoder/block_N "
+           "parameters); model.scan_layers=True stacks them: turn it off for layer-wise decay")
     fail("optim.layer_decay", config.optim.layer_decay, f"needs a ViT encoder (encoder/block_N parameters); "
          f"model.encoder={config.model.encoder!r} has none")
 

@@ -17,7 +17,7 @@ from jaxssl.models import ENCODERS
 from jaxssl.models.vit import INITS, ViT
 
 # model.* fields only a ViT reads; a ResNet run must leave them at the ViT's defaults.
-VIT_ONLY = ("pos_embed", "weight_init", "pool", "drop_path_rate")
+VIT_ONLY = ("pos_embed", "weight_init", "pool", "drop_path_rate", "scan_layers")
 from jaxssl.models.resnet import CONV_IMPLEMENTATIONS
 
 

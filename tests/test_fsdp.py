@@ -50,10 +50,13 @@ def _run(config, batches, sharded: bool, devices: int = 8):
 
 # mae: a ViT, AdamW, no EMA; simclr: a ResNet with synchronised BatchNorm and LARS (per-matrix trust ratios:
 # norms of whole arrays); dino: a ViT with an EMA teacher and a centre in the method state, on AdamW with the
-# gradient clipped to a global norm small enough to bind (a norm over every shard of every array).
-@pytest.mark.parametrize("method", ["mae", "simclr", "dino"])
+# gradient clipped to a global norm small enough to bind (a norm over every shard of every array); mae+scan:
+# MAE with model.scan_layers.
+@pytest.mark.parametrize("method", ["mae", "simclr", "dino", "mae+scan"])
 def test_sharded_step_equals_the_replicated_one(method):
+  method, _, scan = method.partition("+")
   config = tiny_config(method)
+  config.model.scan_layers = bool(scan)           # stacked blocks [depth, ...]: split along a weight dimension
   if method == "dino":
     config.model.encoder, config.model.patch_size = "vit_micro", 4
     config.optim.name, config.optim.clip_grad_norm, config.optim.clip_mode = "adamw", 0.01, "global"

@@ -285,3 +285,12 @@ def test_a_run_with_a_rule_that_matches_nothing_stops_before_the_workdir_exists(
   with pytest.raises(ConfigError, match=r"config.optim.rules\[0\].*matches no parameter"):
     train.run(config, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()
+
+
+def test_layer_decay_with_stacked_blocks_is_refused():
+  config = tiny_config("mae")
+  config.optim.layer_decay, config.model.scan_layers = 0.75, True
+  params = {"encoder": {"blocks": {"block": {"mlp": {"fc1": {"kernel": jnp.zeros((4, 8, 32))}}}}}}
+  with pytest.raises(ConfigError, match="config.optim.layer_decay=0.75: needs the blocks one by one .* "
+                                        "model.scan_layers=True stacks them"):
+    optim.check_against_params(config, params)

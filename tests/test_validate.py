@@ -45,6 +45,7 @@ def _set(config, path, value):
     ("mae", "model.drop_path_rate", 1.0, "config.model.drop_path_rate=1.0: must be in [0, 1)"),
     ("simclr", "model.drop_path_rate", 0.1, "config.model.drop_path_rate=0.1: only ViTs read it; model.encoder='small_resnet'"),
     ("simclr", "model.pool", "mean", "config.model.pool='mean': only ViTs read it"),
+    ("simclr", "model.scan_layers", True, "config.model.scan_layers=True: only ViTs read it"),
     ("mae", "parallel.fsdp_min_size", 0, "config.parallel.fsdp_min_size=0: must be a positive integer"),
     # Method-owned fields, checked by each method's check(config).
     ("mae", "method.mask_ratio", 1.0, "config.method.mask_ratio=1.0: must be in [0, 1)"),

@@ -153,3 +153,34 @@ def test_standard_sizes_have_the_papers_parameter_counts(module, patch, expected
   shapes = jax.eval_shape(lambda: vit.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3))))
   count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
   assert abs(count / 1e6 - expected_millions) / expected_millions < 0.005, count
+
+
+@pytest.mark.parametrize("remat", [False, True])
+def test_scan_layers_is_the_unrolled_vit_on_stacked_parameters(remat):
+  """model.scan_layers: the same tokens and gradients as block_0..block_3 one by one, with drop path rising over
+  the blocks (the per-block rates and keys travel through the scan); the parameters convert both ways."""
+  from jaxssl.models.vit import stack_blocks, unstack_blocks
+
+  plain, scanned = _micro(drop_path_rate=0.3), _micro(drop_path_rate=0.3, scan_layers=True, remat=remat)
+  params = plain.init(jax.random.key(0), X)["params"]
+  stacked = stack_blocks(params, depth=4)
+  shapes = jax.eval_shape(lambda: scanned.init(jax.random.key(0), X))["params"]
+  assert jax.tree.map(lambda a: a.shape, stacked) == jax.tree.map(lambda a: a.shape, shapes)
+  assert stacked["blocks"]["block"]["attn"]["qkv"]["kernel"].shape == (4, 64, 192)
+  keys = jax.random.split(jax.random.key(1), X.shape[0])
+
+  def loss(model, p):
+    out = model.apply({"params": p}, X, drop_keys=keys, method=model.tokens)
+    return jnp.sum(out.patches ** 2) + jnp.sum(out.cls)
+
+  v1, g1 = jax.value_and_grad(lambda p: loss(plain, p))(params)
+  v2, g2 = jax.value_and_grad(lambda p: loss(scanned, p))(stacked)
+  np.testing.assert_allclose(v2, v1, rtol=1e-5)
+  # float32 rounding of differently fused sums: up to ~1.5e-3 of a leaf's largest gradient; a wrong rate, key
+  # or block order differs by its whole size.
+  for a, b in zip(jax.tree.leaves(unstack_blocks(g2)), jax.tree.leaves(g1)):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=3e-3 * float(jnp.max(jnp.abs(b))))
+  assert jax.tree.structure(unstack_blocks(stacked)) == jax.tree.structure(params)
+  # Drop path is on: without the keys the loss differs.
+  assert abs(float(jnp.sum(scanned.apply({"params": stacked}, X, method=scanned.tokens).patches ** 2)
+                   + jnp.sum(scanned.apply({"params": stacked}, X, method=scanned.tokens).cls)) - float(v1)) > 1e-3

@@ -101,11 +101,12 @@ def on_tokens(layer: nn.Module, x: jax.Array) -> jax.Array:
   return layer(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
 
 
-def drop_path(x: jax.Array, keys: jax.Array | None, rate: float) -> jax.Array:
+def drop_path(x: jax.Array, keys: jax.Array | None, rate: float | jax.Array) -> jax.Array:
   """Stochastic depth: each example's residual branch x [N, ...] is zeroed with probability ``rate`` (a draw
   from its own key in ``keys`` [N]) and scaled by 1 / (1 - rate) otherwise; the identity when ``keys`` is None
-  or ``rate`` is 0."""
-  if keys is None or rate == 0.0:
+  or ``rate`` is 0. ``rate`` may be traced (the blocks under ``nn.scan``): a rate of 0 then keeps every
+  example, as the identity does."""
+  if keys is None or (isinstance(rate, float) and rate == 0.0):
     return x
   keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - rate))(keys)
   scale = keep.astype(x.dtype) / (1.0 - rate)
@@ -158,14 +159,36 @@ class Block(nn.Module):
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, drop_keys: jax.Array | None = None) -> jax.Array:
+  def __call__(self, x: jax.Array, drop_keys: jax.Array | None = None,
+               rate: jax.Array | None = None) -> jax.Array:
+    """``rate``: this block's drop-path rate when traced (under ``nn.scan``), else ``drop_path_rate``."""
+    rate = self.drop_path_rate if rate is None else rate
     norm = functools.partial(nn.LayerNorm, epsilon=1e-6, dtype=self.dtype)
     keys = (None, None) if drop_keys is None else (
         jax.vmap(lambda k: jax.random.fold_in(k, 0))(drop_keys), jax.vmap(lambda k: jax.random.fold_in(k, 1))(drop_keys))
     y = Attention(self.num_heads, self.qkv_bias, self.weight_init, self.dtype, name="attn")(norm(name="norm1")(x))
-    x = x + drop_path(y, keys[0], self.drop_path_rate)
+    x = x + drop_path(y, keys[0], rate)
     y = Mlp(int(x.shape[-1] * self.mlp_ratio), self.weight_init, self.dtype, name="mlp")(norm(name="norm2")(x))
-    return x + drop_path(y, keys[1], self.drop_path_rate)
+    return x + drop_path(y, keys[1], rate)
+
+
+class _ScannedBlock(nn.Module):
+  """One step of ``nn.scan`` over the blocks: carry (x, per-example drop keys or None), per-layer inputs
+  (block index, drop-path rate) -> the next carry. Its parameters are those of ``Block``, stacked."""
+  num_heads: int
+  mlp_ratio: float
+  qkv_bias: bool
+  weight_init: str
+  dtype: Dtype
+  drop_path: bool
+
+  @nn.compact
+  def __call__(self, carry, per_layer):
+    x, drop_keys = carry
+    index, rate = per_layer
+    keys = None if drop_keys is None else jax.vmap(lambda k: jax.random.fold_in(k, index))(drop_keys)
+    block = Block(self.num_heads, self.mlp_ratio, self.qkv_bias, 0.0, self.weight_init, self.dtype, name="block")
+    return (block(x, keys, rate if self.drop_path else None), drop_keys), None
 
 
 class Tokens(NamedTuple):
@@ -191,6 +214,9 @@ class ViT(nn.Module):
     drop_path_rate: stochastic depth, rising linearly from 0 at the first block to this rate at the last (timm).
     pool: the features ``__call__`` returns: ``cls`` (the class token) or ``mean`` (the mean patch token).
     remat: rematerialise each block in the backward pass (``nn.remat``): one block's activations live at a time.
+    scan_layers: the blocks as one ``nn.scan`` over stacked parameters (``blocks/block/...``, leading axis
+      ``depth``), so compilation does not grow with depth; the same function as the unrolled
+      ``block_0 ... block_{depth-1}`` (``stack_blocks`` converts their parameters).
   """
   patch_size: int = 16
   dim: int = 192
@@ -204,6 +230,7 @@ class ViT(nn.Module):
   drop_path_rate: float = 0.0
   pool: str = "cls"
   remat: bool = False
+  scan_layers: bool = False
   dtype: Dtype = jnp.float32
 
   def _positions(self, grid: tuple[int, int]) -> jax.Array:
@@ -246,8 +273,17 @@ class ViT(nn.Module):
     cls = self.param("cls_token", token_init(self.weight_init), (1, 1, self.dim))
     cls = jnp.broadcast_to(cls.astype(x.dtype) + pos[:, :1], (n, 1, self.dim))
     x = jnp.concatenate([cls, x], axis=1)
-    block = nn.remat(Block) if self.remat else Block
     rates = np.linspace(0.0, self.drop_path_rate, self.depth) if self.depth > 1 else [self.drop_path_rate]
+    if self.scan_layers:
+      step = nn.remat(_ScannedBlock) if self.remat else _ScannedBlock
+      scan = nn.scan(step, variable_axes={"params": 0}, split_rngs={"params": True}, length=self.depth)
+      blocks = scan(self.num_heads, self.mlp_ratio, self.qkv_bias, self.weight_init, self.dtype,
+                    drop_path=self.drop_path_rate > 0, name="blocks")
+      per_layer = (jnp.arange(self.depth), jnp.asarray(rates, jnp.float32))
+      (x, _), _ = blocks((x, drop_keys), per_layer)
+      x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(x)
+      return Tokens(cls=x[:, 0].astype(jnp.float32), patches=x[:, 1:].astype(jnp.float32), grid=grid)
+    block = nn.remat(Block) if self.remat else Block
     for i in range(self.depth):
       keys = None if drop_keys is None else jax.vmap(lambda k: jax.random.fold_in(k, i))(drop_keys)
       x = block(self.num_heads, self.mlp_ratio, self.qkv_bias, float(rates[i]), self.weight_init, self.dtype,
@@ -262,6 +298,24 @@ class ViT(nn.Module):
       raise ValueError(f"drop_path_rate={self.drop_path_rate} needs per-example drop_keys in training")
     out = self.tokens(x, drop_keys=drop_keys if train else None)
     return out.cls if self.pool == "cls" else out.patches.mean(axis=1)
+
+
+def stack_blocks(params: dict, depth: int) -> dict:
+  """A ViT's parameters with ``block_0 ... block_{depth-1}`` -> those of the same ViT with ``scan_layers``
+  (``blocks/block/...``, each leaf stacked along a new leading axis)."""
+  out = {k: v for k, v in params.items() if not (k.startswith("block_") and k[6:].isdigit())}
+  out["blocks"] = {"block": jax.tree.map(lambda *xs: jnp.stack(xs), *[params[f"block_{i}"] for i in range(depth)])}
+  return out
+
+
+def unstack_blocks(params: dict) -> dict:
+  """The inverse of ``stack_blocks``."""
+  out = {k: v for k, v in params.items() if k != "blocks"}
+  stacked = params["blocks"]["block"]
+  depth = jax.tree.leaves(stacked)[0].shape[0]
+  for i in range(depth):
+    out[f"block_{i}"] = jax.tree.map(lambda x: x[i], stacked)
+  return out
 
 
 # DINO's and the ViT paper's sizes; vit_micro is for CPU tests and Fashion-MNIST-sized runs. ViT-H/14 takes
