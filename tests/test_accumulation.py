@@ -29,7 +29,7 @@ def _run(config, steps=3, devices=8, sharded=False):
   return jax.device_get(state), losses
 
 
-@pytest.mark.parametrize("devices, k, sharded", [(8, 2, False), (1, 4, False), (8, 2, True)])
+@pytest.mark.parametrize("devices, k, sharded", [(8, 2, False), (8, 2, True)])
 def test_accumulated_mae_step_equals_the_whole_batch_step(devices, k, sharded):
   """MAE's loss is a mean over removed patches, the same number per image: k micro-batches of each device's
   share give the step of the whole batch (each example keeps its global index, so its views and mask)."""
@@ -51,9 +51,9 @@ def test_a_coupled_method_accumulates_only_when_allowed():
     validate.validate(config, num_devices=8)
   config.train.allow_coupled_accumulation = True
   validate.validate(config, num_devices=8)
-  _, losses = _run(config, steps=2)               # BN statistics advance per micro-batch; still finite
+  _, losses = _run(config, steps=1)               # BN statistics advance per micro-batch; still finite
   config.train.grad_accum_steps = 1
-  _, whole = _run(config, steps=2)
+  _, whole = _run(config, steps=1)
   # The micro-batches are real: SimCLR's loss over 8 examples (fewer negatives) is not the loss over 16.
   assert all(np.isfinite(losses)) and abs(losses[0] - whole[0]) > 0.1
 
