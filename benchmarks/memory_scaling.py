@@ -16,9 +16,12 @@ accelerator's scheduler differs, but the state's share is the same on any backen
 """
 
 import argparse
+import importlib
+import math
 import os
 import sys
 import time
+from typing import Any, NamedTuple
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -27,40 +30,38 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
-from jaxssl import fsdp, parallel, speed, train, train_step  # noqa: E402
+from jaxssl import parallel, speed, train, train_step  # noqa: E402
 from jaxssl.data.host_crops import view_key  # noqa: E402
 
-CONFIGS = {"mae": "configs/mae_imagenet.py", "dino": "configs/dino_imagenet.py"}
+CONFIGS = {"mae": "mae_imagenet", "dino": "dino_imagenet"}
 SIZES = {"small": "vit_small", "base": "vit_base", "large": "vit_large"}
 FLOP_CONFIGS = ("simclr_imagenet", "byol_imagenet", "vicreg_imagenet", "dino_imagenet", "mae_imagenet",
                 "ibot_imagenet", "ijepa_imagenet:base")
 
 
-def _config(path: str, batch: int):
-  import importlib.util
-
-  file, _, arg = path.partition(":")
-  spec = importlib.util.spec_from_file_location("config_module", file)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg) if arg else module.get_config()
+def _config(name: str, batch: int):
+  """``configs/NAME.py``'s config (``NAME:ARG`` passes ARG to get_config) with this global batch."""
+  module, _, arg = name.partition(":")
+  get_config = importlib.import_module(f"configs.{module}").get_config
+  config = get_config(arg) if arg else get_config()
   config.train.batch_size = batch
   config.model.conv = "xla"                # XLA's own convolution: its FLOPs are in the cost analysis
   return config
 
 
-def _abstract(tree, shardings):
-  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), tree, shardings)
+class Compiled(NamedTuple):
+  step: Any                # the compiled step
+  seconds: float           # to lower and compile it
+  trainer: Any             # train_step.Trainer
+  state: Any               # the abstract state, each leaf a ShapeDtypeStruct with the run's sharding
 
 
-def compile_step(config, mesh):
-  """(compiled step, seconds to lower and compile) for the config's ImageNet views on ``mesh``."""
+def compile_step(config, mesh) -> Compiled:
+  """The config's step compiled for its ImageNet views (host crops) on ``mesh``, from abstract arguments."""
   trainer = train_step.build(config, total_steps=1000, num_classes=0, steps_per_epoch=100.0)
   state = jax.eval_shape(lambda: train_step.init_state(trainer, jax.random.key(0), 3))
-  if config.parallel.fsdp:
-    shardings = fsdp.state_shardings(state, mesh, config.parallel.fsdp_min_size)
-  else:
-    shardings = jax.tree.map(lambda _: NamedSharding(mesh, P()), state)
+  state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), state,
+                       train.state_shardings(config, state, mesh))
   batch_sharding = NamedSharding(mesh, P(parallel.AXIS))
   b = config.train.batch_size
   batch = {view_key(i): jax.ShapeDtypeStruct((b, r.size, r.size, 3), jnp.uint8, sharding=batch_sharding)
@@ -68,8 +69,13 @@ def compile_step(config, mesh):
   batch["label"] = jax.ShapeDtypeStruct((b,), jnp.int32, sharding=batch_sharding)
   step = train.make_step(config, trainer, state, mesh)
   start = time.perf_counter()
-  compiled = step.lower(_abstract(state, shardings), batch).compile()
-  return compiled, time.perf_counter() - start
+  compiled = step.lower(state, batch).compile()
+  return Compiled(compiled, time.perf_counter() - start, trainer, state)
+
+
+def state_bytes_per_device(state) -> int:
+  """Bytes of one device's share of an abstract state whose leaves carry their shardings."""
+  return sum(math.prod(a.sharding.shard_shape(a.shape)) * a.dtype.itemsize for a in jax.tree.leaves(state))
 
 
 def _mib(n: float) -> str:
@@ -90,22 +96,14 @@ def memory_table(args, mesh):
         config.model.encoder = SIZES[size]
         config.parallel.fsdp = layout != "replicated"
         config.model.remat = layout.endswith("remat")
-        compiled, seconds = compile_step(config, mesh)
-        m = compiled.memory_analysis()
+        c = compile_step(config, mesh)
+        m = c.step.memory_analysis()
         # The state is the donated argument; the batch share is small (uint8 crops).
-        trainer = train_step.build(config, total_steps=1000)
-        abstract = jax.eval_shape(lambda: train_step.init_state(trainer, jax.random.key(0), 3))
-        if config.parallel.fsdp:
-          specs = fsdp.state_specs(abstract, mesh.size, config.parallel.fsdp_min_size)
-          state_bytes = sum(a.size * a.dtype.itemsize // (mesh.size if s != P() else 1)
-                            for a, s in zip(jax.tree.leaves(abstract),
-                                            jax.tree.leaves(specs, is_leaf=lambda x: isinstance(x, P))))
-        else:
-          state_bytes = sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(abstract))
+        state_bytes = state_bytes_per_device(c.state)
         replicated_state = replicated_state or state_bytes
         rest = m.argument_size_in_bytes - state_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
         print(f"| {method} | {size} | {layout} | {_mib(state_bytes)} | {_mib(rest)} | {_mib(m.temp_size_in_bytes)} "
-              f"| {state_bytes / replicated_state:.3f} | {seconds:.0f} |", flush=True)
+              f"| {state_bytes / replicated_state:.3f} | {c.seconds:.0f} |", flush=True)
 
 
 def compile_table(args, mesh):
@@ -119,8 +117,9 @@ def compile_table(args, mesh):
       for scan in (False, True):
         config = _config(CONFIGS[method], args.batch)
         config.model.encoder, config.model.scan_layers = SIZES[size], scan
-        seconds.append(compile_step(config, mesh)[1])
-      depth = train_step.build(config, total_steps=1000).model.encoder.depth
+        c = compile_step(config, mesh)
+        seconds.append(c.seconds)
+      depth = c.trainer.model.encoder.depth
       print(f"| {method} | {size} | {depth} | {seconds[0]:.0f} | {seconds[1]:.0f} | {seconds[1] / seconds[0]:.2f}x |",
             flush=True)
 
@@ -131,11 +130,10 @@ def flops_table(args, mesh):
   print("| config | encoder | views | GFLOP per image |")
   print("|---|---|---|---|")
   for name in FLOP_CONFIGS:
-    config = _config(f"configs/{name.replace(':', '.py:') if ':' in name else name + '.py'}", args.batch)
-    compiled, _ = compile_step(config, mesh)
-    flops = speed.flops_per_device(compiled)
-    trainer = train_step.build(config, total_steps=1000)
-    views = " + ".join(f"{r.size}" for r in trainer.recipes)
+    config = _config(name, args.batch)
+    c = compile_step(config, mesh)
+    flops = speed.flops_per_device(c.step)
+    views = " + ".join(f"{r.size}" for r in c.trainer.recipes)
     per_image = flops * mesh.size / args.batch if flops else float("nan")
     print(f"| {name} | {config.model.encoder} | {views} | {per_image / 1e9:.1f} |", flush=True)
 

@@ -20,7 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from memory_scaling import _config, compile_step  # noqa: E402  (sets up the path and devices)
+from memory_scaling import CONFIGS, _config, compile_step  # noqa: E402  (sets up the path and devices)
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -28,12 +28,10 @@ import numpy as np  # noqa: E402
 from jaxssl import parallel, speed, train, train_step  # noqa: E402
 from jaxssl.data.host_crops import view_key  # noqa: E402
 
-CONFIGS = {"mae": "configs/mae_imagenet.py", "dino": "configs/dino_imagenet.py"}
-
 
 def measure(config, mesh, steps: int) -> dict:
-  compiled, seconds = compile_step(config, mesh)
-  trainer = train_step.build(config, total_steps=1000, num_classes=0, steps_per_epoch=100.0)
+  c = compile_step(config, mesh)
+  compiled, trainer = c.step, c.trainer
   state = train.place_state(config, train_step.init_state(trainer, jax.random.key(0), 3), mesh)
   rng = np.random.default_rng(0)
   b = config.train.batch_size
@@ -52,7 +50,7 @@ def measure(config, mesh, steps: int) -> dict:
   step_s = statistics.median(times)
   flops = speed.flops_per_device(compiled)
   peak = speed.peak_tflops(jax.devices()[0].device_kind)
-  out = {"images_per_s": b / step_s, "step_s": step_s, "compile_s": seconds, "finite": float(metrics["finite"])}
+  out = {"images_per_s": b / step_s, "step_s": step_s, "compile_s": c.seconds, "finite": float(metrics["finite"])}
   if flops:
     out["tflops"] = flops / step_s / 1e12
     out["mfu"] = out["tflops"] / peak if peak else None

@@ -23,6 +23,7 @@ replicated step's to float32 rounding (the gradient mean is summed in another or
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -38,10 +39,7 @@ MIN_SIZE = 2**14
 def leaf_spec(shape: tuple[int, ...], devices: int, min_size: int = MIN_SIZE) -> P:
   """The PartitionSpec of one array: ``AXIS`` on its largest dimension divisible by ``devices`` (the first of
   equal ones), or replicated (``P()``) when it is small or no dimension divides."""
-  size = 1
-  for d in shape:
-    size *= d
-  if devices <= 1 or size < min_size:
+  if devices <= 1 or math.prod(shape) < min_size:
     return P()
   candidates = [i for i, d in enumerate(shape) if d % devices == 0]
   if not candidates:
@@ -63,10 +61,13 @@ def state_specs(state: TrainState, devices: int, min_size: int = MIN_SIZE) -> Tr
                             ema_params=_specs(state.ema_params, devices, min_size))
 
 
+def _named(specs: Any, mesh: Mesh) -> Any:
+  return jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs, is_leaf=lambda x: isinstance(x, P))
+
+
 def state_shardings(state: TrainState, mesh: Mesh, min_size: int = MIN_SIZE) -> TrainState:
   """``state_specs`` as NamedShardings on ``mesh``: where to put a state (``jax.device_put``) or restore one."""
-  return jax.tree.map(lambda spec: NamedSharding(mesh, spec), state_specs(state, mesh.size, min_size),
-                      is_leaf=lambda x: isinstance(x, P))
+  return _named(state_specs(state, mesh.size, min_size), mesh)
 
 
 def _dim(spec: P) -> int | None:
@@ -120,6 +121,6 @@ def fsdp_step(trainer, state: TrainState, mesh: Mesh, min_size: int = MIN_SIZE) 
     g = mapped(state.replace(opt_state=None), batch)
     return train_step.apply_gradients(trainer, state, g)
 
-  shardings = jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs, is_leaf=lambda x: isinstance(x, P))
+  shardings = _named(specs, mesh)
   return jax.jit(step, in_shardings=(shardings, NamedSharding(mesh, P(AXIS))),
                  out_shardings=(shardings, NamedSharding(mesh, P())), donate_argnums=0)

@@ -4,7 +4,8 @@
   fields in ``NEUTRAL`` (logging, checkpoint cadence, prefetch, evaluation settings, the state's placement on
   the devices) never change what is trained and may differ; any other difference (method, model, data,
   optimizer, seed, batch, augmentation, schedule length) is refused unless the user names it
-  (``--allow_change``), e.g. ``train.num_epochs`` to extend a run. Allowed changes are recorded in ``config_changes.jsonl`` and ``config.json`` follows them.
+  (``--allow_change``), e.g. ``train.num_epochs`` to extend a run. Allowed changes are recorded in
+  ``config_changes.jsonl`` and ``config.json`` follows them.
 - ``check_writable``: the workdir is a directory, or can be made one, and can be written.
 - ``WorkdirLock``: ``WORKDIR/lock`` holds the host and pid of the process writing the run; a second run is
   refused while that process lives, and a lock whose process is gone (on this host) is taken over.

@@ -13,11 +13,12 @@ from typing import Any, NamedTuple, Sequence
 import jax
 import ml_collections
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxssl import evaluation, methods, optim, run_identity
 from jaxssl.cadence import Cadence
 from jaxssl.metrics import MetricsWriter
-from jaxssl.parallel import make_mesh, replicate, shard_batch, shard_step
+from jaxssl.parallel import make_mesh, shard_batch, shard_step
 from jaxssl.train_step import build, finite_names, init_state, make_per_device_step, with_variables
 from jaxssl.workdir import resolve
 
@@ -146,13 +147,18 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
       lock.release()
 
 
-def place_state(config: ml_collections.ConfigDict, state, mesh):
-  """The state on the mesh: replicated, or with ``parallel.fsdp`` its parameters, optimizer state and EMA
-  target split over the devices (``jaxssl.fsdp``)."""
+def state_shardings(config: ml_collections.ConfigDict, state, mesh):
+  """Where each leaf of the state (concrete or abstract) lives on the mesh: everything replicated, or with
+  ``parallel.fsdp`` the parameters, optimizer state and EMA target split over the devices (``jaxssl.fsdp``)."""
   if config.parallel.fsdp:
     from jaxssl import fsdp
-    return jax.device_put(state, fsdp.state_shardings(state, mesh, config.parallel.fsdp_min_size))
-  return replicate(state, mesh)
+    return fsdp.state_shardings(state, mesh, config.parallel.fsdp_min_size)
+  return jax.tree.map(lambda _: NamedSharding(mesh, P()), state)
+
+
+def place_state(config: ml_collections.ConfigDict, state, mesh):
+  """The state on the mesh, as ``state_shardings`` says."""
+  return jax.device_put(state, state_shardings(config, state, mesh))
 
 
 def make_step(config: ml_collections.ConfigDict, trainer, state, mesh):

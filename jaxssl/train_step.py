@@ -150,19 +150,22 @@ def make_gradient_step(trainer: Trainer, axis_name: str | None = AXIS,
       size = local_batch // accumulate
       micro = jax.tree.map(lambda x: x.reshape((accumulate, size) + x.shape[1:]), batch)
 
+      # The carry holds only what a micro-batch changes; the parameters and the rest of the state are the
+      # scan's constants, not copied through the loop.
       def body(carry, inputs):
-        grads, state = carry
+        grads, (batch_stats, method_state, probe_params, probe_opt_state) = carry
         index, batch = inputs
-        g = micro_step(state, batch, offset + index * size)
-        state = state.replace(batch_stats=g.batch_stats, method_state=g.method_state,
-                              probe_params=g.probe_params, probe_opt_state=g.probe_opt_state)
-        return (jax.tree.map(jnp.add, grads, g.grads), state), g.metrics
+        current = state.replace(batch_stats=batch_stats, method_state=method_state, probe_params=probe_params,
+                                probe_opt_state=probe_opt_state)
+        g = micro_step(current, batch, offset + index * size)
+        changed = (g.batch_stats, g.method_state, g.probe_params, g.probe_opt_state)
+        return (jax.tree.map(jnp.add, grads, g.grads), changed), g.metrics
 
       zeros = jax.tree.map(jnp.zeros_like, state.params)
-      (grads, last), metrics = jax.lax.scan(body, (zeros, state), (jnp.arange(accumulate), micro))
-      g = Gradients(grads=jax.tree.map(lambda x: x / accumulate, grads), batch_stats=last.batch_stats,
-                    method_state=last.method_state, probe_params=last.probe_params,
-                    probe_opt_state=last.probe_opt_state, metrics=jax.tree.map(lambda m: m.mean(0), metrics))
+      first = (state.batch_stats, state.method_state, state.probe_params, state.probe_opt_state)
+      (grads, last), metrics = jax.lax.scan(body, (zeros, first), (jnp.arange(accumulate), micro))
+      g = Gradients(jax.tree.map(lambda x: x / accumulate, grads), *last,
+                    metrics=jax.tree.map(lambda m: m.mean(0), metrics))
     metrics = g.metrics if axis_name is None else jax.lax.pmean(g.metrics, axis_name)
     return g._replace(grads=reduce_gradients(g.grads), metrics=metrics)
 

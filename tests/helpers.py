@@ -41,3 +41,34 @@ def jpeg_splits(root: pathlib.Path, splits: dict[str, int], classes: int = 4) ->
   for seed, (split, count) in enumerate(splits.items()):
     generate.write_folder(str(root / split), count, classes=classes, seed=seed, shorter=(40, 64))
   return root
+
+
+def synthetic_batches(config, steps: int) -> list[dict]:
+  """The first ``steps`` global batches of 64 synthetic 16x16 images at the config's batch size."""
+  from jaxssl import data
+
+  pipeline = data.Pipeline(data.synthetic(64, size=16), config.train.batch_size, seed=0, prefetch=0)
+  return [next(pipeline) for _ in range(steps)]
+
+
+def run_steps(config, batches, num_devices: int = 8, fsdp_min_size: int = 0):
+  """(final state, losses) of the config's steps on these batches, on ``num_devices`` devices: the state
+  replicated, or with ``fsdp_min_size`` > 0 sharded (FSDP, arrays of at least that many elements). Every step's
+  NaN guard must pass."""
+  from jaxssl import fsdp, parallel, train_step
+
+  m = mesh(num_devices)
+  trainer = train_step.build(config, total_steps=len(batches), num_classes=10)
+  initial = train_step.init_state(trainer, jax.random.key(0), 1)
+  if fsdp_min_size:
+    state = jax.device_put(initial, fsdp.state_shardings(initial, m, fsdp_min_size))
+    step = fsdp.fsdp_step(trainer, initial, m, fsdp_min_size)
+  else:
+    state = parallel.replicate(initial, m)
+    step = parallel.shard_step(train_step.make_per_device_step(trainer), m)
+  losses = []
+  for batch in batches:
+    state, metrics = step(state, parallel.shard_batch(batch, m))
+    assert float(metrics["finite"]) == 1.0
+    losses.append(float(metrics["loss"]))
+  return state, losses

@@ -5,27 +5,13 @@ import jax
 import numpy as np
 import pytest
 
-from jaxssl import data, fsdp, parallel, train_step, validate
-from helpers import mesh
+from jaxssl import validate
+from helpers import run_steps, synthetic_batches
 from tiny import tiny_config
 
 
 def _run(config, steps=3, devices=8, sharded=False):
-  pipeline = data.Pipeline(data.synthetic(64, size=16), config.train.batch_size, seed=0, prefetch=0)
-  m = mesh(devices)
-  trainer = train_step.build(config, total_steps=steps, num_classes=10)
-  initial = train_step.init_state(trainer, jax.random.key(0), 1)
-  if sharded:
-    state = jax.device_put(initial, fsdp.state_shardings(initial, m, 256))
-    step = fsdp.fsdp_step(trainer, initial, m, 256)
-  else:
-    state = parallel.replicate(initial, m)
-    step = parallel.shard_step(train_step.make_per_device_step(trainer), m)
-  losses = []
-  for _ in range(steps):
-    state, metrics = step(state, parallel.shard_batch(next(pipeline), m))
-    assert float(metrics["finite"]) == 1.0
-    losses.append(float(metrics["loss"]))
+  state, losses = run_steps(config, synthetic_batches(config, steps), devices, 256 if sharded else 0)
   return jax.device_get(state), losses
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from jaxssl import checkpoint, data, fsdp, parallel, train_step
-from helpers import mesh
+from jaxssl import checkpoint, fsdp, parallel, train_step
+from helpers import mesh, run_steps, synthetic_batches
 from tiny import tiny_config
 
 MIN_SIZE = 256          # the tiny models' arrays are small: shard more of them than the default would
@@ -25,27 +25,8 @@ def test_leaf_spec_splits_the_largest_divisible_dimension_of_large_arrays(shape,
   assert fsdp.leaf_spec(shape, 1, min_size=MIN_SIZE) == P()
 
 
-def _batches(config, steps):
-  pipeline = data.Pipeline(data.synthetic(64, size=16), config.train.batch_size, seed=0, prefetch=0)
-  return [next(pipeline) for _ in range(steps)]
-
-
 def _run(config, batches, sharded: bool, devices: int = 8):
-  m = mesh(devices)
-  trainer = train_step.build(config, total_steps=len(batches), num_classes=10)
-  initial = train_step.init_state(trainer, jax.random.key(0), 1)
-  if sharded:
-    state = jax.device_put(initial, fsdp.state_shardings(initial, m, MIN_SIZE))
-    step = fsdp.fsdp_step(trainer, initial, m, MIN_SIZE)
-  else:
-    state = parallel.replicate(initial, m)
-    step = parallel.shard_step(train_step.make_per_device_step(trainer), m)
-  losses = []
-  for batch in batches:
-    state, metrics = step(state, parallel.shard_batch(batch, m))
-    assert float(metrics["finite"]) == 1.0
-    losses.append(float(metrics["loss"]))
-  return state, losses
+  return run_steps(config, batches, devices, MIN_SIZE if sharded else 0)
 
 
 # mae: a ViT, AdamW, no EMA; simclr: a ResNet with synchronised BatchNorm and LARS (per-matrix trust ratios:
@@ -60,7 +41,7 @@ def test_sharded_step_equals_the_replicated_one(method):
   if method == "dino":
     config.model.encoder, config.model.patch_size = "vit_micro", 4
     config.optim.name, config.optim.clip_grad_norm, config.optim.clip_mode = "adamw", 0.01, "global"
-  batches = _batches(config, 3)
+  batches = synthetic_batches(config, 3)
   replicated, losses = _run(config, batches, sharded=False)
   sharded, sharded_losses = _run(config, batches, sharded=True)
   np.testing.assert_allclose(sharded_losses, losses, rtol=1e-5)
@@ -94,7 +75,7 @@ def test_a_sharded_checkpoint_restores_onto_other_layouts(tmp_path):
   values and checksums that check out (they are of the whole arrays, not of one shard)."""
   config = tiny_config("dino")
   config.model.encoder, config.model.patch_size = "vit_micro", 4
-  batches = _batches(config, 2)
+  batches = synthetic_batches(config, 2)
   state, _ = _run(config, batches, sharded=True)
   saver = checkpoint.Checkpointer(str(tmp_path))
   saver.save(2, state, {"data_position": 2})

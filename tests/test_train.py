@@ -10,15 +10,13 @@ from jaxssl.methods.base import StepInputs, Variables
 from jaxssl.methods import joint_embedding
 from jaxssl.methods.joint_embedding import Outputs
 from jaxssl.state import target_subtree
-from helpers import mesh
+from helpers import mesh, synthetic_batches
 from tiny import tiny_config
 
 METHODS = ["simclr", "byol", "vicreg"]
 
 
-def _batches(config, steps):
-  pipeline = data.Pipeline(data.synthetic(64, size=16), config.train.batch_size, seed=0, prefetch=0)
-  return [next(pipeline) for _ in range(steps)]
+_batches = synthetic_batches
 
 
 def _run_shard_map(config, batches, num_devices, num_classes=0):

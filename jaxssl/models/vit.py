@@ -281,13 +281,12 @@ class ViT(nn.Module):
                     drop_path=self.drop_path_rate > 0, name="blocks")
       per_layer = (jnp.arange(self.depth), jnp.asarray(rates, jnp.float32))
       (x, _), _ = blocks((x, drop_keys), per_layer)
-      x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(x)
-      return Tokens(cls=x[:, 0].astype(jnp.float32), patches=x[:, 1:].astype(jnp.float32), grid=grid)
-    block = nn.remat(Block) if self.remat else Block
-    for i in range(self.depth):
-      keys = None if drop_keys is None else jax.vmap(lambda k: jax.random.fold_in(k, i))(drop_keys)
-      x = block(self.num_heads, self.mlp_ratio, self.qkv_bias, float(rates[i]), self.weight_init, self.dtype,
-                name=f"block_{i}")(x, keys)
+    else:
+      block = nn.remat(Block) if self.remat else Block
+      for i in range(self.depth):
+        keys = None if drop_keys is None else jax.vmap(lambda k: jax.random.fold_in(k, i))(drop_keys)
+        x = block(self.num_heads, self.mlp_ratio, self.qkv_bias, float(rates[i]), self.weight_init, self.dtype,
+                  name=f"block_{i}")(x, keys)
     x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(x)
     return Tokens(cls=x[:, 0].astype(jnp.float32), patches=x[:, 1:].astype(jnp.float32), grid=grid)
 
