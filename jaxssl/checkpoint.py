@@ -178,9 +178,15 @@ class Checkpointer:
                                            enable_async_checkpointing=asynchronous)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
     self._unsealed: list[int] = []              # saved steps whose file manifest is not written yet
+    self._closed = False
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
+
+  def steps(self) -> list[int]:
+    """The steps of the checkpoints on disk, oldest first (read afresh: another process may be saving)."""
+    self._manager.reload()
+    return sorted(self._manager.all_steps())
 
   def save(self, step: int, state: Any, meta: dict) -> None:
     """Starts writing the state and meta as checkpoint ``step`` (all processes call this; orbax coordinates).
@@ -340,8 +346,19 @@ class Checkpointer:
     except Exception as e:  # noqa: BLE001
       raise CheckpointError(f"checkpoint {self.directory}/{step} cannot be read ({_first_line(e)})") from None
 
+  def wait(self) -> None:
+    """Returns once every checkpoint saved so far is on disk and sealed (CheckpointError, one line, if a write
+    failed)."""
+    try:
+      self._seal()
+    except Exception as e:  # noqa: BLE001 -- the background write failed (a full disk): one line
+      raise self._write_error(e) from None
+
   def close(self) -> None:
-    """Waits for the checkpoints in flight, then releases orbax's threads."""
+    """Waits for the checkpoints in flight, then releases orbax's threads (a second call does nothing)."""
+    if self._closed:
+      return
+    self._closed = True
     try:
       self._seal()
     except Exception as e:  # noqa: BLE001 -- the background write failed (a full disk): one line

@@ -44,6 +44,8 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.data.prefetch = 2                       # batches prepared ahead by the host thread
   config.data.crop_on = "auto"                   # auto | host | device (auto: host for folder, tfds + image_size)
   config.data.workers = 0                        # host-crop threads (0: one per available core)
+  config.data.max_bad_images = 100               # unreadable images substituted (and listed) before the run stops
+  config.data.read_timeout_s = 300.0             # a batch not read in this long stops the run (0: wait forever)
   config.data.label_fraction = 1.0               # < 1: a class-balanced share of the train split (SimCLR: 0.01, 0.1)
   config.data.label_seed = 0                     # which share (the same on any number of devices or processes)
   config.data.mean = (0.2860,)                   # per channel, after scaling to [0, 1]

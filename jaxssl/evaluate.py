@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
   from jaxssl.parallel import make_mesh, replicate
 
   try:
-    run = load_run(args.workdir, args.step)
+    run = load_run(args.workdir, args.step, field="--workdir")
     config = run.config
     with config.unlocked():
       if args.linear_epochs is not None:

@@ -307,7 +307,17 @@ class Evaluator:
       augmented = lambda e: self._embed(state, dataset.eval_train, augment_key=jax.random.fold_in(key, e))
     self._say(f"linear probe, {ev.linear_epochs} epochs on {len(f['train_labels'])} frozen features"
               + (" (augmented: the encoder runs every epoch)" if ev.linear_augment else ""))
-    return linear_probe_of_features(f, dataset.num_classes, ev, seed, augmented)
+    start, shown = time.perf_counter(), [time.perf_counter()]
+
+    def epoch_with_progress(e: int):
+      # Called before each epoch after the first: a line every 30 s, since a long probe takes minutes.
+      now = time.perf_counter()
+      if now - shown[0] > 30:
+        shown[0] = now
+        self._say(f"linear probe epoch {e + 1}/{ev.linear_epochs} ({now - start:.0f} s)")
+      return augmented(e) if augmented is not None else (f["train_features"], f["train_labels"])
+
+    return linear_probe_of_features(f, dataset.num_classes, ev, seed, epoch_with_progress)
 
   def probe_accuracy(self, state, features) -> float | None:
     """Test top-1 accuracy of the train state's online probe (None when it has none)."""

@@ -60,7 +60,7 @@ def prepare(config) -> None:
       fail("method.pretrained", "", "name the pretraining run with --pretrained DIR (or train from scratch with "
            "--from scratch)")
     return
-  pretrained = load_config(_PRETRAINED.value)      # CheckpointError when it is not a run directory
+  pretrained = load_config(_PRETRAINED.value, "--pretrained")      # CheckpointError when it is not a run directory
   taken = []
   for field in ARCHITECTURE:
     section, key = field.split(".")

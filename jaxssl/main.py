@@ -81,6 +81,15 @@ def main(argv, prepare: Callable[[ml_collections.ConfigDict], None] | None = Non
   except (ConfigError, DataError, CheckpointError, TrainingError, WorkdirError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+  except KeyboardInterrupt:
+    print("interrupted (Ctrl-C): stopped at once, unsaved; the same command resumes from the last checkpoint",
+          file=sys.stderr)
+    return 130
+  except OSError as e:                # the file system failed under the run (read-only, gone, full)
+    where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+    print(f"error: {where}{e.strerror or e} ({type(e).__name__}); the checkpoints already saved are intact",
+          file=sys.stderr)
+    return 2
   return 0
 
 

@@ -13,6 +13,15 @@ import sys
 COLLAPSE_STD = 0.1
 
 
+def _record(line: str) -> dict | None:
+  """The JSON object on one line of metrics.jsonl, or None if the line is not one."""
+  try:
+    record = json.loads(line)
+  except ValueError:
+    return None
+  return record if isinstance(record, dict) else None
+
+
 class MetricsWriter:
   """Appends step metrics and evaluations to ``workdir/metrics.jsonl`` (local or a URL, ``jaxssl.workdir``); on
   resume, drops the lines of steps after the checkpoint. ``history()`` reads the training lines back."""
@@ -27,7 +36,11 @@ class MetricsWriter:
     if not enabled:
       return
     self._log = LineLog(self.path)
-    self._log.keep(lambda line: json.loads(line).get("step", 0) <= resume_step)
+    torn = [line for line in self._log.lines if _record(line) is None]
+    if torn:                                 # a crash during a write leaves a partial last line
+      print(f"warning: {self.path}: dropped {len(torn)} line(s) that are not JSON records (a write cut short): "
+            f"{torn[-1].strip()[:60]!r}", file=sys.stderr, flush=True)
+    self._log.keep(lambda line: (_record(line) or {"step": resume_step + 1}).get("step", 0) <= resume_step)
     try:
       from tensorboardX import SummaryWriter
     except ImportError:                      # TensorBoard files are optional; metrics.jsonl is always written
@@ -40,7 +53,7 @@ class MetricsWriter:
     ``{"step": N, metric: value, ...}``; empty where this process does not write."""
     if self._log is None:
       return []
-    records = [json.loads(line) for line in self._log.lines]
+    records = [r for r in map(_record, self._log.lines) if r is not None]
     return [{k: v for k, v in r.items() if k != "kind"} for r in records if r.get("kind") == "train"]
 
   def flush(self) -> None:

@@ -125,6 +125,8 @@ def plot_embedding(run, dataset, path: str, max_points: int = 2000, seed: int = 
   chosen = np.sort(rng.choice(len(dataset.test), min(max_points, len(dataset.test)), replace=False))
   subset = data.ArraySource(*dataset.test.read(chosen))
   apply_fn, variables, preprocess = evaluation.encoder_fn(run.trainer, run.state)
+  print(f"plot: encoding {len(subset)} test images, then a t-SNE map of them (minutes on a CPU)", file=sys.stderr,
+        flush=True)
   features, labels = evaluation.embed(apply_fn, variables, subset, run.config.eval.batch_size, preprocess=preprocess)
   points = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30, len(features) - 1)
                 ).fit_transform(features)
@@ -167,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="python -m jaxssl.plot", description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--points", type=int, default=2000, help="test examples in the t-SNE map")
+  parser.add_argument("--step", type=int, default=None,
+                      help="checkpoint step (default: the newest that can be read)")
   args = parser.parse_args(argv)
 
   from jaxssl import data
@@ -178,9 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib  # noqa: F401
     import sklearn  # noqa: F401
     records = read_metrics(args.workdir)
-    config = load_config(args.workdir)
+    config = load_config(args.workdir, "--workdir")
     dataset = data.load(config.data)
-    run = load_run(args.workdir)
+    run = load_run(args.workdir, args.step, field="--workdir")
   except ModuleNotFoundError as e:
     print(f"error: plotting needs {e.name}; install it with `pip install -e \".[plot]\"`", file=sys.stderr)
     return 2

@@ -25,16 +25,17 @@ class Run(NamedTuple):
   meta: dict              # the checkpoint's record: evals, results so far, data position
 
 
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a run in ``workdir`` was started with (its config.json)."""
+def load_config(workdir: str, field: str = "workdir") -> ml_collections.ConfigDict:
+  """The config a run in ``workdir`` was started with (its config.json); errors name ``field`` (the command
+  line's flag, or the config field, that gave the workdir)."""
   path = resolve(workdir) / "config.json"
   if not path.is_file():
-    raise CheckpointError(f"--workdir={workdir!r} has no config.json: not a jaxssl run directory")
+    raise CheckpointError(f"{field}={workdir!r} has no config.json: not a jaxssl run directory")
   try:
     saved = json.loads(path.read_text())
     name = saved["method"]["name"]
   except (ValueError, KeyError, TypeError) as e:
-    raise CheckpointError(f"--workdir={workdir!r}: its config.json is damaged ({type(e).__name__}: "
+    raise CheckpointError(f"{field}={workdir!r}: its config.json is damaged ({type(e).__name__}: "
                           f"{' '.join(str(e).split())[:120]}); restore it from a copy of the run") from None
   # Fields added to the schema since the run was made take their defaults.
   config = defaults.get_config(name)
@@ -50,7 +51,7 @@ def _merge(config: ml_collections.ConfigDict, saved: dict) -> None:
       config[key] = value
 
 
-def open_checkpoints(workdir: str, field: str = "--workdir") -> Checkpointer:
+def open_checkpoints(workdir: str, field: str = "workdir") -> Checkpointer:
   """The Checkpointer of a run directory that has checkpoints/ (CheckpointError naming ``field`` if not; a
   Checkpointer would create the folder)."""
   if not (resolve(workdir) / "checkpoints").is_dir():
@@ -58,23 +59,49 @@ def open_checkpoints(workdir: str, field: str = "--workdir") -> Checkpointer:
   return Checkpointer(workdir)
 
 
-def load_run(workdir: str, step: int | None = None, axis_name: str | None = None) -> Run:
-  """Rebuilds the run's trainer from config.json and restores checkpoint ``step`` (default: the latest)."""
-  from jaxssl import train_step
+def load_run(workdir: str, step: int | None = None, axis_name: str | None = None, field: str = "workdir") -> Run:
+  """Rebuilds the run's trainer from config.json and restores checkpoint ``step``.
 
-  config = load_config(workdir)
-  checkpointer = open_checkpoints(workdir)
+  Without ``step``, the newest checkpoint that can be read: one that is damaged, or that a running training
+  rotates away while it is read, is passed over with a warning line (and left where it is)."""
+  import sys
+
+  from jaxssl.checkpoint import CheckpointMismatch
+
+  config = load_config(workdir, field)
+  checkpointer = open_checkpoints(workdir, field)
   try:
-    meta = checkpointer.restore_meta(step)
-    trainer = train_step.build(config, int(meta["total_steps"]), axis_name=axis_name,
-                          num_classes=int(meta.get("num_classes", 0)))
-    abstract = jax.eval_shape(lambda: train_step.init_state(trainer, jax.random.key(0), int(meta.get("channels", 1))))
-    # Onto one local device, whatever mesh the run was saved from (orbax needs the target's sharding).
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
-    state, meta = checkpointer.restore(abstract, step)
+    steps = checkpointer.steps()
+    if step is not None and step not in steps:
+      shown = ", ".join(map(str, steps)) or "none"
+      raise CheckpointError(f"--step={step}: {checkpointer.directory} has no checkpoint of that step (it has: "
+                            f"{shown})")
+    problems = []
+    for candidate in ([step] if step is not None else sorted(steps, reverse=True)):
+      try:
+        return _restore(config, checkpointer, candidate, axis_name)
+      except CheckpointError as e:
+        if step is not None or isinstance(e, CheckpointMismatch):   # another model: no older one fits
+          raise
+        problems.append(str(e))
+        print(f"warning: {e}; trying the checkpoint before it", file=sys.stderr, flush=True)
+    raise CheckpointError(f"{field}={workdir!r}: no checkpoint can be read" +
+                          (f" ({problems[-1]})" if problems else f" ({checkpointer.directory} is empty)"))
   finally:
     checkpointer.close()
+
+
+def _restore(config, checkpointer: Checkpointer, step: int, axis_name: str | None) -> Run:
+  from jaxssl import train_step
+
+  meta = checkpointer.restore_meta(step)
+  trainer = train_step.build(config, int(meta["total_steps"]), axis_name=axis_name,
+                             num_classes=int(meta.get("num_classes", 0)))
+  abstract = jax.eval_shape(lambda: train_step.init_state(trainer, jax.random.key(0), int(meta.get("channels", 1))))
+  # Onto one local device, whatever mesh the run was saved from (orbax needs the target's sharding).
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
+  state, meta = checkpointer.restore(abstract, step)
   return Run(config, trainer, state, meta)
 
 

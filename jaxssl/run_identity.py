@@ -7,15 +7,13 @@
   (``--allow_change``), e.g. ``train.num_epochs`` to extend a run. Allowed changes are recorded in
   ``config_changes.jsonl`` and ``config.json`` follows them.
 - ``check_writable``: the workdir is a directory, or can be made one, and can be written.
-- ``WorkdirLock``: ``WORKDIR/lock`` holds the host and pid of the process writing the run; a second run is
-  refused while that process lives, and a lock whose process is gone (on this host) is taken over.
+- One process writes a workdir at a time: ``jaxssl.workdir_lock``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from typing import Any, Iterable
 
@@ -24,7 +22,12 @@ import ml_collections
 from jaxssl.workdir import is_url
 
 NEUTRAL = ("train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "data.prefetch", "data.workers",
-           "data.cache", "eval.", "parallel.")
+           "data.cache", "data.max_bad_images", "data.read_timeout_s", "eval.", "parallel.")
+
+
+# Not a config field: the number of examples in the train split, recorded in every checkpoint. Naming it in
+# --allow_change lets a run go on after its train split grew or shrank.
+TRAIN_SIZE = "data.train_size"
 
 
 class WorkdirError(ValueError):
@@ -58,18 +61,25 @@ def check_same_run(root, config: ml_collections.ConfigDict, allow: Iterable[str]
   """Raises WorkdirError when ``root`` holds a run started with a config that differs from ``config`` in
   fields not named in ``allow``; returns the allowed changes (empty for a new workdir)."""
   known = _flat(json.loads(config.to_json_best_effort()))
-  unknown = [field for field in allow if field not in known]
+  path = root / "config.json"
+  saved = None
+  if (root / "checkpoints").exists() or (root / "results.json").exists():
+    if path.exists():
+      try:
+        saved = json.loads(path.read_text())
+      except (OSError, ValueError) as e:
+        raise WorkdirError(f"--workdir={workdir!r}: its config.json cannot be read ({e}); restore it or use a new "
+                           "workdir") from None
+    else:
+      saved = _recorded_config(root)
+  # A field of the saved run's schema that this config lacks (another method's) may be named too.
+  named = set(known) | set(_flat(saved) if isinstance(saved, dict) else {}) | {TRAIN_SIZE}
+  unknown = [field for field in allow if field not in named]
   if unknown:
     raise WorkdirError(f"--allow_change={','.join(allow)}: {unknown[0]!r} is not a config field (e.g. "
                        "train.num_epochs)")
-  path = root / "config.json"
-  if not path.exists() or not ((root / "checkpoints").exists() or (root / "results.json").exists()):
+  if not isinstance(saved, dict):
     return {}
-  try:
-    saved = json.loads(path.read_text())
-  except (OSError, ValueError) as e:
-    raise WorkdirError(f"--workdir={workdir!r}: its config.json cannot be read ({e}); restore it or use a new "
-                       "workdir") from None
   changes = config_changes(saved, config)
   refused = {f: v for f, v in changes.items() if f not in set(allow)}
   if refused:
@@ -79,6 +89,40 @@ def check_same_run(root, config: ml_collections.ConfigDict, allow: Iterable[str]
                        f"with its config, pass --allow_change={','.join(refused)} to resume with the new values, "
                        "or use a new workdir")
   return changes
+
+
+def _recorded_config(root) -> dict | None:
+  """The config a workdir's run was started with, from results.json or the latest checkpoint's record (each
+  carries it), for a workdir whose config.json is lost; None if neither does."""
+  results = root / "results.json"
+  try:
+    if results.exists():
+      return json.loads(results.read_text())["config"]
+  except (OSError, ValueError, KeyError, TypeError):
+    pass
+  from jaxssl.checkpoint import CheckpointError, Checkpointer, has_checkpoints
+
+  if not has_checkpoints(root):
+    return None
+  checkpointer = Checkpointer(str(root), asynchronous=False)
+  try:
+    return checkpointer.restore_meta().get("config")
+  except CheckpointError:
+    return None
+  finally:
+    checkpointer.close()
+
+
+def finished_results(root, total_steps: int) -> dict | None:
+  """results.json's results when the workdir's run finished at least ``total_steps`` steps, else None."""
+  path = root / "results.json"
+  try:
+    results = json.loads(path.read_text())["results"] if path.exists() else None
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+  if not isinstance(results, dict) or int(results.get("steps", total_steps)) < total_steps:
+    return None
+  return results
 
 
 def record_changes(root, changes: dict, step: int) -> None:
@@ -105,46 +149,3 @@ def check_writable(workdir: str) -> None:
     existing = os.path.dirname(existing)
   if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
     raise WorkdirError(f"--workdir={workdir!r} cannot be written ({existing} is not a writable directory)")
-
-
-def _alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  return True
-
-
-class WorkdirLock:
-  """``root/lock``: {"host", "pid", "since"} of the process writing the run. ``acquire`` refuses a live holder
-  and takes over a stale one (same host, process gone); ``release`` removes it if it is still ours."""
-
-  def __init__(self, root, workdir: str):
-    self.path, self.workdir = root / "lock", workdir
-    self.mine = {"host": socket.gethostname(), "pid": os.getpid()}
-    self.note = ""
-
-  def acquire(self) -> "WorkdirLock":
-    if self.path.exists():
-      try:
-        holder = json.loads(self.path.read_text())
-      except (OSError, ValueError):
-        holder = {}
-      same_host = holder.get("host") == self.mine["host"]
-      pid = holder.get("pid")
-      if holder and (not same_host or (isinstance(pid, int) and pid != self.mine["pid"] and _alive(pid))):
-        raise WorkdirError(f"--workdir={self.workdir!r} is in use by pid {pid} on host {holder.get('host')!r} "
-                           f"since {holder.get('since')} (lock file {self.path}); wait for it to finish, or "
-                           "delete the lock file if that process is gone")
-      self.note = f"took over a stale lock of pid {pid} on {holder.get('host')!r} (that process is gone)"
-    self.path.write_text(json.dumps({**self.mine, "since": time.strftime("%Y-%m-%dT%H:%M:%S")}))
-    return self
-
-  def release(self) -> None:
-    try:
-      if self.path.exists() and json.loads(self.path.read_text()).get("pid") == self.mine["pid"]:
-        self.path.unlink()
-    except (OSError, ValueError):
-      pass

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxssl import evaluation, methods, optim, run_identity
+from jaxssl import evaluation, methods, optim, run_identity, workdir_lock
 from jaxssl.cadence import Cadence
 from jaxssl.metrics import MetricsWriter
 from jaxssl.parallel import make_mesh, shard_batch, shard_step
@@ -35,16 +35,18 @@ class TrainingError(RuntimeError):
 
 
 class _Preemption:
-  """Whether to save and stop at a step boundary because of SIGTERM (preemption).
+  """Whether to save and stop at a step boundary because of SIGTERM (preemption) or Ctrl-C.
 
-  One process: a SIGTERM handler sets a flag. Several processes: JAX's preemption service (which catches the
-  scheduler's notice) agrees on one step for all of them, ``multihost_utils.reached_preemption_sync_point``,
-  so every process saves the same step; it must be asked at every step.
+  One process: SIGTERM and SIGINT handlers set ``requested`` (the signal's name); a second Ctrl-C raises
+  KeyboardInterrupt at once (``jaxssl.main`` turns it into one line). Several processes: JAX's preemption
+  service (which catches the scheduler's notice) agrees on one step for all of them,
+  ``multihost_utils.reached_preemption_sync_point``, so every process saves the same step; it must be asked at
+  every step (Ctrl-C there stops at once).
   """
 
   def __init__(self):
-    self._flag = False
-    self._previous = None
+    self.requested = ""
+    self._previous = {}
     self._multi = jax.process_count() > 1
 
   def __enter__(self):
@@ -52,23 +54,32 @@ class _Preemption:
     import threading
 
     if not self._multi and threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      for signum in (signal.SIGTERM, signal.SIGINT):
+        self._previous[signum] = signal.signal(signum, self._handle)
     return self
 
   def _handle(self, signum, frame):
-    self._flag = True
+    import signal
+    import sys
+
+    if signum == signal.SIGINT:
+      if self.requested:
+        raise KeyboardInterrupt
+      print("\nCtrl-C: saving a checkpoint at the next step boundary (Ctrl-C again stops at once, unsaved)",
+            file=sys.stderr, flush=True)
+    self.requested = self.requested or ("Ctrl-C" if signum == signal.SIGINT else "SIGTERM")
 
   def reached(self, step: int) -> bool:
     if self._multi:
       from jax.experimental import multihost_utils
       return multihost_utils.reached_preemption_sync_point(step)
-    return self._flag
+    return bool(self.requested)
 
   def __exit__(self, *exc):
     import signal
 
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
 
 
 def _check_finite(metrics, step: int, names: list[str]) -> None:
@@ -94,6 +105,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   from jaxssl import checkpoint, data, validate
 
   validate.validate(config, num_devices=jax.device_count())
+  run_identity.check_writable(workdir)
+  root = resolve(workdir)
+  changes = run_identity.check_same_run(root, config, allow_change, workdir)   # before minutes of data loading
   dataset = dataset or data.load(config.data)   # raises DataError before the workdir is touched
   data.check_against_config(dataset, config)
   method = methods.get(config)
@@ -112,10 +126,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
                          f"config.data.eval_train_split={config.data.eval_train_split!r} / "
                          f"config.data.test_split={config.data.test_split!r} have no labels; turn it off or "
                          "name labeled splits")
-
-  run_identity.check_writable(workdir)
-  root = resolve(workdir)
-  changes = run_identity.check_same_run(root, config, allow_change, workdir)
 
   mesh = make_mesh()
   steps_per_epoch = len(dataset.train) // config.train.batch_size
@@ -136,12 +146,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   del initial
 
   root.mkdir(parents=True, exist_ok=True)
-  lock = run_identity.WorkdirLock(root, workdir).acquire() if jax.process_index() == 0 else None
+  lock = workdir_lock.WorkdirLock(root, workdir).acquire() if jax.process_index() == 0 else None
   if lock is not None and lock.note:
     print(f"workdir: {lock.note}", flush=True)
   try:
     return _run_in(_Setup(root, workdir, config, dataset, mesh, trainer, state, total_steps, steps_per_epoch,
-                          num_classes, channels, changes))
+                          num_classes, channels, changes,
+                          run_identity.TRAIN_SIZE in allow_change, lock))
   finally:
     if lock is not None:
       lock.release()
@@ -206,6 +217,8 @@ class _Setup(NamedTuple):
   num_classes: int
   channels: int
   changes: list[str]           # config fields allowed to differ from the workdir's run
+  allow_size_change: bool      # --allow_change names run_identity.TRAIN_SIZE
+  lock: Any                    # the workdir_lock.WorkdirLock held (process 0), else None
 
 
 def _run_in(setup: _Setup) -> dict[str, float]:
@@ -214,7 +227,7 @@ def _run_in(setup: _Setup) -> dict[str, float]:
   from jaxssl.progress import Progress
 
   (root, workdir, config, dataset, mesh, trainer, state, total_steps, steps_per_epoch, num_classes, channels,
-   changes) = setup
+   changes, allow_size_change, lock) = setup
 
   checkpointer = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)
   meta = {"data_position": 0, "evals": [], "results": {}}
@@ -224,6 +237,15 @@ def _run_in(setup: _Setup) -> dict[str, float]:
     for why in damaged:
       print(f"warning: {why}; moved aside to {checkpointer.directory}/damaged-*", flush=True)
     print(f"resuming from step {int(state.step)} ({checkpointer.directory})", flush=True)
+    saved_size = meta.get("train_examples")
+    if saved_size is not None and saved_size != len(dataset.train) and not allow_size_change:
+      checkpointer.close()
+      raise run_identity.WorkdirError(
+          f"config.data.train_split={config.data.train_split!r} has {len(dataset.train)} examples, but the run in "
+          f"--workdir={workdir!r} was trained on {saved_size} (the steps, schedule and data order depend on it); "
+          f"restore the data, pass --allow_change={run_identity.TRAIN_SIZE} to go on with it, or use a new workdir")
+  # Finished: results.json records this many steps, and the checkpoints agree or are gone.
+  finished = run_identity.finished_results(root, total_steps)
   if jax.process_index() == 0 and (changes or not (root / "config.json").exists()
                                   or checkpointer.latest_step() is None):
     if changes:
@@ -231,10 +253,9 @@ def _run_in(setup: _Setup) -> dict[str, float]:
       print(f"config changes allowed on resume (recorded in config_changes.jsonl): {', '.join(changes)}",
             flush=True)
     (root / "config.json").write_text(config.to_json_best_effort(indent=1))
-  if int(state.step) >= total_steps and (root / "results.json").exists():
+  if finished is not None and (int(state.step) >= total_steps or checkpointer.latest_step() is None):
     checkpointer.close()
-    finished = json.loads((root / "results.json").read_text())["results"]
-    print(f"the run in {workdir} is finished (step {int(state.step)} of {total_steps}): "
+    print(f"the run in {workdir} is finished (step {finished.get('steps', total_steps)} of {total_steps}): "
           f"{evaluation.summary(finished) or 'no evaluation'}; its results are in {root / 'results.json'}",
           flush=True)
     return finished
@@ -257,14 +278,22 @@ def _run_in(setup: _Setup) -> dict[str, float]:
     """Training time of the whole run so far: earlier segments' (from the checkpoint) plus this one's."""
     return results.get("train_seconds", 0.0) + time.perf_counter() - start - eval_seconds
 
+  last_saved = [first_step]                       # the step of the newest checkpoint (a list: set in save)
+
   def save(step: int, position: int) -> None:
+    last_saved[0] = step
     # Training time so far travels with the checkpoint, so a resumed run reports the whole run's; the step
     # history does not (it is in metrics.jsonl, made durable first).
     writer.flush()
     so_far = {**results, "train_seconds": train_seconds()}
     checkpointer.save(step, state, {"data_position": position, "evals": evals, "results": so_far,
-                                    "total_steps": total_steps, "num_classes": num_classes, "channels": channels})
+                                    "total_steps": total_steps, "num_classes": num_classes, "channels": channels,
+                                    "train_examples": len(dataset.train),
+                                    "config": json.loads(config.to_json_best_effort())})
 
+  from jaxssl.data import bad_images
+  record = "bad_images.jsonl" if jax.process_index() == 0 else f"bad_images.process-{jax.process_index()}.jsonl"
+  bad_images.attach(dataset, config.data.max_bad_images, root / record)
   crops = None
   if data.crops_on_host(config.data):
     crops = data.host_cropper(config, trainer.recipes, channels)
@@ -280,73 +309,113 @@ def _run_in(setup: _Setup) -> dict[str, float]:
   eval_seconds = 0.0
   pending = None                                  # the previous step's metrics, checked one step late
   # One exit path: however the loop ends (done, preempted, a non-finite loss), the checkpoint in flight is
-  # finished, metrics are flushed and the data workers stop.
-  try:
-    with pipeline, _Preemption() as preemption:
-      for step in range(first_step, total_steps):
-        waited = time.perf_counter()
-        batch = next(pipeline)
-        waited = time.perf_counter() - waited
-        if timer is None:
-          step_fn, timer = _compiled_step(step_fn, state, batch, config.train.batch_size, step)
-        timer.data_wait(waited)
-        state, metrics = step_fn(state, batch)
-        del batch
-        if pending is not None:
-          _check_finite(*pending)
-        pending = (metrics, step + 1, names)
-        done = step + 1
-        preempted = preemption.reached(done)
-        if not (cadence.any(done) or preempted):
-          continue
-        _check_finite(*pending)                   # never log, evaluate or save a non-finite state
-        pending = None
-        if cadence.log(done):
-          shown = {k: float(v) for k, v in metrics.items() if not k.startswith("finite")}
-          shown.update(timer.interval(done))
-          progress.log(done, shown)
-          results.setdefault("first_loss", shown["loss"])
-          results["final_loss"] = shown["loss"]
-          writer.write(done, shown)
-        if cadence.evaluate(done):
-          t = time.perf_counter()
-          scores = evaluator.evaluate(state, dataset)
-          eval_seconds += time.perf_counter() - t
-          evals.append({"step": done, "epoch": done / steps_per_epoch, **scores})
-          writer.write(done, scores, prefix="eval")
-          progress.close()
-          print(f"step {done} (epoch {done / steps_per_epoch:.2f}): {evaluation.summary(scores)}", flush=True)
-          timer.restart(done)
-        if preempted and done < total_steps:
-          save(done, pipeline.position)
-          progress.close()
-          print(f"SIGTERM: saved a checkpoint at step {done}; run the same command again to resume", flush=True)
-          results["preempted"] = True
-          return results
-        if cadence.checkpoint(done):
-          save(done, pipeline.position)
-          timer.restart(done)
-    jax.block_until_ready(state)
-    progress.close()
-    results["train_seconds"] = train_seconds()
-    results["steps"] = total_steps
-    results["train_examples"] = len(dataset.train)
-    results.setdefault("first_loss", float("nan"))
-    results.setdefault("final_loss", float("nan"))
+  # finished, metrics are flushed and the data workers stop. The signal handlers stay until results.json is
+  # written, so SIGTERM or Ctrl-C during the final save or evaluation is a clean stop too.
+  with _Preemption() as preemption:
+    try:
+      with pipeline:
+        for step in range(first_step, total_steps):
+          waited = time.perf_counter()
+          try:
+            batch = pipeline.next(stop=lambda: bool(preemption.requested), timeout_s=config.data.read_timeout_s)
+          except (data.Stopped, data.ReadTimeout) as e:
+            # Waiting on a slow or hung read: the state is at a step boundary, so it is saved as it is.
+            if step != last_saved[0] and step > 0 and jax.process_count() == 1:
+              save(step, pipeline.position)
+            if isinstance(e, data.ReadTimeout):
+              raise data.ReadTimeout(f"{e}; the state at step {step} is saved" if step == last_saved[0] else
+                                     str(e)) from None
+            progress.close()
+            print(f"{preemption.requested}: the checkpoint of step {step} is saved (the input pipeline was "
+                  "waiting on a read); run the same command again to resume", flush=True)
+            results["preempted"] = True
+            return results
+          waited = time.perf_counter() - waited
+          if timer is None:
+            step_fn, timer = _compiled_step(step_fn, state, batch, config.train.batch_size, step)
+          timer.data_wait(waited)
+          state, metrics = step_fn(state, batch)
+          del batch
+          if pending is not None:
+            _check_finite(*pending)
+          pending = (metrics, step + 1, names)
+          done = step + 1
+          if step == first_step and not cadence.log(done):
+            print(f"step {done}: loss {float(metrics['loss']):.4g}, the first step of this segment, compiled and "
+                  f"run in {time.perf_counter() - start:.0f} s; the log follows every {cadence.log_every} steps",
+                  flush=True)
+          preempted = preemption.reached(done)
+          if not (cadence.any(done) or preempted):
+            continue
+          _check_finite(*pending)                 # never log, evaluate or save a non-finite state
+          pending = None
+          if lock is not None and lock.lost:
+            raise run_identity.WorkdirError(lock.lost)
+          if cadence.log(done):
+            shown = {k: float(v) for k, v in metrics.items() if not k.startswith("finite")}
+            shown.update(timer.interval(done))
+            progress.log(done, shown)
+            results.setdefault("first_loss", shown["loss"])
+            results["final_loss"] = shown["loss"]
+            writer.write(done, shown)
+          if cadence.evaluate(done):
+            t = time.perf_counter()
+            scores = evaluator.evaluate(state, dataset)
+            eval_seconds += time.perf_counter() - t
+            evals.append({"step": done, "epoch": done / steps_per_epoch, **scores})
+            writer.write(done, scores, prefix="eval")
+            progress.close()
+            print(f"step {done} (epoch {done / steps_per_epoch:.2f}): {evaluation.summary(scores)}", flush=True)
+            timer.restart(done)
+          if preempted and done < total_steps:
+            save(done, pipeline.position)
+            progress.close()
+            print(f"{preemption.requested or 'SIGTERM'}: saved a checkpoint at step {done}; run the same "
+                  "command again to resume", flush=True)
+            results["preempted"] = True
+            return results
+          if cadence.checkpoint(done):
+            save(done, pipeline.position)
+            timer.restart(done)
+      jax.block_until_ready(state)
+      progress.close()
+      results["train_seconds"] = train_seconds()
+      results["steps"] = total_steps
+      results["train_examples"] = len(dataset.train)
+      results.setdefault("first_loss", float("nan"))
+      results.setdefault("final_loss", float("nan"))
+      checkpointer.wait()                         # the final checkpoint is on disk before the evaluation
+      if preemption.requested:
+        print(f"{preemption.requested}: the final checkpoint (step {total_steps}) is saved; run the same command "
+              "again for the final evaluation and results.json", flush=True)
+        results["preempted"] = True
+        return results
 
-    if config.eval.at_end:
-      scores = evaluator.evaluate(state, dataset, linear=config.eval.linear_probe)
-      results.update(scores)
-      evals.append({"step": total_steps, "epoch": total_steps / steps_per_epoch, **scores})
-      writer.write(total_steps, scores, prefix="eval")
-      if "knn_accuracy" in scores:
-        print(f"kNN accuracy ({config.method.name}, {total_steps} steps): {100 * scores['knn_accuracy']:.2f}%",
-              flush=True)
-      print(f"final: {evaluation.summary(scores)}", flush=True)
-  finally:
-    checkpointer.close()
-    writer.close()
-  if jax.process_index() == 0:
-    summary = {"results": results, "evals": evals, "history": writer.history(), "config": config.to_dict()}
-    (root / "results.json").write_text(json.dumps(summary, indent=1, default=str))
+      if config.eval.at_end:
+        scores = evaluator.evaluate(state, dataset, linear=config.eval.linear_probe)
+        results.update(scores)
+        evals.append({"step": total_steps, "epoch": total_steps / steps_per_epoch, **scores})
+        writer.write(total_steps, scores, prefix="eval")
+        if "knn_accuracy" in scores:
+          print(f"kNN accuracy ({config.method.name}, {total_steps} steps): {100 * scores['knn_accuracy']:.2f}%",
+                flush=True)
+        print(f"final: {evaluation.summary(scores)}", flush=True)
+    finally:
+      checkpointer.close()
+      writer.close()
+    if jax.process_index() == 0:
+      summary = {"results": results, "evals": evals, "history": writer.history(), "config": config.to_dict()}
+      _write_results(root / "results.json", json.dumps(summary, indent=1, default=str))
   return results
+
+
+def _write_results(path, text: str) -> None:
+  """Writes results.json whole or not at all (a temporary file renamed over it); an OS error is one line."""
+  partial = path.parent / (path.name + ".partial")
+  try:
+    partial.write_text(text)
+    partial.replace(path)
+  except OSError as e:
+    raise run_identity.WorkdirError(f"{path} could not be written ({type(e).__name__}: {e.strerror or e}); the "
+                                    "final checkpoint is saved: fix the workdir and run the same command again "
+                                    "to write it") from None

@@ -41,6 +41,27 @@ def _leaves(config: ml_collections.ConfigDict, prefix: str = ""):
       yield prefix + key, value
 
 
+def _couples_the_batch(config: ml_collections.ConfigDict) -> str:
+  """Why the step needs at least two examples at a time (a loss over the batch, BatchNorm); '' if it does not."""
+  if not methods.get(config).per_example_loss:
+    return (f"method.name={config.method.name!r} has a loss that couples the examples of a batch (negatives, "
+            "batch statistics, a centre, a queue or mixed pairs)")
+  if not config.model.encoder.startswith("vit"):
+    return f"model.encoder={config.model.encoder!r} has BatchNorm, whose statistics couple the batch"
+  return ""
+
+
+def _check_small_batch(config: ml_collections.ConfigDict) -> None:
+  """One example at a time has no batch statistics, variances or negatives: refused where the step needs them
+  (rather than the non-finite gradients it would give)."""
+  micro = config.train.batch_size // max(1, config.train.grad_accum_steps)
+  why = _couples_the_batch(config) if micro < 2 else ""
+  if why:
+    field, value = (("train.batch_size", config.train.batch_size) if config.train.grad_accum_steps == 1 else
+                    ("train.grad_accum_steps", config.train.grad_accum_steps))
+    _fail(field, value, f"gives {micro} example per step, but {why}: use at least 2 (in practice hundreds)")
+
+
 def _check_accumulation(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Gradient accumulation: k micro-batches per device, and only where it computes the same step (a mean of
   per-example terms, no BatchNorm) unless the user accepts the changed recipe."""
@@ -54,12 +75,8 @@ def _check_accumulation(config: ml_collections.ConfigDict, num_devices: int) -> 
           f"{config.train.batch_size} over {num_devices} devices)")
   if config.train.allow_coupled_accumulation:
     return
-  if not methods.get(config).per_example_loss:
-    why = (f"method.name={config.method.name!r} has a loss that couples the examples of a batch (negatives, "
-           "batch statistics, a centre, a queue or mixed pairs)")
-  elif not config.model.encoder.startswith("vit"):
-    why = f"model.encoder={config.model.encoder!r} has BatchNorm, whose statistics couple the batch"
-  else:
+  why = _couples_the_batch(config)
+  if not why:
     return
   _fail("train.grad_accum_steps", k, f"{why}, so micro-batches change the recipe; set "
         "train.allow_coupled_accumulation=True to accept that")
@@ -118,6 +135,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   if config.train.log_every <= 0:
     _fail("train.log_every", config.train.log_every, "must be positive")
   _check_accumulation(config, num_devices)
+  _check_small_batch(config)
   if not isinstance(config.parallel.fsdp, bool):
     _fail("parallel.fsdp", config.parallel.fsdp, "must be True or False")
   config_checks.positive_int(config, "parallel.fsdp_min_size")
@@ -187,6 +205,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _fail("data.crop_on", config.data.crop_on, f"use one of {', '.join(map(repr, CROP_PLACES))}")
   if not isinstance(config.data.workers, int) or config.data.workers < 0:
     _fail("data.workers", config.data.workers, "must be a non-negative integer (0: one per available core)")
+  if not isinstance(config.data.max_bad_images, int) or config.data.max_bad_images < 0:
+    _fail("data.max_bad_images", config.data.max_bad_images, "must be a non-negative integer (0: stop at the "
+          "first unreadable image)")
+  if not isinstance(config.data.read_timeout_s, (int, float)) or not config.data.read_timeout_s >= 0:
+    _fail("data.read_timeout_s", config.data.read_timeout_s, "must be a non-negative number of seconds (0: no "
+          "limit)")
   if config.data.source == "synthetic":
     for field in ("synthetic_num_examples", "synthetic_size"):
       config_checks.positive_int(config, f"data.{field}")

@@ -31,8 +31,8 @@ class LineLog:
   """A text file of lines (metrics.jsonl) that is appended to locally and rewritten whole on object stores.
 
   ``lines`` is the file's content; ``append`` adds a line (written at once locally, at the next ``flush``
-  elsewhere); ``keep(predicate)`` rewrites the file with only the lines it accepts (a resumed run drops the
-  steps after its checkpoint).
+  elsewhere); ``keep(predicate)`` keeps only the lines it accepts (a resumed run drops the steps after its
+  checkpoint), in the file from the next line written on.
   """
 
   def __init__(self, path: epath.Path):
@@ -41,26 +41,39 @@ class LineLog:
     self.lines = path.read_text().splitlines(keepends=True) if path.exists() else []
     self.lines = [line if line.endswith("\n") else line + "\n" for line in self.lines if line.strip()]
     self._pending = False
+    self._stale = False                   # the file holds lines that ``keep`` dropped
 
   def keep(self, predicate) -> None:
+    """Keeps only the lines ``predicate`` accepts. The file itself is rewritten with the next line appended, so
+    a run that stops before it writes one leaves the old lines in place."""
     kept = [line for line in self.lines if predicate(line)]
-    if kept != self.lines or not self.path.exists():
-      self.lines = kept
-      self.path.write_text("".join(kept))
+    self._stale = self._stale or kept != self.lines
+    self.lines = kept
 
   def append(self, line: str) -> None:
     line = line if line.endswith("\n") else line + "\n"
     self.lines.append(line)
-    if self.local:
+    if self.local and not self._stale:
       with self.path.open("a") as f:
         f.write(line)
+    elif self.local:
+      self._write_whole()
     else:
       self._pending = True
 
   def flush(self) -> None:
     if self._pending:
+      self._write_whole()
+
+  def _write_whole(self) -> None:
+    """The file replaced by ``lines`` (locally through a temporary file and a rename: whole or not at all)."""
+    if self.local:
+      partial = self.path.parent / (self.path.name + ".partial")
+      partial.write_text("".join(self.lines))
+      partial.replace(self.path)
+    else:
       self.path.write_text("".join(self.lines))
-      self._pending = False
+    self._pending = self._stale = False
 
 
 class Mirror:

@@ -16,7 +16,9 @@ from test_train import _assert_trees_close, _batches, _run_shard_map
 from tiny import tiny_config
 
 
-@pytest.mark.parametrize("variant", ["official", "dinov2"])
+# The dinov2 variant only: its Sinkhorn-Knopp targets and KoLeo are the cross-device terms the official one
+# lacks, and the centre both share is DINO's (tests/test_train.py's 8-vs-1 of dino).
+@pytest.mark.parametrize("variant", ["dinov2"])
 def test_ibot_trains_the_same_on_eight_devices_as_on_one(variant):
   config = tiny_config("ibot")
   if variant == "dinov2":                      # separate patch head, Sinkhorn-Knopp targets, KoLeo

@@ -38,10 +38,13 @@ def test_metrics_writer_jsonl_tensorboard_resume_and_collapse_warning(tmp_path, 
   lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [line["step"] for line in lines] == [1, 2, 3, 3, 4, 5] and lines[3]["kind"] == "eval"
   assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "tensorboard"))
-  # Resuming from the checkpoint at step 2 forgets what the interrupted run logged after it.
-  metrics.MetricsWriter(str(tmp_path), resume_step=2).close()
+  # Resuming from the checkpoint at step 2 forgets what the interrupted run logged after it, in the file from
+  # the resumed run's first line on (a resume that stops before writing one leaves the file as it was).
+  resumed = metrics.MetricsWriter(str(tmp_path), resume_step=2)
+  resumed.write(3, {"loss": 0.3, "rep_std": 0.5})
+  resumed.close()
   lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-  assert [line["step"] for line in lines] == [1, 2]
+  assert [(line["step"], line["loss"]) for line in lines] == [(1, 1.0), (2, 0.5), (3, 0.3)]
 
 
 def test_health_metrics_are_computed_on_log_steps_only():
@@ -64,3 +67,20 @@ def test_health_metrics_are_computed_on_log_steps_only():
     state, out = step(state, parallel.shard_batch(next(pipeline), m))
     ranks.append(float(out["rep_rank"]))
   assert ranks[0] == 0.0 and ranks[1] > 1.0 and ranks[2] > 1.0, ranks        # steps 2 and 3 (the last) log
+
+
+def test_metrics_jsonl_is_rewritten_only_with_a_new_line_and_a_torn_line_is_dropped(tmp_path, capsys):
+  from jaxssl.metrics import MetricsWriter
+
+  path = tmp_path / "metrics.jsonl"
+  old = '{"step": 1, "kind": "train", "loss": 2.0}\n{"step": 2, "kind": "train", "loss": 1.5}\n{"step": 3, "ki'
+  path.write_text(old)
+  writer = MetricsWriter(str(tmp_path), resume_step=1)
+  assert "dropped 1 line(s) that are not JSON records" in capsys.readouterr().err
+  writer.flush()
+  assert path.read_text() == old                # nothing new yet: the old lines stay on disk
+  writer.write(2, {"loss": 1.4})
+  writer.close()
+  lines = [json.loads(line) for line in path.read_text().splitlines()]
+  assert [(r["step"], r["loss"]) for r in lines] == [(1, 2.0), (2, 1.4)]
+  assert writer.history() == [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.4}]

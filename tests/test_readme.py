@@ -1,4 +1,4 @@
-"""The README's Python blocks run as pasted (the encoder example after a run exists in runs/simclr, as the
+"""The README's Python blocks run as pasted (the encoder example after a run exists in runs/vicreg, as the
 README's main command leaves it), so a snippet that cannot run fails CI."""
 
 import os
@@ -22,11 +22,11 @@ def test_the_readme_has_python_blocks():
 def test_readme_python_block_runs(index, tmp_path, monkeypatch):
   block = _python_blocks()[index]
   monkeypatch.chdir(tmp_path)
-  if "runs/simclr" in block:                 # the state the README's main command leaves behind, made small
+  if "runs/vicreg" in block:                 # the state the README's main command leaves behind, made small
     from jaxssl import train
     from tiny import tiny_config
 
-    config = tiny_config("simclr")
+    config = tiny_config("vicreg")
     config.train.num_steps, config.eval.at_end, config.eval.knn_at_init = 1, False, False
-    train.run(config, "runs/simclr")
+    train.run(config, "runs/vicreg")
   exec(compile(block, f"README.md python block {index}", "exec"), {"__name__": "__readme__"})

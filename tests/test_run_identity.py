@@ -100,3 +100,45 @@ def test_evaluate_on_a_damaged_config_json_is_one_line(tmp_path, capsys, text):
   assert evaluate.main(["--workdir", str(tmp_path)]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and err[0].startswith(f"error: --workdir='{tmp_path}': its config.json is damaged (")
+
+
+@pytest.mark.slow
+def test_identity_holds_without_config_json_or_checkpoints_and_across_a_changed_train_split(tmp_path, capsys):
+  import shutil
+
+  from jaxssl import data
+
+  workdir = tmp_path / "run"
+  train.run(_config(), str(workdir))
+  metrics = (workdir / "metrics.jsonl").read_text()
+  shutil.rmtree(workdir / "checkpoints")          # a finished run is known by its results.json
+  train.run(_config(), str(workdir))
+  assert "is finished (step 2 of 2)" in capsys.readouterr().out
+  assert (workdir / "metrics.jsonl").read_text() == metrics
+  (workdir / "config.json").unlink()
+  changed = _config()
+  changed.optim.base_lr = 0.6
+  with pytest.raises(WorkdirError, match=r"another config: optim.base_lr \(0.3 -> 0.6\)"):
+    train.run(changed, str(workdir))
+
+  # Checkpoints but neither config.json nor results.json: the checkpoint's record carries the config.
+  other = tmp_path / "other"
+  config = _config(steps=3)
+  source = data.synthetic(64, size=16)
+  dataset = data.Dataset(source, source, data.synthetic(16, size=16, seed=1), 10)
+  train.run(config, str(other), dataset=dataset)
+  for name in ("config.json", "results.json"):
+    (other / name).unlink()
+  changed = _config(steps=3)
+  changed.optim.base_lr = 0.6
+  with pytest.raises(WorkdirError, match=r"another config: optim.base_lr \(0.3 -> 0.6\)"):
+    train.run(changed, str(other), dataset=dataset)
+
+  grown = data.synthetic(80, size=16)
+  bigger = data.Dataset(grown, grown, dataset.test, 10)
+  with pytest.raises(WorkdirError, match=r"config.data.train_split='train' has 80 examples, but the run in "
+                                         r".* was trained on 64 .*--allow_change=data.train_size"):
+    train.run(config, str(other), dataset=bigger)
+  results = train.run(config, str(other), dataset=bigger, allow_change=["data.train_size"])
+  assert results["steps"] == 3 and (other / "config.json").exists()
+

@@ -37,6 +37,8 @@ def _set(config, path, value):
     ("simclr", "augment.crop_scale", (0.2, float("inf")), "config.augment.crop_scale=(0.2, inf): must be finite"),
     ("simclr", "data.crop_on", "gpu", "config.data.crop_on='gpu': use one of"),
     ("simclr", "data.workers", -1, "config.data.workers=-1"),
+    ("simclr", "data.max_bad_images", -1, "config.data.max_bad_images=-1: must be a non-negative integer"),
+    ("simclr", "data.read_timeout_s", -5.0, "config.data.read_timeout_s=-5.0: must be a non-negative number"),
     ("simclr", "optim.warmup_epochs", -1.0, "config.optim.warmup_epochs=-1.0"),
     ("simclr", "optim.b2", 1.0, "config.optim.b2=1.0: must be in [0, 1)"),
     ("dino", "model.pos_embed", "rope", "config.model.pos_embed='rope': use one of 'learned', 'sincos'"),
@@ -85,6 +87,17 @@ def test_bad_fields_are_named(method, path, value, message):
     validate.validate(config, num_devices=8)
   assert str(raised.value).startswith(message), str(raised.value)
   assert "\n" not in str(raised.value)
+
+
+def test_a_batch_of_one_is_refused_where_the_batch_is_coupled_and_enough_for_mae():
+  config = common.get_config("vicreg")
+  config.train.batch_size = 1
+  with pytest.raises(validate.ConfigError, match=r"config.train.batch_size=1: gives 1 example per step, but "
+                                                 r"method.name='vicreg' has a loss that couples the examples"):
+    validate.validate(config, num_devices=1)
+  config = common.get_config("mae")
+  config.train.batch_size = 1
+  validate.validate(config, num_devices=1)     # a per-example loss and LayerNorm: one image is a batch
 
 
 def test_swav_runs_without_a_queue():

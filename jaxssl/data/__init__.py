@@ -16,17 +16,18 @@ import numpy as np
 
 from jaxssl.data import idx
 from jaxssl.data.label_subset import SubsetSource, balanced_indices, label_subset
-from jaxssl.data.host_crops import CropSpec, HostCropper, available_cores, crop_specs, view_key
-from jaxssl.data.pipeline import Pipeline, global_batch_indices
-from jaxssl.data.sources import (ArraySource, DataError, FolderSource, Source, TfdsSource, cached,
+from jaxssl.data.bad_images import BadImages
+from jaxssl.data.host_crops import CropSpec, HostCropper, ReadTimeout, available_cores, crop_specs, view_key
+from jaxssl.data.pipeline import Pipeline, Stopped, global_batch_indices
+from jaxssl.data.sources import (ArraySource, BadImage, DataError, FolderSource, Source, TfdsSource, cached,
                                  synthetic)
 
 SOURCES = ("tfds", "folder", "numpy", "idx", "synthetic")
 CROP_PLACES = ("auto", "host", "device")
 
-__all__ = ["ArraySource", "CROP_PLACES", "CropSpec", "DataError", "Dataset", "FolderSource", "HostCropper",
-           "Pipeline", "SOURCES", "Source", "SubsetSource", "TfdsSource", "available_cores", "balanced_indices",
-           "cached", "crop_specs", "crops_on_host", "global_batch_indices", "host_cropper", "label_subset", "load",
+__all__ = ["ArraySource", "BadImage", "BadImages", "CROP_PLACES", "CropSpec", "DataError", "Dataset",
+           "FolderSource", "HostCropper", "Pipeline", "ReadTimeout", "SOURCES", "Source", "Stopped", "SubsetSource",
+           "TfdsSource", "available_cores", "balanced_indices", "cached", "crop_specs", "crops_on_host", "global_batch_indices", "host_cropper", "label_subset", "load",
            "synthetic", "view_key"]
 
 
@@ -47,7 +48,8 @@ def crops_on_host(config: ml_collections.ConfigDict) -> bool:
 def host_cropper(config: ml_collections.ConfigDict, recipes, channels: int) -> HostCropper:
   """The cropper for ``recipes`` (one ``augment.ViewRecipe`` per view) with ``config.data.workers`` threads
   (0: one per available core) and the run's seed."""
-  return HostCropper(crop_specs(recipes), seed=config.seed, channels=channels, workers=config.data.workers)
+  return HostCropper(crop_specs(recipes), seed=config.seed, channels=channels, workers=config.data.workers,
+                     timeout_s=config.data.get("read_timeout_s", 0.0))
 
 
 class Dataset(NamedTuple):
@@ -193,6 +195,11 @@ def _load(config: ml_collections.ConfigDict) -> Dataset:
   if config.source not in loaders:
     raise DataError(f"config.data.source={config.source!r} is unknown; use one of {', '.join(SOURCES)}")
   dataset = loaders[config.source](config)
+  # Unreadable images are substituted from the start (the run later records them in its workdir: attach).
+  bad = BadImages(config.get("max_bad_images", 100))
+  for split in dataset[:3]:
+    if split is not None:
+      split.bad_images = bad
   if config.cache:
     # Cropped on the host, the train split is read from its full-size originals at every step.
     keep = {id(dataset.train)} if crops_on_host(config) else set()

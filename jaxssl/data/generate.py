@@ -7,6 +7,9 @@ content is smooth colour fields, shapes with edges and fine texture, so that JPE
 are realistic (flat colour would compress to a few KB and decode unrealistically fast).
 
     python -m jaxssl.data.generate DIR [--num_images 3000] [--classes 10] [--test_images 500]
+
+writes DIR/train/CLASS/*.jpg and DIR/validation/CLASS/*.jpg, the layout the ImageNet configs' ``folder`` variant
+reads, and prints the overrides that make such a config a short CPU smoke run (``SMOKE_OVERRIDES``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,13 @@ import os
 import numpy as np
 
 ASPECTS = (4 / 3, 3 / 4, 1.0, 3 / 2, 2 / 3, 16 / 9)
+VALIDATION = "validation"        # the held-out split's folder, as configs/*_imagenet.py:folder name it
+# A ResNet ImageNet config (SimCLR, BYOL, VICReg) made small enough for a few CPU steps, as
+# tests/test_imagenet_configs.py runs them (a ViT config also needs model.encoder=vit_micro, model.patch_size=4).
+SMOKE_OVERRIDES = ("--config.model.encoder=small_resnet", "--config.model.stem=cifar",
+                   "--config.model.compute_dtype=float32", "--config.data.image_size=64", "--config.augment.size=32",
+                   "--config.train.batch_size=16", "--config.train.num_steps=20", "--config.train.log_every=5",
+                   "--config.eval.batch_size=64")
 
 
 def image(rng: np.random.Generator, height: int, width: int, label: int = 0) -> np.ndarray:
@@ -80,8 +90,11 @@ def main(argv=None) -> None:
   args = parser.parse_args(argv)
   write_folder(os.path.join(args.directory, "train"), args.num_images, args.classes, args.seed)
   if args.test_images:
-    write_folder(os.path.join(args.directory, "test"), args.test_images, args.classes, args.seed + 1)
-  print(f"wrote {args.num_images} train and {args.test_images} test JPEGs under {args.directory}")
+    write_folder(os.path.join(args.directory, VALIDATION), args.test_images, args.classes, args.seed + 1)
+  print(f"wrote {args.num_images} train and {args.test_images} {VALIDATION} JPEGs under {args.directory}; a "
+        "short CPU run of an ImageNet config on them:\n  python -m jaxssl.main --config "
+        f"configs/simclr_imagenet.py:folder --config.data.data_dir={args.directory} --workdir runs/smoke "
+        + " ".join(SMOKE_OVERRIDES))
 
 
 if __name__ == "__main__":

@@ -24,11 +24,13 @@ import dataclasses
 import io
 import math
 import os
+import queue
+import threading
 from typing import Any, Sequence
 
 import numpy as np
 
-from jaxssl.data.sources import DataError, to_mode
+from jaxssl.data.sources import BadImage, DataError, decode_errors, describe_decode_error, to_mode
 
 # A handle is what a source hands the cropper for one example: a file path, encoded bytes, or a decoded uint8
 # array [H, W, C] (in-memory sources).
@@ -120,9 +122,9 @@ def crop_example(handle: Handle, specs: Sequence[CropSpec], channels: int, seed:
       out = np.asarray(image.resize((spec.size, spec.size), Image.BILINEAR, box=box))
       crops.append(out[..., None] if out.ndim == 2 else out)
     return crops
-  except OSError as e:
-    where = handle if isinstance(handle, str) else f"example in batch slot {slot}"
-    raise DataError(f"cannot read image {where!r}: {e}") from None
+  except decode_errors() as e:
+    where = handle if isinstance(handle, str) else f"example in batch slot {slot} of step {step}"
+    raise BadImage(where, describe_decode_error(e)) from None
 
 
 def available_cores() -> int:
@@ -133,27 +135,86 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
+class ReadTimeout(DataError):
+  """A read gave nothing within ``config.data.read_timeout_s`` (a hung network mount, a FIFO named x.jpg)."""
+
+
+def read_timeout(timeout_s: float, what: str) -> ReadTimeout:
+  return ReadTimeout(f"config.data.read_timeout_s={timeout_s:g}: {what} gave nothing for {timeout_s:g} s (a hung "
+                     "read: a stalled network mount, or a file that blocks when read?); fix the data, or raise "
+                     "the limit")
+
+
+class _DaemonPool:
+  """Worker threads that are daemons: a read that never returns cannot keep the process from exiting, as it
+  would with a ThreadPoolExecutor, whose threads are joined at exit."""
+
+  def __init__(self, workers: int, name: str):
+    self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+    self._threads = [threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True) for i in range(workers)]
+    for thread in self._threads:
+      thread.start()
+
+  def _work(self) -> None:
+    while (task := self._tasks.get()) is not None:
+      future, fn, item = task
+      if future.set_running_or_notify_cancel():
+        try:
+          future.set_result(fn(item))
+        except BaseException as e:  # noqa: BLE001 -- handed to the caller of map
+          future.set_exception(e)
+
+  def map(self, fn, items, timeout: float | None = None) -> list:
+    """[fn(item) for item in items] on the workers; TimeoutError if they are not all done within ``timeout``."""
+    futures = [concurrent.futures.Future() for _ in items]
+    for future, item in zip(futures, items):
+      self._tasks.put((future, fn, item))
+    _, pending = concurrent.futures.wait(futures, timeout)
+    if pending:
+      for future in futures:
+        future.cancel()
+      raise TimeoutError
+    return [future.result() for future in futures]
+
+  def close(self) -> None:
+    for _ in self._threads:
+      self._tasks.put(None)
+
+
 class HostCropper:
   """Crops a batch of examples into its views with ``workers`` threads.
 
   ``cropper(handles, step, first_slot)`` -> ``{"view0": uint8 [n, s0, s0, C], "view1": ...}`` where handle i is
-  the example in global slot ``first_slot + i`` of global batch ``step``.
+  the example in global slot ``first_slot + i`` of global batch ``step``. An unreadable image raises
+  ``BadImage`` with its index in ``indices`` (the handles' examples in the split), when given.
   """
 
-  def __init__(self, specs: Sequence[CropSpec], seed: int, channels: int, workers: int = 0):
+  def __init__(self, specs: Sequence[CropSpec], seed: int, channels: int, workers: int = 0,
+               timeout_s: float = 0.0):
     self.specs, self.seed, self.channels = tuple(specs), seed, channels
     self.workers = workers if workers > 0 else available_cores()
-    self._pool = concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="jaxssl-crop")
+    self.timeout_s = timeout_s
+    self._pool = _DaemonPool(self.workers, "jaxssl-crop")
 
-  def __call__(self, handles: Sequence[Handle], step: int, first_slot: int) -> dict[str, np.ndarray]:
+  def __call__(self, handles: Sequence[Handle], step: int, first_slot: int,
+               indices: Sequence[int] | None = None) -> dict[str, np.ndarray]:
     def one(i):
-      return crop_example(handles[i], self.specs, self.channels, self.seed, step, first_slot + i)
+      try:
+        return crop_example(handles[i], self.specs, self.channels, self.seed, step, first_slot + i)
+      except BadImage as e:
+        return BadImage(e.where, e.reason, None if indices is None else int(indices[i]))
 
-    examples = list(self._pool.map(one, range(len(handles))))
+    try:
+      examples = self._pool.map(one, range(len(handles)), timeout=self.timeout_s or None)
+    except TimeoutError:
+      raise read_timeout(self.timeout_s, f"reading the images of step {step}") from None
+    for example in examples:
+      if isinstance(example, BadImage):
+        raise example
     return {view_key(v): np.stack([e[v] for e in examples]) for v in range(len(self.specs))}
 
   def close(self) -> None:
-    self._pool.shutdown(wait=True, cancel_futures=True)
+    self._pool.close()
 
 
 def view_key(view: int) -> str:

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jaxssl.data.sources import DataError, Source
+from jaxssl.data.sources import BadImage, DataError, Source
 
 
 def balanced_indices(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
@@ -40,7 +40,12 @@ class SubsetSource(Source):
     return len(self.indices)
 
   def read(self, indices: Sequence[int] | np.ndarray):
-    return self.source.read(self.indices[np.asarray(indices, np.int64)])
+    indices = np.asarray(indices, np.int64)
+    try:
+      return self.source.read(self.indices[indices])
+    except BadImage as e:                  # renumbered into this subset, for the substitution
+      own = [int(i) for i in indices if e.index is not None and self.indices[i] == e.index]
+      raise BadImage(e.where, e.reason, own[0] if own else None) from None
 
   def handles(self, indices: Sequence[int] | np.ndarray):
     return self.source.handles(self.indices[np.asarray(indices, np.int64)])

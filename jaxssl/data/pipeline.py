@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Any, Callable
 
 import numpy as np
 
-from jaxssl.data.host_crops import HostCropper
+from jaxssl.data.bad_images import read_substituting
+from jaxssl.data.host_crops import HostCropper, read_timeout
 from jaxssl.data.sources import DataError, Source
 
 
@@ -26,6 +28,10 @@ def global_batch_indices(num_examples: int, global_batch: int, seed: int, positi
   order = np.random.default_rng([seed, epoch]).permutation(num_examples)
   # Sorting makes the reads more local and keeps each example's slot independent of the layout.
   return np.sort(order[b * global_batch:(b + 1) * global_batch])
+
+
+class Stopped(Exception):
+  """``Pipeline.next`` stopped waiting for a batch because its caller asked (SIGTERM during a slow read)."""
 
 
 class Pipeline:
@@ -78,10 +84,14 @@ class Pipeline:
     first_slot = self.process_index * per_process
     chosen = members[first_slot:first_slot + per_process]
     if self.crops is not None:
-      handles, labels = self.source.handles(chosen)
-      return {**self.crops(handles, position, first_slot), "label": labels}
-    images, labels = self.source.read(chosen)
-    return {"image": images, "label": labels}
+      def read(indices):
+        handles, labels = self.source.handles(indices)
+        return {**self.crops(handles, position, first_slot, indices), "label": labels}
+    else:
+      def read(indices):
+        images, labels = self.source.read(indices)
+        return {"image": images, "label": labels}
+    return read_substituting(read, chosen, len(self.source), self.source.bad_images)
 
   def _produce(self, position: int) -> None:
     while not self._stop.is_set():
@@ -103,10 +113,25 @@ class Pipeline:
     return self
 
   def __next__(self):
+    return self.next()
+
+  def next(self, stop: Callable[[], bool] | None = None, timeout_s: float = 0.0):
+    """The next batch. While waiting for it (a slow or hung read), wakes every quarter second: raises Stopped
+    as soon as ``stop()`` is true, and ReadTimeout after ``timeout_s`` seconds (0: never). Without prefetch the
+    batch is read here, unguarded."""
     if self._thread is None:
       batch = self.transform(self.local_batch(self._position))
     else:
-      batch, error = self._queue.get()
+      start = time.monotonic()
+      while True:
+        try:
+          batch, error = self._queue.get(timeout=0.25)
+          break
+        except queue.Empty:
+          if stop is not None and stop():
+            raise Stopped from None
+          if timeout_s and time.monotonic() - start > timeout_s:
+            raise read_timeout(timeout_s, f"the input pipeline (batch {self._position})") from None
       if error is not None:
         raise error
     self._position += 1

@@ -7,20 +7,57 @@ augmentation happens later, on device.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Sequence
 
 import numpy as np
 
 
+class _QuietOpenCvAdvice(logging.Filter):
+  """TFDS advises installing OpenCV on every image dataset it opens; PIL decodes what jaxssl reads, and the
+  host crops decode with PIL on purpose (reduced-size JPEG decoding), so the advice is noise."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return "OpenCV is not installed" not in str(record.msg)
+
+
+logging.getLogger("absl").addFilter(_QuietOpenCvAdvice())
+
+
 class DataError(ValueError):
   """Bad or missing data; the message names the config field and what to do."""
 
 
+class BadImage(DataError):
+  """One image cannot be read or decoded: ``where`` (its file, or the example), ``reason``, and ``index`` in its
+  split where known (``jaxssl.data.bad_images`` substitutes the example)."""
+
+  def __init__(self, where: str, reason: str, index: int | None = None):
+    super().__init__(f"cannot read image {where!r}: {reason}")
+    self.where, self.reason, self.index = where, reason, index
+
+
+def decode_errors() -> tuple[type[BaseException], ...]:
+  """What PIL raises for a file that is not a readable image: missing or unreadable (broken symlinks, loops),
+  not an image, truncated, malformed (ValueError, SyntaxError, EOFError), or over its decompression-bomb limit."""
+  from PIL import Image
+
+  return (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
+def describe_decode_error(error: BaseException) -> str:
+  return " ".join(f"{type(error).__name__}: {error}".split())[:200]
+
+
 class Source:
-  """One split, read by index. Subclasses set ``num_classes``, ``labeled`` and implement __len__ and read."""
+  """One split, read by index. Subclasses set ``num_classes``, ``labeled`` and implement __len__ and read.
+
+  ``bad_images`` (a ``jaxssl.data.bad_images.BadImages``, set by the run) makes reads substitute unreadable
+  images instead of raising ``BadImage``."""
   num_classes: int = 0
   labeled: bool = False
+  bad_images = None
 
   def __len__(self) -> int:
     raise NotImplementedError
@@ -41,7 +78,10 @@ class Source:
 
   def all(self, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Every example, in order (for in-memory caching and evaluation of small splits)."""
-    parts = [self.read(np.arange(s, min(s + chunk, len(self)))) for s in range(0, len(self), chunk)]
+    from jaxssl.data.bad_images import read_substituting
+
+    parts = [read_substituting(self.read, np.arange(s, min(s + chunk, len(self))), len(self), self.bad_images)
+             for s in range(0, len(self), chunk)]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
@@ -238,8 +278,8 @@ class FolderSource(Source):
       try:
         with Image.open(self.paths[int(i)]) as im:
           array = np.asarray(to_mode(im, "L" if self.channels == 1 else "RGB"))
-      except OSError as e:
-        raise DataError(f"cannot read image {self.paths[int(i)]!r}: {e}") from None
+      except decode_errors() as e:
+        raise BadImage(self.paths[int(i)], describe_decode_error(e), int(i)) from None
       images.append(_resize_square(array[..., None] if array.ndim == 2 else array, self.size))
     return np.stack(images), self.labels[np.asarray(indices)]
 

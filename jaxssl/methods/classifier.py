@@ -71,7 +71,7 @@ def pretrained_encoder(variables: base.Variables, workdir: str, step: int) -> ba
   be read or its encoder is another architecture."""
   from jaxssl.restore import load_config, open_checkpoints
 
-  load_config(workdir)                            # a run directory (CheckpointError: not one, or damaged)
+  load_config(workdir, "config.method.pretrained")   # a run directory (CheckpointError: not one, or damaged)
   checkpointer = open_checkpoints(workdir, "config.method.pretrained")
   try:
     parts, saved_step = checkpointer.restore_subtrees(("params/encoder", "batch_stats/encoder"),
