@@ -40,7 +40,7 @@ class MetricsWriter:
     if torn:                                 # a crash during a write leaves a partial last line
       print(f"warning: {self.path}: dropped {len(torn)} line(s) that are not JSON records (a write cut short): "
             f"{torn[-1].strip()[:60]!r}", file=sys.stderr, flush=True)
-    self._log.keep(lambda line: (_record(line) or {"step": resume_step + 1}).get("step", 0) <= resume_step)
+    self._log.keep(lambda line: (record := _record(line)) is not None and record.get("step", 0) <= resume_step)
     try:
       from tensorboardX import SummaryWriter
     except ImportError:                      # TensorBoard files are optional; metrics.jsonl is always written

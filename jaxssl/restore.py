@@ -76,17 +76,17 @@ def load_run(workdir: str, step: int | None = None, axis_name: str | None = None
       shown = ", ".join(map(str, steps)) or "none"
       raise CheckpointError(f"--step={step}: {checkpointer.directory} has no checkpoint of that step (it has: "
                             f"{shown})")
-    problems = []
+    last = ""                                   # why the newest unreadable one could not be read
     for candidate in ([step] if step is not None else sorted(steps, reverse=True)):
       try:
         return _restore(config, checkpointer, candidate, axis_name)
       except CheckpointError as e:
         if step is not None or isinstance(e, CheckpointMismatch):   # another model: no older one fits
           raise
-        problems.append(str(e))
+        last = str(e)
         print(f"warning: {e}; trying the checkpoint before it", file=sys.stderr, flush=True)
     raise CheckpointError(f"{field}={workdir!r}: no checkpoint can be read" +
-                          (f" ({problems[-1]})" if problems else f" ({checkpointer.directory} is empty)"))
+                          (f" ({last})" if last else f" ({checkpointer.directory} is empty)"))
   finally:
     checkpointer.close()
 

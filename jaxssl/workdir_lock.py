@@ -92,9 +92,7 @@ class WorkdirLock:
         with open(self.path, "rb") as f:
           return f.read(), os.stat(self.path).st_mtime
       return self.path.read_bytes(), time.time()   # object stores: no mtime through epath; judged by "beat"
-    except (FileNotFoundError, IsADirectoryError):
-      return None, None
-    except OSError:
+    except OSError:                               # absent (released), or unreadable: no lock to judge
       return None, None
 
   def _judge(self, raw: bytes, mtime: float) -> tuple[bool, str]:

@@ -27,8 +27,8 @@ CROP_PLACES = ("auto", "host", "device")
 
 __all__ = ["ArraySource", "BadImage", "BadImages", "CROP_PLACES", "CropSpec", "DataError", "Dataset",
            "FolderSource", "HostCropper", "Pipeline", "ReadTimeout", "SOURCES", "Source", "Stopped", "SubsetSource",
-           "TfdsSource", "available_cores", "balanced_indices", "cached", "crop_specs", "crops_on_host", "global_batch_indices", "host_cropper", "label_subset", "load",
-           "synthetic", "view_key"]
+           "TfdsSource", "available_cores", "balanced_indices", "cached", "crop_specs", "crops_on_host",
+           "global_batch_indices", "host_cropper", "label_subset", "load", "synthetic", "view_key"]
 
 
 def crops_on_host(config: ml_collections.ConfigDict) -> bool:

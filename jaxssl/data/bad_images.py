@@ -24,7 +24,7 @@ from jaxssl.data.sources import BadImage, DataError
 
 class BadImages:
   """The run's register of unreadable images: ``skip(error)`` warns once per file, records it and raises
-  DataError past ``limit``; ``substitute(index, size)`` is the index that stands in for a bad one."""
+  DataError past ``limit`` (``read_substituting`` picks the example that stands in)."""
 
   def __init__(self, limit: int, record=None, field: str = "config.data.max_bad_images"):
     self.limit, self.record, self.field = limit, record, field
@@ -43,7 +43,7 @@ class BadImages:
         return
       self.seen[error.where] = error.reason
       if announce:
-          print(f"warning: cannot read image {error.where!r} ({error.reason}); an image next to it in the split "
+        print(f"warning: cannot read image {error.where!r} ({error.reason}); an image next to it in the split "
               "stands in for it", file=sys.stderr, flush=True)
       if self.record is not None:
         line = json.dumps({"file": error.where, "reason": error.reason,
