@@ -17,7 +17,7 @@ folders aside (``checkpoints/damaged-STEP``) so that nothing is deleted and the 
 from __future__ import annotations
 
 import json
-import logging
+import os
 import re
 import zlib
 from typing import Any
@@ -26,19 +26,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxssl import orbax_noise
 from jaxssl.workdir import resolve
 
-
-class _QuietMissingMetadata(logging.Filter):
-  """orbax warns "Metadata file does not exist" when it looks for optional step metadata (_CHECKPOINT_METADATA)
-  that this layout does not write; on a healthy resume a user reads it as damage."""
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith("Metadata file does not exist")
-
-
-logging.getLogger("absl").addFilter(_QuietMissingMetadata())
-
+orbax_noise.install()
 
 MANIFEST = "files.json"
 
@@ -100,6 +91,15 @@ class CheckpointMismatch(CheckpointError):
 def _first_line(error: Exception) -> str:
   text = re.sub(r"<[^<>]*>", "", str(error)).strip()          # no "<bound method pybind11...>" in a message
   return (text.splitlines()[0].strip() if text else type(error).__name__)[:200] or type(error).__name__
+
+
+def _os_cause(error: Exception) -> str | None:
+  """The operating system's reason inside a TensorStore or orbax message ("No space left on device"), which
+  the first 200 characters of a long message may not reach."""
+  if isinstance(error, OSError) and error.strerror:
+    return error.strerror
+  code = re.search(r"os_error_code='?(\d+)", str(error))
+  return os.strerror(int(code.group(1))) if code else None
 
 
 def _host_copy(leaf) -> np.ndarray:
@@ -214,8 +214,10 @@ class Checkpointer:
     self._unsealed = []
 
   def _write_error(self, error: Exception) -> CheckpointError:
-    return CheckpointError(f"a checkpoint could not be written to {self.directory} ({_first_line(error)}); the "
-                           "checkpoints before it are intact: free space (or fix the path) and run again to resume")
+    cause = _os_cause(error)
+    return CheckpointError(f"a checkpoint could not be written to {self.directory}{': ' + cause if cause else ''} "
+                           f"({_first_line(error)}); the checkpoints before it are intact: free space (or fix the "
+                           "path) and run again to resume")
 
   def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
     """The state (shaped and sharded like ``abstract_state``) and meta of ``step`` (default: the latest).

@@ -158,3 +158,28 @@ def test_a_bad_config_argument_gives_one_line(tmp_path):
   assert result.stderr.strip().splitlines() == [
       "error: --config=configs/simclr_imagenet.py:nosuch: get_config raised ValueError: config argument "
       "'nosuch': use one of imagenet2012, imagenette, folder"], result.stderr[-2000:]
+
+
+FILE_SIZE_LIMIT = """
+import resource, runpy, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)      # a write past the limit fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 18, 1 << 18))
+sys.argv = ["jaxssl.main"] + sys.argv[1:]
+runpy.run_module("jaxssl.main", run_name="__main__")
+"""
+
+
+def test_a_disk_that_refuses_the_checkpoint_is_one_line_without_library_tracebacks(tmp_path):
+  """Files may not grow past 256 KiB (RLIMIT_FSIZE, what a nearly full disk does to the checkpoint's array
+  file): orbax's error records and TensorStore's ~300 "Event loop is closed" tracebacks stay out of the output."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)           # its entries would hit the limit too
+  result = subprocess.run([sys.executable, "-c", FILE_SIZE_LIMIT, f"--workdir={tmp_path}", "--config=configs/byol.py",
+                           *TINY, "--config.train.num_steps=2", "--config.eval.knn_at_init=False"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr and "Event loop is closed" not in result.stderr, result.stderr[-2000:]
+  error = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+  assert len(error) == 1 and f"a checkpoint could not be written to {tmp_path}/checkpoints: File too large (" in (
+      error[0]), result.stderr[-2000:]
+  assert not (tmp_path / "checkpoints" / "2").exists()
