@@ -2,7 +2,8 @@
 
 With ``--distributed`` the process joins a multi-process run first (``jax.distributed.initialize``): on TPU
 pods and SLURM the cluster is detected; otherwise JAXSSL_COORDINATOR (host:port), JAXSSL_NUM_PROCESSES and
-JAXSSL_PROCESS_ID name it (``launch/local.sh`` sets them). Every process runs the same command.
+JAXSSL_PROCESS_ID name it (``launch/local.sh`` sets them). Every process runs the same command; process 0
+alone prints, the others only their warnings (``jaxssl.process_output``).
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ def main(argv, prepare: Callable[[ml_collections.ConfigDict], None] | None = Non
     logging.set_verbosity(logging.WARNING)   # orbax and TFDS log every step at INFO; --verbosity=0 shows it
   if _DISTRIBUTED.value:
     initialize_distributed()
+    import jax
+
+    from jaxssl import process_output
+
+    process_output.filter_stdout(jax.process_index(), jax.process_count())
   from jaxssl import train
   from jaxssl.checkpoint import CheckpointError
   from jaxssl.data import DataError

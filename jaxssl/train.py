@@ -303,7 +303,7 @@ def _run_in(setup: _Setup) -> dict[str, float]:
                            position=int(meta["data_position"]), process_index=jax.process_index(),
                            process_count=jax.process_count(), prefetch=config.data.prefetch,
                            transform=lambda b: shard_batch(b, mesh), crops=crops)
-  progress = Progress(total_steps)
+  progress = Progress(total_steps, enabled=jax.process_index() == 0)
   timer = None                                    # a speed.StepTimer once the step is compiled
   start = time.perf_counter()
   eval_seconds = 0.0

@@ -42,8 +42,10 @@ def _history(workdir):
 def _preempt_two_processes(workdir, logs, after_step):
   """Starts both processes as launch/local.sh does, sends SIGTERM to process 0 alone once it has logged
   ``after_step``, and returns both exit codes."""
+  # Every process prints (JAXSSL_ALL_PROCESSES_PRINT), so that process 1's log shows what it did.
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAXSSL_COORDINATOR=f"127.0.0.1:{_free_port()}",
-             JAXSSL_NUM_PROCESSES="2", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+             JAXSSL_NUM_PROCESSES="2", XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             JAXSSL_ALL_PROCESSES_PRINT="1")
   processes = []
   for i, log in enumerate(logs):
     with open(log, "w") as out:
@@ -112,8 +114,9 @@ def test_two_processes_match_one_and_resume_bit_identically_after_a_preemption(t
                        env=env_one, capture_output=True, text=True, timeout=900)
   assert one.returncode == 0, one.stderr[-3000:]
   output = _slurm_sbatch(tmp_path / "two", tmp_path / "bin")
-  for process in (0, 1):
-    assert f"devices: 4 cpu in 2 process(es), 2 in process {process}" in output, output[-3000:]
+  assert "devices: 4 cpu in 2 process(es), 2 in process 0" in output, output[-3000:]
+  # One console (jaxssl.process_output): process 0's lines once, none of Gloo's, nothing of process 1's.
+  assert output.count("final: ") == 1 and "[Gloo]" not in output and "in process 1" not in output, output[-3000:]
   losses_one, results_one = _history(tmp_path / "one")
   losses_two, results_two = _history(tmp_path / "two")
   assert len(losses_one) == len(losses_two) == STEPS
@@ -146,7 +149,7 @@ def test_two_processes_of_four_devices_match_one_of_eight_with_host_crops(tmp_pa
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
   assert one.returncode == 0, one.stderr[-3000:]
   output = _local_sh(tmp_path / "two", *extra, devices_per_process=4)
-  assert "devices: 8 cpu in 2 process(es), 4 in process 1" in output, output[-3000:]
+  assert "devices: 8 cpu in 2 process(es), 4 in process 0" in output, output[-3000:]
   losses_one, results_one = _history(tmp_path / "one")
   losses_two, _ = _history(tmp_path / "two")
   assert len(losses_one) == len(losses_two) == STEPS
