@@ -2,6 +2,7 @@
 recipe jaxssl's config describes.
 
     .venv-lightly/bin/python benchmarks/lightly_masked.py RECIPE.json     # written by accuracy_vs_lightly.py
+    .venv-lightly/bin/python benchmarks/lightly_masked.py --throughput RECIPE.json STEPS   # masked_throughput.py
 
 - iBOT: a timm ``VisionTransformer`` in lightly's ``MaskedVisionTransformerTIMM`` (its mask token), lightly's
   ``DINOProjectionHead`` (one head for class and patch tokens when the recipe shares it), ``DINOLoss`` on the
@@ -22,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import sys
+import time
 
 import numpy as np
 import torch
@@ -108,14 +110,12 @@ class IBOT(torch.nn.Module):
                                                 else [self.teacher_patch_head])
 
 
-def train_ibot(recipe: dict, arrays, loader) -> None:
+def ibot_step(recipe: dict, model: IBOT, opt: torch.optim.Optimizer, score_every_patch: bool = False):
+  """iBOT's training step ``step_fn(views, step) -> loss``: views are the crops' batches [B, C, H, W], the two
+  global crops first; the block masks are drawn inside it. lightly's heads score only the masked patch tokens;
+  ``score_every_patch`` scores all of them and then keeps the masked ones (the official main_ibot.py's cost,
+  the same loss)."""
   spec, m = recipe["spec"], recipe["method_config"]
-  model = IBOT(spec, m)
-  opt = adamw(model.students(), recipe["optim"])
-  init = {"init_train": lightly_train.features(Pooled(model.student, "cls"), arrays["eval_train_images"],
-                                               recipe["mean"], recipe["std"]),
-          "init_test": lightly_train.features(Pooled(model.student, "cls"), arrays["test_images"],
-                                              recipe["mean"], recipe["std"])}
   cls_loss = DINOLoss(m["out_dim"], student_temp=m["student_temperature"], center_momentum=m["center_momentum"])
   patch_loss = IBOTPatchLoss(m["patch_out_dim"], student_temp=m["student_temperature"],
                              center_momentum=m["patch_center_momentum"])
@@ -134,14 +134,21 @@ def train_ibot(recipe: dict, arrays, loader) -> None:
     images = torch.cat(global_views)
     mask = utils.random_block_mask((2 * b, grid, grid), min_block_aspect_ratio=m["pred_min_aspect"])
     temperature, patch_temperature = recipe["teacher_temperatures"][step], recipe["patch_temperatures"][step]
+    masked = mask.flatten(1)
+
+    def score(head, patches):          # [2B, L, D] -> the masked tokens' logits [M, K]
+      if score_every_patch:
+        return head(patches.flatten(0, 1)).view(patches.shape[0], patches.shape[1], -1)[masked]
+      return head(patches[masked])
+
     with torch.no_grad():
       tokens = model.teacher.encode(images)
       teacher_cls = model.teacher_head(tokens[:, 0])
-      teacher_patches = model.teacher_patch_head(tokens[:, 1:][mask.flatten(1)])
-    with_cls = torch.cat([torch.zeros(2 * b, 1, dtype=torch.bool), mask.flatten(1)], dim=1)
+      teacher_patches = score(model.teacher_patch_head, tokens[:, 1:])
+    with_cls = torch.cat([torch.zeros(2 * b, 1, dtype=torch.bool), masked], dim=1)
     tokens = model.student.encode(images, mask=with_cls)
     student_cls = [model.head(tokens[:, 0])] + [model.head(model.student.encode(v)[:, 0]) for v in local_views]
-    student_patches = model.patch_head(tokens[:, 1:][mask.flatten(1)])
+    student_patches = score(model.patch_head, tokens[:, 1:])
     loss = (m["cls_weight"] * cls_loss(list(teacher_cls.chunk(2)), list(student_cls[0].chunk(2)) + student_cls[1:],
                                        teacher_temp=temperature)
             + m["patch_weight"] * patch_loss(teacher_patches, student_patches, mask, teacher_temp=patch_temperature))
@@ -161,56 +168,100 @@ def train_ibot(recipe: dict, arrays, loader) -> None:
       ema(target, online, tau)
     return loss
 
+  return step_fn
+
+
+def train_ibot(recipe: dict, arrays, loader) -> None:
+  model = IBOT(recipe["spec"], recipe["method_config"])
+  opt = adamw(model.students(), recipe["optim"])
+  init = {"init_train": lightly_train.features(Pooled(model.student, "cls"), arrays["eval_train_images"],
+                                               recipe["mean"], recipe["std"]),
+          "init_test": lightly_train.features(Pooled(model.student, "cls"), arrays["test_images"],
+                                              recipe["mean"], recipe["std"])}
+  step_fn = ibot_step(recipe, model, opt)
   losses, step, seconds = lightly_train.train_loop(loader, step_fn, recipe["total_steps"], recipe["log_every"])
   lightly_train.write_features(recipe, Pooled(model.student, "cls").eval(), arrays, init, recipe["total_steps"])
   lightly_train.print_timing(seconds, losses, step)
 
 
-def train_ijepa(recipe: dict, arrays, images) -> None:
-  spec, m = recipe["spec"], recipe["method_config"]
-  encoder = MaskedVisionTransformerTIMM(vit=vit(spec, class_token=False), pos_embed_initialization="sincos")
-  encoder.vit.pos_embed.requires_grad_(False)                       # official: fixed sine-cosine positions
-  grid = spec["image_size"] // spec["patch_size"]
-  predictor = IJEPAPredictorTIMM(num_patches=grid * grid, depth=m["predictor_depth"], mlp_dim=spec["dim"],
-                                 predictor_embed_dim=m["predictor_dim"], num_heads=m["predictor_heads"])
-  predictor.decoder.pos_embed.requires_grad_(False)
-  target = copy.deepcopy(encoder).requires_grad_(False)
-  opt = adamw([encoder, predictor], recipe["optim"])
-  pooled = Pooled(encoder, "mean")
-  init = {"init_train": lightly_train.features(pooled, arrays["eval_train_images"], recipe["mean"], recipe["std"]),
-          "init_test": lightly_train.features(pooled, arrays["test_images"], recipe["mean"], recipe["std"])}
-  collator = IJEPAMaskCollator(input_size=spec["image_size"], patch_size=spec["patch_size"],
-                               enc_mask_scale=tuple(m["context_scale"]), pred_mask_scale=tuple(m["target_scale"]),
-                               aspect_ratio=tuple(m["target_aspect"]), nenc=1, npred=m["num_targets"],
-                               min_keep=recipe["min_keep"], allow_overlap=False)
-  loader = torch.utils.data.DataLoader(
-      images, batch_size=recipe["batch_size"], shuffle=True, drop_last=True, num_workers=recipe["workers"],
-      persistent_workers=recipe["workers"] > 0, collate_fn=collator,
-      generator=torch.Generator().manual_seed(recipe["seed"]))
-  encoder.train(), predictor.train()
-  context_sizes = []
+class IJEPA:
+  """lightly's I-JEPA parts at the recipe's sizes: the context encoder, its EMA target, the predictor, the
+  official mask collator and AdamW; ``step(batch, step) -> loss`` takes the collator's output."""
 
-  def step_fn(batch, step):
+  def __init__(self, recipe: dict):
+    spec, m = recipe["spec"], recipe["method_config"]
+    self.recipe, self.dim = recipe, spec["dim"]
+    self.encoder = MaskedVisionTransformerTIMM(vit=vit(spec, class_token=False), pos_embed_initialization="sincos")
+    self.encoder.vit.pos_embed.requires_grad_(False)                  # official: fixed sine-cosine positions
+    grid = spec["image_size"] // spec["patch_size"]
+    self.predictor = IJEPAPredictorTIMM(num_patches=grid * grid, depth=m["predictor_depth"], mlp_dim=spec["dim"],
+                                        predictor_embed_dim=m["predictor_dim"], num_heads=m["predictor_heads"])
+    self.predictor.decoder.pos_embed.requires_grad_(False)
+    self.target = copy.deepcopy(self.encoder).requires_grad_(False)
+    self.opt = adamw([self.encoder, self.predictor], recipe["optim"])
+    self.collator = IJEPAMaskCollator(input_size=spec["image_size"], patch_size=spec["patch_size"],
+                                      enc_mask_scale=tuple(m["context_scale"]),
+                                      pred_mask_scale=tuple(m["target_scale"]), aspect_ratio=tuple(m["target_aspect"]),
+                                      nenc=1, npred=m["num_targets"], min_keep=recipe["min_keep"], allow_overlap=False)
+    self.context_sizes: list[int] = []
+
+  def step(self, batch, step: int) -> torch.Tensor:
     views, masks_context, masks_target = batch
     x = views[0]
-    set_rates(opt, recipe, step)
+    set_rates(self.opt, self.recipe, step)
     with torch.no_grad():
-      h = F.layer_norm(target.encode(x), (spec["dim"],))
+      h = F.layer_norm(self.target.encode(x), (self.dim,))
       h = utils.repeat_interleave_batch(utils.apply_masks(h, masks_target), x.shape[0], repeat=len(masks_context))
-    z = predictor(encoder.encode(x, idx_keep=masks_context[0]), masks_context, masks_target)
+    z = self.predictor(self.encoder.encode(x, idx_keep=masks_context[0]), masks_context, masks_target)
     loss = F.smooth_l1_loss(z, h)
-    opt.zero_grad()
+    self.opt.zero_grad()
     loss.backward()
-    opt.step()
-    ema(target, encoder, recipe["ema_taus"][step])
-    context_sizes.append(masks_context[0].shape[1])
+    self.opt.step()
+    ema(self.target, self.encoder, self.recipe["ema_taus"][step])
+    self.context_sizes.append(masks_context[0].shape[1])
     return loss
 
-  losses, step, seconds = lightly_train.train_loop(loader, step_fn, recipe["total_steps"], recipe["log_every"])
-  print(f"context sizes (the batch's smallest): mean {np.mean(context_sizes):.1f}, min {min(context_sizes)}",
-        file=sys.stderr)
+
+def train_ijepa(recipe: dict, arrays, images) -> None:
+  model = IJEPA(recipe)
+  pooled = Pooled(model.encoder, "mean")
+  init = {"init_train": lightly_train.features(pooled, arrays["eval_train_images"], recipe["mean"], recipe["std"]),
+          "init_test": lightly_train.features(pooled, arrays["test_images"], recipe["mean"], recipe["std"])}
+  loader = torch.utils.data.DataLoader(
+      images, batch_size=recipe["batch_size"], shuffle=True, drop_last=True, num_workers=recipe["workers"],
+      persistent_workers=recipe["workers"] > 0, collate_fn=model.collator,
+      generator=torch.Generator().manual_seed(recipe["seed"]))
+  model.encoder.train(), model.predictor.train()
+  losses, step, seconds = lightly_train.train_loop(loader, model.step, recipe["total_steps"], recipe["log_every"])
+  sizes = model.context_sizes
+  print(f"context sizes (the batch's smallest): mean {np.mean(sizes):.1f}, min {min(sizes)}", file=sys.stderr)
   lightly_train.write_features(recipe, pooled.eval(), arrays, init, recipe["total_steps"])
   lightly_train.print_timing(seconds, losses, step)
+
+
+def throughput(recipe: dict, steps: int, warmup: int = 2) -> float:
+  """lightly's training step of the recipe's method in images/s, on random crops already in memory (no
+  augmentation): iBOT's block masks and I-JEPA's collator (its masks, and stacking the batch) are drawn inside
+  each step, as jaxssl draws its masks inside its step."""
+  torch.manual_seed(0)
+  n, channels = recipe["batch_size"], recipe["channels"]
+  views = [torch.randn(n, channels, v["size"], v["size"]) for v in recipe["views"]]
+  if recipe["method"] == "ijepa":
+    model = IJEPA(recipe)
+    model.encoder.train(), model.predictor.train()
+    samples = [tuple(v[i] for v in views) for i in range(n)]
+    one_step = lambda step: model.step(model.collator(samples), step)
+  else:
+    ibot = IBOT(recipe["spec"], recipe["method_config"])
+    step_fn = ibot_step(recipe, ibot, adamw(ibot.students(), recipe["optim"]),
+                        score_every_patch=recipe.get("score_every_patch", False))
+    one_step = lambda step: step_fn(views, step)
+  for step in range(warmup):
+    one_step(step)
+  start = time.perf_counter()
+  for step in range(warmup, warmup + steps):
+    one_step(step)
+  return steps * n / (time.perf_counter() - start)
 
 
 def main(path: str) -> None:
@@ -230,4 +281,8 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-  main(sys.argv[1])
+  if len(sys.argv) == 4 and sys.argv[1] == "--throughput":
+    with open(sys.argv[2]) as f:
+      print(json.dumps({"images_per_s": throughput(json.load(f), int(sys.argv[3]))}))
+  else:
+    main(sys.argv[1])
