@@ -1,12 +1,14 @@
-"""Eight CPU devices for every test (must be set before jax is imported), and one XLA compilation cache for
-the session, shared with the `python -m jaxssl.main` subprocesses that the slow tests start: their identical
-programs (the same tiny config run 1, 2 or 4 times) then compile once."""
+"""Eight CPU devices for every test and cheap compilation (set before jax is imported: xla_test_flags.py), and
+one XLA compilation cache for the session, shared with the `python -m jaxssl.main` subprocesses that the slow
+tests start: their identical programs (the same tiny config run 1, 2 or 4 times) then compile once."""
 import atexit
 import os
 import shutil
 import tempfile
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+from xla_test_flags import cpu_flags
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + cpu_flags(8)).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   _cache = tempfile.mkdtemp(prefix="jaxssl-tests-xla-cache-")     # fresh each session: nothing carried over

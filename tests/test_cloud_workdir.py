@@ -12,7 +12,6 @@ import subprocess
 import time
 import urllib.request
 
-import jax
 import numpy as np
 import pytest
 

@@ -70,7 +70,8 @@ def test_resnet_with_cpu_conv_equals_xla_conv(stem):
                             jax.value_and_grad(loss)(variables["params"], nets["cpu"]))]:
     np.testing.assert_allclose(a, b, rtol=1e-5)
     for leaf_a, leaf_b in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
-      np.testing.assert_allclose(leaf_a, leaf_b, rtol=1e-4, atol=1e-5)
+      # Gradients up to ~25 summed in another order: float32 rounding reaches ~1e-5 near zero.
+      np.testing.assert_allclose(leaf_a, leaf_b, rtol=1e-4, atol=5e-5)
 
 
 def test_auto_picks_the_cpu_path_on_cpu():

@@ -18,6 +18,7 @@ from jaxssl.checkpoint import CheckpointError
 from jaxssl.config_checks import ConfigError
 from test_train import _run_shard_map
 from tiny import tiny_config
+from xla_test_flags import cpu_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -199,7 +200,7 @@ ARGS = ["--config=configs/finetune.py", "--config.data.source=synthetic", "--con
 
 
 def _env():
-  return dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+  return dict(os.environ, XLA_FLAGS=cpu_flags(2), JAX_PLATFORMS="cpu")
 
 
 def _finetune(workdir, *extra, config="configs/finetune.py"):
@@ -279,10 +280,10 @@ def test_two_processes_fine_tune_a_label_subset_as_one(pretrained, tmp_path):
     port = s.getsockname()[1]
   extra = [f"--pretrained={pretrained}", "--label_fraction=0.25", "--config.eval.at_end=True"]
   one = subprocess.run(_finetune(tmp_path / "one", *extra), cwd=ROOT, capture_output=True, text=True, timeout=600,
-                       env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+                       env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=cpu_flags(4)))
   assert one.returncode == 0, one.stderr[-3000:]
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAXSSL_COORDINATOR=f"127.0.0.1:{port}", JAXSSL_NUM_PROCESSES="2",
-             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+             XLA_FLAGS=cpu_flags(2))
   processes = [subprocess.Popen(_finetune(tmp_path / "two", "--distributed", *extra), cwd=ROOT,
                                 env=dict(env, JAXSSL_PROCESS_ID=str(i)), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True) for i in range(2)]

@@ -47,7 +47,8 @@ def test_sharded_step_equals_the_replicated_one(method):
   np.testing.assert_allclose(sharded_losses, losses, rtol=1e-5)
   for tree in ("params", "opt_state", "ema_params", "batch_stats", "method_state"):
     for a, b in zip(jax.tree.leaves(getattr(sharded, tree)), jax.tree.leaves(getattr(replicated, tree))):
-      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+      # Reductions in another order: a few float32 ulps of parameters of size ~3; a sharding bug is 1e-2 or more.
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=5e-6)
   # The state really is split: every large parameter holds an eighth per device, the Adam / LARS moments too.
   split = [leaf for leaf in jax.tree.leaves(sharded.params) if leaf.size >= MIN_SIZE
            and any(d % 8 == 0 for d in leaf.shape)]

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from xla_test_flags import cpu_flags
+
 pytestmark = pytest.mark.slow             # subprocesses and whole runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -15,7 +17,7 @@ TINY = ["--config.data.source=synthetic", "--config.data.synthetic_size=16", "--
 
 
 def _main(workdir, *args):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  env = dict(os.environ, XLA_FLAGS=cpu_flags(8), JAX_PLATFORMS="cpu")
   return subprocess.run([sys.executable, "-m", "jaxssl.main", f"--workdir={workdir}", *args], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=600)
 
@@ -64,7 +66,7 @@ def test_short_run_prints_knn_accuracy_and_writes_results(tmp_path):
 
 
 def _evaluate(workdir, *args):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  env = dict(os.environ, XLA_FLAGS=cpu_flags(8), JAX_PLATFORMS="cpu")
   return subprocess.run([sys.executable, "-m", "jaxssl.evaluate", f"--workdir={workdir}", *args], cwd=ROOT,
                         env=env, capture_output=True, text=True, timeout=600)
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import helpers
+from xla_test_flags import FAST_COMPILE, cpu_flags
 
 pytestmark = pytest.mark.slow             # subprocesses and whole runs
 
@@ -44,7 +45,7 @@ def _preempt_two_processes(workdir, logs, after_step):
   ``after_step``, and returns both exit codes."""
   # Every process prints (JAXSSL_ALL_PROCESSES_PRINT), so that process 1's log shows what it did.
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAXSSL_COORDINATOR=f"127.0.0.1:{_free_port()}",
-             JAXSSL_NUM_PROCESSES="2", XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             JAXSSL_NUM_PROCESSES="2", XLA_FLAGS=cpu_flags(2),
              JAXSSL_ALL_PROCESSES_PRINT="1")
   processes = []
   for i, log in enumerate(logs):
@@ -62,7 +63,7 @@ def _preempt_two_processes(workdir, logs, after_step):
 
 def _local_sh(workdir, *extra, devices_per_process=2):
   env = dict(os.environ, JAX_PLATFORMS="cpu", PORT=str(_free_port()), DEVICES_PER_PROCESS=str(devices_per_process))
-  env.pop("XLA_FLAGS", None)
+  env["XLA_FLAGS"] = FAST_COMPILE                # local.sh adds the device count
   result = subprocess.run(["bash", "launch/local.sh", "2", f"--workdir={workdir}", *ARGS, *extra], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -101,7 +102,7 @@ def _slurm_sbatch(workdir, bin_dir):
                                              "python3": f'#!/bin/sh\nexec "{sys.executable}" "$@"\n'})
   env = dict(os.environ, PATH=path, SLURM_SUBMIT_DIR=ROOT,
              SLURM_JOB_ID=str(_slurm_job_id()), SLURM_NTASKS="2", JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+             XLA_FLAGS=cpu_flags(2))
   result = subprocess.run(["bash", os.path.join(ROOT, "launch", "slurm.sbatch"), f"--workdir={workdir}", *ARGS],
                           cwd="/", env=env, capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -109,7 +110,7 @@ def _slurm_sbatch(workdir, bin_dir):
 
 
 def test_two_processes_match_one_and_resume_bit_identically_after_a_preemption(tmp_path):
-  env_one = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  env_one = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=cpu_flags(4))
   one = subprocess.run([sys.executable, "-m", "jaxssl.main", f"--workdir={tmp_path / 'one'}", *ARGS], cwd=ROOT,
                        env=env_one, capture_output=True, text=True, timeout=900)
   assert one.returncode == 0, one.stderr[-3000:]
@@ -144,7 +145,7 @@ def test_two_processes_of_four_devices_match_one_of_eight_with_host_crops(tmp_pa
   from test_resume import jpeg_folder_args
 
   extra = jpeg_folder_args(tmp_path / "jpegs")
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=cpu_flags(8))
   one = subprocess.run([sys.executable, "-m", "jaxssl.main", f"--workdir={tmp_path / 'one'}", *ARGS, *extra],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
   assert one.returncode == 0, one.stderr[-3000:]

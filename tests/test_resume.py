@@ -13,6 +13,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from jaxssl.checkpoint import Checkpointer
+from xla_test_flags import cpu_flags
 
 pytestmark = pytest.mark.slow             # subprocesses and whole runs
 
@@ -31,7 +32,7 @@ def _command(workdir, *extra):
 
 def _env():
   # Two devices: the collectives are exercised, and each process compiles faster than with eight.
-  return dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+  return dict(os.environ, XLA_FLAGS=cpu_flags(2), JAX_PLATFORMS="cpu")
 
 
 def _run(workdir, *extra):
