@@ -119,6 +119,20 @@ def block_mask(key: jax.Array, grid: tuple[int, int], ratio: jax.Array, min_aspe
   return mask.reshape(-1).astype(jnp.float32)
 
 
+def most_block_masked(grid: tuple[int, int], ratios: Sequence[float], ratio_vars: Sequence[float]) -> int:
+  """The most patches ``block_mask`` can mask at any share ``prediction_ratios`` draws: it never adds more than
+  the patches still to mask, so the count stays at or below ``ratio * gh * gw`` (the margin covers float32
+  shares that round a hair above ``r + v``)."""
+  return min(grid[0] * grid[1], int(math.floor(max(r + v for r, v in zip(ratios, ratio_vars)) * grid[0] * grid[1]
+                                               + 1e-3)))
+
+
+def masked_first(mask: jax.Array, count: int) -> jax.Array:
+  """[N, L] masks (1 masked) -> int32 [N, count] patch indices: each row's masked patches in order, then its
+  unmasked ones to fill the row. With ``count`` at least the most any row masks, every masked patch is there."""
+  return jnp.argsort(-mask, axis=1, stable=True)[:, :count].astype(jnp.int32)
+
+
 def block_masks(keys: jax.Array, grid: tuple[int, int], ratios: jax.Array, min_aspect: float = 0.3,
                 min_block: int | None = None) -> jax.Array:
   """[N] keys and [N] shares -> [N, gh * gw] blockwise masks (``block_mask`` per example), float32, 1 masked."""

@@ -122,6 +122,25 @@ def test_block_masks_depend_on_each_examples_key_only():
   np.testing.assert_array_equal(np.concatenate(halves), whole)
 
 
+@pytest.mark.parametrize("grid,ratios,spreads", [((7, 7), (0.0, 0.3), (0.0, 0.2)), ((4, 4), (0.3,), (0.2,)),
+                                                  ((14, 14), (0.0, 0.3), (0.0, 0.2))])
+def test_the_scored_tokens_hold_every_masked_patch(grid, ratios, spreads):
+  """iBOT's student scores masking.masked_first(mask, most_block_masked(...)) tokens: the bound holds on many
+  draws (shares up to r + v), and the picked tokens are each row's masked patches first."""
+  keys = jax.random.split(jax.random.key(6), 2048)
+  masks = masking.block_masks(keys, grid, masking.prediction_ratios(keys, ratios, spreads))
+  most = masking.most_block_masked(grid, ratios, spreads)
+  assert most == int(max(r + v for r, v in zip(ratios, spreads)) * grid[0] * grid[1])
+  counts = np.asarray(masks.sum(axis=1))
+  assert counts.max() <= most and counts.max() >= most - 2             # the bound is reached, nearly
+  picks = np.asarray(masking.masked_first(masks, most))
+  assert picks.shape == (2048, most)
+  picked = np.take_along_axis(np.asarray(masks), picks, axis=1)
+  np.testing.assert_array_equal(picked.sum(axis=1), counts)             # no masked patch left out
+  assert np.all(np.diff(picked, axis=1) <= 0)                           # masked ones first
+  assert all(len(set(row)) == most for row in picks[:64])                # no token twice
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # I-JEPA's multi-block masks.
 

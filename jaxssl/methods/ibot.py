@@ -45,6 +45,9 @@ def patch_temperature(step, m):
 def make(config) -> base.Method:
   m = config.method
   grid = (config.augment.size // config.model.patch_size,) * 2
+  # The student's patch head scores only the tokens the loss reads: each image's masked patches, padded to the
+  # most a mask can hold (25 of 49 at iBOT's shares); the teacher scores all of them, for the patch centre.
+  scored = masking.most_block_masked(grid, tuple(m.pred_ratios), tuple(m.pred_ratio_vars))
 
   def make_model(config, encoder, axis_name, dtype):
     head = lambda out_dim: DINOHead(hidden_dims=tuple(m.proj_hidden_dims), bottleneck_dim=m.bottleneck_dim,
@@ -55,16 +58,20 @@ def make(config) -> base.Method:
     return {"center": jnp.zeros((m.out_dim,), jnp.float32),
             "patch_center": jnp.zeros((m.patch_out_dim,), jnp.float32)}
 
-  def student(module, views, masks, drop_keys):
+  def student(module, views, masks, picks, drop_keys):
     return [module(x, masked=masks[v] if v < 2 else None, drop_keys=drop_keys[v], train=True,
-                   with_patches=v < 2) for v, x in enumerate(views)]
+                   with_patches=v < 2, scored=picks[v] if v < 2 else None) for v, x in enumerate(views)]
+
+  def at(picks, x):        # [N, L, ...] -> [N, S, ...] at the scored tokens
+    return jnp.take_along_axis(x, picks.reshape(picks.shape + (1,) * (x.ndim - 2)), axis=1)
 
   def loss(model, online, target, inputs):
     axis = inputs.axis_name
     views = list(inputs.views)
     masks = [masks_for(inputs.keys, v, grid, m) for v in range(2)]
+    picks = [masking.masked_first(mask, scored) for mask in masks]
     drop_keys = [base.stream(inputs.keys, _DROP_STREAM + v) for v in range(len(views))]
-    outs = model.apply({"params": online.params}, views, masks, drop_keys, method=student)
+    outs = model.apply({"params": online.params}, views, masks, picks, drop_keys, method=student)
     teacher = [teacher_outputs(model, target.params, views[v]) for v in range(2)]
     temperature, patch_temp = dino.teacher_temperature(inputs.step, m), patch_temperature(inputs.step, m)
     state = inputs.method_state
@@ -78,8 +85,9 @@ def make(config) -> base.Method:
       cls_targets = [losses.centred_softmax(t.cls_logits, state["center"], temperature) for t in teacher]
       patch_targets = [losses.centred_softmax(t.patch_logits, state["patch_center"], patch_temp) for t in teacher]
     cls_loss = losses.distillation_loss([o.cls_logits for o in outs], cls_targets, m.student_temperature, axis)
-    patch_loss = sum(losses.ibot_patch_loss(outs[v].patch_logits, patch_targets[v], masks[v],
-                                            m.student_temperature, axis) for v in range(2)) / 2
+    patch_loss = sum(losses.ibot_patch_loss(outs[v].patch_logits, at(picks[v], patch_targets[v]),
+                                            at(picks[v], masks[v]), m.student_temperature, axis)
+                     for v in range(2)) / 2
     value = m.cls_weight * cls_loss + m.patch_weight * patch_loss
     metrics = {"cls_loss": cls_loss, "patch_loss": patch_loss, "teacher_temperature": temperature,
                "masked_share": jnp.mean(jnp.stack(masks))}

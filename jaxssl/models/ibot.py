@@ -17,7 +17,8 @@ from jaxssl.models.vit import ViT
 
 class IBOTOutputs(NamedTuple):
   """One view's outputs: ``cls`` [N, D] the encoder's class token; ``cls_logits`` [N, K]; ``patch_logits``
-  [N, L, Kp] (None when the patches were not scored: local crops)."""
+  [N, L, Kp], or [N, S, Kp] for the S patch tokens the call named (``scored``), or None when the patches were
+  not scored (local crops)."""
   cls: jax.Array
   cls_logits: jax.Array
   patch_logits: jax.Array | None
@@ -44,7 +45,9 @@ class IBOTNetwork(nn.Module):
 
   @nn.compact
   def __call__(self, images: jax.Array, masked: jax.Array | None = None, drop_keys: jax.Array | None = None,
-               train: bool = False, with_patches: bool = True) -> IBOTOutputs:
+               train: bool = False, with_patches: bool = True, scored: jax.Array | None = None) -> IBOTOutputs:
+    """``scored``: int32 [N, S] the patch tokens to score (None: all of them). The head treats each token on
+    its own, so scoring only the ones the loss reads changes no value and saves the rest of its work."""
     mask_token = self.param("mask_token", nn.initializers.zeros, (1, 1, self.encoder.dim))   # official: zeros
     tokens = self.encoder.tokens(images, drop_keys=drop_keys if train else None, masked=masked,
                                  mask_token=mask_token)
@@ -52,7 +55,8 @@ class IBOTNetwork(nn.Module):
     patch_logits = None
     if with_patches:
       head = self.projector if self.patch_projector is None else self.patch_projector
-      patch_logits = score_patches(head, tokens.patches, train)
+      patches = tokens.patches if scored is None else jnp.take_along_axis(tokens.patches, scored[..., None], 1)
+      patch_logits = score_patches(head, patches, train)
     return IBOTOutputs(tokens.cls, cls_logits, patch_logits)
 
   def embed(self, x: jax.Array) -> jax.Array:
