@@ -133,6 +133,11 @@ def masked_first(mask: jax.Array, count: int) -> jax.Array:
   return jnp.argsort(-mask, axis=1, stable=True)[:, :count].astype(jnp.int32)
 
 
+def at_tokens(x: jax.Array, ids: jax.Array) -> jax.Array:
+  """[N, L, ...] per-token values, int32 [N, S] token indices -> [N, S, ...] the values at those tokens."""
+  return jnp.take_along_axis(x, ids.reshape(ids.shape + (1,) * (x.ndim - 2)), axis=1)
+
+
 def block_masks(keys: jax.Array, grid: tuple[int, int], ratios: jax.Array, min_aspect: float = 0.3,
                 min_block: int | None = None) -> jax.Array:
   """[N] keys and [N] shares -> [N, gh * gw] blockwise masks (``block_mask`` per example), float32, 1 masked."""

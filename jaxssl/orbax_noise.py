@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import sys
 
-_ORBAX_FILES = ("/orbax/checkpoint/",)
+_ORBAX_PACKAGE = "/orbax/checkpoint/"
 
 
 class _QuietMissingMetadata(logging.Filter):
@@ -28,7 +28,7 @@ class _QuietMissingMetadata(logging.Filter):
 class _QuietReportedWriteErrors(logging.Filter):
 
   def filter(self, record: logging.LogRecord) -> bool:
-    from_orbax = any(part in record.pathname.replace("\\", "/") for part in _ORBAX_FILES)
+    from_orbax = _ORBAX_PACKAGE in record.pathname.replace("\\", "/")
     asked_for_logs = logging.getLogger("absl").getEffectiveLevel() <= logging.INFO
     return asked_for_logs or not (from_orbax and record.levelno >= logging.ERROR and record.exc_info)
 

@@ -62,9 +62,6 @@ def make(config) -> base.Method:
     return [module(x, masked=masks[v] if v < 2 else None, drop_keys=drop_keys[v], train=True,
                    with_patches=v < 2, scored=picks[v] if v < 2 else None) for v, x in enumerate(views)]
 
-  def at(picks, x):        # [N, L, ...] -> [N, S, ...] at the scored tokens
-    return jnp.take_along_axis(x, picks.reshape(picks.shape + (1,) * (x.ndim - 2)), axis=1)
-
   def loss(model, online, target, inputs):
     axis = inputs.axis_name
     views = list(inputs.views)
@@ -85,8 +82,8 @@ def make(config) -> base.Method:
       cls_targets = [losses.centred_softmax(t.cls_logits, state["center"], temperature) for t in teacher]
       patch_targets = [losses.centred_softmax(t.patch_logits, state["patch_center"], patch_temp) for t in teacher]
     cls_loss = losses.distillation_loss([o.cls_logits for o in outs], cls_targets, m.student_temperature, axis)
-    patch_loss = sum(losses.ibot_patch_loss(outs[v].patch_logits, at(picks[v], patch_targets[v]),
-                                            at(picks[v], masks[v]), m.student_temperature, axis)
+    patch_loss = sum(losses.ibot_patch_loss(outs[v].patch_logits, masking.at_tokens(patch_targets[v], picks[v]),
+                                            masking.at_tokens(masks[v], picks[v]), m.student_temperature, axis)
                      for v in range(2)) / 2
     value = m.cls_weight * cls_loss + m.patch_weight * patch_loss
     metrics = {"cls_loss": cls_loss, "patch_loss": patch_loss, "teacher_temperature": temperature,

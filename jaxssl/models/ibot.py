@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxssl import masking
 from jaxssl.models.heads import DINOHead
 from jaxssl.models.vit import ViT
 
@@ -55,7 +56,7 @@ class IBOTNetwork(nn.Module):
     patch_logits = None
     if with_patches:
       head = self.projector if self.patch_projector is None else self.patch_projector
-      patches = tokens.patches if scored is None else jnp.take_along_axis(tokens.patches, scored[..., None], 1)
+      patches = tokens.patches if scored is None else masking.at_tokens(tokens.patches, scored)
       patch_logits = score_patches(head, patches, train)
     return IBOTOutputs(tokens.cls, cls_logits, patch_logits)
 
