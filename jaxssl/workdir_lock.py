@@ -2,10 +2,11 @@
 
 The lock file is one JSON object, ``{"host", "pid", "job", "token", "since", "beat"}``:
 
-- It is created atomically: locally the record is written to a private file and hard-linked to ``lock``
-  (``link`` fails if ``lock`` exists, so of two runs started at the same instant exactly one gets it, and a
-  reader never sees a half-written lock). Object stores have no such primitive: there the lock is written if
-  absent and read back after a pause, and the run that does not find its own token refuses (best effort).
+- It is created atomically (``jaxssl.lock_store``): locally a private file is hard-linked to ``lock`` (``link``
+  fails if ``lock`` exists, so of two runs started at the same instant exactly one gets it, and a reader never
+  sees a half-written lock); on ``gs://`` by an upload that Cloud Storage refuses if the object exists, with the
+  heartbeat's rewrite and a takeover's delete conditional on the generation read. Other object stores have no
+  such primitive: there the lock is written if absent and read back after a pause (best effort, said when taken).
 - The holder rewrites ``beat`` (seconds since the epoch) every ``HEARTBEAT_S`` from a daemon thread. If it
   finds the file no longer names it (another run took over because this one stalled), it sets ``lost`` and the
   training loop stops before writing anything more.
@@ -13,8 +14,9 @@ The lock file is one JSON object, ``{"host", "pid", "job", "token", "since", "be
   same scheduler job id (``SLURM_JOB_ID`` and the like: a requeue of the same job, on any node), at once; and
   otherwise once its heartbeat is older than ``STALE_S`` (a node that died or lost the mount). A lock file that
   is not a lock record (empty, ``null``, a list, garbage) is taken over once it is older than ``STALE_S`` too.
-  Takeover renames the stale file to a name of our own first (a rename succeeds for one process only) and checks
-  that what it moved is what it judged stale, so two takers cannot both win.
+  Takeover removes the stale file only if it still holds what was judged (locally: renamed to a name of our own
+  first, which succeeds for one process only; on ``gs://``: a delete conditional on its generation), so two
+  takers cannot both win.
 
 Clocks are compared across hosts (the heartbeat against the taker's clock): ``STALE_S`` is minutes, far above
 the skew of NTP-synchronised nodes.
@@ -29,8 +31,8 @@ import threading
 import time
 import uuid
 
+from jaxssl import lock_store
 from jaxssl.run_identity import WorkdirError
-from jaxssl.workdir import is_url
 
 HEARTBEAT_S = 30.0
 STALE_S = 300.0
@@ -71,7 +73,7 @@ class WorkdirLock:
 
   def __init__(self, root, workdir: str, heartbeat_s: float | None = None):
     self.path, self.workdir = root / "lock", workdir
-    self.local = not is_url(root)
+    self.store = lock_store.lock_file(self.path)
     self.heartbeat_s = HEARTBEAT_S if heartbeat_s is None else heartbeat_s
     self.token = uuid.uuid4().hex
     self.note = ""
@@ -83,17 +85,7 @@ class WorkdirLock:
     return {"host": socket.gethostname(), "pid": os.getpid(), "job": job_id(), "token": self.token,
             "since": since or time.strftime("%Y-%m-%dT%H:%M:%S"), "beat": time.time()}
 
-  # -- reading and judging the lock on disk --
-
-  def _read(self) -> tuple[bytes | None, float | None]:
-    """The lock file's bytes and modification time, or (None, None) if there is none."""
-    try:
-      if self.local:
-        with open(self.path, "rb") as f:
-          return f.read(), os.stat(self.path).st_mtime
-      return self.path.read_bytes(), time.time()   # object stores: no mtime through epath; judged by "beat"
-    except OSError:                               # absent (released), or unreadable: no lock to judge
-      return None, None
+  # -- judging the lock on disk --
 
   def _judge(self, raw: bytes, mtime: float) -> tuple[bool, str]:
     """(stale, why): whether the lock in ``raw`` may be taken over, and the words for the note or the error."""
@@ -126,66 +118,29 @@ class WorkdirLock:
 
   def acquire(self) -> "WorkdirLock":
     for _ in range(5):
-      if self._create():
-        self._start_heartbeat()
-        return self
-      raw, mtime = self._read()
+      if self.store.create(json.dumps(self._record()).encode()):
+        return self._held()
+      raw, mtime, version = self.store.read()
       if raw is None:
         continue                                  # released between our attempt and the read: try again
+      if self._ours(raw):                         # our create landed but its answer was lost (a retried request)
+        return self._held()
       stale, why = self._judge(raw, mtime)
       if not stale:
         raise LockError(f"--workdir={self.workdir!r} is in use by {why} (lock file {self.path}); wait for it to "
                         "finish, or delete the lock file if that run is gone")
-      if self._remove_if_unchanged(raw):
+      if self.store.remove(raw, version):
         self.note = f"took over {why}"
     raise LockError(f"--workdir={self.workdir!r}: its lock file {self.path} kept changing while this run tried "
                     "to take it; another run is starting there")
 
-  def _create(self) -> bool:
-    """Writes our record as the lock if there is none; whether we now hold it."""
-    data = json.dumps(self._record())
-    if not self.local:
-      if self.path.exists():
-        return False
-      self.path.write_text(data)
-      time.sleep(1.0)                             # a concurrent writer's record lands in this window
-      raw, _ = self._read()
-      return raw is not None and self._ours(raw)
-    private = f"{self.path}.{self.token}"
-    with open(private, "w") as f:
-      f.write(data)
-    try:
-      os.link(private, self.path)
-      return True
-    except FileExistsError:
-      return False
-    finally:
-      os.unlink(private)
-
-  def _remove_if_unchanged(self, raw: bytes) -> bool:
-    """Removes the lock file if it still holds ``raw``; False if another run changed it first."""
-    if not self.local:
-      current, _ = self._read()
-      if current == raw:
-        self.path.unlink(missing_ok=True)
-        return True
-      return False
-    moved = f"{self.path}.stale.{self.token}"
-    try:
-      os.rename(self.path, moved)                 # atomic: of two takers, one moves the file
-    except FileNotFoundError:
-      return False
-    with open(moved, "rb") as f:
-      taken = f.read()
-    if taken != raw:                              # another taker's fresh lock: put it back
-      try:
-        os.link(moved, self.path)
-      except FileExistsError:
-        pass
-      os.unlink(moved)
-      return False
-    os.unlink(moved)
-    return True
+  def _held(self) -> "WorkdirLock":
+    if not self.store.atomic:
+      self.note = "; ".join(filter(None, [self.note, (
+          f"the lock on {self.path} is best effort (this store has no atomic create-if-absent that jaxssl "
+          "uses): do not start two runs on one workdir at once")]))
+    self._start_heartbeat()
+    return self
 
   def _ours(self, raw: bytes) -> bool:
     try:
@@ -196,22 +151,15 @@ class WorkdirLock:
 
   def beat(self) -> None:
     """Refreshes the heartbeat, or sets ``lost`` if the lock no longer names this run."""
-    raw, _ = self._read()
-    if raw is None or not self._ours(raw):
+    raw, _, version = self.store.read()
+    if raw is None or not self._ours(raw) or not self.store.replace(
+        json.dumps(self._record(json.loads(raw).get("since"))).encode(), version):
+      if raw is not None and self._ours(raw):     # replaced between our read and our rewrite
+        raw, _, _ = self.store.read()
       holder = "nobody (the lock file is gone)" if raw is None else raw.decode("utf-8", "replace")[:120]
       self.lost = (f"the lock of --workdir={self.workdir!r} was taken over by another run ({holder}), which "
                    f"judged this one gone; this run stops without writing more")
       self._stop.set()
-      return
-    since = json.loads(raw).get("since")
-    data = json.dumps(self._record(since))
-    if self.local:
-      private = f"{self.path}.{self.token}"
-      with open(private, "w") as f:
-        f.write(data)
-      os.replace(private, self.path)              # atomic: a reader sees the old record or the new one
-    else:
-      self.path.write_text(data)
 
   def _start_heartbeat(self) -> None:
     def loop():
@@ -228,8 +176,8 @@ class WorkdirLock:
     if self._thread is not None:
       self._thread.join(timeout=5)
     try:
-      raw, _ = self._read()
+      raw, _, version = self.store.read()
       if raw is not None and self._ours(raw):
-        self.path.unlink()
+        self.store.remove(raw, version)
     except OSError:
       pass

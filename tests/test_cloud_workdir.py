@@ -107,3 +107,65 @@ def test_train_resume_evaluate_and_plot_with_the_workdir_on_gcs(gcs, tmp_path):
   tuned = train.run(fine_tune, f"gs://{BUCKET}/runs/simclr_ft")
   assert 0 <= tuned["top1"] <= 1 and (epath.Path(f"gs://{BUCKET}/runs/simclr_ft") / "results.json").exists()
   assert os.listdir(tmp_path) == []                   # nothing written locally
+
+
+_RACER = """
+import sys, time
+from etils import epath
+from jaxssl.workdir_lock import LockError, WorkdirLock
+workdir, start_at = sys.argv[1], float(sys.argv[2])
+lock = WorkdirLock(epath.Path(workdir), workdir, heartbeat_s=60)
+lock.store.read()                  # the client's connection set up before the start, as in a run
+while time.time() < start_at:      # every racer leaves this loop within microseconds of the others
+  pass
+try:
+  lock.acquire()
+  print("acquired", flush=True)
+  time.sleep(1.0)                  # held while the others try
+except LockError:
+  print("refused", flush=True)
+"""
+
+
+def test_of_runs_started_at_the_same_instant_on_gcs_exactly_one_gets_the_lock(gcs):
+  import sys
+
+  for trial in range(3):
+    workdir = f"{gcs}/trial{trial}"
+    start_at = time.time() + 6
+    racers = [subprocess.Popen([sys.executable, "-c", _RACER, workdir, str(start_at)], stdout=subprocess.PIPE,
+                               text=True) for _ in range(4)]
+    results = sorted(racer.communicate(timeout=90)[0].strip() for racer in racers)
+    assert results == ["acquired", "refused", "refused", "refused"], (trial, results)
+
+
+def test_a_lock_on_gcs_is_refused_while_live_taken_over_when_stale_and_its_loss_is_noticed(gcs):
+  import socket
+
+  from etils import epath
+  from jaxssl.workdir_lock import LockError, WorkdirLock
+
+  root = epath.Path(gcs)
+  (root / "lock").write_text(json.dumps({"host": "node-a", "pid": 4242, "job": None, "token": "x",
+                                         "since": "earlier", "beat": time.time() - 60}))
+  with pytest.raises(LockError, match=r"in use by pid 4242 on host 'node-a' since earlier \(heartbeat 60 s ago"):
+    WorkdirLock(root, gcs).acquire()
+
+  (root / "lock").write_text(json.dumps({"host": "node-a", "pid": 4242, "job": None, "token": "x",
+                                         "since": "earlier", "beat": time.time() - 400}))
+  lock = WorkdirLock(root, gcs, heartbeat_s=0.2).acquire()
+  assert lock.note == "took over a stale lock of pid 4242 on host 'node-a' (no heartbeat for 400 s)"
+  assert lock.store.atomic
+  first = json.loads((root / "lock").read_text())
+  assert first["host"] == socket.gethostname() and first["token"] == lock.token
+  deadline = time.time() + 20
+  while json.loads((root / "lock").read_text())["beat"] == first["beat"] and time.time() < deadline:
+    time.sleep(0.1)
+  assert json.loads((root / "lock").read_text())["beat"] > first["beat"] and not lock.lost   # the heartbeat
+
+  (root / "lock").write_text(json.dumps({**first, "host": "node-b", "token": "theirs"}))    # taken from us
+  while not lock.lost and time.time() < deadline:
+    time.sleep(0.1)
+  assert "was taken over by another run" in lock.lost
+  lock.release()
+  assert json.loads((root / "lock").read_text())["host"] == "node-b"                     # theirs left alone
