@@ -153,7 +153,14 @@ def test_a_lock_on_gcs_is_refused_while_live_taken_over_when_stale_and_its_loss_
 
   (root / "lock").write_text(json.dumps({"host": "node-a", "pid": 4242, "job": None, "token": "x",
                                          "since": "earlier", "beat": time.time() - 400}))
-  lock = WorkdirLock(root, gcs, heartbeat_s=0.2).acquire()
+  lock = WorkdirLock(root, gcs, heartbeat_s=0.2)
+  _, _, stale_generation = lock.store.read()
+  requests, send = [], lock.store.fs.call
+  lock.store.fs.call = lambda *args, **kwargs: requests.append((args[0], kwargs)) or send(*args, **kwargs)
+  lock.acquire()
+  # The emulator ignores non-zero generation preconditions, so here only their presence can be checked: the
+  # takeover deletes the generation it judged stale, and each heartbeat rewrites the generation it read.
+  assert requests[0] == ("DELETE", {"ifGenerationMatch": str(stale_generation)})
   assert lock.note == "took over a stale lock of pid 4242 on host 'node-a' (no heartbeat for 400 s)"
   assert lock.store.atomic
   first = json.loads((root / "lock").read_text())
@@ -162,6 +169,8 @@ def test_a_lock_on_gcs_is_refused_while_live_taken_over_when_stale_and_its_loss_
   while json.loads((root / "lock").read_text())["beat"] == first["beat"] and time.time() < deadline:
     time.sleep(0.1)
   assert json.loads((root / "lock").read_text())["beat"] > first["beat"] and not lock.lost   # the heartbeat
+  beats = [kwargs for method, kwargs in requests if method == "POST"]
+  assert beats and all(kwargs["ifGenerationMatch"] not in ("0", str(stale_generation)) for kwargs in beats)
 
   (root / "lock").write_text(json.dumps({**first, "host": "node-b", "token": "theirs"}))    # taken from us
   while not lock.lost and time.time() < deadline:
