@@ -25,6 +25,8 @@ import os
 import time
 from typing import Any
 
+from jaxssl.workdir import is_url
+
 BEST_EFFORT_PAUSE_S = 1.0
 
 
@@ -174,7 +176,7 @@ class BestEffortLockFile:
 def lock_file(path) -> LocalLockFile | GcsLockFile | BestEffortLockFile:
   """The store for the lock file at ``path`` (an etils.epath.Path, local or a URL)."""
   text = str(path)
-  if "://" not in text:
+  if not is_url(text):
     return LocalLockFile(text)
   if text.startswith("gs://"):
     try:

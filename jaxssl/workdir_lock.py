@@ -152,14 +152,14 @@ class WorkdirLock:
   def beat(self) -> None:
     """Refreshes the heartbeat, or sets ``lost`` if the lock no longer names this run."""
     raw, _, version = self.store.read()
-    if raw is None or not self._ours(raw) or not self.store.replace(
-        json.dumps(self._record(json.loads(raw).get("since"))).encode(), version):
-      if raw is not None and self._ours(raw):     # replaced between our read and our rewrite
-        raw, _, _ = self.store.read()
-      holder = "nobody (the lock file is gone)" if raw is None else raw.decode("utf-8", "replace")[:120]
-      self.lost = (f"the lock of --workdir={self.workdir!r} was taken over by another run ({holder}), which "
-                   f"judged this one gone; this run stops without writing more")
-      self._stop.set()
+    if raw is not None and self._ours(raw):
+      if self.store.replace(json.dumps(self._record(json.loads(raw).get("since"))).encode(), version):
+        return
+      raw, _, _ = self.store.read()               # replaced between our read and our rewrite: by whom
+    holder = "nobody (the lock file is gone)" if raw is None else raw.decode("utf-8", "replace")[:120]
+    self.lost = (f"the lock of --workdir={self.workdir!r} was taken over by another run ({holder}), which "
+                 f"judged this one gone; this run stops without writing more")
+    self._stop.set()
 
   def _start_heartbeat(self) -> None:
     def loop():

@@ -109,33 +109,11 @@ def test_train_resume_evaluate_and_plot_with_the_workdir_on_gcs(gcs, tmp_path):
   assert os.listdir(tmp_path) == []                   # nothing written locally
 
 
-_RACER = """
-import sys, time
-from etils import epath
-from jaxssl.workdir_lock import LockError, WorkdirLock
-workdir, start_at = sys.argv[1], float(sys.argv[2])
-lock = WorkdirLock(epath.Path(workdir), workdir, heartbeat_s=60)
-lock.store.read()                  # the client's connection set up before the start, as in a run
-while time.time() < start_at:      # every racer leaves this loop within microseconds of the others
-  pass
-try:
-  lock.acquire()
-  print("acquired", flush=True)
-  time.sleep(1.0)                  # held while the others try
-except LockError:
-  print("refused", flush=True)
-"""
-
-
 def test_of_runs_started_at_the_same_instant_on_gcs_exactly_one_gets_the_lock(gcs):
-  import sys
+  from test_workdir_lock import race_for_the_lock
 
   for trial in range(3):
-    workdir = f"{gcs}/trial{trial}"
-    start_at = time.time() + 6
-    racers = [subprocess.Popen([sys.executable, "-c", _RACER, workdir, str(start_at)], stdout=subprocess.PIPE,
-                               text=True) for _ in range(4)]
-    results = sorted(racer.communicate(timeout=90)[0].strip() for racer in racers)
+    results = race_for_the_lock(f"{gcs}/trial{trial}", start_in_s=6)
     assert results == ["acquired", "refused", "refused", "refused"], (trial, results)
 
 

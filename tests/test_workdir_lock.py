@@ -26,11 +26,13 @@ _RACER = """
 import sys, time
 from etils import epath
 from jaxssl.workdir_lock import LockError, WorkdirLock
-directory, start_at = sys.argv[1], float(sys.argv[2])
+workdir, start_at = sys.argv[1], float(sys.argv[2])
+lock = WorkdirLock(epath.Path(workdir), workdir, heartbeat_s=60)
+lock.store.read()                  # set up before the start (an object store's client connects), as in a run
 while time.time() < start_at:      # every racer leaves this loop within microseconds of the others
   pass
 try:
-  WorkdirLock(epath.Path(directory), directory, heartbeat_s=60).acquire()
+  lock.acquire()
   print("acquired", flush=True)
   time.sleep(1.0)                  # held while the others try
 except LockError:
@@ -38,14 +40,20 @@ except LockError:
 """
 
 
+def race_for_the_lock(workdir: str, start_in_s: float, racers: int = 4) -> list[str]:
+  """Starts ``racers`` processes that all try to take ``workdir``'s lock at one instant, ``start_in_s`` from now
+  (time enough for each to import and set up); their answers, sorted ("acquired" before "refused")."""
+  start_at = time.time() + start_in_s
+  processes = [subprocess.Popen([sys.executable, "-c", _RACER, workdir, str(start_at)], stdout=subprocess.PIPE,
+                                text=True) for _ in range(racers)]
+  return sorted(process.communicate(timeout=start_in_s + 60)[0].strip() for process in processes)
+
+
 def test_of_runs_started_at_the_same_instant_exactly_one_gets_the_lock(tmp_path):
   for trial in range(3):
     directory = tmp_path / f"trial{trial}"
     directory.mkdir()
-    start_at = time.time() + 4
-    racers = [subprocess.Popen([sys.executable, "-c", _RACER, str(directory), str(start_at)],
-                               stdout=subprocess.PIPE, text=True) for _ in range(4)]
-    results = sorted(racer.communicate(timeout=60)[0].strip() for racer in racers)
+    results = race_for_the_lock(str(directory), start_in_s=4)
     assert results == ["acquired", "refused", "refused", "refused"], (trial, results)
 
 
