@@ -9,14 +9,26 @@
 - After such a failure orbax closes its event loop while TensorStore still holds pending writes; each one then
   completes into ``loop.call_soon_threadsafe`` and TensorStore prints the ``RuntimeError: Event loop is
   closed`` as an unraisable exception: ~75 bare tracebacks. Only those are dropped from sys.unraisablehook.
+- The same failure also leaves orbax's write tasks and TensorStore's futures with exceptions nobody awaited;
+  when the garbage collector finds them (whether it does before exit is timing), asyncio's logger prints each
+  as "Task (Future, _GatheringFuture) exception was never retrieved" with its traceback. Those records are
+  dropped when the exception went through orbax's code or is TensorStore's own (no Python frames, a "CODE: "
+  status message), unless orbax's log was asked for.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 _ORBAX_PACKAGE = "/orbax/checkpoint/"
+_UNRETRIEVED = re.compile(r"\w+ exception was never retrieved\n")   # Task, Future, _GatheringFuture, ...
+_TENSORSTORE_STATUS = re.compile(r"[A-Z_]+: ")       # absl::Status codes: OUT_OF_RANGE, RESOURCE_EXHAUSTED, ...
+
+
+def _asked_for_logs() -> bool:
+  return logging.getLogger("absl").getEffectiveLevel() <= logging.INFO
 
 
 class _QuietMissingMetadata(logging.Filter):
@@ -29,8 +41,28 @@ class _QuietReportedWriteErrors(logging.Filter):
 
   def filter(self, record: logging.LogRecord) -> bool:
     from_orbax = _ORBAX_PACKAGE in record.pathname.replace("\\", "/")
-    asked_for_logs = logging.getLogger("absl").getEffectiveLevel() <= logging.INFO
-    return asked_for_logs or not (from_orbax and record.levelno >= logging.ERROR and record.exc_info)
+    return _asked_for_logs() or not (from_orbax and record.levelno >= logging.ERROR and record.exc_info)
+
+
+def _is_orbax_write_error(error: BaseException | None) -> bool:
+  if error is None:
+    return False
+  tb = error.__traceback__
+  if tb is None:
+    return isinstance(error, ValueError) and bool(_TENSORSTORE_STATUS.match(str(error)))
+  while tb is not None:
+    if _ORBAX_PACKAGE in tb.tb_frame.f_code.co_filename.replace("\\", "/"):
+      return True
+    tb = tb.tb_next
+  return False
+
+
+class _QuietUnretrievedWriteErrors(logging.Filter):
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if _asked_for_logs() or not _UNRETRIEVED.match(str(record.msg)) or not record.exc_info:
+      return True
+    return not _is_orbax_write_error(record.exc_info[1])
 
 
 def is_closed_loop_noise(unraisable) -> bool:
@@ -44,13 +76,15 @@ def is_closed_loop_noise(unraisable) -> bool:
   return code is not None and code.co_name == "_check_closed" and "asyncio" in code.co_filename
 
 
-_LOG_FILTERS = (_QuietMissingMetadata(), _QuietReportedWriteErrors())
+_LOG_FILTERS = {"absl": (_QuietMissingMetadata(), _QuietReportedWriteErrors()),
+                "asyncio": (_QuietUnretrievedWriteErrors(),)}
 
 
 def install() -> None:
   """Adds the filters (each once: a second call changes nothing)."""
-  for log_filter in _LOG_FILTERS:
-    logging.getLogger("absl").addFilter(log_filter)
+  for logger_name, log_filters in _LOG_FILTERS.items():
+    for log_filter in log_filters:
+      logging.getLogger(logger_name).addFilter(log_filter)
   if getattr(sys.unraisablehook, "_jaxssl_filter", False):
     return
   previous = sys.unraisablehook
