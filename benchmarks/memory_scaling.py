@@ -3,6 +3,7 @@ per image of the ImageNet configs, from XLA's analyses of the compiled step (not
 
     python benchmarks/memory_scaling.py                      # MAE and DINO, ViT-S/B/L at 224 px, 8 devices
     python benchmarks/memory_scaling.py --sizes small --methods mae --batch 32
+    python benchmarks/memory_scaling.py --sizes large --layouts "fsdp,fsdp per block"
     python benchmarks/memory_scaling.py --flops              # GFLOP per image of each ImageNet config
     python benchmarks/memory_scaling.py --compile --sizes base,large   # compile seconds, scan_layers off / on
 
@@ -16,6 +17,7 @@ accelerator's scheduler differs, but the state's share is the same on any backen
 """
 
 import argparse
+import contextlib
 import importlib
 import math
 import os
@@ -35,6 +37,9 @@ from jaxssl.data.host_crops import view_key  # noqa: E402
 
 CONFIGS = {"mae": "mae_imagenet", "dino": "dino_imagenet"}
 SIZES = {"small": "vit_small", "base": "vit_base", "large": "vit_large"}
+# fsdp: the whole parameter tree gathered on entry to the step (parallel.fsdp_per_block=False); fsdp per block:
+# each ViT block gathers its own (the default).
+LAYOUTS = ("replicated", "fsdp", "fsdp per block", "fsdp per block + remat")
 FLOP_CONFIGS = ("simclr_imagenet", "byol_imagenet", "vicreg_imagenet", "dino_imagenet", "mae_imagenet",
                 "ibot_imagenet", "ijepa_imagenet:base")
 
@@ -54,6 +59,7 @@ class Compiled(NamedTuple):
   seconds: float           # to lower and compile it
   trainer: Any             # train_step.Trainer
   state: Any               # the abstract state, each leaf a ShapeDtypeStruct with the run's sharding
+  batch: Any               # the abstract global batch
 
 
 def compile_step(config, mesh) -> Compiled:
@@ -70,12 +76,44 @@ def compile_step(config, mesh) -> Compiled:
   step = train.make_step(config, trainer, state, mesh)
   start = time.perf_counter()
   compiled = step.lower(state, batch).compile()
-  return Compiled(compiled, time.perf_counter() - start, trainer, state)
+  return Compiled(compiled, time.perf_counter() - start, trainer, state, batch)
 
 
 def state_bytes_per_device(state) -> int:
   """Bytes of one device's share of an abstract state whose leaves carry their shardings."""
   return sum(math.prod(a.sharding.shard_shape(a.shape)) * a.dtype.itemsize for a in jax.tree.leaves(state))
+
+
+def saved_for_backward(config, c: Compiled, mesh) -> int:
+  """Bytes per device that the loss's forward pass keeps for its backward pass (``jax.vjp``'s residuals:
+  activations, and the parameters the backward reads), from tracing one device's loss under shard_map as the
+  step does; nothing is compiled. Unlike XLA:CPU's temporaries this does not depend on the backend's
+  scheduler. Under FSDP without ``per_block`` the residuals hold the whole gathered parameters; with it, each
+  block's shards, its gathered copy being gathered again in the backward pass."""
+  from jaxssl import block_gather, fsdp
+
+  state = c.state.replace(opt_state=None)
+  per_block = config.parallel.fsdp and config.parallel.fsdp_per_block
+  if config.parallel.fsdp:
+    specs = fsdp.state_specs(c.state, mesh.size, config.parallel.fsdp_min_size).replace(opt_state=None)
+  else:
+    specs = jax.tree.map(lambda _: P(), state)
+  kept = fsdp.gathered_in_blocks(specs.params) if per_block else None
+  kept_ema = fsdp.gathered_in_blocks(specs.ema_params) if per_block else None
+  measured = []
+
+  def one_device(state, batch):
+    entered = state.replace(params=fsdp.gather(state.params, specs.params, keep=kept),
+                            ema_params=fsdp.gather(state.ema_params, specs.ema_params, keep=kept_ema))
+    loss_fn = train_step.loss_function(c.trainer, entered, batch, jnp.zeros((), jnp.int32), parallel.AXIS)
+    with block_gather.gathering_in_blocks(parallel.AXIS) if per_block else contextlib.nullcontext():
+      _, backward = jax.vjp(lambda params: loss_fn(params)[0], entered.params)
+    measured.append(sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(backward)))
+    return jnp.zeros(())
+
+  mapped = jax.shard_map(one_device, mesh=mesh, in_specs=(specs, P(parallel.AXIS)), out_specs=P(), check_vma=False)
+  jax.eval_shape(mapped, state, c.batch)
+  return measured[0]
 
 
 def _mib(n: float) -> str:
@@ -86,24 +124,25 @@ def memory_table(args, mesh):
   print(f"per-device memory of the compiled step, {mesh.size} devices, global batch {args.batch}, 224 px "
         f"(jax {jax.__version__}, {jax.devices()[0].platform})\n")
   print("| method | ViT | layout | state (MiB) | batch share + outputs (MiB) | temporaries (MiB) | state vs replicated "
-        "| compile s |")
-  print("|---|---|---|---|---|---|---|---|")
+        "| saved for backward (MiB) | compile s |")
+  print("|---|---|---|---|---|---|---|---|---|")
   for method in args.methods.split(","):
     for size in args.sizes.split(","):
-      replicated_state = None
-      for layout in ("replicated", "fsdp", "fsdp + remat"):
+      for layout in args.layouts.split(","):
         config = _config(CONFIGS[method], args.batch)
         config.model.encoder = SIZES[size]
         config.parallel.fsdp = layout != "replicated"
+        config.parallel.fsdp_per_block = "per block" in layout
         config.model.remat = layout.endswith("remat")
         c = compile_step(config, mesh)
         m = c.step.memory_analysis()
         # The state is the donated argument; the batch share is small (uint8 crops).
         state_bytes = state_bytes_per_device(c.state)
-        replicated_state = replicated_state or state_bytes
+        replicated_state = sum(math.prod(a.shape) * a.dtype.itemsize for a in jax.tree.leaves(c.state))
         rest = m.argument_size_in_bytes - state_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
         print(f"| {method} | {size} | {layout} | {_mib(state_bytes)} | {_mib(rest)} | {_mib(m.temp_size_in_bytes)} "
-              f"| {state_bytes / replicated_state:.3f} | {c.seconds:.0f} |", flush=True)
+              f"| {state_bytes / replicated_state:.3f} | {_mib(saved_for_backward(config, c, mesh))} "
+              f"| {c.seconds:.0f} |", flush=True)
 
 
 def compile_table(args, mesh):
@@ -143,9 +182,13 @@ def main():
   parser.add_argument("--methods", default="mae,dino")
   parser.add_argument("--sizes", default="small,base,large")
   parser.add_argument("--batch", type=int, default=64, help="global batch")
+  parser.add_argument("--layouts", default=",".join(LAYOUTS), help="of: " + ", ".join(LAYOUTS))
   parser.add_argument("--flops", action="store_true", help="the FLOPs table instead of the memory table")
   parser.add_argument("--compile", action="store_true", help="compile times with and without scan_layers")
   args = parser.parse_args()
+  unknown = [layout for layout in args.layouts.split(",") if layout not in LAYOUTS]
+  if unknown:
+    parser.error(f"--layouts: unknown {unknown[0]!r} (known: {', '.join(LAYOUTS)})")
   mesh = parallel.make_mesh()
   (flops_table if args.flops else compile_table if args.compile else memory_table)(args, mesh)
 

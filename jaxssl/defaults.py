@@ -103,6 +103,7 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.parallel = ml_collections.ConfigDict()
   config.parallel.fsdp = False                   # shard params, optimizer state, EMA target (jaxssl/fsdp.py)
   config.parallel.fsdp_min_size = 2**14          # smaller arrays stay replicated under fsdp
+  config.parallel.fsdp_per_block = True          # ViT blocks gather their own shards (False: all on entry)
 
   config.eval = ml_collections.ConfigDict()
   config.eval.knn_k = 200

@@ -15,20 +15,26 @@ divides stay replicated, as do the BN statistics, the method state and the onlin
    norm of the whole array, as in the replicated step, which a per-shard update inside shard_map would get
    wrong.
 
-The whole parameter tree is gathered at the start of the gradient half, not layer by layer: between steps a
-device holds 1/N of the state, but during the step a full copy of the parameters and of the gradients (and of
-the EMA target, for methods with one). The losses keep their global-batch semantics; results equal the
-replicated step's to float32 rounding (the gradient mean is summed in another order).
+With ``per_block`` (``parallel.fsdp_per_block``, the default) the parameters of the ViT blocks stay sharded
+into the gradient half and each block gathers its own on entry (``jaxssl.block_gather``): gathered again in
+the backward pass, their gradients reduce-scattered by the gather's transpose, so one block's whole parameters
+and gradients live at a time. What is outside the blocks (patch embedding, heads, ResNets, which have no such
+blocks) is gathered on entry to the gradient half; without ``per_block`` everything is, and a device then holds
+a whole copy of the parameters and of the gradients (and of the EMA target) during the step. The losses keep
+their global-batch semantics; results equal the replicated step's to float32 rounding (the gradient mean is
+summed in another order).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxssl import block_gather
 from jaxssl.parallel import AXIS, StepFn
 from jaxssl.state import TrainState
 
@@ -75,42 +81,69 @@ def _dim(spec: P) -> int | None:
   return next((i for i, name in enumerate(spec) if name == AXIS), None)
 
 
-def gather(tree: Any, specs: Any, axis_name: str = AXIS) -> Any:
-  """Inside shard_map: each leaf's shards joined into the whole array (replicated leaves as they are)."""
-  def one(leaf, spec):
+def _key_name(key) -> str:
+  return str(getattr(key, "key", getattr(key, "name", getattr(key, "idx", key))))
+
+
+def _nothing_marked(specs: Any) -> Any:
+  return jax.tree.map(lambda _: False, specs, is_leaf=lambda x: isinstance(x, P))
+
+
+def gathered_in_blocks(specs: Any) -> Any:
+  """A tree of bools over a parameter tree's specs: which leaves the model's blocks gather themselves
+  (``block_gather.in_block``) and so stay sharded into the gradient half."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, spec: block_gather.in_block(tuple(_key_name(k) for k in path), _dim(spec)),
+      specs, is_leaf=lambda x: isinstance(x, P))
+
+
+def gather(tree: Any, specs: Any, axis_name: str = AXIS, keep: Any = None) -> Any:
+  """Inside shard_map: each leaf's shards joined into the whole array (replicated leaves, and those ``keep``
+  marks, as they are)."""
+  keep = _nothing_marked(specs) if keep is None else keep
+
+  def one(leaf, spec, kept):
     dim = _dim(spec)
-    return leaf if dim is None else jax.lax.all_gather(leaf, axis_name, axis=dim, tiled=True)
-  return jax.tree.map(one, tree, specs)
+    return leaf if dim is None or kept else jax.lax.all_gather(leaf, axis_name, axis=dim, tiled=True)
+  return jax.tree.map(one, tree, specs, keep)
 
 
-def scatter_mean(tree: Any, specs: Any, axis_name: str = AXIS) -> Any:
+def scatter_mean(tree: Any, specs: Any, axis_name: str = AXIS, scattered: Any = None) -> Any:
   """Inside shard_map: the mean over the devices of each leaf, of which each device keeps its own shard
-  (``psum_scatter``); replicated leaves get the whole mean (``pmean``)."""
+  (``psum_scatter``); replicated leaves get the whole mean (``pmean``). Leaves ``scattered`` marks are already
+  this device's shard of the sum (the gradient of a block's gathered parameter) and are only divided."""
   devices = jax.lax.psum(1, axis_name)
+  scattered = _nothing_marked(specs) if scattered is None else scattered
 
-  def one(leaf, spec):
+  def one(leaf, spec, summed):
     dim = _dim(spec)
     if dim is None:
       return jax.lax.pmean(leaf, axis_name)
+    if summed:
+      return leaf / devices
     return jax.lax.psum_scatter(leaf, axis_name, scatter_dimension=dim, tiled=True) / devices
-  return jax.tree.map(one, tree, specs)
+  return jax.tree.map(one, tree, specs, scattered)
 
 
-def fsdp_step(trainer, state: TrainState, mesh: Mesh, min_size: int = MIN_SIZE) -> StepFn:
+def fsdp_step(trainer, state: TrainState, mesh: Mesh, min_size: int = MIN_SIZE, per_block: bool = True) -> StepFn:
   """The jitted training step (state, batch) -> (state, metrics) for a state placed by ``state_shardings``
-  (``state`` gives the structure and shapes; it may be abstract). The state buffer is donated."""
+  (``state`` gives the structure and shapes; it may be abstract); ``per_block``: the ViT blocks gather their
+  own parameters (module docstring). The state buffer is donated."""
   from jaxssl import train_step
 
   specs = state_specs(state, mesh.size, min_size)
+  kept = gathered_in_blocks if per_block and mesh.size > 1 else _nothing_marked
+  kept_params, kept_ema = kept(specs.params), kept(specs.ema_params)
   gradient_step = train_step.make_gradient_step(
-      trainer, AXIS, reduce_gradients=lambda g: scatter_mean(g, specs.params))
+      trainer, AXIS, reduce_gradients=lambda g: scatter_mean(g, specs.params, scattered=kept_params))
   # The gradient half never sees the optimizer state: it stays sharded, outside shard_map.
   inner_specs = specs.replace(opt_state=None)
 
   def gradients(state: TrainState, batch) -> train_step.Gradients:
-    whole = state.replace(params=gather(state.params, specs.params),
-                          ema_params=gather(state.ema_params, specs.ema_params))
-    return gradient_step(whole, batch)
+    entered = state.replace(params=gather(state.params, specs.params, keep=kept_params),
+                            ema_params=gather(state.ema_params, specs.ema_params, keep=kept_ema))
+    with block_gather.gathering_in_blocks(AXIS) if per_block else contextlib.nullcontext():
+      return gradient_step(entered, batch)
 
   out_specs = train_step.Gradients(grads=specs.params, batch_stats=P(), method_state=P(), probe_params=P(),
                                    probe_opt_state=P(), metrics=P())

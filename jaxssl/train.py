@@ -176,7 +176,7 @@ def make_step(config: ml_collections.ConfigDict, trainer, state, mesh):
   """The jitted step for a state placed by ``place_state``."""
   if config.parallel.fsdp:
     from jaxssl import fsdp
-    return fsdp.fsdp_step(trainer, state, mesh, config.parallel.fsdp_min_size)
+    return fsdp.fsdp_step(trainer, state, mesh, config.parallel.fsdp_min_size, config.parallel.fsdp_per_block)
   return shard_step(make_per_device_step(trainer), mesh)
 
 

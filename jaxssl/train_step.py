@@ -172,29 +172,39 @@ def make_gradient_step(trainer: Trainer, axis_name: str | None = AXIS,
   return gradient_step
 
 
+def loss_function(trainer: Trainer, state: TrainState, batch: Batch, offset: jax.Array,
+                  axis_name: str | None) -> Callable[[Any], tuple[jax.Array, Any]]:
+  """params -> (the method's loss on this device's ``batch``, its LossOutput): the views of each example drawn
+  from its global index (``offset`` + position), the method's model run on them. What the step
+  differentiates (also what benchmarks/memory_scaling.py reads the residuals of)."""
+  method = trainer.method
+  labels = batch["label"]
+  step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  example_keys = jax.vmap(jax.random.fold_in, (None, 0))(step_key, offset + jnp.arange(labels.shape[0]))
+  if "image" in batch:
+    views = augment.views(example_keys, batch["image"], trainer.recipes)
+  else:                                       # cropped on the host from the full images (data.crop_on)
+    crops = [batch[view_key(i)] for i in range(len(trainer.recipes))]
+    views = augment.views_of_crops(example_keys, crops, trainer.recipes)
+  inputs = StepInputs(views=[normalize(trainer, v) for v in views],
+                      keys=stream(example_keys, MODEL_KEYS),
+                      labels=labels, step=state.step, method_state=state.method_state, axis_name=axis_name)
+  target = Variables(state.ema_params, state.ema_batch_stats) if method.uses_ema else None
+
+  def loss_fn(params):
+    out = method.loss(trainer.model, Variables(params, state.batch_stats), target, inputs)
+    return out.loss, out
+  return loss_fn
+
+
 def _micro_batch_step(trainer: Trainer, axis_name: str | None):
   """(state, batch, global index of its first example) -> this device's unreduced Gradients of the batch."""
-  method, model, config = trainer.method, trainer.model, trainer.config
+  method, config = trainer.method, trainer.config
   logs_after = Cadence(trainer.total_steps, max(1, config.train.log_every)).log
 
   def micro_step(state: TrainState, batch: Batch, offset: jax.Array) -> Gradients:
     labels = batch["label"]
-    step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-    example_keys = jax.vmap(jax.random.fold_in, (None, 0))(step_key, offset + jnp.arange(labels.shape[0]))
-    if "image" in batch:
-      views = augment.views(example_keys, batch["image"], trainer.recipes)
-    else:                                       # cropped on the host from the full images (data.crop_on)
-      crops = [batch[view_key(i)] for i in range(len(trainer.recipes))]
-      views = augment.views_of_crops(example_keys, crops, trainer.recipes)
-    inputs = StepInputs(views=[normalize(trainer, v) for v in views],
-                        keys=stream(example_keys, MODEL_KEYS),
-                        labels=labels, step=state.step, method_state=state.method_state, axis_name=axis_name)
-    target = Variables(state.ema_params, state.ema_batch_stats) if method.uses_ema else None
-
-    def loss_fn(params):
-      out = method.loss(model, Variables(params, state.batch_stats), target, inputs)
-      return out.loss, out
-
+    loss_fn = loss_function(trainer, state, batch, offset, axis_name)
     grads, out = jax.grad(loss_fn, has_aux=True)(state.params)
     metrics = dict(out.metrics)
     if out.representations:

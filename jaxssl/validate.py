@@ -136,8 +136,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _fail("train.log_every", config.train.log_every, "must be positive")
   _check_accumulation(config, num_devices)
   _check_small_batch(config)
-  if not isinstance(config.parallel.fsdp, bool):
-    _fail("parallel.fsdp", config.parallel.fsdp, "must be True or False")
+  for field in ("fsdp", "fsdp_per_block"):
+    if not isinstance(config.parallel[field], bool):
+      _fail(f"parallel.{field}", config.parallel[field], "must be True or False")
   config_checks.positive_int(config, "parallel.fsdp_min_size")
 
   if config.optim.name not in ("lars", "sgd", "adamw"):

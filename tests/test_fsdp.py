@@ -1,7 +1,10 @@
 """FSDP (parallel.fsdp): the sharding rule, the sharded step against the replicated one on 8 devices, the state
 per device, and checkpoints of a sharded state restored onto other layouts."""
 
+import collections
+
 import jax
+import jax.extend
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
@@ -55,6 +58,43 @@ def test_sharded_step_equals_the_replicated_one(method):
   assert split and all(leaf.addressable_shards[0].data.size * 8 == leaf.size for leaf in split)
   moments = [leaf for leaf in jax.tree.leaves(sharded.opt_state) if leaf.size >= MIN_SIZE]
   assert moments and all(not leaf.sharding.is_fully_replicated for leaf in moments)
+
+
+def _collectives(jaxpr, region=None, counts=None) -> collections.Counter:
+  """(primitive, 'remat' or None) -> how many all_gather / reduce_scatter equations, inside rematerialised
+  regions or outside them, in a jaxpr and every jaxpr nested in it."""
+  counts = collections.Counter() if counts is None else counts
+  for eqn in jaxpr.eqns:
+    name = eqn.primitive.name
+    if name in ("all_gather", "reduce_scatter"):
+      counts[(name, region)] += 1
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      _collectives(sub, region or ("remat" if name.startswith("remat") or name == "checkpoint" else None), counts)
+  return counts
+
+
+def test_vit_blocks_gather_their_own_shards_and_gather_them_again_in_the_backward_pass():
+  """parallel.fsdp_per_block: the split parameters of MAE's blocks (encoder and decoder) reach the gradient half
+  as shards and each block gathers its own inside a rematerialised region, so the backward pass gathers them
+  again and the gather's transpose reduce-scatters their gradients; what is outside the blocks (patch
+  embedding, decoder embedding and prediction) is gathered once on entry. Without it everything is."""
+  config = tiny_config("mae")
+  m = mesh(8)
+  trainer = train_step.build(config, total_steps=1, num_classes=10)
+  initial = train_step.init_state(trainer, jax.random.key(0), 1)
+  state = jax.device_put(initial, fsdp.state_shardings(initial, m, MIN_SIZE))
+  batch = parallel.shard_batch(synthetic_batches(config, 1)[0], m)
+  specs = fsdp.state_specs(initial, 8, MIN_SIZE).params
+  split = [spec for spec in jax.tree.leaves(specs, is_leaf=lambda x: isinstance(x, P)) if spec != P()]
+  in_blocks = sum(jax.tree.leaves(fsdp.gathered_in_blocks(specs)))
+  assert 0 < in_blocks < len(split)
+  traced = lambda per_block: jax.make_jaxpr(fsdp.fsdp_step(trainer, initial, m, MIN_SIZE, per_block))(state, batch)
+  whole = _collectives(traced(False).jaxpr)
+  assert whole == {("all_gather", None): len(split), ("reduce_scatter", None): len(split)}
+  per_block = _collectives(traced(True).jaxpr)
+  # The forward pass's gathers are not inside a remat region once linearised; the backward's are.
+  assert per_block == {("all_gather", None): len(split), ("all_gather", "remat"): in_blocks,
+                       ("reduce_scatter", "remat"): in_blocks, ("reduce_scatter", None): len(split) - in_blocks}
 
 
 def _state_bytes_per_device(state) -> int:

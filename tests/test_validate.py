@@ -49,6 +49,7 @@ def _set(config, path, value):
     ("simclr", "model.pool", "mean", "config.model.pool='mean': only ViTs read it"),
     ("simclr", "model.scan_layers", True, "config.model.scan_layers=True: only ViTs read it"),
     ("mae", "parallel.fsdp_min_size", 0, "config.parallel.fsdp_min_size=0: must be a positive integer"),
+    ("mae", "parallel.fsdp_per_block", None, "config.parallel.fsdp_per_block=None: must be True or False"),
     # Method-owned fields, checked by each method's check(config).
     ("mae", "method.mask_ratio", 1.0, "config.method.mask_ratio=1.0: must be in [0, 1)"),
     ("mae", "method.decoder_dim", 30, "config.method.decoder_dim=30: must be divisible by method.decoder_heads"),

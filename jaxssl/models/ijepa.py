@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxssl.models.vit import Block, ViT, dense_init, on_tokens, sincos_pos_embed_2d
+from jaxssl.models.vit import ViT, block_class, dense_init, on_tokens, sincos_pos_embed_2d
 
 
 class Predictor(nn.Module):
@@ -46,8 +46,9 @@ class Predictor(nn.Module):
     mask_token = self.param("mask_token", nn.initializers.truncated_normal(0.02), (1, 1, self.dim))
     queries = mask_token.astype(self.dtype) + pos[target_ids.reshape(n * num_targets, k_target)]
     x = jnp.concatenate([x, queries], axis=1)
+    block = block_class(False, self.dim, self.mlp_ratio, qkv_bias=True)
     for i in range(self.depth):
-      x = Block(self.num_heads, self.mlp_ratio, qkv_bias=True, weight_init=self.weight_init, dtype=self.dtype,
+      x = block(self.num_heads, self.mlp_ratio, qkv_bias=True, weight_init=self.weight_init, dtype=self.dtype,
                 name=f"predictor_block_{i}")(x)
     x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="predictor_norm")(x[:, k_context:])
     x = on_tokens(nn.Dense(self.out_dim, dtype=self.dtype, kernel_init=init, name="predictor_proj"), x)

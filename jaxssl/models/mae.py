@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxssl.masking import Masking
-from jaxssl.models.vit import Block, ViT, dense_init, on_tokens, sincos_pos_embed_2d
+from jaxssl.models.vit import ViT, block_class, dense_init, on_tokens, sincos_pos_embed_2d
 
 
 class MaskedAutoencoder(nn.Module):
@@ -52,8 +52,9 @@ class MaskedAutoencoder(nn.Module):
     patches = jnp.take_along_axis(jnp.concatenate([x[:, 1:], fill], axis=1), masking.ids_restore[..., None], axis=1)
     x = jnp.concatenate([x[:, :1], patches], axis=1)
     x = x + jnp.asarray(sincos_pos_embed_2d(self.decoder_dim, grid, cls_token=True), x.dtype)[None]
+    block = block_class(False, self.decoder_dim, self.mlp_ratio, qkv_bias=True)
     for i in range(self.decoder_depth):
-      x = Block(self.decoder_heads, self.mlp_ratio, qkv_bias=True, weight_init="mae", dtype=self.dtype,
+      x = block(self.decoder_heads, self.mlp_ratio, qkv_bias=True, weight_init="mae", dtype=self.dtype,
                 name=f"decoder_block_{i}")(x)
     x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="decoder_norm")(x)
     x = on_tokens(nn.Dense(p * p * c, dtype=self.dtype, kernel_init=dense_init("mae"), name="decoder_pred"), x)

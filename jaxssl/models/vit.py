@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxssl import block_gather
+
 Dtype = Any
 
 
@@ -172,6 +174,31 @@ class Block(nn.Module):
     return x + drop_path(y, keys[1], rate)
 
 
+@functools.lru_cache(maxsize=None)
+def _block_shapes(width: int, mlp_ratio: float, qkv_bias: bool) -> Any:
+  """The ShapeDtypeStructs of a whole ``Block``'s parameters for tokens ``width`` wide."""
+  block = Block(num_heads=1, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, parent=None)
+  return jax.eval_shape(lambda: block.init(jax.random.key(0), jnp.zeros((1, 1, width))))["params"]
+
+
+def block_class(remat: bool, width: int, mlp_ratio: float, qkv_bias: bool):
+  """The module class to build a transformer block ``width`` wide with: ``Block``, rematerialised in the
+  backward pass when ``remat``. While an FSDP step is traced (``block_gather.gathering_in_blocks``), a
+  ``Block`` that receives its parameters as this device's shards and gathers them on entry, always inside a
+  rematerialised region (with ``remat`` everything is recomputed; without, only the gather), so that one
+  block's whole parameters live at a time and the gather's transpose reduce-scatters their gradients."""
+  axis_name = block_gather.axis()
+  if axis_name is None:
+    return nn.remat(Block) if remat else Block
+  whole = _block_shapes(width, mlp_ratio, qkv_bias)
+
+  def gather(variables):
+    return {**variables, "params": block_gather.gather_to_shapes(variables["params"], whole, axis_name)}
+
+  gathering = nn.map_variables(Block, "params", trans_in_fn=gather)
+  return nn.remat(gathering) if remat else nn.remat(gathering, policy=block_gather.recompute_gathered())
+
+
 class _ScannedBlock(nn.Module):
   """One step of ``nn.scan`` over the blocks: carry (x, per-example drop keys or None), per-layer inputs
   (block index, drop-path rate) -> the next carry. Its parameters are those of ``Block``, stacked."""
@@ -187,7 +214,8 @@ class _ScannedBlock(nn.Module):
     x, drop_keys = carry
     index, rate = per_layer
     keys = None if drop_keys is None else jax.vmap(lambda k: jax.random.fold_in(k, index))(drop_keys)
-    block = Block(self.num_heads, self.mlp_ratio, self.qkv_bias, 0.0, self.weight_init, self.dtype, name="block")
+    block = block_class(False, x.shape[-1], self.mlp_ratio, self.qkv_bias)
+    block = block(self.num_heads, self.mlp_ratio, self.qkv_bias, 0.0, self.weight_init, self.dtype, name="block")
     return (block(x, keys, rate if self.drop_path else None), drop_keys), None
 
 
@@ -282,7 +310,7 @@ class ViT(nn.Module):
       per_layer = (jnp.arange(self.depth), jnp.asarray(rates, jnp.float32))
       (x, _), _ = blocks((x, drop_keys), per_layer)
     else:
-      block = nn.remat(Block) if self.remat else Block
+      block = block_class(self.remat, self.dim, self.mlp_ratio, self.qkv_bias)
       for i in range(self.depth):
         keys = None if drop_keys is None else jax.vmap(lambda k: jax.random.fold_in(k, i))(drop_keys)
         x = block(self.num_heads, self.mlp_ratio, self.qkv_bias, float(rates[i]), self.weight_init, self.dtype,
