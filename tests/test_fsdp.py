@@ -111,6 +111,26 @@ def test_state_per_device_falls_towards_an_eighth():
   assert sharded < 0.2 * replicated          # 1/8 of the large arrays; the small ones stay whole
 
 
+@pytest.mark.parametrize("method", ["mae", "dino", "simclr"])
+def test_a_sharded_run_makes_its_state_in_place_with_the_values_made_on_one_device(method):
+  """train.init_sharded (what a run with parallel.fsdp starts from): every leaf laid out as the run's
+  shardings say, each device having computed only its shards, and every value init_state's to float32
+  rounding (the same random bits; XLA fuses the initialisers' scaling differently under jit: 1 ulp)."""
+  from jaxssl import train
+
+  config = tiny_config(method)
+  config.parallel.fsdp, config.parallel.fsdp_min_size = True, MIN_SIZE
+  trainer = train_step.build(config, total_steps=3, num_classes=10)
+  m = mesh(8)
+  made = train.init_sharded(config, trainer, jax.random.key(0), 1, m)
+  expected = train_step.init_state(trainer, jax.random.key(0), 1)
+  shardings = train.state_shardings(config, expected, m)
+  for a, b, sharding in zip(jax.tree.leaves(made), jax.tree.leaves(expected), jax.tree.leaves(shardings)):
+    assert a.sharding == sharding
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=3e-7, atol=1e-9)
+  assert any(not leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(made.params))
+
+
 def test_a_sharded_checkpoint_restores_onto_other_layouts(tmp_path):
   """Saved from 8 devices with FSDP; restored onto 4 sharded, 8 replicated and 1 device, each with the same
   values and checksums that check out (they are of the whole arrays, not of one shard)."""
