@@ -27,10 +27,16 @@ def main() -> int:
   parser.add_argument("--fractions", default="1.0,0.1,0.01")
   parser.add_argument("--steps", type=int, default=470)
   parser.add_argument("--extra", default="", help="more --config.x=y overrides, space-separated")
+  parser.add_argument("--starts", default="pretrained,scratch",
+                      help="which runs: the scratch runs of a recipe, seed and fraction are the same whatever the "
+                           "pretraining, so a second pretrained encoder can skip them (--starts pretrained)")
   args = parser.parse_args()
+  starts = args.starts.split(",")
+  if not starts or any(s not in ("pretrained", "scratch") for s in starts):
+    parser.error(f"--starts={args.starts!r}: a comma-separated list of pretrained and scratch")
   rows = []
   for fraction in [float(f) for f in args.fractions.split(",")]:
-    for start in ("pretrained", "scratch"):
+    for start in starts:
       workdir = pathlib.Path(args.out) / f"{start}_{fraction:g}"
       command = [sys.executable, "-m", "jaxssl.finetune", f"--config={args.config}", f"--pretrained={args.pretrained}",
                  f"--from={start}", f"--label_fraction={fraction}", f"--workdir={workdir}",
