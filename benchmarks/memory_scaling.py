@@ -90,23 +90,20 @@ def saved_for_backward(config, c: Compiled, mesh) -> int:
   step does; nothing is compiled. Unlike XLA:CPU's temporaries this does not depend on the backend's
   scheduler. Under FSDP without ``per_block`` the residuals hold the whole gathered parameters; with it, each
   block's shards, its gathered copy being gathered again in the backward pass."""
-  from jaxssl import block_gather, fsdp
+  from jaxssl import fsdp
 
   state = c.state.replace(opt_state=None)
-  per_block = config.parallel.fsdp and config.parallel.fsdp_per_block
   if config.parallel.fsdp:
-    specs = fsdp.state_specs(c.state, mesh.size, config.parallel.fsdp_min_size).replace(opt_state=None)
+    entry = fsdp.gradient_entry(c.state, mesh.size, config.parallel.fsdp_min_size, config.parallel.fsdp_per_block)
+    specs, enter, tracing = entry.specs.replace(opt_state=None), entry.enter, entry.tracing
   else:
-    specs = jax.tree.map(lambda _: P(), state)
-  kept = fsdp.gathered_in_blocks(specs.params) if per_block else None
-  kept_ema = fsdp.gathered_in_blocks(specs.ema_params) if per_block else None
+    specs, enter, tracing = jax.tree.map(lambda _: P(), state), (lambda s: s), contextlib.nullcontext
   measured = []
 
   def one_device(state, batch):
-    entered = state.replace(params=fsdp.gather(state.params, specs.params, keep=kept),
-                            ema_params=fsdp.gather(state.ema_params, specs.ema_params, keep=kept_ema))
+    entered = enter(state)
     loss_fn = train_step.loss_function(c.trainer, entered, batch, jnp.zeros((), jnp.int32), parallel.AXIS)
-    with block_gather.gathering_in_blocks(parallel.AXIS) if per_block else contextlib.nullcontext():
+    with tracing():
       _, backward = jax.vjp(lambda params: loss_fn(params)[0], entered.params)
     measured.append(sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(backward)))
     return jnp.zeros(())

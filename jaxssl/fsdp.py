@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -125,24 +125,53 @@ def scatter_mean(tree: Any, specs: Any, axis_name: str = AXIS, scattered: Any = 
   return jax.tree.map(one, tree, specs, scattered)
 
 
+class GradientEntry(NamedTuple):
+  """How the gradient half receives a sharded state: ``specs`` (``state_specs``), which parameter and EMA
+  leaves stay sharded for the blocks to gather themselves (``kept_params``, ``kept_ema``: trees of bools), and
+  whether the blocks do (``per_block``)."""
+  specs: TrainState
+  kept_params: Any
+  kept_ema: Any
+  per_block: bool
+
+  def enter(self, state: TrainState) -> TrainState:
+    """Inside shard_map: the state with every split leaf the blocks do not gather joined whole."""
+    return state.replace(params=gather(state.params, self.specs.params, keep=self.kept_params),
+                         ema_params=gather(state.ema_params, self.specs.ema_params, keep=self.kept_ema))
+
+  def tracing(self):
+    """The context to trace the gradient half in: the blocks gather their shards (or nothing, without
+    ``per_block``)."""
+    return block_gather.gathering_in_blocks(AXIS) if self.per_block else contextlib.nullcontext()
+
+  def reduce(self, grads: Any) -> Any:
+    """Inside shard_map: the gradients' mean over the devices, each device keeping its own shard."""
+    return scatter_mean(grads, self.specs.params, scattered=self.kept_params)
+
+
+def gradient_entry(state: TrainState, devices: int, min_size: int = MIN_SIZE,
+                   per_block: bool = True) -> GradientEntry:
+  """The ``GradientEntry`` of a state (concrete or abstract) split over ``devices``."""
+  specs = state_specs(state, devices, min_size)
+  kept = gathered_in_blocks if per_block and devices > 1 else _nothing_marked
+  return GradientEntry(specs, kept(specs.params), kept(specs.ema_params), per_block)
+
+
 def fsdp_step(trainer, state: TrainState, mesh: Mesh, min_size: int = MIN_SIZE, per_block: bool = True) -> StepFn:
   """The jitted training step (state, batch) -> (state, metrics) for a state placed by ``state_shardings``
   (``state`` gives the structure and shapes; it may be abstract); ``per_block``: the ViT blocks gather their
   own parameters (module docstring). The state buffer is donated."""
   from jaxssl import train_step
 
-  specs = state_specs(state, mesh.size, min_size)
-  kept = gathered_in_blocks if per_block and mesh.size > 1 else _nothing_marked
-  kept_params, kept_ema = kept(specs.params), kept(specs.ema_params)
-  gradient_step = train_step.make_gradient_step(
-      trainer, AXIS, reduce_gradients=lambda g: scatter_mean(g, specs.params, scattered=kept_params))
+  entry = gradient_entry(state, mesh.size, min_size, per_block)
+  specs = entry.specs
+  gradient_step = train_step.make_gradient_step(trainer, AXIS, reduce_gradients=entry.reduce)
   # The gradient half never sees the optimizer state: it stays sharded, outside shard_map.
   inner_specs = specs.replace(opt_state=None)
 
   def gradients(state: TrainState, batch) -> train_step.Gradients:
-    entered = state.replace(params=gather(state.params, specs.params, keep=kept_params),
-                            ema_params=gather(state.ema_params, specs.ema_params, keep=kept_ema))
-    with block_gather.gathering_in_blocks(AXIS) if per_block else contextlib.nullcontext():
+    entered = entry.enter(state)
+    with entry.tracing():
       return gradient_step(entered, batch)
 
   out_specs = train_step.Gradients(grads=specs.params, batch_stats=P(), method_state=P(), probe_params=P(),
