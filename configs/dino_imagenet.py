@@ -4,7 +4,7 @@ ViT-S/16 100-epoch settings): batch 1024, AdamW lr 0.0005 x batch / 256 with 10 
 (``utils.clip_gradients``), 100 epochs, head 2048-2048-256 then 65,536 outputs, teacher temperature
 0.04 -> 0.07 over 30 epochs, teacher momentum 0.996 -> 1, last layer frozen for the first epoch (a rule of
 ``optim.rules``), multi-crop 2 x 224 (scale 0.4-1) + 8 x 96 (0.05-0.4), BYOL's augmentation for the global
-crops. Crops of the full image on the host.
+crops. Crops of the full image on the host, resized bicubically as the official ``RandomResizedCrop``s.
 
     python -m jaxssl.main --config configs/dino_imagenet.py --workdir gs://BUCKET/runs/dino_in1k
     python -m jaxssl.main --config configs/dino_imagenet.py:imagenette --workdir runs/dino_imagenette
@@ -27,4 +27,5 @@ def get_config(data: str = "imagenet2012"):
   a = config.augment
   a.crop_scale, a.num_local_crops, a.local_size, a.local_crop_scale = (0.4, 1.0), 8, 96, (0.05, 0.4)
   a.blur_probs, a.solarize_probs = (1.0, 0.1), (0.0, 0.2)
+  a.interpolation = "bicubic"
   return config

@@ -10,7 +10,8 @@ std 0.5), random erasing 0.25, the mean of the patch tokens as the feature (glob
         --workdir runs/mae_scratch
 
 Not reproduced: the official global pooling's norm after the mean (here the encoder's final norm comes before
-it), and timm's random choice of bilinear or bicubic interpolation in RandAugment (here bilinear).
+it), and the official bicubic interpolation (timm's ``create_transform(interpolation="bicubic")``) of the crops
+and RandAugment's warps: Fashion-MNIST is cropped and RandAugmented on the device, which warps bilinearly.
 """
 
 from jaxssl import defaults

@@ -4,16 +4,18 @@ epochs, cosine to 1e-6, weight decay 0.05 (none on biases, norms, class token an
 layer-wise lr decay 0.65, drop path 0.1, 100 epochs for ViT-B/16; ``:large`` ViT-L/16 with decay 0.75, drop
 path 0.2, 50 epochs; ``:huge`` ViT-H/14 with decay 0.75, drop path 0.3, 50 epochs. Label smoothing 0.1, mixup
 0.8, cutmix 1.0, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25, global average pooling, head
-initialised with std 2e-5; crops of the full image on the host, scale (0.08, 1).
+initialised with std 2e-5; crops of the full image on the host, scale (0.08, 1), then the flip and RandAugment
+in the host workers with PIL, as timm's transforms (``augment.randaugment_on="auto"``), all bicubic as timm's
+``create_transform(interpolation="bicubic")`` in the official ``util/datasets.py``.
 
     python -m jaxssl.finetune --config configs/finetune_vit_imagenet.py --pretrained gs://BUCKET/runs/mae_in1k \\
         --workdir gs://BUCKET/runs/mae_in1k_ft
 
 The argument after ``:`` is the size (``base`` by default, ``large``, ``huge``), the data (``imagenet2012`` by
 default, ``imagenette`` or ``folder``), or both. Not reproduced: the official global pooling's norm after the
-mean, timm's random bilinear/bicubic choice in RandAugment, and its bicubic resize of the crops; RandAugment
-runs on the device here (benchmarks/randaugment_cost.py: on a CPU host timm's PIL workers are far cheaper at
-224 px).
+mean. RandAugment runs on the host because a host core is far cheaper per image there than the device at 224 px
+on a CPU (benchmarks/randaugment_cost.py); ``--config.augment.randaugment_on=device --config.augment.interpolation=bilinear`` moves it to
+the device, whose warps are bilinear.
 """
 
 from jaxssl import defaults
@@ -31,6 +33,7 @@ def get_config(arg: str = ""):
   config.method.num_classes = {"imagenet2012": 1000, "imagenette": 10}.get(data, 1000)
   config.augment.crop_scale = (0.08, 1.0)
   config.augment.randaugment_layers = 2
+  config.augment.interpolation = "bicubic"
   o = config.optim
   o.name, o.b1, o.b2, o.base_lr, o.min_lr, o.weight_decay = "adamw", 0.9, 0.999, 5e-4, 1e-6, 0.05
   o.layer_decay = layer_decay

@@ -29,34 +29,56 @@ import jax.numpy as jnp
 # Geometry.
 
 
-def _interpolation_matrix(start: jax.Array, length: jax.Array, in_size: int, out_size: int) -> jax.Array:
-  """[out_size, in_size] bilinear weights that resample the segment [start, start + length) to out_size pixels.
+INTERPOLATIONS = ("bilinear", "bicubic")
+
+
+def _kernel(distance: jax.Array, interpolation: str) -> jax.Array:
+  """PIL's resampling filters at ``distance`` (in input pixels, already divided by the antialiasing scale):
+  the triangle (bilinear) or Keys' cubic with a = -0.5 (PIL's bicubic), which has negative lobes."""
+  d = jnp.abs(distance)
+  if interpolation == "bilinear":
+    return jnp.maximum(0.0, 1.0 - d)
+  a = -0.5
+  near = ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0
+  far = ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a
+  return jnp.where(d < 1.0, near, jnp.where(d < 2.0, far, 0.0))
+
+
+def _interpolation_matrix(start: jax.Array, length: jax.Array, in_size: int, out_size: int,
+                          interpolation: str = "bilinear") -> jax.Array:
+  """[out_size, in_size] weights that resample the segment [start, start + length) to out_size pixels with
+  ``interpolation`` (``bilinear`` or ``bicubic``).
 
   Pixel centres are at half-integers (as ``align_corners=False``); samples outside the image are clamped to the
-  border. When the segment is shrunk the triangle kernel is widened by the scale (antialiasing, as PIL does).
+  border. When the segment is shrunk the kernel is widened by the scale (antialiasing, as PIL does), and the
+  weights of each output pixel are normalised over the input pixels they reach.
   """
   scale = length / out_size                                           # input pixels per output pixel
   centres = start + (jnp.arange(out_size) + 0.5) * scale - 0.5        # [out]
   centres = jnp.clip(centres, 0.0, in_size - 1.0)
   support = jnp.maximum(scale, 1.0)
-  distance = jnp.abs(centres[:, None] - jnp.arange(in_size)[None, :]) / support
-  weights = jnp.maximum(0.0, 1.0 - distance)
+  distance = (centres[:, None] - jnp.arange(in_size)[None, :]) / support
+  weights = _kernel(distance, interpolation)
   return weights / jnp.sum(weights, axis=1, keepdims=True)
 
 
 def crop_and_resize(image: jax.Array, top: jax.Array, left: jax.Array, height: jax.Array, width: jax.Array,
-                    out_size: int) -> jax.Array:
-  """Crops the box (top, left, height, width) (float pixels) and resizes it to [out_size, out_size, C]."""
+                    out_size: int, interpolation: str = "bilinear") -> jax.Array:
+  """Crops the box (top, left, height, width) (float pixels) and resizes it to [out_size, out_size, C] with
+  ``interpolation`` (bicubic's overshoot is clipped to [0, 1], as PIL clips to 8 bits)."""
   in_h, in_w, _ = image.shape
-  rows = _interpolation_matrix(top, height, in_h, out_size)           # [S, H]
-  cols = _interpolation_matrix(left, width, in_w, out_size)           # [S, W]
-  return jnp.einsum("sh,hwc,tw->stc", rows, image, cols)
+  rows = _interpolation_matrix(top, height, in_h, out_size, interpolation)   # [S, H]
+  cols = _interpolation_matrix(left, width, in_w, out_size, interpolation)   # [S, W]
+  out = jnp.einsum("sh,hwc,tw->stc", rows, image, cols)
+  return out if interpolation == "bilinear" else jnp.clip(out, 0.0, 1.0)
 
 
 def random_resized_crop(key: jax.Array, image: jax.Array, out_size: int,
                         scale: tuple[float, float] = (0.08, 1.0),
-                        ratio: tuple[float, float] = (3 / 4, 4 / 3), attempts: int = 10) -> jax.Array:
-  """torchvision's RandomResizedCrop: area fraction ~ U(scale), log aspect ratio ~ U(log ratio).
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3), attempts: int = 10,
+                        interpolation: str = "bilinear") -> jax.Array:
+  """torchvision's RandomResizedCrop: area fraction ~ U(scale), log aspect ratio ~ U(log ratio), resized with
+  ``interpolation`` (``bilinear``, torchvision's default, or ``bicubic``, DINO's and MAE's).
 
   As torchvision, up to ``attempts`` boxes are drawn and the first that fits inside the image is used; if none
   fits, the central crop with the aspect ratio clamped to ``ratio`` is taken.
@@ -89,7 +111,7 @@ def random_resized_crop(key: jax.Array, image: jax.Array, out_size: int,
                   (in_h - height) // 2)
   left = jnp.where(any_fits, jnp.floor(pick(jax.random.uniform(k_left, (attempts,))) * (in_w - width + 1)),
                    (in_w - width) // 2)
-  return crop_and_resize(image, top, left, height, width, out_size)
+  return crop_and_resize(image, top, left, height, width, out_size, interpolation)
 
 
 def random_flip(key: jax.Array, image: jax.Array, prob: float = 0.5) -> jax.Array:
@@ -284,12 +306,23 @@ class ViewRecipe:
   randaugment_magnitude: float = 9.0
   randaugment_magnitude_std: float = 0.5
   randaugment_fill: tuple[float, ...] = (0.5,)  # per channel (one value: every channel), in [0, 1]
+  # Where the crop is taken on the host, its flip and RandAugment are too (jaxssl.data.host_randaugment).
+  randaugment_on_host: bool = False
+  interpolation: str = "bilinear"              # the crop's resize (and host RandAugment's warps): or bicubic
 
   def apply(self, key: jax.Array, image: jax.Array) -> jax.Array:
     """One view of one image: [H, W, C] in [0, 1] -> [size, size, C] in [0, 1]."""
     crop_key = jax.random.split(key, 7)[0]
-    x = random_resized_crop(crop_key, image, self.size, self.crop_scale, self.crop_ratio)
+    x = random_resized_crop(crop_key, image, self.size, self.crop_scale, self.crop_ratio,
+                            interpolation=self.interpolation)
     return self.apply_after_crop(key, x)
+
+  def after_host_crop(self) -> "ViewRecipe":
+    """What is left for the device of a view the host has cropped (``jaxssl.data.host_crops``): everything
+    but the crop, and also but the flip and RandAugment when the host did those (``randaugment_on_host``)."""
+    if self.randaugment_on_host and self.randaugment_layers > 0:
+      return dataclasses.replace(self, flip_prob=0.0, randaugment_layers=0)
+    return self
 
   def apply_after_crop(self, key: jax.Array, x: jax.Array) -> jax.Array:
     """Everything but the random resized crop, on a crop already taken (on the host, from the full image):
@@ -348,7 +381,8 @@ def to_float(images: jax.Array) -> jax.Array:
 
 
 def views_of_crops(keys: jax.Array, crops: Sequence[jax.Array], recipes: Sequence[ViewRecipe]) -> list[jax.Array]:
-  """The views of crops taken on the host (``jaxssl.data.HostCropper``): the rest of each recipe on device.
+  """The views of crops taken on the host (``jaxssl.data.HostCropper``): the rest of each recipe on device
+  (``ViewRecipe.after_host_crop``).
 
   Args:
     keys: [B] PRNG keys, one per image (as for ``views``).
@@ -364,7 +398,7 @@ def views_of_crops(keys: jax.Array, crops: Sequence[jax.Array], recipes: Sequenc
   for index, (crop, recipe) in enumerate(zip(crops, recipes)):
     chex.assert_axis_dimension(crop, 1, recipe.size)
     view_keys = jax.vmap(lambda k: jax.random.fold_in(k, index))(keys)
-    out.append(jax.vmap(recipe.apply_after_crop)(view_keys, to_float(crop)))
+    out.append(jax.vmap(recipe.after_host_crop().apply_after_crop)(view_keys, to_float(crop)))
   return out
 
 

@@ -63,9 +63,11 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.augment.solarize_probs = (0.0, 0.2)
   config.augment.rotation_prob = 0.0             # every recipe: rotate by U(-degrees, degrees) with this prob
   config.augment.rotation_degrees = 15.0
+  config.augment.interpolation = "bilinear"      # the crops' resize: bilinear | bicubic (DINO's, MAE's)
   config.augment.randaugment_layers = 0          # fine-tuning: RandAugment ops per image (MAE/DeiT: 2)
   config.augment.randaugment_magnitude = 9.0     # of 10 (timm's rand-m9-mstd0.5-inc1)
   config.augment.randaugment_magnitude_std = 0.5
+  config.augment.randaugment_on = "auto"         # auto: with the crops (host or device, data.crop_on) | device
   config.augment.num_local_crops = 0             # multi-crop methods (SwAV, DINO): small crops beside 2 global
   config.augment.local_size = 12
   config.augment.local_crop_scale = (0.05, 0.14)

@@ -6,8 +6,9 @@ from N(magnitude, magnitude_std) clipped to [0, 10].
 Images are float [H, W, C] in [0, 1] (after the crop and flip, before normalisation), as the PIL images timm
 transforms are; each operation follows PIL's definition (``ImageOps``, ``ImageEnhance``, ``Image.transform``)
 in float arithmetic, then clips to [0, 1]. Geometric operations fill with ``fill`` (timm: the dataset's mean)
-and interpolate bilinearly (timm picks bilinear or bicubic at random). Every random choice comes from the
-image's key, so 8 devices give the same views as 1.
+and interpolate bilinearly (timm: as the transform's interpolation, bicubic in MAE's and DeiT's recipes; the
+host version, ``jaxssl.data.host_randaugment``, does either and is the cheaper place for large images). Every
+random choice comes from the image's key, so 8 devices give the same views as 1.
 """
 
 from __future__ import annotations

@@ -312,8 +312,10 @@ def _run_in(setup: _Setup) -> dict[str, float]:
   crops = None
   if data.crops_on_host(config.data):
     crops = data.host_cropper(config, trainer.recipes, channels)
-    print(f"data: random resized crops on the host from the full images, {crops.workers} worker thread(s) "
-          f"(config.data.crop_on={config.data.crop_on!r})", flush=True)
+    also = (", with their flips and RandAugment (augment.randaugment_on='auto')"
+            if any(spec.randaugment is not None for spec in crops.specs) else "")
+    print(f"data: random resized crops on the host from the full images{also}, {crops.workers} worker "
+          f"thread(s) (config.data.crop_on={config.data.crop_on!r})", flush=True)
   pipeline = data.Pipeline(dataset.train, config.train.batch_size, seed=config.seed,
                            position=int(meta["data_position"]), process_index=jax.process_index(),
                            process_count=jax.process_count(), prefetch=config.data.prefetch,

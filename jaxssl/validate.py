@@ -176,6 +176,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   config_checks.probabilities(config, "augment.solarize_probs", 2)
   config_checks.probability(config, "augment.rotation_prob")
   config_checks.in_range(config, "augment.rotation_degrees", 0.0, 180.0)
+  from jaxssl.augment import INTERPOLATIONS
+
+  if config.augment.interpolation not in INTERPOLATIONS:
+    _fail("augment.interpolation", config.augment.interpolation,
+          f"use one of {', '.join(map(repr, INTERPOLATIONS))}")
 
   methods.check(config)
   if not config.model.encoder.startswith("vit"):

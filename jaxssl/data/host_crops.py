@@ -3,13 +3,16 @@
 For datasets of large images of varying size (ImageNet-style JPEGs) the geometric crop is taken on the host, from
 the whole original image, as torchvision's ``RandomResizedCrop`` does in the SimCLR, BYOL, DINO and VICReg
 recipes: area ~ U(scale) of the FULL image, log aspect ratio ~ U(log ratio), 10 attempts then a central
-fallback. Each crop is resized to its view's size (PIL bilinear, antialiased as torchvision on PIL images) and
-shipped to the device as uint8; flip, colour jitter, grayscale, blur and solarize stay on the device
-(``augment.views_of_crops``).
+fallback. Each crop is resized to its view's size (PIL bilinear or bicubic, antialiased as torchvision on PIL
+images) and shipped to the device as uint8; flip, colour jitter, grayscale, blur and solarize stay on the device
+(``augment.views_of_crops``). A view with RandAugment (fine-tuning) is flipped and RandAugmented here too, in
+timm's order (crop, flip, RandAugment), with PIL (``host_randaugment``): far cheaper on a host core than on the
+device (BENCHMARKS.md).
 
 Determinism: the box of view ``v`` of the example in slot ``j`` of global batch ``step`` is drawn from
 ``numpy.random.default_rng([seed, step, j, v])``, the same (seed, step, global slot) the device derives its
-per-example keys from, so the crops do not depend on the number of devices, processes or workers, and a resumed
+per-example keys from (the flip and RandAugment draw from the same generator after the box), so the crops do not
+depend on the number of devices, processes or workers, and a resumed
 pipeline draws what an uninterrupted one draws.
 
 Speed: JPEGs are decoded at a reduced size (``PIL.Image.draft``, libjpeg's DCT scaling by 1/2, 1/4 or 1/8)
@@ -30,6 +33,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from jaxssl.data.host_randaugment import RandAugmentSpec, rand_augment, resample_filter
 from jaxssl.data.sources import BadImage, DataError, decode_errors, describe_decode_error, to_mode
 
 # A handle is what a source hands the cropper for one example: a file path, encoded bytes, or a decoded uint8
@@ -39,15 +43,31 @@ Handle = Any
 
 @dataclasses.dataclass(frozen=True)
 class CropSpec:
-  """The geometry of one view: output side in pixels, area fraction range and aspect-ratio range."""
+  """What the host does for one view: the crop's output side in pixels, area fraction range, aspect-ratio range
+  and resampling filter; then, for views whose RandAugment runs on the host, a flip with probability
+  ``flip_prob`` and ``randaugment`` (None: both stay on the device)."""
   size: int
   scale: tuple[float, float] = (0.08, 1.0)
   ratio: tuple[float, float] = (3 / 4, 4 / 3)
+  interpolation: str = "bilinear"
+  flip_prob: float = 0.0
+  randaugment: RandAugmentSpec | None = None
 
 
 def crop_specs(recipes: Sequence[Any]) -> tuple[CropSpec, ...]:
-  """One CropSpec per ``augment.ViewRecipe`` (its size, crop_scale and crop_ratio)."""
-  return tuple(CropSpec(r.size, tuple(r.crop_scale), tuple(r.crop_ratio)) for r in recipes)
+  """One CropSpec per ``augment.ViewRecipe``: its size, crop_scale, crop_ratio and interpolation, and its flip
+  and RandAugment when ``recipe.randaugment_on_host`` (``augment.ViewRecipe.after_host_crop`` is what is left
+  for the device)."""
+  def spec(r) -> CropSpec:
+    interpolation = getattr(r, "interpolation", "bilinear")
+    crop = CropSpec(r.size, tuple(r.crop_scale), tuple(r.crop_ratio), interpolation)
+    if not (getattr(r, "randaugment_on_host", False) and r.randaugment_layers > 0):
+      return crop
+    fill = tuple(int(round(min(255.0, 255.0 * f))) for f in r.randaugment_fill)
+    ra = RandAugmentSpec(r.randaugment_layers, r.randaugment_magnitude, r.randaugment_magnitude_std,
+                         fill=fill, interpolation=interpolation)
+    return dataclasses.replace(crop, flip_prob=r.flip_prob, randaugment=ra)
+  return tuple(spec(r) for r in recipes)
 
 
 def sample_box(rng: np.random.Generator, width: int, height: int, scale: tuple[float, float],
@@ -103,23 +123,29 @@ def draft_size(width: int, height: int, boxes: Sequence[tuple[int, int, int, int
 
 def crop_example(handle: Handle, specs: Sequence[CropSpec], channels: int, seed: int, step: int,
                  slot: int) -> list[np.ndarray]:
-  """The views' crops of one example: one uint8 array [size, size, channels] per spec."""
-  from PIL import Image
+  """The views of one example: one uint8 array [size, size, channels] per spec (cropped, and flipped and
+  RandAugmented where the spec says)."""
+  from PIL import ImageOps
 
   mode = "L" if channels == 1 else "RGB"
   try:
     image = open_image(handle)
     width, height = image.size
-    boxes = [sample_box(view_rng(seed, step, slot, v), width, height, spec.scale, spec.ratio)
-             for v, spec in enumerate(specs)]
+    rngs = [view_rng(seed, step, slot, v) for v in range(len(specs))]
+    boxes = [sample_box(rng, width, height, spec.scale, spec.ratio) for rng, spec in zip(rngs, specs)]
     if image.format == "JPEG":
       image.draft(mode, draft_size(width, height, boxes, [s.size for s in specs]))
     image = to_mode(image, mode)
     sx, sy = image.width / width, image.height / height
     crops = []
-    for (left, top, w, h), spec in zip(boxes, specs):
+    for (left, top, w, h), spec, rng in zip(boxes, specs, rngs):
       box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
-      out = np.asarray(image.resize((spec.size, spec.size), Image.BILINEAR, box=box))
+      view = image.resize((spec.size, spec.size), resample_filter(spec.interpolation), box=box)
+      if spec.randaugment is not None:
+        if rng.random() < spec.flip_prob:
+          view = ImageOps.mirror(view)
+        view = rand_augment(view, rng, spec.randaugment)
+      out = np.asarray(view)
       crops.append(out[..., None] if out.ndim == 2 else out)
     return crops
   except decode_errors() as e:

@@ -214,10 +214,10 @@ def stop_gradient(variables: Variables | None) -> Variables | None:
 
 def recipe_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The view-recipe arguments every method shares, from ``config.augment``: crop size and scale, and the
-  optional rotation (off by default, as in the papers' recipes)."""
+  optional rotation (off by default, as in the papers' recipes), and the crops' interpolation."""
   a = config.augment
   return {"size": a.size, "crop_scale": tuple(a.crop_scale), "rotation_prob": a.rotation_prob,
-          "rotation_degrees": a.rotation_degrees}
+          "rotation_degrees": a.rotation_degrees, "interpolation": a.interpolation}
 
 
 def simclr_pair(config: ml_collections.ConfigDict, strength: float = 1.0) -> tuple[augment.ViewRecipe, ...]:

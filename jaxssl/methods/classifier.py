@@ -54,14 +54,20 @@ def make(config) -> base.Method:
                      "reported instead")
 
 
+RANDAUGMENT_PLACES = ("auto", "device")
+
+
 def recipes(config) -> tuple[augment.ViewRecipe]:
   """One view: a random resized crop and a flip, then RandAugment when ``augment.randaugment_layers`` > 0
-  (filling with the dataset's mean, as timm's ``img_mean``); nothing else photometric."""
+  (filling with the dataset's mean, as timm's ``img_mean``); nothing else photometric. With
+  ``augment.randaugment_on="auto"`` the flip and RandAugment go where the crop is taken: in the host workers
+  (PIL, ``jaxssl.data.host_randaugment``) for ImageNet-style data, on the device for small datasets."""
   a = config.augment
   return (augment.ViewRecipe(**base.recipe_kwargs(config), jitter_prob=0.0, grayscale_prob=0.0,
                              randaugment_layers=a.randaugment_layers, randaugment_magnitude=a.randaugment_magnitude,
                              randaugment_magnitude_std=a.randaugment_magnitude_std,
-                             randaugment_fill=tuple(config.data.mean)),)
+                             randaugment_fill=tuple(config.data.mean),
+                             randaugment_on_host=a.randaugment_on == "auto"),)
 
 
 def pretrained_encoder(variables: base.Variables, workdir: str, step: int) -> base.Variables:
@@ -127,6 +133,16 @@ def check(config) -> None:
   config_checks.in_range(config, "augment.randaugment_magnitude", 0.0, 10.0)
   if not a.randaugment_magnitude_std >= 0:
     config_checks.fail("augment.randaugment_magnitude_std", a.randaugment_magnitude_std, "must be non-negative")
+  if a.randaugment_on not in RANDAUGMENT_PLACES:
+    config_checks.fail("augment.randaugment_on", a.randaugment_on,
+                       f"use one of {', '.join(map(repr, RANDAUGMENT_PLACES))} (auto: with the crops)")
+  from jaxssl import data
+
+  on_device = a.randaugment_on == "device" or not data.crops_on_host(config.data)
+  if a.randaugment_layers > 0 and on_device and a.interpolation != "bilinear":
+    config_checks.fail("augment.interpolation", a.interpolation,
+                       "RandAugment on the device warps bilinearly only; crop on the host (data.crop_on) with "
+                       "augment.randaugment_on='auto' for timm's bicubic warps, or use 'bilinear'")
   if not m.head_init_std >= 0:
     config_checks.fail("method.head_init_std", m.head_init_std, "must be non-negative (0: a zero head)")
   if m.init not in INITS:
