@@ -317,10 +317,15 @@ class ViewRecipe:
                             interpolation=self.interpolation)
     return self.apply_after_crop(key, x)
 
+  @property
+  def host_flips_and_augments(self) -> bool:
+    """Whether the host, when it crops this view, also flips and RandAugments it (``randaugment_on_host``)."""
+    return self.randaugment_on_host and self.randaugment_layers > 0
+
   def after_host_crop(self) -> "ViewRecipe":
     """What is left for the device of a view the host has cropped (``jaxssl.data.host_crops``): everything
-    but the crop, and also but the flip and RandAugment when the host did those (``randaugment_on_host``)."""
-    if self.randaugment_on_host and self.randaugment_layers > 0:
+    but the crop, and also but the flip and RandAugment when the host did those."""
+    if self.host_flips_and_augments:
       return dataclasses.replace(self, flip_prob=0.0, randaugment_layers=0)
     return self
 

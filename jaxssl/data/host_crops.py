@@ -59,13 +59,12 @@ def crop_specs(recipes: Sequence[Any]) -> tuple[CropSpec, ...]:
   and RandAugment when ``recipe.randaugment_on_host`` (``augment.ViewRecipe.after_host_crop`` is what is left
   for the device)."""
   def spec(r) -> CropSpec:
-    interpolation = getattr(r, "interpolation", "bilinear")
-    crop = CropSpec(r.size, tuple(r.crop_scale), tuple(r.crop_ratio), interpolation)
-    if not (getattr(r, "randaugment_on_host", False) and r.randaugment_layers > 0):
+    crop = CropSpec(r.size, tuple(r.crop_scale), tuple(r.crop_ratio), r.interpolation)
+    if not r.host_flips_and_augments:
       return crop
     fill = tuple(int(round(min(255.0, 255.0 * f))) for f in r.randaugment_fill)
     ra = RandAugmentSpec(r.randaugment_layers, r.randaugment_magnitude, r.randaugment_magnitude_std,
-                         fill=fill, interpolation=interpolation)
+                         fill=fill, interpolation=r.interpolation)
     return dataclasses.replace(crop, flip_prob=r.flip_prob, randaugment=ra)
   return tuple(spec(r) for r in recipes)
 

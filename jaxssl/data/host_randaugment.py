@@ -17,6 +17,7 @@ of devices, processes or worker threads.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import numpy as np
@@ -65,8 +66,10 @@ def _solarize_add(image, add: int, threshold: int = 128):
   return image.point(lut * len(image.getbands()))
 
 
+@functools.lru_cache(maxsize=None)
 def _operations(spec: RandAugmentSpec) -> dict[str, Callable]:
-  """name -> f(image, rng, level in [0, 1]) for timm's increasing operations."""
+  """name -> f(image, rng, level in [0, 1]) for timm's increasing operations; built once per spec, not per
+  image (the specs of a run are a handful of frozen dataclasses)."""
   from PIL import Image, ImageEnhance, ImageOps
 
   resample = resample_filter(spec.interpolation)
