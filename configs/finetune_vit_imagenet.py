@@ -3,7 +3,8 @@
 epochs, cosine to 1e-6, weight decay 0.05 (none on biases, norms, class token and position embeddings),
 layer-wise lr decay 0.65, drop path 0.1, 100 epochs for ViT-B/16; ``:large`` ViT-L/16 with decay 0.75, drop
 path 0.2, 50 epochs; ``:huge`` ViT-H/14 with decay 0.75, drop path 0.3, 50 epochs. Label smoothing 0.1, mixup
-0.8, cutmix 1.0, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25, global average pooling, head
+0.8, cutmix 1.0, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25, global average pooling
+(``model.pool="global"``: the mean patch token, then a fresh ``fc_norm`` in place of the final norm), head
 initialised with std 2e-5; crops of the full image on the host, scale (0.08, 1), then the flip and RandAugment
 in the host workers with PIL, as timm's transforms (``augment.randaugment_on="auto"``), all bicubic as timm's
 ``create_transform(interpolation="bicubic")`` in the official ``util/datasets.py``.
@@ -12,10 +13,10 @@ in the host workers with PIL, as timm's transforms (``augment.randaugment_on="au
         --workdir gs://BUCKET/runs/mae_in1k_ft
 
 The argument after ``:`` is the size (``base`` by default, ``large``, ``huge``), the data (``imagenet2012`` by
-default, ``imagenette`` or ``folder``), or both. Not reproduced: the official global pooling's norm after the
-mean. RandAugment runs on the host because a host core is far cheaper per image there than the device at 224 px
-on a CPU (benchmarks/randaugment_cost.py); ``--config.augment.randaugment_on=device --config.augment.interpolation=bilinear`` moves it to
-the device, whose warps are bilinear.
+default, ``imagenette`` or ``folder``), or both. RandAugment runs on the host because a host core is far
+cheaper per image there than the device at 224 px on a CPU (benchmarks/randaugment_cost.py);
+``--config.augment.randaugment_on=device --config.augment.interpolation=bilinear`` moves it to the device,
+whose warps are bilinear.
 """
 
 from jaxssl import defaults
@@ -28,7 +29,7 @@ def get_config(arg: str = ""):
   size, data = defaults.size_and_data(arg, SIZES)
   encoder, patch, layer_decay, drop_path, epochs = SIZES[size]
   config = defaults.imagenet(defaults.get_config("classifier"), data, batch_size=1024)
-  config.model.encoder, config.model.patch_size, config.model.pool = encoder, patch, "mean"
+  config.model.encoder, config.model.patch_size, config.model.pool = encoder, patch, "global"
   config.model.drop_path_rate = drop_path
   config.method.num_classes = {"imagenet2012": 1000, "imagenette": 10}.get(data, 1000)
   config.augment.crop_scale = (0.08, 1.0)

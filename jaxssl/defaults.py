@@ -24,7 +24,8 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.model.weight_init = "dino"              # ViTs: dino (truncated normal 0.02) | mae (xavier-uniform)
   config.model.qkv_bias = True                   # ViTs: biases on the query/key/value projection (timm, MAE)
   config.model.drop_path_rate = 0.0              # ViTs: stochastic depth at the last block (linear from 0)
-  config.model.pool = "cls"                      # ViTs: evaluation features, cls (class token) | mean (patches)
+  config.model.pool = "cls"                      # ViTs: evaluation features, cls (class token) | mean (patches) |
+                                                 # global (fine-tuning: MAE's mean, then fc_norm)
   config.model.remat = False                     # rematerialise each ViT / ResNet block in the backward pass
   config.model.scan_layers = False               # ViTs: the blocks as one nn.scan (compile time flat in depth)
   config.model.stem = "cifar"                    # cifar (3x3, no max-pool) | imagenet (7x7 + max-pool)

@@ -166,7 +166,8 @@ def check_against_params(config: ml_collections.ConfigDict, params: Any) -> None
   if config.optim.layer_decay != 1.0 and not vit_depth(paths):
     if config.model.get("scan_layers", False):
       fail("optim.layer_decay", config.optim.layer_decay, "needs the blocks one by one (encoder/block_N "
-           "parameters); model.scan_layers=True stacks them: turn it off for layer-wise decay")
+           "parameters); model.scan_layers=True stacks them: turn it off for layer-wise decay (a run pretrained "
+           "with it still loads)")
     fail("optim.layer_decay", config.optim.layer_decay, f"needs a ViT encoder (encoder/block_N parameters); "
          f"model.encoder={config.model.encoder!r} has none")
 

@@ -16,6 +16,7 @@ from jaxssl.config_checks import ConfigError, fail as _fail  # noqa: F401  (Conf
 from jaxssl.models import ENCODERS
 from jaxssl.models.vit import INITS, ViT
 
+POOLS = ("cls", "mean", "global")
 # model.* fields only a ViT reads; a ResNet run must leave them at the ViT's defaults.
 VIT_ONLY = ("pos_embed", "weight_init", "pool", "drop_path_rate", "scan_layers")
 from jaxssl.models.resnet import CONV_IMPLEMENTATIONS
@@ -108,9 +109,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
       if config.model.patch_size <= 0 or size % config.model.patch_size:
         _fail("model.patch_size", config.model.patch_size, f"must divide {field}={size} (a ViT cuts crops into "
               "patches)")
-  for field, choices in (("pos_embed", ("learned", "sincos")), ("weight_init", INITS), ("pool", ("cls", "mean"))):
+  for field, choices in (("pos_embed", ("learned", "sincos")), ("weight_init", INITS), ("pool", POOLS)):
     if config.model[field] not in choices:
       _fail(f"model.{field}", config.model[field], f"use one of {', '.join(map(repr, choices))}")
+  if config.model.pool == "global" and not methods.get(config).global_pool:
+    _fail("model.pool", config.model.pool, f"MAE's global pool (no final norm on the tokens) is for fine-tuning; "
+          f"method {config.method.name!r} reads the normed tokens: use 'cls' or 'mean'")
   config_checks.in_range(config, "model.drop_path_rate", 0.0, 1.0, closed_high=False)
   if config.model.stem not in ("cifar", "imagenet"):
     _fail("model.stem", config.model.stem, "use 'cifar' or 'imagenet'")

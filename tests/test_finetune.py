@@ -156,6 +156,49 @@ def test_a_pretrained_run_of_another_encoder_is_refused_before_the_workdir_exist
   assert not (tmp_path / "ft").exists()
 
 
+def test_a_pretrained_vit_fine_tunes_with_global_pooling_and_a_fresh_fc_norm(tmp_path, capsys):
+  """MAE's main_finetune.py with global_pool: the pretrained encoder's blocks and embeddings are loaded, its
+  final norm left out, fc_norm initialised afresh (the official missing keys: fc_norm, head). The run was
+  pretrained with model.scan_layers (stacked blocks) and fine-tunes with the blocks one by one, as layer-wise
+  decay needs them."""
+  from jaxssl.models.vit import unstack_blocks
+  from jaxssl.restore import load_run
+
+  mae = tiny_config("mae")
+  mae.train.num_steps, mae.eval.at_end, mae.eval.knn_at_init = 1, False, False
+  mae.model.scan_layers = True
+  train.run(mae, str(tmp_path / "mae"))
+  config = tiny_config("classifier")
+  for field in ("encoder", "patch_size", "pos_embed", "weight_init"):
+    config.model[field] = mae.model[field]
+  config.model.pool = "global"
+  config.method.init, config.method.pretrained = "pretrained", str(tmp_path / "mae")
+  trainer = train_step.build(config, total_steps=2, num_classes=10)
+  fresh = train_step.init_state(trainer, jax.random.key(0), 1)
+  started = train.warm_start(trainer, fresh).params["encoder"]
+  out = capsys.readouterr().out
+  assert "global" in out and "unstacked from model.scan_layers" in out
+  saved = load_run(str(tmp_path / "mae")).state.params["encoder"]
+  assert "blocks" in saved and "block_0" not in saved
+  source = unstack_blocks(jax.tree.map(np.asarray, saved))
+  assert set(started) == (set(source) - {"norm"}) | {"fc_norm"}
+  for name in set(source) - {"norm"}:
+    for a, b in zip(jax.tree.leaves(started[name]), jax.tree.leaves(source[name])):
+      np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(started["block_0"]["attn"]["qkv"]["kernel"],
+                            started["block_1"]["attn"]["qkv"]["kernel"])
+  np.testing.assert_array_equal(started["fc_norm"]["scale"], 1.0)
+  np.testing.assert_array_equal(started["fc_norm"]["bias"], 0.0)
+  assert not np.array_equal(source["norm"]["bias"], 0.0)             # the left-out norm had trained
+
+
+def test_global_pooling_is_refused_for_pretraining_methods():
+  config = tiny_config("mae")
+  config.model.pool = "global"
+  with pytest.raises(ConfigError, match="config.model.pool='global'.*fine-tuning"):
+    validate.validate(config, num_devices=jax.device_count())
+
+
 # --- the label subset --------------------------------------------------------------------------------------
 
 def test_the_label_subset_is_class_balanced_deterministic_and_layout_free():

@@ -48,10 +48,12 @@ def _timm_name(path: str) -> str:
   return re.sub(r"\.(kernel|scale)$", ".weight", name)
 
 
-def _vit_classifier_params(encoder: str = "vit_base", size: int = 224, patch: int = 16, classes: int = 1000):
+def _vit_classifier_params(encoder: str = "vit_base", size: int = 224, patch: int = 16, classes: int = 1000,
+                           pool: str = "cls"):
   """Abstract parameters of a ViT encoder plus a linear head, laid out as the fine-tuning model's."""
   config = defaults.get_config("mae")
   config.model.encoder, config.model.patch_size, config.model.pos_embed = encoder, patch, "learned"
+  config.model.pool = pool
   vit = make_encoder(config.model, size, None, jnp.float32)
   encoder_params = jax.eval_shape(lambda: vit.init(jax.random.key(0), jnp.zeros((1, size, size, 3))))["params"]
   dim = encoder_params["cls_token"].shape[-1]
@@ -60,8 +62,11 @@ def _vit_classifier_params(encoder: str = "vit_base", size: int = 224, patch: in
   return {"encoder": encoder_params, "head": head}
 
 
-def test_layer_decay_of_a_depth_12_vit_equals_the_official_param_groups_lrd():
-  params = _vit_classifier_params()
+@pytest.mark.parametrize("pool", ["cls", "global"])
+def test_layer_decay_of_a_depth_12_vit_equals_the_official_param_groups_lrd(pool):
+  params = _vit_classifier_params(pool=pool)
+  # MAE's global pool: fc_norm (layer depth + 1, no weight decay) in place of the final norm
+  assert ("fc_norm" in params["encoder"], "norm" in params["encoder"]) == (pool == "global", pool != "global")
   paths = optim.param_paths(params)
   assert optim.vit_depth(paths) == 12
   rules = (optim.Rule(r"encoder/(cls_token|pos_embed)", 1.0, 0.0),)    # MAE's no_weight_decay_list

@@ -105,6 +105,28 @@ def test_pooling_cls_or_mean_and_learned_positions_interpolate_to_other_grids():
   assert "pos_embed" not in _micro(pos_embed="sincos").init(jax.random.key(0), X)["params"]   # fixed
 
 
+def test_global_pool_is_maes_mean_of_the_last_blocks_patches_then_fc_norm():
+  """models_vit.py with global_pool=True: x[:, 1:].mean(1) of the last block's output, then fc_norm; no final
+  norm. Written out with the last block's output and fc_norm's parameters (made non-trivial)."""
+  vit = _micro(pool="global")
+  params = vit.init(jax.random.key(0), X)["params"]
+  assert "fc_norm" in params and "norm" not in params
+  rng = np.random.default_rng(1)
+  params["fc_norm"] = {"scale": jnp.asarray(rng.normal(size=64), jnp.float32),
+                       "bias": jnp.asarray(rng.normal(size=64), jnp.float32)}
+  features, state = vit.apply({"params": params}, X, capture_intermediates=True)
+  last = np.asarray(state["intermediates"]["block_3"]["__call__"][0], np.float64)     # [N, 1 + L, D]
+  mean = last[:, 1:].mean(axis=1)
+  normed = (mean - mean.mean(-1, keepdims=True)) / np.sqrt(mean.var(-1, keepdims=True) + 1e-6)
+  expected = normed * np.asarray(params["fc_norm"]["scale"]) + np.asarray(params["fc_norm"]["bias"])
+  np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-5)
+  tokens = vit.apply({"params": params}, X, method=vit.tokens)
+  np.testing.assert_allclose(tokens.patches, last[:, 1:], rtol=1e-6, atol=1e-6)   # not normed
+  # Not the mean of normed tokens (the "mean" pool) under the same blocks.
+  normed_tokens = _micro(pool="mean").apply({"params": {**params, "norm": params["fc_norm"]}}, X)
+  assert not np.allclose(features, normed_tokens, atol=1e-2)
+
+
 def test_drop_path_draws_per_example_from_its_keys_and_is_off_outside_training():
   vit = _micro(drop_path_rate=0.5)
   variables = vit.init(jax.random.key(0), X)
@@ -153,6 +175,28 @@ def test_standard_sizes_have_the_papers_parameter_counts(module, patch, expected
   shapes = jax.eval_shape(lambda: vit.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3))))
   count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
   assert abs(count / 1e6 - expected_millions) / expected_millions < 0.005, count
+
+
+def test_a_checkpoints_blocks_convert_to_the_other_layout_on_the_host():
+  """to_block_layout (fine-tuning a run pretrained with or without model.scan_layers): stacked <-> one by one,
+  leaf for leaf, numpy in numpy out; a tree already in the layout, or not a ViT, comes back as it is."""
+  from jaxssl.models.vit import to_block_layout
+
+  plain, scanned = _micro(), _micro(scan_layers=True)
+  params = jax.tree.map(np.asarray, plain.init(jax.random.key(0), X)["params"])
+  shapes = jax.eval_shape(lambda: scanned.init(jax.random.key(0), X))["params"]
+  stacked, changed = to_block_layout(params, like=shapes)
+  assert changed and jax.tree.map(lambda a: a.shape, stacked) == jax.tree.map(lambda a: a.shape, shapes)
+  assert all(isinstance(x, np.ndarray) for x in jax.tree.leaves(stacked))
+  np.testing.assert_array_equal(stacked["blocks"]["block"]["mlp"]["fc2"]["kernel"][3],
+                                params["block_3"]["mlp"]["fc2"]["kernel"])
+  back, changed = to_block_layout(stacked, like=params)
+  assert changed and jax.tree.structure(back) == jax.tree.structure(params)
+  for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(params)):
+    np.testing.assert_array_equal(a, b)
+  for tree, like in ((params, params), (stacked, shapes), ({"stage_0": {"conv": {"kernel": np.zeros(3)}}}, shapes)):
+    out, changed = to_block_layout(tree, like)
+    assert out is tree and not changed
 
 
 @pytest.mark.parametrize("remat", [False, True])

@@ -152,6 +152,9 @@ class Method(NamedTuple):
       features), or "" when it can; the trainer then leaves the probe off and says why.
     drop_path: the method's forward pass hands the encoder per-example keys for stochastic depth (a ViT's
       ``model.drop_path_rate``); validation refuses a rate above 0 for methods that do not.
+    global_pool: the method reads only the encoder's pooled features (``__call__``), so a ViT may pool as MAE
+      fine-tunes (``model.pool="global"``: no final norm on the tokens); validation refuses that pool for the
+      methods that read the normed tokens.
     reconstruct: for masked methods that predict pixels, (model, online, images, keys) -> (removed [N, H, W, 1],
       1 where a pixel's patch was removed; the reconstruction [N, H, W, C] in the normalised images' units),
       masks drawn from ``keys`` as in training (``python -m jaxssl.plot`` draws them); None for the others.
@@ -177,6 +180,7 @@ class Method(NamedTuple):
   needs_labels: bool = False
   no_online_probe: str = ""
   drop_path: bool = False
+  global_pool: bool = False
   reconstruct: ReconstructFn | None = None
   num_classes: int = 0
   per_example_loss: bool = False

@@ -17,6 +17,7 @@ from jaxssl import augment, checkpoint, config_checks, mixing
 from jaxssl.checkpoint import CheckpointError
 from jaxssl.methods import base
 from jaxssl.models import Classifier
+from jaxssl.models.vit import to_block_layout
 
 _MIX_STREAM, _DROP_STREAM, _ERASE_STREAM = 0, 1, 2
 INITS = ("pretrained", "scratch")
@@ -47,7 +48,8 @@ def make(config) -> base.Method:
     warm_start = lambda variables: pretrained_encoder(variables, m.pretrained, m.pretrained_step)
 
   return base.Method(name="classifier", make_model=make_model, recipes=recipes, loss=loss,
-                     needs_labels=True, drop_path=True, num_classes=m.num_classes, warm_start=warm_start,
+                     needs_labels=True, drop_path=True, global_pool=True, num_classes=m.num_classes,
+                     warm_start=warm_start,
                      # mixup / cutmix pair each image with another of the batch
                      per_example_loss=m.mixup_alpha == 0 and m.cutmix_alpha == 0,
                      no_online_probe="the classifier's own head is trained on the labels; its test top-1 is "
@@ -88,13 +90,18 @@ def pretrained_encoder(variables: base.Variables, workdir: str, step: int) -> ba
   params, stats = parts.get("params/encoder"), parts.get("batch_stats/encoder", {})
   if params is None:
     raise CheckpointError(f"{where}: its model has no 'encoder' parameters")
+  params, restacked = to_block_layout(params, variables.params["encoder"])
+  params, fresh_fc_norm = for_global_pool(params, variables.params["encoder"])
   for name, mine, theirs in (("parameters", variables.params["encoder"], params),
                              ("BatchNorm statistics", variables.batch_stats.get("encoder", {}), stats)):
     difference = checkpoint.first_difference(checkpoint.shapes_by_path(theirs), checkpoint.shapes_by_path(mine))
     if difference:
       raise CheckpointError(f"{where}: its encoder's {name} do not fit this config's encoder ({difference}); "
                             "fine-tune with the pretrained run's model fields")
-  print(f"fine-tuning: encoder from {workdir} at step {saved_step}", flush=True)
+  notes = [f"its blocks {'stacked for' if 'blocks' in params else 'unstacked from'} model.scan_layers"] * restacked
+  notes += ["its final norm left out, fc_norm new: model.pool='global'"] * fresh_fc_norm
+  print(f"fine-tuning: encoder from {workdir} at step {saved_step}"
+        + (f" ({'; '.join(notes)})" if notes else ""), flush=True)
   # On the host, in the fresh trees' structure (the shapes were just compared path by path).
   as_fresh = lambda fresh, saved: jax.tree.map(lambda _, x: np.asarray(x), fresh, saved)
   new_params = {**variables.params, "encoder": as_fresh(variables.params["encoder"], params)}
@@ -102,6 +109,16 @@ def pretrained_encoder(variables: base.Variables, workdir: str, step: int) -> ba
   if stats:
     new_stats["encoder"] = as_fresh(variables.batch_stats["encoder"], stats)
   return base.Variables(new_params, new_stats)
+
+
+def for_global_pool(saved: dict, fresh: dict) -> tuple[dict, bool]:
+  """A pretrained ViT encoder's parameters ``saved`` fitted to a fresh encoder with ``model.pool="global"``
+  (``fc_norm`` after the mean, no final ``norm``), as MAE's ``main_finetune.py`` loads them: the checkpoint's
+  ``norm`` is left out and ``fc_norm`` keeps its fresh initialisation (the missing keys it asserts). Returns
+  (the parameters to load, whether that was done); other trees are returned as they are."""
+  if "fc_norm" in fresh and "norm" not in fresh and "norm" in saved and "fc_norm" not in saved:
+    return {**{k: v for k, v in saved.items() if k != "norm"}, "fc_norm": fresh["fc_norm"]}, True
+  return saved, False
 
 
 def defaults():

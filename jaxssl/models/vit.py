@@ -221,10 +221,14 @@ class _ScannedBlock(nn.Module):
 
 class Tokens(NamedTuple):
   """A ViT's output tokens, after the final LayerNorm: ``cls`` [N, D], ``patches`` [N, L', D] (the kept
-  patches, in the order of ``keep_ids``, or all L in row-major order) and the patch ``grid`` (gh, gw)."""
+  patches, in the order of ``keep_ids``, or all L in row-major order) and the patch ``grid`` (gh, gw).
+
+  With ``pool="global"`` there is no final LayerNorm: ``cls`` and ``patches`` are the last block's output and
+  ``pooled`` [N, D] is their mean patch token through the LayerNorm ``fc_norm`` (None for the other pools)."""
   cls: jax.Array
   patches: jax.Array
   grid: tuple[int, int]
+  pooled: jax.Array | None = None
 
 
 class ViT(nn.Module):
@@ -240,7 +244,10 @@ class ViT(nn.Module):
     weight_init: ``dino`` (truncated normal 0.02) or ``mae`` (xavier-uniform linears and patch embedding, normal 0.02
       class token).
     drop_path_rate: stochastic depth, rising linearly from 0 at the first block to this rate at the last (timm).
-    pool: the features ``__call__`` returns: ``cls`` (the class token) or ``mean`` (the mean patch token).
+    pool: the features ``__call__`` returns: ``cls`` (the class token), ``mean`` (the mean patch token) or
+      ``global``, MAE's fine-tuning pool (``models_vit.py`` with ``global_pool=True``): the mean of the last
+      block's patch tokens, then a LayerNorm of its own, ``fc_norm``, in place of the final ``norm`` (which is
+      then not a parameter; ``jaxssl.methods.classifier`` starts ``fc_norm`` afresh on a pretrained encoder).
     remat: rematerialise each block in the backward pass (``nn.remat``): one block's activations live at a time.
     scan_layers: the blocks as one ``nn.scan`` over stacked parameters (``blocks/block/...``, leading axis
       ``depth``), so compilation does not grow with depth; the same function as the unrolled
@@ -315,6 +322,10 @@ class ViT(nn.Module):
         keys = None if drop_keys is None else jax.vmap(lambda k: jax.random.fold_in(k, i))(drop_keys)
         x = block(self.num_heads, self.mlp_ratio, self.qkv_bias, float(rates[i]), self.weight_init, self.dtype,
                   name=f"block_{i}")(x, keys)
+    if self.pool == "global":
+      pooled = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="fc_norm")(x[:, 1:].mean(axis=1))
+      return Tokens(cls=x[:, 0].astype(jnp.float32), patches=x[:, 1:].astype(jnp.float32), grid=grid,
+                    pooled=pooled.astype(jnp.float32))
     x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(x)
     return Tokens(cls=x[:, 0].astype(jnp.float32), patches=x[:, 1:].astype(jnp.float32), grid=grid)
 
@@ -324,14 +335,22 @@ class ViT(nn.Module):
     if train and self.drop_path_rate > 0 and drop_keys is None and not self.is_initializing():
       raise ValueError(f"drop_path_rate={self.drop_path_rate} needs per-example drop_keys in training")
     out = self.tokens(x, drop_keys=drop_keys if train else None)
+    if self.pool == "global":
+      return out.pooled
     return out.cls if self.pool == "cls" else out.patches.mean(axis=1)
+
+
+def _is_block(key: str) -> bool:
+  return key.startswith("block_") and key[6:].isdigit()
 
 
 def stack_blocks(params: dict, depth: int) -> dict:
   """A ViT's parameters with ``block_0 ... block_{depth-1}`` -> those of the same ViT with ``scan_layers``
-  (``blocks/block/...``, each leaf stacked along a new leading axis)."""
-  out = {k: v for k, v in params.items() if not (k.startswith("block_") and k[6:].isdigit())}
-  out["blocks"] = {"block": jax.tree.map(lambda *xs: jnp.stack(xs), *[params[f"block_{i}"] for i in range(depth)])}
+  (``blocks/block/...``, each leaf stacked along a new leading axis; numpy leaves stay on the host)."""
+  out = {k: v for k, v in params.items() if not _is_block(k)}
+  blocks = [params[f"block_{i}"] for i in range(depth)]
+  on_host = all(isinstance(x, np.ndarray) for x in jax.tree.leaves(blocks))
+  out["blocks"] = {"block": jax.tree.map(lambda *xs: (np.stack if on_host else jnp.stack)(xs), *blocks)}
   return out
 
 
@@ -343,6 +362,18 @@ def unstack_blocks(params: dict) -> dict:
   for i in range(depth):
     out[f"block_{i}"] = jax.tree.map(lambda x: x[i], stacked)
   return out
+
+
+def to_block_layout(params: dict, like: dict) -> tuple[dict, bool]:
+  """A ViT encoder's parameters in the block layout of ``like`` (another ViT encoder's parameters, or their
+  shapes): stacked by ``scan_layers`` (``blocks/block/...``) or one by one (``block_0 ...``), so that a run
+  pretrained with ``model.scan_layers`` fine-tunes with the blocks one by one (layer-wise decay), or the other
+  way. Returns (the parameters, whether they were converted); trees that are not ViTs come back as they are."""
+  if "blocks" in like and "blocks" not in params and "block_0" in params:
+    return stack_blocks(params, depth=sum(map(_is_block, params))), True
+  if "block_0" in like and "block_0" not in params and "block" in params.get("blocks", {}):
+    return unstack_blocks(params), True
+  return params, False
 
 
 # DINO's and the ViT paper's sizes; vit_micro is for CPU tests and Fashion-MNIST-sized runs. ViT-H/14 takes
