@@ -3,7 +3,8 @@ ViT-S/16 100-epoch settings): batch 1024, AdamW lr 0.0005 x batch / 256 with 10 
 1e-6, weight decay 0.04 raised to 0.4 by a cosine, each parameter's gradient clipped to norm 3.0
 (``utils.clip_gradients``), 100 epochs, head 2048-2048-256 then 65,536 outputs, teacher temperature
 0.04 -> 0.07 over 30 epochs, teacher momentum 0.996 -> 1, last layer frozen for the first epoch (a rule of
-``optim.rules``), multi-crop 2 x 224 (scale 0.4-1) + 8 x 96 (0.05-0.4), BYOL's augmentation for the global
+``optim.rules``; skipped as the official AdamW skips it: no moments, no weight decay, and its own Adam step count
+from the second epoch), multi-crop 2 x 224 (scale 0.4-1) + 8 x 96 (0.05-0.4), BYOL's augmentation for the global
 crops. Crops of the full image on the host, resized bicubically as the official ``RandomResizedCrop``s.
 
     python -m jaxssl.main --config configs/dino_imagenet.py --workdir gs://BUCKET/runs/dino_in1k
@@ -11,8 +12,7 @@ crops. Crops of the full image on the host, resized bicubically as the official 
 
 The argument after ``:`` picks the data: ``imagenet2012`` (default), ``imagenette`` or ``folder``
 (``jaxssl.defaults.imagenet``). Not reproduced from the official code: the ViT's stochastic depth (0.1; the
-joint-embedding methods do not hand the encoder drop-path keys), and the frozen last layer's Adam moments (the
-official code skips the parameter; here its update is cancelled, so its moments still see the gradient).
+joint-embedding methods do not hand the encoder drop-path keys).
 """
 
 from jaxssl import defaults

@@ -10,8 +10,7 @@ ImageNet table; the paper's ViT-S/16 runs 800).
     python -m jaxssl.main --config configs/ibot_imagenet.py:imagenette --workdir runs/ibot_imagenette
 
 The argument after ``:`` picks the data (``jaxssl.defaults.imagenet``). Not reproduced: the official head's
-unnormalised last layer (``--norm_last_layer false``; jaxssl's DINO head is always weight-normalised), and the
-frozen last layer's Adam moments (its update is cancelled, the moments still see the gradient). DINOv2's
+unnormalised last layer (``--norm_last_layer false``; jaxssl's DINO head is always weight-normalised). DINOv2's
 options: ``--config.method.centering=sinkhorn --config.method.koleo_weight=0.1
 --config.method.shared_head=False``.
 """

@@ -7,7 +7,8 @@
      each parameter's weight-decay multiplier, on a constant or cosine schedule (``optim.weight_decay_end``)
   -> the learning rate: linear warm-up, cosine decay to ``optim.min_lr``
   -> each parameter's learning-rate multiplier (rules x layer-wise decay); updates of frozen parameters zeroed
-     for their first steps.
+     for their first steps, and their momentum or Adam moments started when they start (as PyTorch skips a
+     parameter whose gradient is None).
 
 A parameter's settings (``settings_of``) come from the first rule of ``optim.rules`` whose pattern matches its
 path in full (``re.fullmatch`` on ``"encoder/block_3/attn/qkv/kernel"``), multiplying the built-in defaults:
@@ -242,6 +243,61 @@ def clip_per_parameter(max_norm: float) -> optax.GradientTransformation:
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
+def _frozen_at(count: jax.Array, s: ParamSettings) -> jax.Array:
+  """True while a parameter with settings ``s`` is frozen, ``count`` updates into the run."""
+  return count < s.frozen_steps
+
+
+def gate_frozen(settings: Callable[[Any], list[ParamSettings]]) -> optax.GradientTransformation:
+  """Updates of frozen parameters zeroed before SGD's or LARS's momentum while the step is below their
+  ``frozen_steps``: PyTorch's optimizers skip a parameter whose gradient DINO's ``cancel_gradients_last_layer``
+  set to None, so its momentum buffer (and its weight decay) starts at its first trained step."""
+
+  def update(updates, state, params=None):
+    def gate(u, s):
+      return u if s.frozen_steps == 0 else jnp.where(_frozen_at(state.count, s), jnp.zeros_like(u), u)
+    return _map_settings(gate, updates, settings), CountState(count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformation(_count_init, update)
+
+
+def scale_by_adam(b1: float, b2: float, eps: float,
+                  settings: Callable[[Any], list[ParamSettings]] | None = None) -> optax.GradientTransformation:
+  """``optax.scale_by_adam`` (its state, and its numbers for parameters never frozen), in which a frozen
+  parameter is skipped as ``torch.optim.AdamW`` skips one whose gradient is None (DINO's last layer in its
+  first epoch): while the step is below its ``frozen_steps`` its moments stay as they are and its update is 0,
+  and afterwards its bias correction counts its own steps, ``count + 1 - frozen_steps``, not the run's."""
+  adam = optax.scale_by_adam(b1=b1, b2=b2, eps=eps)
+  if settings is None:
+    return adam
+
+  def update(updates, state, params=None):
+    per_leaf = settings(updates)
+    if not any(s.frozen_steps for s in per_leaf):
+      return adam.update(updates, state, params)
+    frozen = [_frozen_at(state.count, s) for s in per_leaf]
+    grads, treedef = jax.tree_util.tree_flatten(updates)
+    gated = [g if not s.frozen_steps else jnp.where(f, jnp.zeros_like(g), g)
+             for g, s, f in zip(grads, per_leaf, frozen)]
+    out, new = adam.update(jax.tree_util.tree_unflatten(treedef, gated), state, params)
+    leaves = jax.tree_util.tree_leaves
+    outs, mus, nus = leaves(out), leaves(new.mu), leaves(new.nu)
+    old_mus, old_nus = leaves(state.mu), leaves(state.nu)
+    for i, s in enumerate(per_leaf):
+      if not s.frozen_steps:
+        continue
+      f = frozen[i]
+      mus[i], nus[i] = jnp.where(f, old_mus[i], mus[i]), jnp.where(f, old_nus[i], nus[i])
+      own = jnp.maximum(new.count - s.frozen_steps, 1).astype(jnp.float32)     # this parameter's steps
+      mu_hat = mus[i] / (1.0 - b1 ** own).astype(mus[i].dtype)
+      nu_hat = nus[i] / (1.0 - b2 ** own).astype(nus[i].dtype)
+      outs[i] = jnp.where(f, jnp.zeros_like(outs[i]), mu_hat / (jnp.sqrt(nu_hat) + eps))
+    rebuild = lambda xs: jax.tree_util.tree_unflatten(treedef, xs)
+    return rebuild(outs), optax.ScaleByAdamState(count=new.count, mu=rebuild(mus), nu=rebuild(nus))
+
+  return optax.GradientTransformation(adam.init, update)
+
+
 def add_weight_decay(weight_decay: float | optax.Schedule,
                      settings: Callable[[Any], list[ParamSettings]]) -> optax.GradientTransformation:
   """updates + weight_decay(step) x wd_mult x params, leaf by leaf (leaves with wd_mult 0 untouched).
@@ -265,7 +321,7 @@ def add_weight_decay(weight_decay: float | optax.Schedule,
 def scale_by_param_settings(settings: Callable[[Any], list[ParamSettings]],
                             counts_steps: bool) -> optax.GradientTransformation:
   """Each update times its learning-rate multiplier, and zero while the step is below its ``frozen_steps``
-  (the update is cancelled, as DINO's ``cancel_gradients_last_layer``; Adam's moments still see the gradient).
+  (what weight decay added after the direction is cancelled too: a skipped parameter does not decay).
   ``counts_steps``: some rule freezes parameters (the state then counts steps)."""
 
   def update(updates, state, params=None):
@@ -308,6 +364,8 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
   o = config.optim
   rules = rules_of(config)
   settings = lambda tree: settings_of(tree, rules, o.layer_decay)
+  freezes = any(r.frozen_steps > 0 for r in rules)
+  gate = [gate_frozen(settings)] if freezes else []
   parts = []
   if o.clip_grad_norm > 0:
     parts.append(optax.clip_by_global_norm(o.clip_grad_norm) if o.clip_mode == "global"
@@ -324,16 +382,19 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
   learning_rate = optax.scale_by_learning_rate(learning_rate_schedule(config, total_steps, steps_per_epoch))
   # Laid out as optax.adamw / optax.sgd lay out theirs (sgd's momentum and lr a chain of their own), so that
   # the state's leaves keep the paths they had before the rules.
+  # Frozen parameters (optim.rules' frozen_steps) are skipped as PyTorch skips a parameter without a gradient:
+  # their momentum or Adam moments start at their first trained step (gate_frozen, scale_by_adam), and their
+  # update, weight decay included, is zero until then (scale_by_param_settings).
   if o.name == "lars":
-    parts += [decay, *lars_direction(o.trust_coefficient, o.momentum), learning_rate]
+    parts += [decay, *gate, *lars_direction(o.trust_coefficient, o.momentum), learning_rate]
   elif o.name == "sgd":
-    parts += [decay, optax.chain(optax.trace(decay=o.momentum, nesterov=bool(o.nesterov)), learning_rate)]
+    parts += [decay, *gate, optax.chain(optax.trace(decay=o.momentum, nesterov=bool(o.nesterov)), learning_rate)]
   elif o.name == "adamw":
-    parts += [optax.scale_by_adam(b1=o.b1, b2=o.b2, eps=1e-8), decay, learning_rate]
+    parts += [scale_by_adam(o.b1, o.b2, 1e-8, settings if freezes else None), decay, learning_rate]
   else:
     raise ValueError(f"unknown optimizer {o.name!r}")
   if rules or o.layer_decay != 1.0:
-    parts.append(scale_by_param_settings(settings, counts_steps=any(r.frozen_steps > 0 for r in rules)))
+    parts.append(scale_by_param_settings(settings, counts_steps=freezes))
   return optax.chain(*parts)
 
 

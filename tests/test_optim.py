@@ -131,6 +131,66 @@ def test_frozen_parameters_do_not_move_for_their_steps_then_train():
     assert bool(jnp.all(updates["encoder"]["block_0"]["attn"]["kernel"] != 0))
 
 
+def _torch_step_with_skipped_parameters(name, params, grads, state, frozen, lr, wd, b1=0.9, b2=0.999, eps=1e-8,
+                                        momentum=0.9):
+  """One step of torch.optim.AdamW / SGD(momentum, weight_decay) written out in numpy, on a dict of leaves; the
+  names in ``frozen`` have ``.grad = None`` (DINO's cancel_gradients_last_layer) and are skipped: no state, no
+  decay, no step count. ``state``: name -> per-parameter state, updated in place."""
+  out = {}
+  for k, p in params.items():
+    if k in frozen:
+      out[k] = p
+      continue
+    g, st = grads[k], state.setdefault(k, {})
+    if name == "adamw":
+      st["step"] = st.get("step", 0) + 1
+      st["m"] = b1 * st.get("m", 0.0) + (1 - b1) * g
+      st["v"] = b2 * st.get("v", 0.0) + (1 - b2) * g * g
+      decayed = p * (1 - lr * wd) if p.ndim > 1 else p
+      denom = np.sqrt(st["v"]) / np.sqrt(1 - b2 ** st["step"]) + eps
+      out[k] = decayed - lr / (1 - b1 ** st["step"]) * st["m"] / denom
+    else:
+      d = g + wd * p if p.ndim > 1 else g
+      st["buf"] = d.copy() if "buf" not in st else momentum * st["buf"] + d
+      out[k] = p - lr * st["buf"]
+  return out
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_a_frozen_parameter_is_skipped_as_torch_skips_a_parameter_without_gradient(name):
+  """DINO's last layer in its first epoch: torch's optimizers skip it (no moments, no weight decay, no step
+  count), so after it thaws its Adam bias correction counts its own steps. Five steps, frozen for the first
+  two, against torch's rule written out; an optimizer whose moments saw the frozen steps' gradients, or whose
+  bias correction counts the run's steps, is off by about 1e-2 at the first thawed step (Adam and SGD)."""
+  config = defaults.get_config("dino")
+  o = config.optim
+  o.name, o.base_lr, o.weight_decay, o.warmup_steps, o.min_lr, o.momentum = name, 0.01 * 256 / 64, 0.04, 0, 0.0, 0.9
+  o.clip_grad_norm, config.train.batch_size = 0.0, 64
+  o.rules = (("last/.*", 1.0, 1.0, 2),)
+  rng = np.random.default_rng(0)
+  params = {"last": {"kernel": rng.normal(size=(3, 4))}, "body": {"kernel": rng.normal(size=(4, 4)),
+                                                                  "bias": rng.normal(size=4)}}
+  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+  total = 5
+  tx = optim.make_optimizer(config, total_steps=total)
+  schedule = optim.learning_rate_schedule(config, total)
+  state = tx.init(params)
+  ours = params
+  flat = lambda tree: {optim.path_of(p): np.asarray(x, np.float64) for p, x in
+                       jax.tree_util.tree_flatten_with_path(tree)[0]}
+  theirs, torch_state = flat(params), {}
+  for step in range(total):
+    grads = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32), params)
+    updates, state = tx.update(grads, state, ours)
+    ours = optax.apply_updates(ours, updates)
+    frozen = {"last/kernel"} if step < 2 else set()
+    theirs = _torch_step_with_skipped_parameters(name, theirs, flat(grads), torch_state, frozen,
+                                                 float(schedule(step)), o.weight_decay, momentum=o.momentum)
+    for path, value in flat(ours).items():
+      np.testing.assert_allclose(value, theirs[path], rtol=2e-6, atol=2e-6, err_msg=f"{path} step {step}")
+  assert not np.allclose(flat(ours)["last/kernel"], flat(params)["last/kernel"])      # it did train at the end
+
+
 def test_weight_decay_multipliers_and_the_1d_default():
   config = _sgd_config(weight_decay=0.1, rules=(("encoder/block_0/.*", 1.0, 0.5), ("head/bias", 1.0, 3.0)))
   params = _tree()
