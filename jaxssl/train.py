@@ -139,9 +139,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
     print(f"online probe: off for method {config.method.name!r} ({trainer.method.no_online_probe})", flush=True)
   channels = dataset.train.image_shape[-1]
   warm = trainer.method.warm_start is not None and not checkpoint.has_checkpoints(root)
-  if config.parallel.fsdp and not warm:
+  if config.parallel.fsdp:
     state = init_sharded(config, trainer, jax.random.key(config.seed), channels, mesh)
     optim.check_against_params(config, state.params)
+    if warm:
+      state = warm_start_sharded(config, trainer, state, mesh)   # CheckpointError if it cannot
   else:
     initial = init_state(trainer, jax.random.key(config.seed), channels)
     optim.check_against_params(config, initial.params)  # rules that cover nothing are refused (ConfigError)
@@ -216,6 +218,30 @@ def warm_start(trainer, state):
   # On the host: arrays restored onto one local device would need a cross-host transfer to be replicated.
   variables = jax.device_get(trainer.method.warm_start(Variables(state.params, state.batch_stats)))
   return with_variables(trainer, state, variables.params, variables.batch_stats)
+
+
+def warm_start_sharded(config: ml_collections.ConfigDict, trainer, state, mesh):
+  """``warm_start`` for a state made in place (``init_sharded``, ``parallel.fsdp``): the pretrained variables
+  are read on the host, each device receives only its shards of them (``make_array_from_callback``, so in
+  every process only its own devices' slices are sent), and the optimizer state and EMA target are made from
+  them where they live (jitted with the state's shardings as outputs). No device holds the whole state."""
+  from jaxssl.methods.base import Variables
+
+  variables = trainer.method.warm_start(Variables(state.params, state.batch_stats))
+  shardings = state_shardings(config, state, mesh)
+
+  def place(value, sharding):
+    if isinstance(value, jax.Array):            # a fresh leaf the method kept (the new head): already placed
+      return value
+    host = np.asarray(value)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+  params = jax.tree.map(place, variables.params, shardings.params)
+  batch_stats = jax.tree.map(place, variables.batch_stats, shardings.batch_stats)
+  # The fresh optimizer state and target are made again from the new variables: not passed in.
+  rest = state.replace(params=None, batch_stats=None, opt_state=None, ema_params=None, ema_batch_stats=None)
+  started = jax.jit(lambda fresh, p, b: with_variables(trainer, fresh, p, b), out_shardings=shardings)
+  return started(rest, params, batch_stats)
 
 
 class _Setup(NamedTuple):

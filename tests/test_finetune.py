@@ -143,6 +143,30 @@ def test_fine_tuning_starts_from_the_pretrained_encoder_and_reports_its_top1(pre
   assert 0.0 <= results["top1"] <= results["top5"] <= 1.0 and results["train_examples"] == 512
 
 
+def test_a_sharded_fine_tuning_run_starts_in_place_from_the_pretrained_encoder(pretrained):
+  """parallel.fsdp with a pretrained encoder (train.warm_start_sharded): the state made in place on 8 devices,
+  laid out as the run's shardings say, with the values of the warm start made on one device (the pretrained
+  encoder and its BatchNorm statistics exactly; the fresh head and the optimizer state to float32 rounding)."""
+  from helpers import mesh
+
+  config = tiny_config("classifier")
+  config.method.init, config.method.pretrained = "pretrained", str(pretrained)
+  config.parallel.fsdp, config.parallel.fsdp_min_size = True, 256
+  trainer = train_step.build(config, total_steps=2, num_classes=10)
+  m = mesh(8)
+  made = train.warm_start_sharded(config, trainer, train.init_sharded(config, trainer, jax.random.key(0), 1, m), m)
+  expected = train.warm_start(trainer, train_step.init_state(trainer, jax.random.key(0), 1))
+  shardings = train.state_shardings(config, expected, m)
+  assert jax.tree.structure(made) == jax.tree.structure(expected)
+  for a, b, sharding in zip(jax.tree.leaves(made), jax.tree.leaves(expected), jax.tree.leaves(shardings)):
+    assert a.sharding == sharding
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=3e-7, atol=1e-9)
+  for a, b in zip(jax.tree.leaves(made.params["encoder"]), jax.tree.leaves(expected.params["encoder"])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert any(not leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(made.params["encoder"]))
+  assert any(not leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(made.opt_state))
+
+
 def test_a_pretrained_run_of_another_encoder_is_refused_before_the_workdir_exists(pretrained, tmp_path):
   config = tiny_config("classifier")
   config.method.init, config.method.pretrained = "pretrained", str(pretrained)
