@@ -14,3 +14,6 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   _cache = tempfile.mkdtemp(prefix="jaxssl-tests-xla-cache-")     # fresh each session: nothing carried over
   os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
   atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+# Every program, however quick to compile: a subprocess otherwise compiles again the hundred small ones (the
+# orbax save's slices, the evaluation's ops) that the processes before it compiled in under jax's default 1 s.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
