@@ -151,7 +151,14 @@ def test_a_lock_on_gcs_is_refused_while_live_taken_over_when_stale_and_its_loss_
   beats = [kwargs for method, kwargs in requests if method == "POST"]
   assert beats and all(kwargs["ifGenerationMatch"] not in ("0", str(stale_generation)) for kwargs in beats)
 
+  # The heartbeat is paused around the takeover: a beat that read our record just before it would overwrite
+  # node-b's on the emulator, which ignores the beat's generation precondition (GCS refuses that write).
+  lock._stop.set()
+  lock._thread.join()
   (root / "lock").write_text(json.dumps({**first, "host": "node-b", "token": "theirs"}))    # taken from us
+  lock._stop.clear()
+  lock._start_heartbeat()
+  deadline = time.time() + 20
   while not lock.lost and time.time() < deadline:
     time.sleep(0.1)
   assert "was taken over by another run" in lock.lost
