@@ -33,6 +33,28 @@ orbax_noise.install()
 
 MANIFEST = "files.json"
 
+# orbax's replica-parallel save writes a replicated array from all its replicas, each a slice. Each slice costs a
+# compiled program per array shape and device, which for small arrays takes longer than the write it spreads (a
+# tiny model's state on 8 CPU devices: 144 programs, 3.3 s of a 3.5 s save with the XLA cache warm, 8.9 s cold).
+# Arrays whose slice would be under this many bytes are written whole by one replica; larger ones stay spread
+# over the replicas (over the hosts of a pod). orbax's own default is 0: every array is sliced.
+MIN_REPLICA_SLICE_BYTES = 1 << 20
+
+
+def _state_handler() -> ocp.PyTreeCheckpointHandler:
+  """The handler of the state item: orbax's standard one (StandardCheckpointHandler is this handler with these
+  defaults) but for the jax.Array handler's ``min_slice_bytes_for_replica_parallel``. Same files, same reader."""
+  th = ocp.type_handlers
+  default_array = th.get_type_handler(jax.Array)
+  registry = th.create_type_handler_registry(
+      (int, th.ScalarHandler()), (float, th.ScalarHandler()), (np.number, th.ScalarHandler()),
+      (np.ndarray, th.NumpyHandler()),
+      (jax.Array, th.ArrayHandler(min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES,
+                                  # orbax's per-array metadata files, as its default handler writes them
+                                  array_metadata_store=getattr(default_array, "_array_metadata_store", None))))
+  return ocp.PyTreeCheckpointHandler(save_concurrent_gb=96, restore_concurrent_gb=96,
+                                     type_handler_registry=registry)
+
 
 def _crc_of_file(path) -> str:
   crc = 0
@@ -176,7 +198,8 @@ class Checkpointer:
     self.directory = resolve(workdir) / "checkpoints"
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=asynchronous)
-    self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers={
+        "state": _state_handler(), "meta": ocp.JsonCheckpointHandler()})
     self._unsealed: list[int] = []              # saved steps whose file manifest is not written yet
     self._closed = False
 
@@ -196,7 +219,7 @@ class Checkpointer:
             "checksums": checksums(state)}
     try:
       self._seal()                              # waits for the previous save, then records its files
-      self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+      self._manager.save(step, args=ocp.args.Composite(state=ocp.args.PyTreeSave(state),
                                                        meta=ocp.args.JsonSave(meta)), force=True)
     except Exception as e:  # noqa: BLE001 -- a full disk or a lost bucket: one line, not orbax's traceback
       raise self._write_error(e) from None
@@ -256,7 +279,8 @@ class Checkpointer:
       raise CheckpointMismatch(f"checkpoint {where} does not fit this run's config: {difference}; {advice}")
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+          state=ocp.args.PyTreeRestore(target, restore_args=ocp.checkpoint_utils.construct_restore_args(target)),
+          meta=ocp.args.JsonRestore()))
     except Exception as e:  # noqa: BLE001 -- orbax raises many types; the user needs one line
       raise CheckpointDamaged(f"checkpoint {where} is damaged: its arrays cannot be read "
                               f"({_first_line(e).rstrip(':')})") from None
