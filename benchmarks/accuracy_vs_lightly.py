@@ -11,9 +11,9 @@ it in the PyTorch venv, on the same images. Both encoders are scored by the same
 k=200, T=0.1) and linear probe (30 epochs on frozen, standardised features), on features of the same test
 images; so are raw pixels and both encoders at initialisation (their default inits differ). Methods with a
 lightly recipe: simclr, byol, vicreg, barlow_twins, simsiam, nnclr, mocov3 (the default is the first three), and
-mae (benchmarks/lightly_mae.py: lightly's MAE example model with the official loss and AdamW), ibot and ijepa
-(benchmarks/lightly_masked.py: lightly's masked ViT, heads, losses, block masks and I-JEPA collator and
-predictor, with the official optimizers).
+mae (benchmarks/lightly_mae.py: lightly's MAE example model with the official loss and AdamW), ibot, ijepa and
+dino with a ViT config (benchmarks/lightly_masked.py: lightly's masked ViT, heads, losses, block masks and I-JEPA
+collator and predictor, with the official optimizers).
 Prints a Markdown table.
 
 Experiments, for when the two disagree (each separates one part of the method from the rest):
@@ -112,28 +112,36 @@ def per_step(schedule, total_steps: int) -> list[float]:
   return [float(v) for v in jax.jit(jax.vmap(schedule))(jnp.arange(total_steps))]
 
 
+def _dino_vit(config) -> bool:
+  """DINO with a ViT: lightly_masked.py's DINO step (iBOT's recipe without the patches), not lightly_train.py."""
+  return config.method.name == "dino" and config.model.encoder.startswith("vit")
+
+
 def lightly_recipe(config, dataset, paths: dict, workers: int) -> dict:
   """Everything lightly_train.py needs, read from the jaxssl config and the dataset; the learning rate and
   BYOL's tau of every step come from jaxssl's own schedules."""
   trainer, total_steps, steps_per_epoch = trainer_for(config, dataset)
   schedule = optim.learning_rate_schedule(config, total_steps, steps_per_epoch)
   masked = config.method.name in MASKED
-  if config.optim.name not in (("adamw",) if masked else ("lars", "sgd")):
+  dino_vit = _dino_vit(config)
+  if config.optim.name not in (("adamw",) if masked or dino_vit else ("lars", "sgd")):
     raise ValueError(f"config.optim.name={config.optim.name!r}: not in the lightly recipe of "
                      f"{config.method.name!r}")
   extra = {}
-  if config.method.name in ("ibot", "ijepa"):
+  if config.method.name in ("ibot", "ijepa") or dino_vit:
     vit, m = trainer.model.encoder, config.method
     extra["spec"] = {"image_size": config.augment.size, "patch_size": vit.patch_size,
                      "channels": dataset.train.image_shape[-1], "dim": vit.dim, "depth": vit.depth,
                      "heads": vit.num_heads, "drop_path": config.model.drop_path_rate}
     extra["weight_decays"] = per_step(optim.weight_decay_schedule(config, total_steps), total_steps)
-    if config.method.name == "ibot":
+    if config.method.name in ("ibot", "dino"):
       from jaxssl.methods import dino, ibot
       extra["teacher_temperatures"] = per_step(lambda s: dino.teacher_temperature(s, m), total_steps)
-      extra["patch_temperatures"] = per_step(lambda s: ibot.patch_temperature(s, m), total_steps)
+      if config.method.name == "ibot":
+        extra["patch_temperatures"] = per_step(lambda s: ibot.patch_temperature(s, m), total_steps)
       extra["clip"] = config.optim.clip_grad_norm
-      extra["frozen_steps"] = max([rule[3] for rule in config.optim.rules if rule[0] == ibot.LAST_LAYERS] or [0])
+      last = ibot.LAST_LAYERS if config.method.name == "ibot" else dino.LAST_LAYER
+      extra["frozen_steps"] = max([rule[3] for rule in config.optim.rules if rule[0] == last] or [0])
     else:
       from jaxssl import masking
       from jaxssl.methods import ijepa
@@ -231,7 +239,8 @@ def run_lightly(config, dataset, python: str, workers: int, tmp: str, jaxssl_vie
   with open(recipe_path, "w") as f:
     json.dump(recipe, f, indent=1)
   command = ([os.path.join(ROOT, "benchmarks", "lightly_mae.py"), "--train"] if config.method.name == "mae"
-             else [os.path.join(ROOT, "benchmarks", "lightly_masked.py")] if config.method.name in MASKED
+             else [os.path.join(ROOT, "benchmarks", "lightly_masked.py")]
+             if config.method.name in MASKED or _dino_vit(config)
              else [os.path.join(ROOT, "benchmarks", "lightly_train.py")])
   done = subprocess.run([python, *command, recipe_path], stdout=subprocess.PIPE, text=True, check=True)
   timing = json.loads(done.stdout.strip().splitlines()[-1])

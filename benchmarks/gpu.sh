@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # jaxssl against lightly on one GPU: ResNet-18 (CIFAR stem) at 32x32x3, batch 512, bfloat16, SimCLR/BYOL/VICReg;
 # MAE's ViT-B/16 step at 224 px (benchmarks/mae_throughput.py); images/s and MFU of the MAE ViT-B/16 and DINO
-# ViT-S/16 steps with and without remat (benchmarks/vit_mfu.py).
+# ViT-S/16 steps with and without remat, DINO's next to lightly's (benchmarks/vit_mfu.py).
 # Prints images/s and seconds per CIFAR-10 epoch (50,000 images) of the whole training step, side by side;
 # lightly also with channels-last tensors, the layout PyTorch recommends for convolutions on GPUs.
 #
@@ -50,8 +50,9 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
   --lightly_python "${LIGHTLY_PYTHON:-$PYTHON}" || true
 
 # The ViT ImageNet steps with MFU: MAE ViT-B/16 (batch 256) and DINO ViT-S/16 (batch 128, 2 x 224 + 8 x 96),
-# bfloat16, with and without remat (images/s, TFLOP/s from XLA's count, MFU against the GPU's bf16 peak).
-"$PYTHON" benchmarks/vit_mfu.py --steps "${STEPS:-10}" || true
+# bfloat16, with and without remat (images/s, TFLOP/s from XLA's count, MFU against the GPU's bf16 peak), and
+# lightly's DINO step of the same recipe (bfloat16 autocast, no augmentation) with the ratio.
+"$PYTHON" benchmarks/vit_mfu.py --steps "${STEPS:-10}" --lightly_python "${LIGHTLY_PYTHON:-$PYTHON}" || true
 
 if [[ "${IMAGENET:-1}" == 1 ]]; then
   "$PYTHON" benchmarks/throughput.py --models resnet50 --batch "${BATCH_224:-128}" --dtype bfloat16 \

@@ -1,4 +1,4 @@
-"""lightly's side of accuracy_vs_lightly.py for iBOT and I-JEPA: lightly's modules and losses, trained on the
+"""lightly's side of accuracy_vs_lightly.py for iBOT, I-JEPA and DINO with a ViT: lightly's modules and losses, trained on the
 recipe jaxssl's config describes.
 
     .venv-lightly/bin/python benchmarks/lightly_masked.py RECIPE.json     # written by accuracy_vs_lightly.py
@@ -10,6 +10,9 @@ recipe jaxssl's config describes.
   ``random_block_mask`` (DINOv2's sampler: half the images masked, 10-50%), the official optimizer (AdamW, each
   parameter's gradient clipped to norm 3, the last layer's gradient dropped while it is frozen, the per-step
   learning rates, weight decays and EMA taus of jaxssl's schedules).
+- DINO (for benchmarks/vit_mfu.py's GPU row, and accuracy_vs_lightly.py with a ViT config): iBOT's student,
+  teacher, head, ``DINOLoss``, clipping, frozen last layer and EMA, without the masks and the patch loss; the
+  crops go through the networks grouped by resolution, as the official ``MultiCropWrapper``.
 - I-JEPA: the same ViT without a class token and fixed sine-cosine positions, lightly's ``IJEPAPredictorTIMM``
   and ``IJEPAMaskCollator`` (the official collator: a batch cut to its smallest context), the official loss
   (smooth L1 against the layer-normalised target tokens), AdamW at jaxssl's per-step rates and decays, EMA.
@@ -20,6 +23,7 @@ mean patch token, as jaxssl's configs), at initialisation and after training, an
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import sys
@@ -110,6 +114,92 @@ class IBOT(torch.nn.Module):
                                                 else [self.teacher_patch_head])
 
 
+class DINO(torch.nn.Module):
+  """DINO's student and teacher: the ViT in ``MaskedVisionTransformerTIMM`` (no mask is used) and a
+  ``DINOProjectionHead`` each."""
+
+  def __init__(self, spec: dict, m: dict):
+    super().__init__()
+    self.student = MaskedVisionTransformerTIMM(vit=vit(spec, class_token=True), pos_embed_initialization="learn")
+    hidden = m["proj_hidden_dims"]
+    if len(hidden) != 2 or hidden[0] != hidden[1]:
+      raise ValueError(f"lightly's DINOProjectionHead has two hidden layers of one width, not {hidden}")
+    head = lambda: DINOProjectionHead(spec["dim"], hidden[0], m["bottleneck_dim"], m["out_dim"])
+    self.head = head()
+    self.teacher = copy.deepcopy(self.student)
+    self.teacher_head = IBOT.copy(self.head, head())                 # weight-normed heads do not deepcopy
+    for module in self.teachers():
+      module.requires_grad_(False)
+
+  def students(self) -> list[torch.nn.Module]:
+    return [self.student, self.head]
+
+  def teachers(self) -> list[torch.nn.Module]:
+    return [self.teacher, self.teacher_head]
+
+
+def clip_per_parameter(modules: list[torch.nn.Module], clip: float) -> None:
+  """Each parameter's gradient clipped to norm ``clip`` (the official ``clip_gradients``)."""
+  for p in (p for module in modules for p in module.parameters() if p.grad is not None):
+    scale = clip / (p.grad.norm() + 1e-6)
+    if scale < 1:
+      p.grad.mul_(scale)
+
+
+def dino_step(recipe: dict, model: DINO, opt: torch.optim.Optimizer, autocast=None):
+  """DINO's training step ``step_fn(views, step) -> loss``: views are the crops' batches [B, C, H, W], the two
+  global crops first; the crops of one size go through the networks as one batch. ``autocast`` (a
+  ``torch.autocast`` context) wraps the forward passes and the loss."""
+  m = recipe["method_config"]
+  loss_fn = DINOLoss(m["out_dim"], student_temp=m["student_temperature"], center_momentum=m["center_momentum"])
+  loss_fn.to(next(model.parameters()).device)
+  last_layers = [p for name, p in model.named_parameters() if "last_layer" in name and p.requires_grad]
+  model.student.train(), model.head.train()
+  model.teacher.eval()
+
+  def student(views):
+    out, i = [], 0
+    while i < len(views):                  # runs of crops of one size: the globals, then the locals
+      j = i
+      while j < len(views) and views[j].shape[-1] == views[i].shape[-1]:
+        j += 1
+      out += list(model.head(model.student.encode(torch.cat(views[i:j]))[:, 0]).chunk(j - i))
+      i = j
+    return out
+
+  def step_fn(views, step):
+    set_rates(opt, recipe, step)
+    with autocast or contextlib.nullcontext():
+      with torch.no_grad():
+        teacher = model.teacher_head(model.teacher.encode(torch.cat(views[:2]))[:, 0]).chunk(2)
+      loss = loss_fn(list(teacher), student(views), teacher_temp=recipe["teacher_temperatures"][step])
+    opt.zero_grad()
+    loss.backward()
+    clip_per_parameter(model.students(), recipe["clip"])
+    if step < recipe["frozen_steps"]:
+      for p in last_layers:
+        p.grad = None
+    opt.step()
+    tau = recipe["ema_taus"][step]
+    for target, online in zip(model.teachers(), model.students()):
+      ema(target, online, tau)
+    return loss
+
+  return step_fn
+
+
+def train_dino(recipe: dict, arrays, loader) -> None:
+  model = DINO(recipe["spec"], recipe["method_config"])
+  opt = adamw(model.students(), recipe["optim"])
+  pooled = Pooled(model.student, "cls")
+  init = {"init_train": lightly_train.features(pooled, arrays["eval_train_images"], recipe["mean"], recipe["std"]),
+          "init_test": lightly_train.features(pooled, arrays["test_images"], recipe["mean"], recipe["std"])}
+  step_fn = dino_step(recipe, model, opt)
+  losses, step, seconds = lightly_train.train_loop(loader, step_fn, recipe["total_steps"], recipe["log_every"])
+  lightly_train.write_features(recipe, pooled.eval(), arrays, init, recipe["total_steps"])
+  lightly_train.print_timing(seconds, losses, step)
+
+
 def ibot_step(recipe: dict, model: IBOT, opt: torch.optim.Optimizer, score_every_patch: bool = False):
   """iBOT's training step ``step_fn(views, step) -> loss``: views are the crops' batches [B, C, H, W], the two
   global crops first; the block masks are drawn inside it. lightly's heads score only the masked patch tokens;
@@ -154,11 +244,7 @@ def ibot_step(recipe: dict, model: IBOT, opt: torch.optim.Optimizer, score_every
             + m["patch_weight"] * patch_loss(teacher_patches, student_patches, mask, teacher_temp=patch_temperature))
     opt.zero_grad()
     loss.backward()
-    for p in (p for module in model.students() for p in module.parameters() if p.grad is not None):
-      norm = p.grad.norm()
-      clip = recipe["clip"] / (norm + 1e-6)
-      if clip < 1:
-        p.grad.mul_(clip)
+    clip_per_parameter(model.students(), recipe["clip"])
     if step < recipe["frozen_steps"]:
       for p in last_layers:
         p.grad = None
@@ -242,11 +328,18 @@ def train_ijepa(recipe: dict, arrays, images) -> None:
 def throughput(recipe: dict, steps: int, warmup: int = 2) -> float:
   """lightly's training step of the recipe's method in images/s, on random crops already in memory (no
   augmentation): iBOT's block masks and I-JEPA's collator (its masks, and stacking the batch) are drawn inside
-  each step, as jaxssl draws its masks inside its step."""
+  each step, as jaxssl draws its masks inside its step. DINO's step runs on the GPU when there is one, under
+  bfloat16 autocast when ``recipe["dtype"]`` says so; iBOT's and I-JEPA's on the CPU in float32."""
   torch.manual_seed(0)
   n, channels = recipe["batch_size"], recipe["channels"]
-  views = [torch.randn(n, channels, v["size"], v["size"]) for v in recipe["views"]]
-  if recipe["method"] == "ijepa":
+  device = torch.device("cuda" if recipe["method"] == "dino" and torch.cuda.is_available() else "cpu")
+  views = [torch.randn(n, channels, v["size"], v["size"], device=device) for v in recipe["views"]]
+  if recipe["method"] == "dino":
+    model = DINO(recipe["spec"], recipe["method_config"]).to(device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.get("dtype") == "bfloat16")
+    step_fn = dino_step(recipe, model, adamw(model.students(), recipe["optim"]), autocast)
+    one_step = lambda step: step_fn(views, step)
+  elif recipe["method"] == "ijepa":
     model = IJEPA(recipe)
     model.encoder.train(), model.predictor.train()
     samples = [tuple(v[i] for v in views) for i in range(n)]
@@ -256,11 +349,14 @@ def throughput(recipe: dict, steps: int, warmup: int = 2) -> float:
     step_fn = ibot_step(recipe, ibot, adamw(ibot.students(), recipe["optim"]),
                         score_every_patch=recipe.get("score_every_patch", False))
     one_step = lambda step: step_fn(views, step)
+  sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
   for step in range(warmup):
     one_step(step)
+  sync()
   start = time.perf_counter()
   for step in range(warmup, warmup + steps):
     one_step(step)
+  sync()
   return steps * n / (time.perf_counter() - start)
 
 
@@ -277,7 +373,7 @@ def main(path: str) -> None:
   loader = torch.utils.data.DataLoader(
       images, batch_size=recipe["batch_size"], shuffle=True, drop_last=True, num_workers=recipe["workers"],
       persistent_workers=recipe["workers"] > 0, generator=torch.Generator().manual_seed(recipe["seed"]))
-  train_ibot(recipe, arrays, loader)
+  (train_dino if recipe["method"] == "dino" else train_ibot)(recipe, arrays, loader)
 
 
 if __name__ == "__main__":

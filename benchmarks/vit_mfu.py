@@ -9,15 +9,23 @@ AdamW, the EMA teacher) on host crops already in memory (random uint8), compiled
 ``python -m jaxssl.main`` compiles it; seconds per step = median of ``--steps`` steps. FLOPs are XLA's count of
 the compiled step (``jaxssl.speed``; with remat it includes the recomputation, so the MFU column is then the
 hardware FLOPs utilisation); the peak is the device's bf16 dense peak, unknown on the CPU (no MFU shown).
-lightly's MAE step on the same GPU is benchmarks/mae_throughput.py's row in the same gpu.sh run; lightly's DINO
-step is not measured here.
+lightly's MAE step on the same GPU is benchmarks/mae_throughput.py's row in the same gpu.sh run. With
+``--lightly_python`` (a Python with PyTorch, lightly and timm), lightly's DINO step of the same recipe (ViT,
+batch, crops, head, AdamW, clipping, frozen last layer, EMA; benchmarks/lightly_masked.py) is timed first, on
+random crops already on the device (no augmentation), under bfloat16 autocast when ``--dtype`` is bfloat16,
+and printed as a row below jaxssl's with the ratio. It runs before this process starts its JAX backend, which
+would otherwise hold most of the GPU's memory.
 """
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from memory_scaling import CONFIGS, _config, compile_step  # noqa: E402  (sets up the path and devices)
@@ -57,6 +65,53 @@ def measure(config, mesh, steps: int) -> dict:
   return out
 
 
+def write_lightly_recipe(config, path: str) -> None:
+  """lightly's recipe of ``config`` (accuracy_vs_lightly.py's, which reads it from the config) to ``path``, for
+  a stand-in dataset of 10 batches (the schedules' length; only the sizes are read)."""
+  from benchmarks.accuracy_vs_lightly import lightly_recipe
+
+  class Split:
+    image_shape = (config.augment.size, config.augment.size, 3)
+
+    def __len__(self):
+      return 10 * config.train.batch_size
+
+  recipe = lightly_recipe(config, types.SimpleNamespace(train=Split()), paths={}, workers=0)
+  with open(path, "w") as f:
+    json.dump(recipe, f)
+
+
+def _dino_config(args, remat: bool = False):
+  batch = args.batch or 128
+  config = _config(CONFIGS["dino"], batch)
+  config.model.compute_dtype, config.model.remat = args.dtype, remat
+  if args.encoder:
+    config.model.encoder = args.encoder
+  return config
+
+
+def lightly_dino(args) -> float:
+  """lightly's DINO step in images/s: the recipe written by a CPU-only JAX subprocess, then timed in
+  ``args.lightly_python``; neither starts a JAX backend on the GPU here."""
+  with tempfile.TemporaryDirectory() as tmp:
+    recipe = os.path.join(tmp, "dino.json")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    subprocess.run([sys.executable, os.path.abspath(__file__), "--write_lightly_recipe", recipe,
+                    "--encoder", args.encoder, "--batch", str(args.batch), "--dtype", args.dtype],
+                   env=env, check=True)
+    with open(recipe) as f:
+      contents = dict(json.load(f), dtype=args.dtype)
+    with open(recipe, "w") as f:
+      json.dump(contents, f)
+    done = subprocess.run([args.lightly_python, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                             "lightly_masked.py"), "--throughput", recipe,
+                           str(args.steps)], capture_output=True, text=True, timeout=3600)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+      raise RuntimeError(f"lightly's DINO step failed ({done.returncode}): {done.stderr[-2000:]}")
+    return json.loads(lines[-1])["images_per_s"]
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--methods", default="mae,dino")
@@ -64,7 +119,18 @@ def main():
   parser.add_argument("--batch", type=int, default=0, help="global batch (default: MAE 256, DINO 128)")
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
+  parser.add_argument("--lightly_python", default="", help="time lightly's DINO step too, in this Python")
+  parser.add_argument("--write_lightly_recipe", default="", help=argparse.SUPPRESS)
   args = parser.parse_args()
+  if args.write_lightly_recipe:
+    write_lightly_recipe(_dino_config(args), args.write_lightly_recipe)
+    return
+  lightly = None
+  if args.lightly_python and "dino" in args.methods.split(","):
+    try:
+      lightly = lightly_dino(args)
+    except Exception as e:  # noqa: BLE001 -- jaxssl's rows are still worth printing
+      print(f"lightly's DINO step: {str(e).splitlines()[0][:200]}", flush=True)
   mesh = parallel.make_mesh()
   kind = jax.devices()[0].device_kind
   print(f"{jax.device_count()} x {kind}, jax {jax.__version__}, {args.dtype}, peak "
@@ -72,6 +138,7 @@ def main():
   print("| method | ViT | batch | remat | img/s | step s | TFLOP/s per device | MFU | compile s |")
   print("|---|---|---|---|---|---|---|---|---|")
   for method in args.methods.split(","):
+    ours = None
     for remat in (False, True):
       batch = args.batch or {"mae": 256, "dino": 128}[method]
       config = _config(CONFIGS[method], batch)
@@ -88,6 +155,12 @@ def main():
       mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "unknown peak"
       print(f"| {method} | {config.model.encoder} | {batch} | {remat} | {r['images_per_s']:.1f} | "
             f"{r['step_s']:.3f} | {r.get('tflops', float('nan')):.3g} | {mfu} | {r['compile_s']:.0f} |", flush=True)
+      if method == "dino" and not remat:
+        ours = r["images_per_s"]
+    if method == "dino" and lightly:
+      ratio = f"jaxssl {ours / lightly:.2f}x" if ours else ""
+      print(f"| dino, lightly (no augmentation) | {config.model.encoder} | {batch} | False | {lightly:.1f} | "
+            f"{batch / lightly:.3f} | | {ratio} | |", flush=True)
 
 
 if __name__ == "__main__":
