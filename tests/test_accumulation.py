@@ -29,6 +29,7 @@ def test_accumulated_mae_step_equals_the_whole_batch_step(devices, k, sharded):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)   # Adam magnifies rounding where a gradient is ~0
 
 
+@pytest.mark.slow                 # a long in-process run (over 20 s on 2 cores): not in the fast subset
 def test_a_coupled_method_accumulates_only_when_allowed():
   config = tiny_config("simclr")
   config.train.grad_accum_steps = 2

@@ -85,6 +85,7 @@ def _classifier_config(**method):
   return config
 
 
+@pytest.mark.slow                 # a long in-process run (over 20 s on 2 cores): not in the fast subset
 def test_eight_devices_fine_tune_as_one_with_mixup_cutmix_and_drop_path():
   config = _classifier_config()
   pipeline = data.Pipeline(data.synthetic(64, size=16), config.train.batch_size, seed=0, prefetch=0)

@@ -36,7 +36,8 @@ def _run(config, batches, sharded: bool, devices: int = 8):
 # norms of whole arrays); dino: a ViT with an EMA teacher and a centre in the method state, on AdamW with the
 # gradient clipped to a global norm small enough to bind (a norm over every shard of every array); mae+scan:
 # MAE with model.scan_layers.
-@pytest.mark.parametrize("method", ["mae", "simclr", "dino", "mae+scan"])
+@pytest.mark.parametrize("method", ["mae", pytest.param("simclr", marks=pytest.mark.slow),   # 25 s and 54 s:
+                                    pytest.param("dino", marks=pytest.mark.slow), "mae+scan"])  # full suite only
 def test_sharded_step_equals_the_replicated_one(method):
   method, _, scan = method.partition("+")
   config = tiny_config(method)

@@ -162,6 +162,7 @@ def test_views_of_host_crops_take_the_rest_of_the_recipe_on_device():
     augment.views_of_crops(keys, [crops, crops], [recipe])
 
 
+@pytest.mark.slow                 # a long in-process run (over 20 s on 2 cores): not in the fast subset
 @pytest.mark.parametrize("method", ["dino"])        # 2 global + 2 local crops
 def test_eight_devices_match_one_with_host_crops(jpeg_folder, method):
   config = _host_config(jpeg_folder, method)

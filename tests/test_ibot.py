@@ -18,6 +18,7 @@ from tiny import tiny_config
 
 # The dinov2 variant only: its Sinkhorn-Knopp targets and KoLeo are the cross-device terms the official one
 # lacks, and the centre both share is DINO's (tests/test_train.py's 8-vs-1 of dino).
+@pytest.mark.slow                 # a long in-process run (over 20 s on 2 cores): not in the fast subset
 @pytest.mark.parametrize("variant", ["dinov2"])
 def test_ibot_trains_the_same_on_eight_devices_as_on_one(variant):
   config = tiny_config("ibot")

@@ -16,6 +16,7 @@ from test_train import _assert_trees_close, _batches, _run_shard_map
 from tiny import tiny_config
 
 
+@pytest.mark.slow                 # a long in-process run (over 20 s on 2 cores): not in the fast subset
 def test_ijepa_trains_the_same_on_eight_devices_as_on_one():
   config = tiny_config("ijepa")
   batches = _batches(config, 3)

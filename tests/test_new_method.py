@@ -83,6 +83,7 @@ def test_new_method_is_validated_by_its_own_check(toy):
     validate.validate(config, num_devices=8)
 
 
+@pytest.mark.slow                 # a long in-process run (over 20 s on 2 cores): not in the fast subset
 def test_new_method_trains_the_same_on_eight_devices_as_on_one(toy, tmp_path):
   config = tiny_config(toy)
   batches = _batches(config, 3)

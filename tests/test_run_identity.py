@@ -25,6 +25,7 @@ def _steps(workdir):
     return [json.loads(line)["step"] for line in f if '"loss"' in line]
 
 
+@pytest.mark.slow                 # a long in-process run (over 20 s on 2 cores): not in the fast subset
 def test_another_config_is_refused_extending_is_allowed_and_a_finished_run_is_left_alone(tmp_path, capsys):
   workdir = str(tmp_path / "run")
   first = train.run(_config(), workdir)

@@ -57,7 +57,8 @@ def _assert_trees_close(a, b, atol):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=atol)
 
 
-@pytest.mark.parametrize("method", METHODS)
+# vicreg in the fast subset; simclr and byol (over 40 s each on 2 cores) only in the full suite.
+@pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.slow) if m != "vicreg" else m for m in METHODS])
 def test_eight_devices_match_one_and_pmap(method):
   """8 devices == 1 device for each method; jax.pmap == shard_map (the wrapper, method-independent) and the
   online probe (8 == 1, and it learns) checked on SimCLR."""
@@ -236,6 +237,7 @@ def test_dino_with_a_vit_keeps_its_last_layer_frozen_for_its_steps_then_trains()
   assert not np.array_equal(last(state), initial)
 
 
+@pytest.mark.slow                 # a long in-process run (over 20 s on 2 cores): not in the fast subset
 def test_swav_without_a_queue_trains_and_checkpoints(tmp_path):
   """queue_size 0 switches SwAV's queue off; the method state then holds no (unsaveable) empty array."""
   config = tiny_config("swav")
