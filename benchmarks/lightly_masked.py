@@ -1,5 +1,5 @@
-"""lightly's side of accuracy_vs_lightly.py for iBOT, I-JEPA and DINO with a ViT: lightly's modules and losses, trained on the
-recipe jaxssl's config describes.
+"""lightly's side of accuracy_vs_lightly.py for iBOT, I-JEPA and DINO with a ViT: lightly's modules and losses,
+trained on the recipe jaxssl's config describes.
 
     .venv-lightly/bin/python benchmarks/lightly_masked.py RECIPE.json     # written by accuracy_vs_lightly.py
     .venv-lightly/bin/python benchmarks/lightly_masked.py --throughput RECIPE.json STEPS   # masked_throughput.py
