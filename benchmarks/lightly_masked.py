@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import json
 import sys
 import time
@@ -83,15 +84,20 @@ def ema(target: torch.nn.Module, online: torch.nn.Module, tau: float) -> None:
     t.mul_(tau).add_(o.detach(), alpha=1.0 - tau)
 
 
+def dino_head_factory(spec: dict, m: dict):
+  """``head(out) -> DINOProjectionHead`` of the recipe's sizes (lightly's has two hidden layers of one width)."""
+  hidden = m["proj_hidden_dims"]
+  if len(hidden) != 2 or hidden[0] != hidden[1]:
+    raise ValueError(f"lightly's DINOProjectionHead has two hidden layers of one width, not {hidden}")
+  return lambda out: DINOProjectionHead(spec["dim"], hidden[0], m["bottleneck_dim"], out)
+
+
 class IBOT(torch.nn.Module):
 
   def __init__(self, spec: dict, m: dict):
     super().__init__()
     self.student = MaskedVisionTransformerTIMM(vit=vit(spec, class_token=True), pos_embed_initialization="learn")
-    hidden = m["proj_hidden_dims"]
-    if len(hidden) != 2 or hidden[0] != hidden[1]:
-      raise ValueError(f"lightly's DINOProjectionHead has two hidden layers of one width, not {hidden}")
-    head = lambda out: DINOProjectionHead(spec["dim"], hidden[0], m["bottleneck_dim"], out)
+    head = dino_head_factory(spec, m)
     self.head = head(m["out_dim"])
     self.patch_head = self.head if m["shared_head"] else head(m["patch_out_dim"])
     self.teacher = copy.deepcopy(self.student)
@@ -121,13 +127,10 @@ class DINO(torch.nn.Module):
   def __init__(self, spec: dict, m: dict):
     super().__init__()
     self.student = MaskedVisionTransformerTIMM(vit=vit(spec, class_token=True), pos_embed_initialization="learn")
-    hidden = m["proj_hidden_dims"]
-    if len(hidden) != 2 or hidden[0] != hidden[1]:
-      raise ValueError(f"lightly's DINOProjectionHead has two hidden layers of one width, not {hidden}")
-    head = lambda: DINOProjectionHead(spec["dim"], hidden[0], m["bottleneck_dim"], m["out_dim"])
-    self.head = head()
+    head = dino_head_factory(spec, m)
+    self.head = head(m["out_dim"])
     self.teacher = copy.deepcopy(self.student)
-    self.teacher_head = IBOT.copy(self.head, head())                 # weight-normed heads do not deepcopy
+    self.teacher_head = IBOT.copy(self.head, head(m["out_dim"]))    # weight-normed heads do not deepcopy
     for module in self.teachers():
       module.requires_grad_(False)
 
@@ -138,12 +141,24 @@ class DINO(torch.nn.Module):
     return [self.teacher, self.teacher_head]
 
 
-def clip_per_parameter(modules: list[torch.nn.Module], clip: float) -> None:
-  """Each parameter's gradient clipped to norm ``clip`` (the official ``clip_gradients``)."""
-  for p in (p for module in modules for p in module.parameters() if p.grad is not None):
-    scale = clip / (p.grad.norm() + 1e-6)
+def distillation_update(model, opt: torch.optim.Optimizer, loss: torch.Tensor, recipe: dict, step: int,
+                        last_layers: list[torch.Tensor]) -> None:
+  """The official DINO / iBOT update after the loss: backward, each student parameter's gradient clipped to norm
+  ``recipe["clip"]`` (``clip_gradients``), the last layers' gradients dropped while they are frozen, AdamW, the
+  teachers' EMA."""
+  opt.zero_grad()
+  loss.backward()
+  for p in (p for module in model.students() for p in module.parameters() if p.grad is not None):
+    scale = recipe["clip"] / (p.grad.norm() + 1e-6)
     if scale < 1:
       p.grad.mul_(scale)
+  if step < recipe["frozen_steps"]:
+    for p in last_layers:
+      p.grad = None
+  opt.step()
+  tau = recipe["ema_taus"][step]
+  for target, online in zip(model.teachers(), model.students()):
+    ema(target, online, tau)
 
 
 def dino_step(recipe: dict, model: DINO, opt: torch.optim.Optimizer, autocast=None):
@@ -158,13 +173,10 @@ def dino_step(recipe: dict, model: DINO, opt: torch.optim.Optimizer, autocast=No
   model.teacher.eval()
 
   def student(views):
-    out, i = [], 0
-    while i < len(views):                  # runs of crops of one size: the globals, then the locals
-      j = i
-      while j < len(views) and views[j].shape[-1] == views[i].shape[-1]:
-        j += 1
-      out += list(model.head(model.student.encode(torch.cat(views[i:j]))[:, 0]).chunk(j - i))
-      i = j
+    out = []
+    for _, run in itertools.groupby(views, key=lambda v: v.shape[-1]):   # the globals, then the locals
+      run = list(run)
+      out += list(model.head(model.student.encode(torch.cat(run))[:, 0]).chunk(len(run)))
     return out
 
   def step_fn(views, step):
@@ -173,31 +185,10 @@ def dino_step(recipe: dict, model: DINO, opt: torch.optim.Optimizer, autocast=No
       with torch.no_grad():
         teacher = model.teacher_head(model.teacher.encode(torch.cat(views[:2]))[:, 0]).chunk(2)
       loss = loss_fn(list(teacher), student(views), teacher_temp=recipe["teacher_temperatures"][step])
-    opt.zero_grad()
-    loss.backward()
-    clip_per_parameter(model.students(), recipe["clip"])
-    if step < recipe["frozen_steps"]:
-      for p in last_layers:
-        p.grad = None
-    opt.step()
-    tau = recipe["ema_taus"][step]
-    for target, online in zip(model.teachers(), model.students()):
-      ema(target, online, tau)
+    distillation_update(model, opt, loss, recipe, step, last_layers)
     return loss
 
   return step_fn
-
-
-def train_dino(recipe: dict, arrays, loader) -> None:
-  model = DINO(recipe["spec"], recipe["method_config"])
-  opt = adamw(model.students(), recipe["optim"])
-  pooled = Pooled(model.student, "cls")
-  init = {"init_train": lightly_train.features(pooled, arrays["eval_train_images"], recipe["mean"], recipe["std"]),
-          "init_test": lightly_train.features(pooled, arrays["test_images"], recipe["mean"], recipe["std"])}
-  step_fn = dino_step(recipe, model, opt)
-  losses, step, seconds = lightly_train.train_loop(loader, step_fn, recipe["total_steps"], recipe["log_every"])
-  lightly_train.write_features(recipe, pooled.eval(), arrays, init, recipe["total_steps"])
-  lightly_train.print_timing(seconds, losses, step)
 
 
 def ibot_step(recipe: dict, model: IBOT, opt: torch.optim.Optimizer, score_every_patch: bool = False):
@@ -242,31 +233,23 @@ def ibot_step(recipe: dict, model: IBOT, opt: torch.optim.Optimizer, score_every
     loss = (m["cls_weight"] * cls_loss(list(teacher_cls.chunk(2)), list(student_cls[0].chunk(2)) + student_cls[1:],
                                        teacher_temp=temperature)
             + m["patch_weight"] * patch_loss(teacher_patches, student_patches, mask, teacher_temp=patch_temperature))
-    opt.zero_grad()
-    loss.backward()
-    clip_per_parameter(model.students(), recipe["clip"])
-    if step < recipe["frozen_steps"]:
-      for p in last_layers:
-        p.grad = None
-    opt.step()
-    tau = recipe["ema_taus"][step]
-    for target, online in zip(model.teachers(), model.students()):
-      ema(target, online, tau)
+    distillation_update(model, opt, loss, recipe, step, last_layers)
     return loss
 
   return step_fn
 
 
-def train_ibot(recipe: dict, arrays, loader) -> None:
-  model = IBOT(recipe["spec"], recipe["method_config"])
+def train_distillation(recipe: dict, arrays, loader) -> None:
+  """iBOT or DINO (``recipe["method"]``) trained on the loader, its class token's features written."""
+  model_class, make_step = (DINO, dino_step) if recipe["method"] == "dino" else (IBOT, ibot_step)
+  model = model_class(recipe["spec"], recipe["method_config"])
   opt = adamw(model.students(), recipe["optim"])
-  init = {"init_train": lightly_train.features(Pooled(model.student, "cls"), arrays["eval_train_images"],
-                                               recipe["mean"], recipe["std"]),
-          "init_test": lightly_train.features(Pooled(model.student, "cls"), arrays["test_images"],
-                                              recipe["mean"], recipe["std"])}
-  step_fn = ibot_step(recipe, model, opt)
+  pooled = Pooled(model.student, "cls")
+  init = {"init_train": lightly_train.features(pooled, arrays["eval_train_images"], recipe["mean"], recipe["std"]),
+          "init_test": lightly_train.features(pooled, arrays["test_images"], recipe["mean"], recipe["std"])}
+  step_fn = make_step(recipe, model, opt)
   losses, step, seconds = lightly_train.train_loop(loader, step_fn, recipe["total_steps"], recipe["log_every"])
-  lightly_train.write_features(recipe, Pooled(model.student, "cls").eval(), arrays, init, recipe["total_steps"])
+  lightly_train.write_features(recipe, pooled.eval(), arrays, init, recipe["total_steps"])
   lightly_train.print_timing(seconds, losses, step)
 
 
@@ -373,7 +356,7 @@ def main(path: str) -> None:
   loader = torch.utils.data.DataLoader(
       images, batch_size=recipe["batch_size"], shuffle=True, drop_last=True, num_workers=recipe["workers"],
       persistent_workers=recipe["workers"] > 0, generator=torch.Generator().manual_seed(recipe["seed"]))
-  (train_dino if recipe["method"] == "dino" else train_ibot)(recipe, arrays, loader)
+  train_distillation(recipe, arrays, loader)
 
 
 if __name__ == "__main__":

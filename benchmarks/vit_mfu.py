@@ -29,6 +29,7 @@ import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from memory_scaling import CONFIGS, _config, compile_step  # noqa: E402  (sets up the path and devices)
+from mae_throughput import _last_json  # noqa: E402
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -78,12 +79,13 @@ def write_lightly_recipe(config, path: str) -> None:
 
   recipe = lightly_recipe(config, types.SimpleNamespace(train=Split()), paths={}, workers=0)
   with open(path, "w") as f:
-    json.dump(recipe, f)
+    json.dump(dict(recipe, dtype=config.model.compute_dtype), f)      # lightly's autocast follows it
 
 
-def _dino_config(args, remat: bool = False):
-  batch = args.batch or 128
-  config = _config(CONFIGS["dino"], batch)
+def method_config(method: str, args, remat: bool = False):
+  """``method``'s ImageNet config as this script runs it: the global batch (default MAE 256, DINO 128), the
+  compute dtype, remat and the encoder of the command line."""
+  config = _config(CONFIGS[method], args.batch or {"mae": 256, "dino": 128}[method])
   config.model.compute_dtype, config.model.remat = args.dtype, remat
   if args.encoder:
     config.model.encoder = args.encoder
@@ -99,17 +101,8 @@ def lightly_dino(args) -> float:
     subprocess.run([sys.executable, os.path.abspath(__file__), "--write_lightly_recipe", recipe,
                     "--encoder", args.encoder, "--batch", str(args.batch), "--dtype", args.dtype],
                    env=env, check=True)
-    with open(recipe) as f:
-      contents = dict(json.load(f), dtype=args.dtype)
-    with open(recipe, "w") as f:
-      json.dump(contents, f)
-    done = subprocess.run([args.lightly_python, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                             "lightly_masked.py"), "--throughput", recipe,
-                           str(args.steps)], capture_output=True, text=True, timeout=3600)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-      raise RuntimeError(f"lightly's DINO step failed ({done.returncode}): {done.stderr[-2000:]}")
-    return json.loads(lines[-1])["images_per_s"]
+    lightly = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lightly_masked.py")
+    return _last_json([args.lightly_python, lightly, "--throughput", recipe, str(args.steps)])["images_per_s"]
 
 
 def main():
@@ -123,13 +116,13 @@ def main():
   parser.add_argument("--write_lightly_recipe", default="", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.write_lightly_recipe:
-    write_lightly_recipe(_dino_config(args), args.write_lightly_recipe)
+    write_lightly_recipe(method_config("dino", args), args.write_lightly_recipe)
     return
   lightly = None
   if args.lightly_python and "dino" in args.methods.split(","):
     try:
       lightly = lightly_dino(args)
-    except Exception as e:  # noqa: BLE001 -- jaxssl's rows are still worth printing
+    except (Exception, SystemExit) as e:  # noqa: BLE001 -- jaxssl's rows are still worth printing
       print(f"lightly's DINO step: {str(e).splitlines()[0][:200]}", flush=True)
   mesh = parallel.make_mesh()
   kind = jax.devices()[0].device_kind
@@ -140,12 +133,8 @@ def main():
   for method in args.methods.split(","):
     ours = None
     for remat in (False, True):
-      batch = args.batch or {"mae": 256, "dino": 128}[method]
-      config = _config(CONFIGS[method], batch)
-      config.model.compute_dtype = args.dtype
-      config.model.remat = remat
-      if args.encoder:
-        config.model.encoder = args.encoder
+      config = method_config(method, args, remat)
+      batch = config.train.batch_size
       try:
         r = measure(config, mesh, args.steps)
       except Exception as e:  # noqa: BLE001 -- out of memory on one row should not lose the others
