@@ -118,3 +118,66 @@ def test_ibot_runs_the_whole_loop_with_knn_and_the_last_layers_frozen(tmp_path):
   fresh = train_step.init_state(run.trainer, jax.random.key(config.seed), 1)
   for head in ("projector", "patch_projector"):           # frozen for 2 of 3 steps: moved once
     assert not np.array_equal(run.state.params[head]["last_layer"], fresh.params[head]["last_layer"])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# DINOv2's Sinkhorn-Knopp centring, transcribed in float64 from the official code (dinov2/loss/dino_clstoken_loss.py
+# and ibot_patch_loss.py, ``sinkhorn_knopp_teacher``; one process, so the all-reduces are the identities) and
+# applied as ``ssl_meta_arch.get_teacher_output`` applies it: once over the class tokens of both global crops, once
+# over the masked patch tokens of every image (B = n_masked_patches).
+
+
+def _official_sinkhorn_knopp(teacher_output, teacher_temp, n_samples=None, n_iterations=3):
+  q = np.exp(np.asarray(teacher_output, np.float64) / teacher_temp).T          # K x B
+  b = q.shape[1] if n_samples is None else n_samples
+  k = q.shape[0]
+  q /= q.sum()
+  for _ in range(n_iterations):
+    q /= q.sum(axis=1, keepdims=True)
+    q /= k
+    q /= q.sum(axis=0, keepdims=True)
+    q /= b
+  q *= b
+  return q.T
+
+
+def _log_softmax(x):
+  x = np.asarray(x, np.float64)
+  x = x - x.max(-1, keepdims=True)
+  return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def test_ibot_sinkhorn_targets_are_dinov2s_over_both_crops_and_all_masked_patches():
+  config = tiny_config("ibot")
+  config.method.centering, config.method.shared_head = "sinkhorn", False
+  config.method.pred_ratios, config.method.pred_ratio_vars = (0.3,), (0.2,)     # every image masked
+  trainer, state, inputs = _loss_inputs(config)
+  m = config.method
+  out = trainer.method.loss(trainer.model, Variables(state.params, {}), Variables(state.ema_params, {}), inputs)
+  masks = [np.asarray(ibot.masks_for(inputs.keys, v, (4, 4), m)) for v in range(2)]
+  student = [trainer.model.apply({"params": state.params}, x, masked=jnp.asarray(masks[v]) if v < 2 else None,
+                                 with_patches=v < 2) for v, x in enumerate(inputs.views)]
+  teacher = [teacher_outputs(trainer.model, state.ema_params, inputs.views[v]) for v in range(2)]
+  temperature, n = m.teacher_temperature, 8                  # past the 2 warm-up steps of the small config
+  # Class tokens: one Sinkhorn-Knopp over the 2n tokens of both crops, then iBOT's cross-crop loss.
+  cls_q = _official_sinkhorn_knopp(np.concatenate([t.cls_logits for t in teacher]), temperature)
+  cls_targets = [cls_q[:n], cls_q[n:]]
+  terms = [-(cls_targets[a] * _log_softmax(np.asarray(s.cls_logits) / m.student_temperature)).sum(-1).mean()
+           for a in range(2) for v, s in enumerate(student) if v != a]
+  np.testing.assert_allclose(out.metrics["cls_loss"], np.mean(terms), rtol=2e-5)
+  # Patch tokens: one Sinkhorn-Knopp over the masked tokens of all 2n images (B: how many), then each image's mean
+  # over its masked tokens, summed over the 2n images and divided by 2n (``forward_masked``).
+  flat_masks = np.concatenate([mk.reshape(-1) for mk in masks]) > 0
+  patch_logits = np.concatenate([np.asarray(t.patch_logits).reshape(-1, m.patch_out_dim) for t in teacher])
+  patch_q = np.zeros_like(patch_logits, np.float64)
+  patch_q[flat_masks] = _official_sinkhorn_knopp(patch_logits[flat_masks], m.teacher_patch_temperature,
+                                                 n_samples=int(flat_masks.sum()))
+  patch_q = patch_q.reshape(2, n, 16, -1)
+  total = 0.0
+  for v in range(2):
+    ce = -(patch_q[v] * _log_softmax(np.asarray(student[v].patch_logits) / m.student_temperature)).sum(-1)
+    total += ((ce * masks[v]).sum(1) / np.maximum(masks[v].sum(1), 1.0)).sum()
+  np.testing.assert_allclose(out.metrics["patch_loss"], total / (2 * n), rtol=2e-5)
+  # What the per-crop Sinkhorn-Knopp gave instead: targets of their own, which the comparison above tells apart.
+  per_crop = _official_sinkhorn_knopp(np.asarray(teacher[0].cls_logits), temperature)
+  assert np.abs(per_crop - cls_targets[0]).max() > 1e-3

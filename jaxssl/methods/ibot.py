@@ -42,6 +42,29 @@ def patch_temperature(step, m):
                         m.teacher_temperature_warmup_steps)
 
 
+def sinkhorn_over_views(logits: list[jnp.ndarray], temperature, weights: list[jnp.ndarray] | None = None,
+                        axis_name=None) -> list[jnp.ndarray]:
+  """DINOv2's Sinkhorn-Knopp targets computed once over the tokens of all global views together, as the
+  official ``get_teacher_output`` does (``dinov2/train/ssl_meta_arch.py``): the class tokens of both crops in
+  one equipartition, and the masked patch tokens of every image of both crops in another (those with weight 0
+  take no part), not one per view.
+
+  Args:
+    logits: G arrays [n, K] (class tokens) or [n, L, K] (patch tokens) of the teacher on the global views.
+    weights: optional G arrays [n] or [n, L], 1 where a token takes part (the masked patches).
+
+  Returns:
+    G arrays of the targets, each of its logits' shape.
+  """
+  k = logits[0].shape[-1]
+  flat = jnp.concatenate([x.reshape(-1, k) for x in logits])
+  w = None if weights is None else jnp.concatenate([x.reshape(-1) for x in weights])
+  targets = losses.sinkhorn_targets(flat, temperature, weights=w, axis_name=axis_name)
+  sizes = [x.size // k for x in logits]
+  pieces = jnp.split(targets, [sum(sizes[:i + 1]) for i in range(len(sizes) - 1)])
+  return [piece.reshape(x.shape) for piece, x in zip(pieces, logits)]
+
+
 def make(config) -> base.Method:
   m = config.method
   grid = (config.augment.size // config.model.patch_size,) * 2
@@ -73,11 +96,8 @@ def make(config) -> base.Method:
     temperature, patch_temp = dino.teacher_temperature(inputs.step, m), patch_temperature(inputs.step, m)
     state = inputs.method_state
     if m.centering == "sinkhorn":
-      cls_targets = [losses.sinkhorn_targets(t.cls_logits, temperature, axis_name=axis) for t in teacher]
-      patch_targets = [
-          losses.sinkhorn_targets(t.patch_logits.reshape(-1, m.patch_out_dim), patch_temp,
-                                  weights=mask.reshape(-1), axis_name=axis).reshape(t.patch_logits.shape)
-          for t, mask in zip(teacher, masks)]
+      cls_targets = sinkhorn_over_views([t.cls_logits for t in teacher], temperature, axis_name=axis)
+      patch_targets = sinkhorn_over_views([t.patch_logits for t in teacher], patch_temp, masks, axis_name=axis)
     else:
       cls_targets = [losses.centred_softmax(t.cls_logits, state["center"], temperature) for t in teacher]
       patch_targets = [losses.centred_softmax(t.patch_logits, state["patch_center"], patch_temp) for t in teacher]
