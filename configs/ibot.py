@@ -24,7 +24,7 @@ def get_config():
   config.train.num_epochs = 5.0
   config.optim.base_lr = 1e-3
   config.optim.warmup_epochs = 1.0
-  m.teacher_temperature_warmup_steps = 117
+  m.teacher_temperature_warmup_steps, m.teacher_temperature_hold_steps = 117, 1
   config.optim.rules = ibot.freeze_last_layers(117)   # half an epoch of 234 steps at batch 256
   a = config.augment
   a.crop_scale, a.num_local_crops, a.local_size, a.local_crop_scale = (0.4, 1.0), 4, 12, (0.05, 0.4)

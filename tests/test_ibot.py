@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxssl import losses, methods, train, train_step, validate
-from jaxssl.methods import ibot
+from jaxssl.methods import dino, ibot
 from jaxssl.methods.base import StepInputs, Variables
 from jaxssl.models.ibot import teacher_outputs
 from test_train import _assert_trees_close, _batches, _run_shard_map
@@ -181,3 +181,36 @@ def test_ibot_sinkhorn_targets_are_dinov2s_over_both_crops_and_all_masked_patche
   # What the per-crop Sinkhorn-Knopp gave instead: targets of their own, which the comparison above tells apart.
   per_crop = _official_sinkhorn_knopp(np.asarray(teacher[0].cls_logits), temperature)
   assert np.abs(per_crop - cls_targets[0]).max() > 1e-3
+
+
+def _official_teacher_temp_schedule(warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs, nepochs):
+  """DINO's and iBOT's ``DINOLoss.teacher_temp_schedule`` (main_dino.py, main_ibot.py), indexed by epoch."""
+  return np.concatenate((np.linspace(warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs),
+                         np.ones(nepochs - warmup_teacher_temp_epochs) * teacher_temp))
+
+
+@pytest.mark.parametrize("method", ["dino", "ibot"])
+def test_teacher_temperatures_follow_the_official_per_epoch_schedule(method):
+  config = tiny_config(method)
+  m = config.method
+  steps_per_epoch, warmup_epochs, epochs = 7, 5, 9
+  m.teacher_temperature_warmup_steps = warmup_epochs * steps_per_epoch
+  m.teacher_temperature_hold_steps = steps_per_epoch
+  validate.validate(config, num_devices=8)
+  expected = _official_teacher_temp_schedule(0.04, 0.07, warmup_epochs, epochs)
+  steps = np.arange(epochs * steps_per_epoch)
+  got = [float(dino.teacher_temperature(s, m)) for s in steps]
+  np.testing.assert_allclose(got, expected[steps // steps_per_epoch], rtol=1e-6)
+  assert got[(warmup_epochs - 1) * steps_per_epoch] == pytest.approx(0.07)      # the final value at epoch W-1
+  if method == "ibot":
+    np.testing.assert_allclose([float(ibot.patch_temperature(s, m)) for s in steps],
+                               expected[steps // steps_per_epoch], rtol=1e-6)
+  # One value per step (DINOv2's CosineScheduler warm-up: linspace over the warm-up iterations), and none.
+  m.teacher_temperature_hold_steps = 1
+  np.testing.assert_allclose([float(dino.teacher_temperature(s, m)) for s in range(40)],
+                             np.concatenate([np.linspace(0.04, 0.07, 35), np.full(5, 0.07)]), rtol=1e-6)
+  m.teacher_temperature_warmup_steps = 0
+  assert float(dino.teacher_temperature(0, m)) == pytest.approx(0.07)
+  m.teacher_temperature_warmup_steps, m.teacher_temperature_hold_steps = 35, 6
+  with pytest.raises(validate.ConfigError, match=r"^config.method.teacher_temperature_hold_steps=6: must divide"):
+    validate.validate(config, num_devices=8)

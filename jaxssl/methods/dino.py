@@ -24,15 +24,35 @@ def _recipes(config):
   return augment.multicrop_recipes(global_views, a.local_size, a.num_local_crops, tuple(a.local_crop_scale))
 
 
-def warmed_up(step, start: float, end: float, warmup_steps: int):
-  """A linear warm-up from ``start`` to ``end`` over ``warmup_steps`` steps, then ``end``."""
-  progress = jnp.minimum(step / max(warmup_steps, 1), 1.0)
+def warmed_up(step, start: float, end: float, warmup_steps: int, hold_steps: int = 1):
+  """The official linear warm-up from ``start`` to ``end``: ``np.linspace(start, end, W)`` over W =
+  ``warmup_steps / hold_steps`` values, each held for ``hold_steps`` steps, then ``end`` (DINO's and iBOT's
+  ``teacher_temp_schedule`` hold each value an epoch; DINOv2's holds it one step). ``end`` is reached at step
+  ``warmup_steps - hold_steps``, the first step of the warm-up's last epoch; no warm-up (0 steps) is ``end``
+  throughout."""
+  if warmup_steps <= 0:
+    return jnp.full((), end, jnp.float32) + 0.0 * step
+  values = max(warmup_steps // max(hold_steps, 1), 1)
+  progress = jnp.minimum((step // max(hold_steps, 1)) / max(values - 1, 1), 1.0)
   return start + progress * (end - start)
 
 
 def teacher_temperature(step, m):
-  """Linear warm-up from ``warmup_teacher_temperature`` to ``teacher_temperature`` over the warm-up steps."""
-  return warmed_up(step, m.warmup_teacher_temperature, m.teacher_temperature, m.teacher_temperature_warmup_steps)
+  """The teacher temperature's warm-up from ``warmup_teacher_temperature`` to ``teacher_temperature``
+  (``warmed_up`` over ``teacher_temperature_warmup_steps``, each value held ``teacher_temperature_hold_steps``)."""
+  return warmed_up(step, m.warmup_teacher_temperature, m.teacher_temperature, m.teacher_temperature_warmup_steps,
+                   m.teacher_temperature_hold_steps)
+
+
+def check_warmup(config) -> None:
+  """The teacher temperature's warm-up fields (DINO's and iBOT's)."""
+  m = config.method
+  config_checks.non_negative_int(config, "method.teacher_temperature_warmup_steps")
+  config_checks.positive_int(config, "method.teacher_temperature_hold_steps")
+  if m.teacher_temperature_warmup_steps % m.teacher_temperature_hold_steps:
+    config_checks.fail("method.teacher_temperature_hold_steps", m.teacher_temperature_hold_steps,
+                       "must divide method.teacher_temperature_warmup_steps "
+                       f"({m.teacher_temperature_warmup_steps}): the warm-up holds each of its values that many steps")
 
 
 def make(config) -> base.Method:
@@ -82,6 +102,7 @@ def vit_small_imagenet(config, freeze=freeze_last_layer):
   config.train.num_epochs = 100
   steps_per_epoch = defaults.steps_per_epoch(config)
   config.method.teacher_temperature_warmup_steps = 30 * steps_per_epoch
+  config.method.teacher_temperature_hold_steps = steps_per_epoch          # one value per epoch
   o.rules = freeze(steps_per_epoch)
   return config
 
@@ -93,10 +114,12 @@ def config_defaults() -> dict:
 
 def defaults():
   """Official defaults: head 2048-2048-256 then 65,536 outputs, student T 0.1, teacher T 0.04 -> 0.07 over 30
-  epochs (here in steps: 30 ImageNet epochs at batch 1024 = 37,530), centre momentum 0.9, EMA 0.996 -> 1."""
+  epochs, one value per epoch (here in steps: 30 ImageNet epochs at batch 1024 = 37,530, each value held 1,251),
+  centre momentum 0.9, EMA 0.996 -> 1."""
   return {"proj_hidden_dims": (2048, 2048), "bottleneck_dim": 256, "out_dim": 65536, "student_temperature": 0.1,
           "warmup_teacher_temperature": 0.04, "teacher_temperature": 0.07,
-          "teacher_temperature_warmup_steps": 37530, "center_momentum": 0.9, "base_momentum": 0.996}
+          "teacher_temperature_warmup_steps": 37530, "teacher_temperature_hold_steps": 1251,
+          "center_momentum": 0.9, "base_momentum": 0.996}
 
 
 def check(config) -> None:
@@ -105,12 +128,13 @@ def check(config) -> None:
   config_checks.positive_int(config, "method.out_dim")
   for field in ("student_temperature", "warmup_teacher_temperature", "teacher_temperature"):
     config_checks.temperature(config, f"method.{field}")
-  config_checks.non_negative_int(config, "method.teacher_temperature_warmup_steps")
+  check_warmup(config)
   config_checks.in_range(config, "method.center_momentum", 0.0, 1.0, closed_high=False)
   check_momentum(config)
 
 
 def small(batch_size: int) -> dict:
   return {"method.proj_hidden_dims": (32,), "method.out_dim": 32, "method.bottleneck_dim": 8,
-          "method.teacher_temperature_warmup_steps": 2, "optim.rules": freeze_last_layer(2),
+          "method.teacher_temperature_warmup_steps": 2, "method.teacher_temperature_hold_steps": 1,
+          "optim.rules": freeze_last_layer(2),
           "augment.num_local_crops": 2, "augment.local_size": 8}

@@ -39,7 +39,7 @@ def masks_for(keys, view: int, grid: tuple[int, int], m) -> jnp.ndarray:
 def patch_temperature(step, m):
   """The patch tokens' teacher temperature, warmed up over the class token's warm-up steps (official)."""
   return dino.warmed_up(step, m.warmup_teacher_patch_temperature, m.teacher_patch_temperature,
-                        m.teacher_temperature_warmup_steps)
+                        m.teacher_temperature_warmup_steps, m.teacher_temperature_hold_steps)
 
 
 def sinkhorn_over_views(logits: list[jnp.ndarray], temperature, weights: list[jnp.ndarray] | None = None,
@@ -131,13 +131,14 @@ def make(config) -> base.Method:
 def defaults():
   """The official ViT-S/16 recipe (``main_ibot.py`` and the repository's ViT-S/16 command): one head shared by
   the class and patch tokens (2048-2048-256, then 8,192 outputs), student T 0.1, teacher T 0.04 -> 0.07 for both
-  token kinds over 30 epochs (here in steps at batch 1024), centre momenta 0.9, loss weights 1 and 1, half the
-  global crops unmasked and the others masked 10-50% in blocks of aspect 0.3-3.3, EMA 0.996 -> 1. DINOv2's
-  options off: KoLeo weight 0 (DINOv2: 0.1), ``centering`` ``center`` (DINOv2: ``sinkhorn``)."""
+  token kinds over 30 epochs, one value per epoch (here in steps at batch 1024), centre momenta 0.9, loss weights
+  1 and 1, half the global crops unmasked and the others masked 10-50% in blocks of aspect 0.3-3.3, EMA 0.996 ->
+  1. DINOv2's options off: KoLeo weight 0 (DINOv2: 0.1), ``centering`` ``center`` (DINOv2: ``sinkhorn``)."""
   return {"proj_hidden_dims": (2048, 2048), "bottleneck_dim": 256, "out_dim": 8192, "patch_out_dim": 8192,
           "shared_head": True, "student_temperature": 0.1, "warmup_teacher_temperature": 0.04,
           "teacher_temperature": 0.07, "warmup_teacher_patch_temperature": 0.04, "teacher_patch_temperature": 0.07,
-          "teacher_temperature_warmup_steps": 37530, "center_momentum": 0.9, "patch_center_momentum": 0.9,
+          "teacher_temperature_warmup_steps": 37530, "teacher_temperature_hold_steps": 1251,
+          "center_momentum": 0.9, "patch_center_momentum": 0.9,
           "cls_weight": 1.0, "patch_weight": 1.0, "pred_ratios": (0.0, 0.3), "pred_ratio_vars": (0.0, 0.2),
           "pred_min_aspect": 0.3, "centering": "center", "koleo_weight": 0.0, "base_momentum": 0.996}
 
@@ -155,7 +156,7 @@ def check(config) -> None:
   for field in ("student_temperature", "warmup_teacher_temperature", "teacher_temperature",
                 "warmup_teacher_patch_temperature", "teacher_patch_temperature"):
     config_checks.temperature(config, f"method.{field}")
-  config_checks.non_negative_int(config, "method.teacher_temperature_warmup_steps")
+  dino.check_warmup(config)
   for field in ("center_momentum", "patch_center_momentum"):
     config_checks.in_range(config, f"method.{field}", 0.0, 1.0, closed_high=False)
   for field in ("cls_weight", "patch_weight", "koleo_weight"):
@@ -185,4 +186,5 @@ def config_defaults() -> dict:
 def small(batch_size: int) -> dict:
   return {"method.proj_hidden_dims": (32,), "method.out_dim": 32, "method.patch_out_dim": 32,
           "method.bottleneck_dim": 8, "method.teacher_temperature_warmup_steps": 2,
+          "method.teacher_temperature_hold_steps": 1,
           "optim.rules": freeze_last_layers(2), "augment.num_local_crops": 2, "augment.local_size": 8}
