@@ -1,10 +1,14 @@
 """Label smoothing, mixup (Zhang et al. 2018, arXiv:1710.09412) and cutmix (Yun et al. 2019, arXiv:1905.04899)
-on the device, per example, as timm's ``Mixup`` in its ``elem`` mode (the MAE / DeiT fine-tuning recipe).
+on the device, as timm's ``Mixup`` in its two modes:
 
-Each example mixes with its neighbour in the global batch (index XOR 1; the batch is shuffled every epoch, so
-partners are random) with its own lambda and its own choice of mixup or cutmix, all drawn from its own key.
-A pair never straddles two devices while each device's share of the batch is even, so 8 devices mix exactly
-as 1.
+- ``batch`` (timm's default, and MAE's ``main_finetune.py --mixup_mode batch``): one lambda, one choice of mixup
+  or cutmix and one box for the whole batch, drawn from one key of the step;
+- ``elem``: each example its own lambda, choice and box, drawn from its own key.
+
+Each example mixes with its neighbour in the global batch (index XOR 1). timm pairs an example with its mirror in
+the flipped batch (i with n - 1 - i); both pairings pair every example with another of a batch shuffled every
+epoch, so partners are random either way, and this one never straddles two devices while each device's share of
+the batch is even: 8 devices mix exactly as 1.
 """
 
 from __future__ import annotations
@@ -60,12 +64,16 @@ def _mix_one(key, image, partner, target, partner_target, mixup_alpha, cutmix_al
   return mixed, lam * target + (1.0 - lam) * partner_target
 
 
+MODES = ("batch", "elem")
+
+
 def mix(keys: jax.Array, images: jax.Array, targets: jax.Array, mixup_alpha: float, cutmix_alpha: float,
         switch_prob: float = 0.5, prob: float = 1.0) -> tuple[jax.Array, jax.Array]:
   """Mixup or cutmix of each example with its partner (``partners``).
 
   Args:
-    keys: [N] per-example keys.
+    keys: [N] per-example keys (timm's ``elem`` mode), or one key (shape ``()``) for the whole batch (timm's
+      ``batch`` mode: every example draws the same lambda, choice, box and whether to mix at all).
     images: float [N, H, W, C]; N even.
     targets: float [N, K] label distributions (``smoothed_one_hot``).
     mixup_alpha, cutmix_alpha: Beta(alpha, alpha) for lambda; 0 switches that one off (both 0: no mixing).
@@ -77,6 +85,8 @@ def mix(keys: jax.Array, images: jax.Array, targets: jax.Array, mixup_alpha: flo
   """
   if mixup_alpha <= 0 and cutmix_alpha <= 0:
     return images, targets
+  if keys.ndim == 0:
+    keys = jnp.broadcast_to(keys, images.shape[:1])
   other = partners(images.shape[0])
   fn = lambda k, x, p, t, pt: _mix_one(k, x, p, t, pt, mixup_alpha, cutmix_alpha, switch_prob, prob)
   mixed, mixed_targets = jax.vmap(fn)(keys, images, images[other], targets, targets[other])

@@ -16,6 +16,7 @@ import pytest
 from jaxssl import data, defaults, mixing, train, train_step, validate
 from jaxssl.checkpoint import CheckpointError
 from jaxssl.config_checks import ConfigError
+from jaxssl.methods.base import Variables
 from test_train import _run_shard_map
 from tiny import tiny_config
 from xla_test_flags import cpu_flags
@@ -57,6 +58,72 @@ def test_mixing_keeps_each_examples_label_mass_and_mixes_with_its_neighbour(mixu
       assert np.all(from_self | from_partner)
       # the pasted share is the box's, which is what lambda says
       assert float(from_partner.mean()) == pytest.approx(1 - lam, abs=1e-6)
+
+
+def _timm_mix_batch(x, target, lam, use_cutmix, box, partner):
+  """timm's ``Mixup`` in ``batch`` mode (``_mix_batch`` then ``mixup_target``, correct_lam), written out with the
+  draws given (lam from Beta, the choice, and the box ``rand_bbox`` placed) and the partner of each example given
+  (timm: the flipped batch)."""
+  x, target = np.array(x, np.float64), np.asarray(target, np.float64)
+  if use_cutmix:
+    yl, yh, xl, xh = box
+    x[:, yl:yh, xl:xh] = x[partner][:, yl:yh, xl:xh]
+    lam = 1.0 - (yh - yl) * (xh - xl) / float(x.shape[1] * x.shape[2])
+  else:
+    x = x * lam + x[partner] * (1.0 - lam)
+  return x, target * lam + target[partner] * (1.0 - lam)
+
+
+@pytest.mark.parametrize("mixup_alpha,cutmix_alpha", [(0.8, 1.0), (0.8, 0.0), (0.0, 1.0)])
+def test_batch_mode_mixes_every_example_with_one_lambda_and_box_as_timm(mixup_alpha, cutmix_alpha):
+  images, labels, targets = _images_and_targets()
+  partner = np.asarray(mixing.partners(8))
+  kinds = set()
+  for seed in range(12):
+    key = jax.random.key(seed)
+    mixed, mixed_targets = mixing.mix(key, images, targets, mixup_alpha, cutmix_alpha)
+    # The draws every example made from the one key (the batch's lambda, choice and box).
+    lam = float(mixed_targets[0, labels[0]] - targets[partner[0], labels[0]]) / float(
+        targets[0, labels[0]] - targets[partner[0], labels[0]])
+    own = np.isclose(np.asarray(mixed[0]), np.asarray(images[0])).all(-1)
+    theirs = np.isclose(np.asarray(mixed[0]), np.asarray(images[partner[0]])).all(-1)
+    use_cutmix = cutmix_alpha > 0 and bool(np.all(own | theirs))        # mixup blends: neither image's pixels
+    rows, cols = np.nonzero(~own)
+    box = (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1) if rows.size else (0, 0, 0, 0)
+    kinds.add(use_cutmix)
+    want_x, want_t = _timm_mix_batch(images, targets, lam, use_cutmix, box, partner)
+    np.testing.assert_allclose(mixed, want_x, atol=1e-5)
+    np.testing.assert_allclose(mixed_targets, want_t, atol=1e-5)
+  assert kinds == ({True, False} if mixup_alpha and cutmix_alpha else {cutmix_alpha > 0})
+  # Per example (elem mode) the lambdas differ.
+  _, elem_targets = mixing.mix(jax.random.split(jax.random.key(0), 8), images, targets, mixup_alpha, cutmix_alpha)
+  lams = [float(elem_targets[i, labels[i]]) for i in range(8)]
+  assert len({round(v, 4) for v in lams}) > 2
+
+
+def test_the_classifier_draws_one_mixing_per_step_in_batch_mode_and_per_example_in_elem_mode(monkeypatch):
+  from jaxssl.methods.base import StepInputs
+  images = jnp.asarray(np.random.default_rng(0).normal(size=(8, 16, 16, 1)), jnp.float32)
+  labels = jnp.arange(8) % 10
+  inputs = StepInputs([images], jax.random.split(jax.random.key(1), 8), labels, jnp.asarray(4, jnp.int32), (), None)
+  captured, real_mix = {}, mixing.mix
+
+  def spy(*args):
+    captured["targets"] = real_mix(*args)[1]
+    return real_mix(*args)
+
+  monkeypatch.setattr(mixing, "mix", spy)
+  for mode, lambdas in (("batch", 1), ("elem", 8)):
+    config = _classifier_config(mixup_mode=mode, cutmix_alpha=0.0, label_smoothing=0.0, erase_prob=0.0)
+    validate.validate(config, num_devices=8)
+    trainer = train_step.build(config, total_steps=3, axis_name=None, num_classes=10)
+    state = train_step.init_state(trainer, jax.random.key(0), 1)
+    trainer.method.loss(trainer.model, Variables(state.params, {}), None, inputs)
+    own = np.asarray(captured["targets"])[np.arange(8), np.asarray(labels)]
+    assert len({round(float(v), 5) for v in own}) == lambdas, mode
+  config = _classifier_config(mixup_mode="pair")
+  with pytest.raises(ConfigError, match=r"^config.method.mixup_mode='pair': use one of 'batch', 'elem'"):
+    validate.validate(config, num_devices=8)
 
 
 def test_cutmix_boxes_stay_inside_the_image():

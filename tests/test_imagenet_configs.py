@@ -117,3 +117,28 @@ def test_masked_a_few_steps_on_a_jpeg_folder(method, jpegs, tmp_path):
   config.train.batch_size, config.train.num_steps, config.eval.batch_size = 8, 2, 64
   results = train.run(config, str(tmp_path))
   assert math.isfinite(results["final_loss"]) and 0 <= results["knn_accuracy"] <= 1
+
+
+def _finetune_config(arg=""):
+  path = os.path.join(ROOT, "configs", "finetune_vit_imagenet.py")
+  spec = importlib.util.spec_from_file_location("finetune_vit_imagenet", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+# MAE's FINETUNE.md: --blr, --layer_decay, --drop_path, --epochs per size; main_finetune.py's --mixup_mode batch.
+FINETUNE_MD = {"base": ("vit_base", 16, 5e-4, 0.65, 0.1, 100), "large": ("vit_large", 16, 1e-3, 0.75, 0.2, 50),
+               "huge": ("vit_huge", 14, 1e-3, 0.75, 0.3, 50)}
+
+
+@pytest.mark.parametrize("size", sorted(FINETUNE_MD))
+def test_finetune_recipe_is_maes_finetune_md_for_each_size(size):
+  config = _finetune_config(size)
+  validate.validate(config, num_devices=8)
+  o, m = config.optim, config.method
+  got = (config.model.encoder, config.model.patch_size, o.base_lr, o.layer_decay, config.model.drop_path_rate,
+         config.train.num_epochs)
+  assert got == FINETUNE_MD[size]
+  assert config.train.batch_size == 1024 and (o.b1, o.b2, o.weight_decay, o.min_lr) == (0.9, 0.999, 0.05, 1e-6)
+  assert (m.mixup_alpha, m.cutmix_alpha, m.mixup_mode, m.label_smoothing) == (0.8, 1.0, "batch", 0.1)

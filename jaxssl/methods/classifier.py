@@ -2,8 +2,8 @@
 encoder trained from scratch (the baseline that shows what pretraining buys).
 
 encoder -> linear head, cross-entropy on label-smoothed targets, RandAugment (``jaxssl.randaugment``, in the view
-recipe), random erasing, mixup / cutmix per example (``jaxssl.mixing``), drop path for ViTs; the optimizer's layer-wise decay and rules (``jaxssl.optim``) do the rest of MAE's
-fine-tuning recipe (He et al. 2022, arXiv:2111.06377, ``main_finetune.py``). With ``method.init=pretrained``
+recipe), random erasing, mixup / cutmix (``jaxssl.mixing``: one lambda per batch, or per example), drop path for
+ViTs; the optimizer's layer-wise decay and rules (``jaxssl.optim``) do the rest of MAE's fine-tuning recipe (He et al. 2022, arXiv:2111.06377, ``main_finetune.py``). With ``method.init=pretrained``
 the encoder starts from the run in ``method.pretrained`` (``python -m jaxssl.finetune`` sets these).
 """
 
@@ -20,11 +20,19 @@ from jaxssl.models import Classifier
 from jaxssl.models.vit import to_block_layout
 
 _MIX_STREAM, _DROP_STREAM, _ERASE_STREAM = 0, 1, 2
+_MIX_BATCH_TAG = 0x313A
 INITS = ("pretrained", "scratch")
 
 
 def make(config) -> base.Method:
   m = config.method
+  # The batch mode's key of each step: from the seed and the step only, so every device draws the same one.
+  batch_mix_key = jax.random.fold_in(jax.random.key(config.seed), _MIX_BATCH_TAG)
+
+  def mix_keys(inputs):
+    if m.mixup_mode == "batch":
+      return jax.random.fold_in(batch_mix_key, inputs.step)
+    return base.stream(inputs.keys, _MIX_STREAM)
 
   def make_model(config, encoder, axis_name, dtype):
     return Classifier(encoder, m.num_classes, m.head_init_std, dtype=dtype)
@@ -35,8 +43,8 @@ def make(config) -> base.Method:
     if m.erase_prob > 0:                          # timm's order: erase each image, then mix the batch
       erase = lambda k, x: augment.random_erasing(k, x, m.erase_prob)
       images = jax.vmap(erase)(base.stream(inputs.keys, _ERASE_STREAM), images)
-    images, targets = mixing.mix(base.stream(inputs.keys, _MIX_STREAM), images, targets, m.mixup_alpha,
-                                 m.cutmix_alpha, m.mixup_switch_prob, m.mixup_prob)
+    images, targets = mixing.mix(mix_keys(inputs), images, targets, m.mixup_alpha, m.cutmix_alpha,
+                                 m.mixup_switch_prob, m.mixup_prob)
     logits, batch_stats = base.apply_train(model, online, images, train=True,
                                            drop_keys=base.stream(inputs.keys, _DROP_STREAM))
     value = -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1))
@@ -123,10 +131,12 @@ def for_global_pool(saved: dict, fresh: dict) -> tuple[dict, bool]:
 
 def defaults():
   """MAE's fine-tuning recipe (``main_finetune.py``, FINETUNE.md): label smoothing 0.1, mixup 0.8, cutmix 1.0
-  (switch probability 0.5, every example mixed), random erasing 0.25, the head initialised with std 2e-5; the
-  number of classes of the default data (Fashion-MNIST: 10). RandAugment is ``augment.randaugment_layers``."""
+  (switch probability 0.5, every batch mixed, one lambda per batch: ``--mixup_mode batch``), random erasing
+  0.25, the head initialised with std 2e-5; the number of classes of the default data (Fashion-MNIST: 10).
+  RandAugment is ``augment.randaugment_layers``."""
   return {"num_classes": 10, "label_smoothing": 0.1, "mixup_alpha": 0.8, "cutmix_alpha": 1.0,
-          "mixup_switch_prob": 0.5, "mixup_prob": 1.0, "erase_prob": 0.25, "head_init_std": 2e-5,
+          "mixup_switch_prob": 0.5, "mixup_prob": 1.0, "mixup_mode": "batch", "erase_prob": 0.25,
+          "head_init_std": 2e-5,
           "init": "scratch", "pretrained": "", "pretrained_step": -1}
 
 
@@ -144,6 +154,9 @@ def check(config) -> None:
       config_checks.fail(f"method.{field}", m[field], "must be non-negative (0: off)")
   config_checks.in_range(config, "method.mixup_switch_prob", 0.0, 1.0)
   config_checks.in_range(config, "method.mixup_prob", 0.0, 1.0)
+  if m.mixup_mode not in mixing.MODES:
+    config_checks.fail("method.mixup_mode", m.mixup_mode, f"use one of {', '.join(map(repr, mixing.MODES))} "
+                       "(timm's: one lambda per batch, or per example)")
   config_checks.in_range(config, "method.erase_prob", 0.0, 1.0)
   a = config.augment
   config_checks.non_negative_int(config, "augment.randaugment_layers")
