@@ -143,14 +143,9 @@ def lightly_recipe(config, dataset, paths: dict, workers: int) -> dict:
       last = ibot.LAST_LAYERS if config.method.name == "ibot" else dino.LAST_LAYER
       extra["frozen_steps"] = max([rule[3] for rule in config.optim.rules if rule[0] == last] or [0])
     else:
-      from jaxssl import masking
-      from jaxssl.methods import ijepa
-      grid = (config.augment.size // vit.patch_size,) * 2
-      keep = ijepa.context_keep(m, grid)
-      # The collator keeps blocks of more than min_keep patches, targets too: below the smallest target (else it
-      # never stops drawing), and the context then cut to its batch's smallest.
-      smallest_target = masking.smallest_block(grid, tuple(m.target_scale), tuple(m.target_aspect))
-      extra["min_keep"] = min(keep, smallest_target) - 1
+      # The collator keeps blocks of more than min_keep patches, targets too (jaxssl's check keeps it below the
+      # smallest block), and cuts each batch's contexts to their fewest.
+      extra["min_keep"] = m.min_keep
   elif masked:
     vit, m = trainer.model.encoder, config.method
     extra["mae"] = {"image_size": config.augment.size, "patch_size": vit.patch_size,

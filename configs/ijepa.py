@@ -8,8 +8,9 @@ scales and aspects, a predictor half the encoder's width, EMA 0.996 -> 1 linearl
 0.04 -> 0.4, crops of scale (0.3, 1) and nothing else, evaluation on the mean patch token. Not the paper's:
 the predictor (32 wide, 2 blocks, 2 heads instead of 384, 12, 16), the schedule (5 epochs, 1 of warm-up,
 instead of 300 and 40), lr 1e-3 x batch / 256 (a short run of a small model, as configs/mae.py), the
-context size: every context keeps 9 patches (the 10% quantile of the context sizes; the 1% quantile the
-official batch-minimum reaches on big grids is 5 of 49 here), and the initialisation: xavier-uniform
+masks' sizes: blocks of more than 4 patches (``min_keep``; the official 10 is more than a 6-patch target of
+this grid has, the official collator's own default is 4) and contexts of up to 9 patches (the official
+batches' median cut is 6 of 49 here, from 5 to 14), and the initialisation: xavier-uniform
 (``model.weight_init=mae``, encoder and predictor) instead of the official truncated normal 0.02. On 4x4
 grey patches (16 inputs per patch, against 588 for ViT-H/14's) the official patch embedding starts about 10x
 weaker than the positions; 2 epochs reached kNN 58.71% with it and 70.39% with xavier, level with lightly's
@@ -23,7 +24,7 @@ def get_config():
   config = defaults.get_config("ijepa")          # the micro ViT, sine-cosine positions, mean pooling, AdamW
   m = config.method
   m.predictor_dim, m.predictor_depth, m.predictor_heads = 32, 2, 2
-  m.context_keep = 9
+  m.context_keep, m.min_keep = 9, 4
   config.model.weight_init = "mae"
   config.optim.base_lr = 1e-3
   config.optim.warmup_epochs = 1.0

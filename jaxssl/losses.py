@@ -555,17 +555,25 @@ def koleo_loss(x: jax.Array, eps: float = 1e-8, axis_name: AxisName = None) -> j
   return _pmean(-jnp.mean(jnp.log(distance + eps)), axis_name)
 
 
-def ijepa_loss(predictions: jax.Array, targets: jax.Array, axis_name: AxisName = None) -> jax.Array:
+def ijepa_loss(predictions: jax.Array, targets: jax.Array, axis_name: AxisName = None,
+               valid: jax.Array | None = None) -> jax.Array:
   """I-JEPA's loss (Assran et al. 2023, arXiv:2301.08243; official ``src/train.py``: ``F.smooth_l1_loss``
   then an all-reduce mean): the smooth L1 (Huber, beta 1) distance between the predictor's outputs and the
   target encoder's layer-normalised tokens at the target patches, averaged over every element.
 
   Args:
     predictions, targets: [..., D] of the same shape (targets without gradient).
+    valid: optional bool, broadcastable to ``predictions.shape[:-1]``: the real target entries (padding left
+      out of the mean). Every device must hold as many real entries (I-JEPA's are one block size per batch), so
+      that the mean over devices is the mean over the global batch.
   """
   chex.assert_equal_shape([predictions, targets])
   diff = jnp.abs(predictions.astype(jnp.float32) - jax.lax.stop_gradient(targets).astype(jnp.float32))
-  return _pmean(jnp.mean(jnp.where(diff < 1.0, 0.5 * diff ** 2, diff - 0.5)), axis_name)
+  huber = jnp.where(diff < 1.0, 0.5 * diff ** 2, diff - 0.5)
+  if valid is None:
+    return _pmean(jnp.mean(huber), axis_name)
+  weight = jnp.broadcast_to(valid, huber.shape[:-1])[..., None].astype(jnp.float32)
+  return _pmean(jnp.sum(huber * weight) / (jnp.sum(weight) * huber.shape[-1]), axis_name)
 
 
 def dino_center(center: jax.Array, teacher: list[jax.Array], momentum: float = 0.9,

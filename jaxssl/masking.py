@@ -2,14 +2,12 @@
 and a resumed run the same as an uninterrupted one). Shapes are static: every example keeps the same number of
 patches, so the masked encoder compiles once.
 
-Three kinds:
+Two kinds (I-JEPA's multi-block masks, drawn per batch and per example, are ``jaxssl.multiblock``):
 
 - MAE's random masking (He et al. 2022, arXiv:2111.06377, official ``models_mae.random_masking``);
 - BEiT's / iBOT's blockwise masks (Bao et al. 2022, arXiv:2106.08254; Zhou et al. 2022, arXiv:2111.07832,
   the official ``ImageFolderMask``): rectangles of random area and aspect ratio until a drawn share of the patches
-  is masked. The student sees a mask token there, so every example keeps all its tokens and the share may vary;
-- I-JEPA's multi-block masks (Assran et al. 2023, arXiv:2301.08243, official ``src/masks/multiblock.py``):
-  target blocks, and one context block with the targets removed, as fixed numbers of patch indices.
+  is masked. The student sees a mask token there, so every example keeps all its tokens and the share may vary.
 
 The official samplers are Python loops over ``random``; here each is a ``lax.while_loop`` over the same draws
 (per-example keys instead of a global generator), vmapped over the batch.
@@ -22,7 +20,6 @@ from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 
 class Masking(NamedTuple):
@@ -142,130 +139,3 @@ def block_masks(keys: jax.Array, grid: tuple[int, int], ratios: jax.Array, min_a
                 min_block: int | None = None) -> jax.Array:
   """[N] keys and [N] shares -> [N, gh * gw] blockwise masks (``block_mask`` per example), float32, 1 masked."""
   return jax.vmap(lambda k, r: block_mask(k, grid, r, min_aspect, min_block))(keys, ratios)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# I-JEPA's multi-block masks.
-
-
-class MultiBlock(NamedTuple):
-  """context int32 [N, Kc]: the context block's patches (row-major indices), never in a target;
-  targets int32 [N, T, Kt]: each target block's patches. Kc and Kt are the same for every example."""
-  context: jax.Array
-  targets: jax.Array
-
-
-def _block_size(u, grid: tuple[int, int], scale: tuple[float, float], aspect: tuple[float, float]):
-  """The official ``_sample_block_size``: one uniform u sets both the scale and the aspect ratio; a block of
-  ``int(L * scale)`` patches, at most one row and one column short of the grid. Works on NumPy and JAX
-  scalars alike."""
-  gh, gw = grid
-  xp = jnp if isinstance(u, jax.Array) else np
-  keep = xp.floor(gh * gw * (scale[0] + u * (scale[1] - scale[0])))
-  ratio = aspect[0] + u * (aspect[1] - aspect[0])
-  h = xp.minimum(xp.round(xp.sqrt(keep * ratio)), gh - 1)
-  w = xp.minimum(xp.round(xp.sqrt(keep / ratio)), gw - 1)
-  return h, w
-
-
-def smallest_block(grid: tuple[int, int], scale: tuple[float, float], aspect: tuple[float, float]) -> int:
-  """The fewest patches a block of this scale and aspect range can have (on a fine grid of u): every block is
-  cut to this many, so the shapes are static."""
-  h, w = _block_size(np.linspace(0.0, 1.0, 10001), grid, scale, aspect)
-  return int(np.min(h * w))
-
-
-def multiblock_masks(keys: jax.Array, grid: tuple[int, int], num_targets: int = 4,
-                     target_scale: tuple[float, float] = (0.15, 0.2), target_aspect: tuple[float, float] = (0.75, 1.5),
-                     context_scale: tuple[float, float] = (0.85, 1.0), context_keep: int | None = None,
-                     tries: int = 20, rounds: int = 20) -> MultiBlock:
-  """I-JEPA's masks for each example from its key.
-
-  Per example, as the official collator: one target size (scale and aspect ratio from one uniform draw) for
-  its ``num_targets`` blocks, each at a uniform position; one square context block of scale in
-  ``context_scale``; the context keeps only the patches outside every target. Each block keeps its first
-  patches in row-major order (the official collator truncates to the batch's smallest): targets
-  ``smallest_block`` patches, the context ``context_keep``.
-
-  Where the official code relaxes the constraint after 20 unsuccessful positions (it lets the context overlap
-  the targets), this redraws the targets for up to ``rounds`` rounds of ``tries`` context positions, so the
-  context never overlaps a target; after that it falls back to the whole context block (the official relaxation,
-  taken with probability below 1e-6 at the default sizes).
-
-  Args:
-    keys: [N] per-example keys.
-    grid: the patch grid (gh, gw).
-    context_keep: patches kept in every context; default ``default_context_keep``.
-  """
-  gh, gw = grid
-  k_target = smallest_block(grid, target_scale, target_aspect)
-  k_context = default_context_keep(grid, num_targets, target_scale, target_aspect, context_scale) \
-      if context_keep is None else context_keep
-  smallest_context = smallest_block(grid, context_scale, (1.0, 1.0))
-  if not 1 <= k_context <= smallest_context:
-    raise ValueError(f"context_keep={k_context} must be between 1 and the smallest context block, "
-                     f"{smallest_context} patches")
-
-  def targets_of(key):
-    k_size, k_pos = jax.random.split(key)
-    h, w = _block_size(jax.random.uniform(k_size), grid, target_scale, target_aspect)
-
-    def one(k):
-      k_top, k_left = jax.random.split(k)
-      top = jax.random.randint(k_top, (), 0, (gh - h).astype(jnp.int32))    # torch.randint: high exclusive
-      left = jax.random.randint(k_left, (), 0, (gw - w).astype(jnp.int32))
-      return _rectangle(grid, top, left, h, w)
-
-    return jax.vmap(one)(jax.random.split(k_pos, num_targets))                # [T, gh, gw]
-
-  def example(key):
-    k_context_size, k_rounds = jax.random.split(key)
-    h, w = _block_size(jax.random.uniform(k_context_size), grid, context_scale, (1.0, 1.0))
-
-    def attempt(state):
-      i, _, _, _ = state
-      round_key = jax.random.fold_in(k_rounds, i // tries)      # the targets change once a round
-      targets = targets_of(round_key)
-      k_top, k_left = jax.random.split(jax.random.fold_in(round_key, 1 + i % tries))
-      top = jax.random.randint(k_top, (), 0, (gh - h).astype(jnp.int32))
-      left = jax.random.randint(k_left, (), 0, (gw - w).astype(jnp.int32))
-      block = _rectangle(grid, top, left, h, w)
-      context = block & ~jnp.any(targets, axis=0)
-      found = jnp.sum(context) >= k_context
-      context = jnp.where(found | (i + 1 < tries * rounds), context, block)  # the last attempt: relax
-      return i + 1, found, context, targets
-
-    def searching(state):
-      i, found, _, _ = state
-      return ~found & (i < tries * rounds)
-
-    init = (jnp.zeros((), jnp.int32), jnp.zeros((), bool), jnp.zeros(grid, bool), jnp.zeros((num_targets,) + grid, bool))
-    _, _, context, targets = jax.lax.while_loop(searching, attempt, init)
-    first = lambda m, k: jnp.nonzero(m.reshape(-1), size=k)[0].astype(jnp.int32)
-    return first(context, k_context), jax.vmap(lambda t: first(t, k_target))(targets)
-
-  context, targets = jax.vmap(example)(keys)
-  return MultiBlock(context, targets)
-
-
-def default_context_keep(grid: tuple[int, int], num_targets: int = 4,
-                         target_scale: tuple[float, float] = (0.15, 0.2), target_aspect: tuple[float, float] = (0.75, 1.5),
-                         context_scale: tuple[float, float] = (0.85, 1.0), quantile: float = 0.01) -> int:
-  """The context size every example keeps: the 1% quantile of the patches a context keeps outside its targets
-  (4,096 draws of the official sampler, seed 0), about the smallest in a batch of 128 (the official per-GPU
-  batch), to which the official collator cuts its batch."""
-  gh, gw = grid
-  rng = np.random.default_rng(0)
-  draws = 4096
-
-  def blocks(scale, aspect, count):
-    h, w = _block_size(rng.uniform(size=(draws, 1)), grid, scale, aspect)
-    h, w = np.broadcast_to(h, (draws, count)), np.broadcast_to(w, (draws, count))
-    top, left = rng.integers(0, gh - h), rng.integers(0, gw - w)
-    rows, cols = np.arange(gh)[None, None, :, None], np.arange(gw)[None, None, None, :]
-    return ((rows >= top[..., None, None]) & (rows < (top + h)[..., None, None]) &
-            (cols >= left[..., None, None]) & (cols < (left + w)[..., None, None]))
-
-  targets = blocks(target_scale, target_aspect, num_targets).any(axis=1)
-  context = blocks(context_scale, (1.0, 1.0), 1)[:, 0]
-  return max(int(np.quantile((context & ~targets).sum(axis=(1, 2)), quantile)), 1)

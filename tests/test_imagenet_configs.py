@@ -114,6 +114,7 @@ def test_masked_a_few_steps_on_a_jpeg_folder(method, jpegs, tmp_path):
     config.method.decoder_dim, config.method.decoder_depth, config.method.decoder_heads = 32, 1, 2
   else:
     config.method.predictor_dim, config.method.predictor_depth, config.method.predictor_heads = 32, 1, 2
+    config.method.min_keep = 0                      # a 4 x 4 grid: targets of 1-3 patches
   config.train.batch_size, config.train.num_steps, config.eval.batch_size = 8, 2, 64
   results = train.run(config, str(tmp_path))
   assert math.isfinite(results["final_loss"]) and 0 <= results["knn_accuracy"] <= 1

@@ -1,11 +1,12 @@
 """I-JEPA (Assran et al. 2023, "Self-Supervised Learning from Images with a Joint-Embedding Predictive
 Architecture", arXiv:2301.08243; official ``src/train.py``).
 
-One crop per image; per example, four target blocks and a context block with the targets removed
-(``jaxssl.masking.multiblock_masks``). The context encoder sees the context patches only; a narrow ViT predictor
+One crop per image; per batch, one target block size and one context block size; per example, four target blocks
+and a context block with the targets removed (``jaxssl.multiblock``, the official collator's draws). The context encoder sees the context patches only; a narrow ViT predictor
 predicts, from them and mask tokens at each target's positions, the EMA target encoder's layer-normalised tokens
 of the full image there; the loss is their smooth L1 distance. No pixel reconstruction, no photometric
-augmentation. Masks come from the per-example keys, so 8 devices give the same step as 1.
+augmentation. The block sizes come from a key of the step and the positions from the per-example keys, so 8
+devices give the same step as 1.
 
 Differences from the official encoder: jaxssl's ViT has a class token (the context encoder carries it along;
 nothing reads it, and evaluation pools the patch tokens, ``model.pool=mean``, as I-JEPA's probes do); the
@@ -14,24 +15,36 @@ predictor's residual projections are not rescaled by depth at initialisation (``
 
 from __future__ import annotations
 
-from jaxssl import augment, config_checks, losses, masking
+import jax
+import jax.numpy as jnp
+
+from jaxssl import augment, config_checks, losses, multiblock
 from jaxssl.methods import base
 from jaxssl.methods.base import check_momentum, ema_schedule
 from jaxssl.models.ijepa import IJEPANetwork, Predictor, target_tokens
 
 _MASK_STREAM, _DROP_STREAM = 0, 1
+_SIZES_TAG = 0x1E9A
 
 
 def context_keep(m, grid: tuple[int, int]) -> int:
-  """The patches every context keeps: ``method.context_keep``, or ``masking.default_context_keep`` when 0."""
-  return m.context_keep or masking.default_context_keep(grid, m.num_targets, tuple(m.target_scale),
-                                                        tuple(m.target_aspect), tuple(m.context_scale))
+  """The most patches a context keeps: ``method.context_keep``, or ``multiblock.default_context_keep`` (the
+  official batches' median cut) when 0."""
+  return m.context_keep or multiblock.default_context_keep(grid, m.num_targets, tuple(m.target_scale),
+                                                           tuple(m.target_aspect), tuple(m.context_scale), m.min_keep)
 
 
-def masks_for(keys, grid: tuple[int, int], m) -> masking.MultiBlock:
-  """The examples' context and target blocks, from their keys."""
-  return masking.multiblock_masks(base.stream(keys, _MASK_STREAM), grid, m.num_targets, tuple(m.target_scale),
-                                  tuple(m.target_aspect), tuple(m.context_scale), context_keep(m, grid))
+def sizes_key(seed: int, step) -> jax.Array:
+  """The key of a step's block sizes: from the run's seed and the step only, the same on every device."""
+  return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _SIZES_TAG), step)
+
+
+def masks_for(step_key: jax.Array, keys: jax.Array, grid: tuple[int, int], m) -> multiblock.MultiBlock:
+  """The batch's context and target blocks: their sizes from ``step_key``, their positions from the examples'
+  keys."""
+  return multiblock.multiblock_masks(step_key, base.stream(keys, _MASK_STREAM), grid, m.num_targets,
+                                     tuple(m.target_scale), tuple(m.target_aspect), tuple(m.context_scale),
+                                     context_keep(m, grid), m.min_keep)
 
 
 def _recipes(config):
@@ -49,12 +62,14 @@ def make(config) -> base.Method:
 
   def loss(model, online, target, inputs):
     images = inputs.views[0]
-    masks = masks_for(inputs.keys, grid, m)
-    predictions = model.apply({"params": online.params}, images, masks.context, masks.targets,
-                              base.stream(inputs.keys, _DROP_STREAM), train=True)
+    masks = masks_for(sizes_key(config.seed, inputs.step), inputs.keys, grid, m)
+    predictions = model.apply({"params": online.params}, images, masks, base.stream(inputs.keys, _DROP_STREAM),
+                              train=True)
     targets = target_tokens(model.encoder, target.params["encoder"], images, masks.targets)
-    value = losses.ijepa_loss(predictions, targets, inputs.axis_name)
-    return base.LossOutput(value, {"loss": value}, online.batch_stats)
+    value = losses.ijepa_loss(predictions, targets, inputs.axis_name, valid=masks.target_valid())
+    metrics = {"loss": value, "target_patches": masks.target_count.astype(jnp.float32),
+               "context_patches": masks.context_count.mean()}
+    return base.LossOutput(value, metrics, online.batch_stats)
 
   return base.Method(name="ijepa", make_model=make_model, recipes=_recipes, loss=loss,
                      ema=ema_schedule(m.base_momentum, "linear"), ema_parts=("encoder",), drop_path=True,
@@ -66,11 +81,12 @@ def make(config) -> base.Method:
 
 def defaults():
   """The official ViT-H/14 ImageNet config (``configs/in1k_vith14_ep300.yaml``): 4 target blocks of scale
-  0.15-0.2 and aspect 0.75-1.5, one context block of scale 0.85-1.0, a predictor 384 wide and 12 deep (16 heads,
-  the encoder's), EMA 0.996 -> 1 linearly. ``context_keep`` 0: ``masking.default_context_keep``."""
+  0.15-0.2 and aspect 0.75-1.5, one context block of scale 0.85-1.0, blocks of more than 10 patches
+  (``min_keep``), a predictor 384 wide and 12 deep (16 heads, the encoder's), EMA 0.996 -> 1 linearly.
+  ``context_keep`` 0: ``multiblock.default_context_keep``."""
   return {"num_targets": 4, "target_scale": (0.15, 0.2), "target_aspect": (0.75, 1.5),
-          "context_scale": (0.85, 1.0), "context_keep": 0, "predictor_dim": 384, "predictor_depth": 12,
-          "predictor_heads": 16, "base_momentum": 0.996}
+          "context_scale": (0.85, 1.0), "context_keep": 0, "min_keep": 10, "predictor_dim": 384,
+          "predictor_depth": 12, "predictor_heads": 16, "base_momentum": 0.996}
 
 
 def check(config) -> None:
@@ -87,14 +103,21 @@ def check(config) -> None:
   if m.predictor_dim % m.predictor_heads or m.predictor_dim % 4:
     config_checks.fail("method.predictor_dim", m.predictor_dim,
                        "must be divisible by method.predictor_heads and by 4 (sine-cosine positions)")
+  config_checks.non_negative_int(config, "method.min_keep")
   grid = (config.augment.size // max(config.model.patch_size, 1),) * 2
-  if masking.smallest_block(grid, tuple(m.target_scale), tuple(m.target_aspect)) < 1:
-    config_checks.fail("method.target_scale", tuple(m.target_scale), f"a target block of the {grid} patch grid "
-                       "can have no patch (augment.size / model.patch_size)")
-  largest = masking.smallest_block(grid, tuple(m.context_scale), (1.0, 1.0))
+  # The official collator redraws a block until it keeps more than min_keep patches: never, for smaller blocks.
+  for kind, scale, aspect in (("target", m.target_scale, m.target_aspect), ("context", m.context_scale, (1.0, 1.0))):
+    smallest = multiblock.smallest_block(grid, tuple(scale), tuple(aspect))
+    where = f"the smallest {kind} block of the {grid} patch grid (augment.size / model.patch_size)"
+    if smallest == 0:
+      config_checks.fail(f"method.{kind}_scale", tuple(scale), f"{where} has no patch")
+    if smallest <= m.min_keep:
+      config_checks.fail("method.min_keep", m.min_keep, f"{where} has {smallest} patches (method.{kind}_scale "
+                         f"{tuple(scale)}): every block needs more than min_keep")
+  largest = multiblock.largest_block(grid, tuple(m.context_scale), (1.0, 1.0))
   if m.context_keep > largest:
     config_checks.fail("method.context_keep", m.context_keep,
-                       f"more than the smallest context block of the {grid} patch grid ({largest} patches)")
+                       f"more than the largest context block of the {grid} patch grid ({largest} patches)")
   check_momentum(config)
 
 
@@ -108,4 +131,6 @@ def config_defaults() -> dict:
 
 
 def small(batch_size: int) -> dict:
-  return {"method.predictor_dim": 32, "method.predictor_depth": 1, "method.predictor_heads": 2}
+  # A 4 x 4 grid: targets of 1-3 patches, so any block that keeps a patch.
+  return {"method.predictor_dim": 32, "method.predictor_depth": 1, "method.predictor_heads": 2,
+          "method.min_keep": 0}

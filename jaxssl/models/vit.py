@@ -124,14 +124,16 @@ class Attention(nn.Module):
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, token_mask: jax.Array | None = None) -> jax.Array:
+    """``token_mask``: bool [N, T], the real tokens (no query attends to the others: padding); None for all."""
     n, t, dim = x.shape
     if dim % self.num_heads:
       raise ValueError(f"width {dim} is not divisible by {self.num_heads} heads")
     qkv = on_tokens(nn.Dense(3 * dim, use_bias=self.qkv_bias, dtype=self.dtype,
                              kernel_init=dense_init(self.weight_init), name="qkv"), x)
     q, k, v = jnp.split(qkv.reshape(n, t, 3, self.num_heads, dim // self.num_heads), 3, axis=2)
-    y = jax.nn.dot_product_attention(q[:, :, 0], k[:, :, 0], v[:, :, 0])
+    mask = None if token_mask is None else token_mask[:, None, None, :]
+    y = jax.nn.dot_product_attention(q[:, :, 0], k[:, :, 0], v[:, :, 0], mask=mask)
     return on_tokens(nn.Dense(dim, dtype=self.dtype, kernel_init=dense_init(self.weight_init), name="proj"),
                      y.reshape(n, t, dim))
 
@@ -152,7 +154,8 @@ class Mlp(nn.Module):
 class Block(nn.Module):
   """x + drop_path(attention(LN(x))); x + drop_path(MLP(LN(x))), GELU MLP of ``mlp_ratio`` x width.
 
-  ``drop_keys`` [N] (or None): per-example keys for the two drop paths of this block."""
+  ``drop_keys`` [N] (or None): per-example keys for the two drop paths of this block; ``token_mask`` bool [N, T]
+  (or None): the real tokens, the others padding that no token attends to."""
   num_heads: int
   mlp_ratio: float = 4.0
   qkv_bias: bool = True
@@ -162,13 +165,14 @@ class Block(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, drop_keys: jax.Array | None = None,
-               rate: jax.Array | None = None) -> jax.Array:
+               rate: jax.Array | None = None, token_mask: jax.Array | None = None) -> jax.Array:
     """``rate``: this block's drop-path rate when traced (under ``nn.scan``), else ``drop_path_rate``."""
     rate = self.drop_path_rate if rate is None else rate
     norm = functools.partial(nn.LayerNorm, epsilon=1e-6, dtype=self.dtype)
     keys = (None, None) if drop_keys is None else (
         jax.vmap(lambda k: jax.random.fold_in(k, 0))(drop_keys), jax.vmap(lambda k: jax.random.fold_in(k, 1))(drop_keys))
-    y = Attention(self.num_heads, self.qkv_bias, self.weight_init, self.dtype, name="attn")(norm(name="norm1")(x))
+    y = Attention(self.num_heads, self.qkv_bias, self.weight_init, self.dtype, name="attn")(norm(name="norm1")(x),
+                                                                                         token_mask)
     x = x + drop_path(y, keys[0], rate)
     y = Mlp(int(x.shape[-1] * self.mlp_ratio), self.weight_init, self.dtype, name="mlp")(norm(name="norm2")(x))
     return x + drop_path(y, keys[1], rate)
@@ -200,8 +204,9 @@ def block_class(remat: bool, width: int, mlp_ratio: float, qkv_bias: bool):
 
 
 class _ScannedBlock(nn.Module):
-  """One step of ``nn.scan`` over the blocks: carry (x, per-example drop keys or None), per-layer inputs
-  (block index, drop-path rate) -> the next carry. Its parameters are those of ``Block``, stacked."""
+  """One step of ``nn.scan`` over the blocks: carry (x, per-example drop keys or None, token mask or None),
+  per-layer inputs (block index, drop-path rate) -> the next carry. Its parameters are those of ``Block``,
+  stacked."""
   num_heads: int
   mlp_ratio: float
   qkv_bias: bool
@@ -211,12 +216,12 @@ class _ScannedBlock(nn.Module):
 
   @nn.compact
   def __call__(self, carry, per_layer):
-    x, drop_keys = carry
+    x, drop_keys, token_mask = carry
     index, rate = per_layer
     keys = None if drop_keys is None else jax.vmap(lambda k: jax.random.fold_in(k, index))(drop_keys)
     block = block_class(False, x.shape[-1], self.mlp_ratio, self.qkv_bias)
     block = block(self.num_heads, self.mlp_ratio, self.qkv_bias, 0.0, self.weight_init, self.dtype, name="block")
-    return (block(x, keys, rate if self.drop_path else None), drop_keys), None
+    return (block(x, keys, rate if self.drop_path else None, token_mask), drop_keys, token_mask), None
 
 
 class Tokens(NamedTuple):
@@ -280,13 +285,16 @@ class ViT(nn.Module):
 
   @nn.compact
   def tokens(self, x: jax.Array, keep_ids: jax.Array | None = None, drop_keys: jax.Array | None = None,
-             masked: jax.Array | None = None, mask_token: jax.Array | None = None) -> Tokens:
+             masked: jax.Array | None = None, mask_token: jax.Array | None = None,
+             keep_count: jax.Array | None = None) -> Tokens:
     """The encoder's tokens.
 
     Args:
       x: [N, H, W, C] normalised images.
       keep_ids: int [N, K] indices of the patches to keep (row-major), or None for all: the encoder then runs on
         the class token and those K patches only (MAE, I-JEPA's context).
+      keep_count: int [N], with ``keep_ids``: only each example's first ``keep_count`` entries are patches, the
+        rest padding that no token attends to (I-JEPA's contexts of varying size); None: all K.
       drop_keys: [N] per-example keys for drop path (``drop_path_rate``), or None for none (evaluation).
       masked: [N, L] 1 where a patch's embedding is replaced by ``mask_token`` [1, 1, dim] before the positions
         are added (iBOT's ``masked_embed``, BEiT's masking); None for none.
@@ -308,6 +316,9 @@ class ViT(nn.Module):
     cls = self.param("cls_token", token_init(self.weight_init), (1, 1, self.dim))
     cls = jnp.broadcast_to(cls.astype(x.dtype) + pos[:, :1], (n, 1, self.dim))
     x = jnp.concatenate([cls, x], axis=1)
+    token_mask = None
+    if keep_count is not None:                   # the class token, then the real kept patches
+      token_mask = jnp.arange(x.shape[1]) <= keep_count[:, None]
     rates = np.linspace(0.0, self.drop_path_rate, self.depth) if self.depth > 1 else [self.drop_path_rate]
     if self.scan_layers:
       step = nn.remat(_ScannedBlock) if self.remat else _ScannedBlock
@@ -315,13 +326,13 @@ class ViT(nn.Module):
       blocks = scan(self.num_heads, self.mlp_ratio, self.qkv_bias, self.weight_init, self.dtype,
                     drop_path=self.drop_path_rate > 0, name="blocks")
       per_layer = (jnp.arange(self.depth), jnp.asarray(rates, jnp.float32))
-      (x, _), _ = blocks((x, drop_keys), per_layer)
+      (x, _, _), _ = blocks((x, drop_keys, token_mask), per_layer)
     else:
       block = block_class(self.remat, self.dim, self.mlp_ratio, self.qkv_bias)
       for i in range(self.depth):
         keys = None if drop_keys is None else jax.vmap(lambda k: jax.random.fold_in(k, i))(drop_keys)
         x = block(self.num_heads, self.mlp_ratio, self.qkv_bias, float(rates[i]), self.weight_init, self.dtype,
-                  name=f"block_{i}")(x, keys)
+                  name=f"block_{i}")(x, keys, None, token_mask)
     if self.pool == "global":
       pooled = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="fc_norm")(x[:, 1:].mean(axis=1))
       return Tokens(cls=x[:, 0].astype(jnp.float32), patches=x[:, 1:].astype(jnp.float32), grid=grid,
