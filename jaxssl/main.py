@@ -104,11 +104,19 @@ def parse_flags(argv: list[str]) -> list[str]:
   prints the usage and exits 0."""
   if any(a in ("--help", "-h", "-?", "--helpshort") for a in argv[1:]):
     app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)
-  config_file = _config_file(argv)
-  problem = _config_file_problem(config_file)
-  if problem:
-    print(f"error: --config={config_file}: {problem}", file=sys.stderr)
+  repeated = _repeated_overrides(argv)
+  if repeated:
+    print(f"error: {repeated}", file=sys.stderr)
     sys.exit(2)
+  config_file = _config_file(argv)
+  if _config_arg(argv):
+    from jaxssl import config_file as config_files
+
+    try:
+      config_files.load(_config_arg(argv))
+    except config_files.ConfigFileError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
   logging.set_verbosity(logging.ERROR)          # config_flags' own warning would repeat the error line
   try:
     return flags.FLAGS(argv)
@@ -152,21 +160,19 @@ def _config_file(argv: list[str]) -> str | None:
   return value.split(":", 1)[0] if value else None
 
 
-def _config_file_problem(path: str | None) -> str | None:
-  """What makes a config file unusable before it runs: a syntax error, or no get_config function."""
-  import ast
-
-  if not path or not os.path.isfile(path):
-    return None                                   # config_flags names a missing file itself
-  try:
-    with open(path) as f:
-      tree = ast.parse(f.read(), filename=path)
-  except SyntaxError as e:
-    return f"syntax error at line {e.lineno}: {e.msg}"
-  except (OSError, ValueError) as e:
-    return f"cannot be read ({e})"
-  if not any(isinstance(node, ast.FunctionDef) and node.name == "get_config" for node in tree.body):
-    return "defines no get_config() (a config file is a Python module with get_config() returning a ConfigDict)"
+def _repeated_overrides(argv: list[str]) -> str | None:
+  """What is wrong when one --config.FIELD is given twice (absl would keep one, or join two tuples), or None."""
+  seen: dict[str, str] = {}
+  for i, arg in enumerate(argv[1:], 1):
+    if not arg.startswith("--config."):
+      continue
+    name, has_value, value = arg.partition("=")
+    if not has_value:
+      value = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("--") else ""
+    if name in seen:
+      return (f"{name} is given twice ({seen[name]!r} and {value!r}): give each config field once, with the value "
+              "it should have")
+    seen[name] = value
   return None
 
 

@@ -138,10 +138,16 @@ def test_help_exits_0(tmp_path):
 
 @pytest.mark.parametrize("source,message", [
     ("def get_config(:\n", "syntax error at line 1: invalid syntax"),
-    ("def get_config():\n  raise RuntimeError('boom')\n", "loading it raised RuntimeError: boom"),
+    ("def get_config():\n  raise RuntimeError('boom')\n", "get_config raised RuntimeError: boom"),
     ("import nosuchmodule\ndef get_config():\n  pass\n", "loading it raised ModuleNotFoundError"),
     ("def get_config():\n  return {'a': 1}\n", "get_config() returned a dict, not an ml_collections.ConfigDict"),
+    ("def get_config():\n  return [1, 2]\n", "get_config() returned a list, not an ml_collections.ConfigDict"),
     ("def get_config():\n  return None\n", "get_config() returned None (a missing return?)"),
+    ("def get_config():\n  return {}['lr']\n", "get_config raised KeyError: lr"),
+    ("from jaxssl import defaults\ndef get_config():\n  return defaults.get_config('nosuch')\n",
+     "get_config raised KeyError: unknown method 'nosuch'; known: ["),
+    ("import sys\nsys.exit(0)\n", "loading it raised SystemExit: 0"),
+    ("get_config = 3\n", "defines no get_config()"),
     ("", "defines no get_config()"),
 ])
 def test_a_broken_config_file_gives_one_line_and_exit_2(tmp_path, source, message):
@@ -151,6 +157,35 @@ def test_a_broken_config_file_gives_one_line_and_exit_2(tmp_path, source, messag
   assert result.returncode == 2, result.stderr[-2000:]
   assert result.stderr.strip().splitlines() == [f"error: --config={path}: {message}"] or (
       len(result.stderr.strip().splitlines()) == 1 and message in result.stderr), result.stderr[-2000:]
+  assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("source", [
+    "from jaxssl import defaults\nif True:\n  def get_config():\n    return defaults.get_config('simclr')\n",
+    "from configs.simclr import get_config\n",
+    "import functools\nfrom jaxssl import defaults\nget_config = functools.partial(defaults.get_config, 'simclr')\n",
+])
+def test_a_config_file_that_binds_get_config_otherwise_is_read(tmp_path, source):
+  path = tmp_path / "config.py"
+  path.write_text(source)
+  # The run gets as far as validating the config's values: the file itself was accepted.
+  result = _main(tmp_path / "run", f"--config={path}", "--config.train.batch_size=12")
+  assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+      "error: config.train.batch_size=12: must be divisible by the number of devices (8)"], result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("args,first,second", [
+    (["--config.method.proj_hidden_dims=(32,)", "--config.method.proj_hidden_dims=(64,)"], "(32,)", "(64,)"),
+    (["--config.augment.crop_scale=(0.08,1.0)", "--config.augment.crop_scale", "(0.2,1.0)"], "(0.08,1.0)",
+     "(0.2,1.0)"),
+    (["--config.method.proj_hidden_dims=(32,)", "--config.method.proj_hidden_dims=()"], "(32,)", "()"),
+])
+def test_a_config_field_given_twice_is_one_line(tmp_path, args, first, second):
+  result = _main(tmp_path / "run", "--config=configs/simclr.py", *args)
+  field = args[0].split("=")[0]
+  assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+      f"error: {field} is given twice ({first!r} and {second!r}): give each config field once, with the value it "
+      "should have"], result.stderr[-2000:]
   assert not (tmp_path / "run").exists()
 
 
