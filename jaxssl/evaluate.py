@@ -15,17 +15,24 @@ from jaxssl.evaluation import evaluate_state, summary
 def main(argv: list[str] | None = None) -> int:
   """Restores a run's latest checkpoint and prints kNN, online-probe and linear-probe accuracy; writes
   ``eval.json`` in the workdir. Bad input: one line on stderr, exit code 2."""
-  import argparse
   import json
 
-  parser = argparse.ArgumentParser(prog="python -m jaxssl.evaluate", description=main.__doc__.split(";")[0])
+  from jaxssl import command_line
+
+  parser = command_line.ArgumentParser(prog="python -m jaxssl.evaluate", description=main.__doc__.split(";")[0])
   parser.add_argument("--workdir", required=True)
-  parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
-  parser.add_argument("--linear_epochs", type=int, default=None, help="default: the run's eval.linear_epochs")
-  parser.add_argument("--linear_lr", type=float, default=None)
+  parser.add_argument("--step", type=command_line.non_negative_int, default=None,
+                      help="checkpoint step (default: the latest)")
+  parser.add_argument("--linear_epochs", type=command_line.positive_int, default=None,
+                      help="default: the run's eval.linear_epochs")
+  parser.add_argument("--linear_lr", type=command_line.positive_float, default=None)
   parser.add_argument("--linear_augment", action="store_true", help="crop + flip the probe's training images")
   parser.add_argument("--no_linear", action="store_true", help="kNN (and online probe) only")
   args = parser.parse_args(argv)
+  problem = command_line.backend_problem()
+  if problem:
+    print(f"error: {problem}", file=sys.stderr)
+    return 2
 
   from jaxssl import data
   from jaxssl.checkpoint import CheckpointError
@@ -63,10 +70,14 @@ def main(argv: list[str] | None = None) -> int:
 
     record = {"step": step, "linear_epochs": config.eval.linear_epochs,
               "linear_augment": config.eval.linear_augment, **scores}
-    (resolve(args.workdir) / "eval.json").write_text(json.dumps(record, indent=1))
+    path = resolve(args.workdir) / "eval.json"
+    try:
+      path.write_text(json.dumps(record, indent=1))
+    except OSError as e:
+      print(f"error: {path} could not be written ({type(e).__name__}: {e.strerror or e}); the scores above are "
+            "not saved", file=sys.stderr)
+      return 2
   return 0
-
-
 
 
 if __name__ == "__main__":

@@ -59,6 +59,12 @@ def main(argv, prepare: Callable[[ml_collections.ConfigDict], None] | None = Non
     from jaxssl import process_output
 
     process_output.filter_stdout(jax.process_index(), jax.process_count())
+  from jaxssl import command_line
+
+  problem = command_line.backend_problem()
+  if problem:
+    print(f"error: {problem}", file=sys.stderr)
+    return 2
   from jaxssl import train
   from jaxssl.checkpoint import CheckpointError
   from jaxssl.data import DataError
@@ -104,10 +110,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   prints the usage and exits 0."""
   if any(a in ("--help", "-h", "-?", "--helpshort") for a in argv[1:]):
     app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)
-  repeated = _repeated_overrides(argv)
-  if repeated:
-    print(f"error: {repeated}", file=sys.stderr)
-    sys.exit(2)
+  argv = last_overrides(argv)
   config_file = _config_file(argv)
   if _config_arg(argv):
     from jaxssl import config_file as config_files
@@ -160,20 +163,22 @@ def _config_file(argv: list[str]) -> str | None:
   return value.split(":", 1)[0] if value else None
 
 
-def _repeated_overrides(argv: list[str]) -> str | None:
-  """What is wrong when one --config.FIELD is given twice (absl would keep one, or join two tuples), or None."""
-  seen: dict[str, str] = {}
-  for i, arg in enumerate(argv[1:], 1):
-    if not arg.startswith("--config."):
-      continue
-    name, has_value, value = arg.partition("=")
-    if not has_value:
-      value = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("--") else ""
-    if name in seen:
-      return (f"{name} is given twice ({seen[name]!r} and {value!r}): give each config field once, with the value "
-              "it should have")
-    seen[name] = value
-  return None
+def last_overrides(argv: list[str]) -> list[str]:
+  """``argv`` with each --config.FIELD given more than once kept at its last occurrence only: the last value
+  wins for every field, as absl does for its own flags (for a tuple field absl would join the values: (32,)
+  then (64,) gave (32, 64), and (32,) then () kept (32,))."""
+  spans = []                                      # (field, first index, index past its value)
+  i = 1
+  while i < len(argv):
+    arg = argv[i]
+    takes_next = arg.startswith("--config.") and "=" not in arg and i + 1 < len(argv) and \
+        not argv[i + 1].startswith("--")
+    if arg.startswith("--config."):
+      spans.append((arg.split("=", 1)[0], i, i + 2 if takes_next else i + 1))
+    i += 2 if takes_next else 1
+  last = {field: start for field, start, _ in spans}
+  dropped = {j for field, start, end in spans if last[field] != start for j in range(start, end)}
+  return [a for j, a in enumerate(argv) if j not in dropped]
 
 
 if __name__ == "__main__":

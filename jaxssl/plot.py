@@ -12,7 +12,6 @@ Needs matplotlib and scikit-learn (``pip install -e ".[plot]"``). Bad input: one
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
@@ -166,12 +165,19 @@ def plot_reconstructions(run, dataset, path: str, count: int = 8, seed: int = 0)
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m jaxssl.plot", description=__doc__.splitlines()[0])
+  from jaxssl import command_line
+
+  parser = command_line.ArgumentParser(prog="python -m jaxssl.plot", description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", required=True)
-  parser.add_argument("--points", type=int, default=2000, help="test examples in the t-SNE map")
-  parser.add_argument("--step", type=int, default=None,
+  parser.add_argument("--points", type=command_line.positive_int, default=2000,
+                      help="test examples in the t-SNE map")
+  parser.add_argument("--step", type=command_line.non_negative_int, default=None,
                       help="checkpoint step (default: the newest that can be read)")
   args = parser.parse_args(argv)
+  problem = command_line.backend_problem()
+  if problem:
+    print(f"error: {problem}", file=sys.stderr)
+    return 2
 
   from jaxssl import data
   from jaxssl.checkpoint import CheckpointError
@@ -191,17 +197,22 @@ def main(argv: list[str] | None = None) -> int:
   except (FileNotFoundError, CheckpointError, data.DataError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  out.mkdir(parents=True, exist_ok=True)
   written = [str(out / name) for name in ("curves.png", "views.png", "embedding.png")]
-  plot_curves(records, written[0])
-  plot_views(config, dataset, written[1])
-  if dataset.test is not None:
-    plot_embedding(run, dataset, written[2], max_points=args.points)
-    if run.trainer.method.reconstruct is not None:
-      written.append(str(out / "reconstruction.png"))
-      plot_reconstructions(run, dataset, written[-1])
-  else:
-    written.pop()
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+    plot_curves(records, written[0])
+    plot_views(config, dataset, written[1])
+    if dataset.test is not None:
+      plot_embedding(run, dataset, written[2], max_points=args.points)
+      if run.trainer.method.reconstruct is not None:
+        written.append(str(out / "reconstruction.png"))
+        plot_reconstructions(run, dataset, written[-1])
+    else:
+      written.pop()
+  except OSError as e:
+    where = e.filename or out
+    print(f"error: {where} could not be written ({type(e).__name__}: {e.strerror or e})", file=sys.stderr)
+    return 2
   print("wrote " + ", ".join(written))
   return 0
 

@@ -62,45 +62,66 @@ def open_checkpoints(workdir: str, field: str = "workdir") -> Checkpointer:
 def load_run(workdir: str, step: int | None = None, axis_name: str | None = None, field: str = "workdir") -> Run:
   """Rebuilds the run's trainer from config.json and restores checkpoint ``step``.
 
-  Without ``step``, the newest checkpoint that can be read: one that is damaged, or that a running training
-  rotates away while it is read, is passed over with a warning line (and left where it is)."""
+  Without ``step``, the newest checkpoint that can be read. A training still running in the workdir saves and
+  rotates checkpoints meanwhile, so the listing is read again after each failure: a checkpoint that was rotated
+  away while it was read is passed over silently (a newer one took its place), one still there but unreadable
+  (damaged) with a warning line (and left where it is)."""
   import sys
 
   from jaxssl.checkpoint import CheckpointMismatch
 
   config = load_config(workdir, field)
   checkpointer = open_checkpoints(workdir, field)
+  built: dict = {}
   try:
     steps = checkpointer.steps()
     if step is not None and step not in steps:
       shown = ", ".join(map(str, steps)) or "none"
-      raise CheckpointError(f"--step={step}: {checkpointer.directory} has no checkpoint of that step (it has: "
-                            f"{shown})")
-    last = ""                                   # why the newest unreadable one could not be read
-    for candidate in ([step] if step is not None else sorted(steps, reverse=True)):
+      raise CheckpointError(f"--step={step}: {checkpointer.directory} has "
+                            f"no checkpoint of that step (it has: {shown})")
+    if step is not None:
       try:
-        return _restore(config, checkpointer, candidate, axis_name)
+        return _restore(config, checkpointer, step, axis_name, built)
       except CheckpointError as e:
-        if step is not None or isinstance(e, CheckpointMismatch):   # another model: no older one fits
+        if step not in checkpointer.steps():
+          raise CheckpointError(f"step {step} of {checkpointer.directory} was rotated away while it was read (a "
+                                "training is saving there); name a newer step, or none for the newest") from None
+        raise e
+    last, passed = "", set()                    # why the newest unreadable one could not be read; steps tried
+    while True:
+      candidates = [s for s in sorted(checkpointer.steps(), reverse=True) if s not in passed]
+      if not candidates:
+        break
+      candidate = candidates[0]
+      try:
+        return _restore(config, checkpointer, candidate, axis_name, built)
+      except CheckpointError as e:
+        if isinstance(e, CheckpointMismatch):   # another model: no older one fits
           raise
-        last = str(e)
-        print(f"warning: {e}; trying the checkpoint before it", file=sys.stderr, flush=True)
+        passed.add(candidate)
+        if candidate in checkpointer.steps():
+          last = str(e)
+          print(f"warning: {e}; trying the checkpoint before it", file=sys.stderr, flush=True)
     raise CheckpointError(f"{field}={workdir!r}: no checkpoint can be read" +
                           (f" ({last})" if last else f" ({checkpointer.directory} is empty)"))
   finally:
     checkpointer.close()
 
 
-def _restore(config, checkpointer: Checkpointer, step: int, axis_name: str | None) -> Run:
+def _restore(config, checkpointer: Checkpointer, step: int, axis_name: str | None, built: dict) -> Run:
+  """Checkpoint ``step`` onto one local device. ``built`` caches the trainer and abstract state by what they
+  depend on, so a second try (the first checkpoint rotated away meanwhile) reads arrays at once."""
   from jaxssl import train_step
 
   meta = checkpointer.restore_meta(step)
-  trainer = train_step.build(config, int(meta["total_steps"]), axis_name=axis_name,
-                             num_classes=int(meta.get("num_classes", 0)))
-  abstract = jax.eval_shape(lambda: train_step.init_state(trainer, jax.random.key(0), int(meta.get("channels", 1))))
-  # Onto one local device, whatever mesh the run was saved from (orbax needs the target's sharding).
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
+  key = (int(meta["total_steps"]), int(meta.get("num_classes", 0)), int(meta.get("channels", 1)))
+  if key not in built:
+    trainer = train_step.build(config, key[0], axis_name=axis_name, num_classes=key[1])
+    abstract = jax.eval_shape(lambda: train_step.init_state(trainer, jax.random.key(0), key[2]))
+    # Onto one local device, whatever mesh the run was saved from (orbax needs the target's sharding).
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    built[key] = trainer, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
+  trainer, abstract = built[key]
   state, meta = checkpointer.restore(abstract, step)
   return Run(config, trainer, state, meta)
 
