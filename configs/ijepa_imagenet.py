@@ -2,8 +2,8 @@
 configs/in1k_vith14_ep300.yaml): batch 2048, AdamW lr 1e-3 (1.25e-4 x batch / 256) after 40 warm-up epochs
 then a cosine to 1e-6, weight decay 0.04 -> 0.4, 300 epochs, bfloat16, crops of scale (0.3, 1) at 224 px and no
 other augmentation, 4 target blocks (scale 0.15-0.2, aspect 0.75-1.5) and a context block (scale 0.85-1),
-a predictor 384 wide and 12 deep with the encoder's 16 heads, EMA 0.996 -> 1 linearly, evaluation on the mean
-patch token. ``:base`` trains ViT-B/16 with a predictor 384 wide and 6 deep with 12 heads (the official code
+blocks of more than 10 patches, a predictor 384 wide and 12 deep with the encoder's 16 heads, EMA 0.996 -> 1
+linearly, evaluation on the mean patch token. ``:base`` trains ViT-B/16 with a predictor 384 wide and 6 deep with 12 heads (the official code
 has no ViT-B recipe; the depth is jaxssl's choice).
 
     python -m jaxssl.main --config configs/ijepa_imagenet.py --workdir gs://BUCKET/runs/ijepa_in1k
@@ -11,9 +11,9 @@ has no ViT-B recipe; the depth is jaxssl's choice).
 
 The argument after ``:`` is the size (``huge`` by default, ``base``), the data (``imagenet2012`` by default,
 ``imagenette`` or ``folder``, ``jaxssl.defaults.imagenet``), or both. Not reproduced: the warm-up starts at 0
-(official: at 1e-4), each context keeps the same number of patches over the whole run (the 1% quantile of the
-context sizes, 69 of 256, where the official collator cuts each batch to its smallest), jaxssl's ViT carries a
-class token nothing reads, and the predictor's residual projections are not rescaled by depth at
+(official: at 1e-4), each context keeps up to the same number of patches over the whole run (68 of 256, the
+median of the official batches' cut, where the official collator cuts each batch of 128 to its smallest: 43-93),
+jaxssl's ViT carries a class token nothing reads, and the predictor's residual projections are not rescaled by depth at
 initialisation.
 """
 
@@ -30,6 +30,7 @@ def get_config(arg: str = ""):
   config.model.pos_embed, config.model.pool = "sincos", "mean"
   m = config.method
   m.predictor_dim, m.predictor_depth, m.predictor_heads = 384, depth, heads
+  m.min_keep = 10                                 # the official configs' (the Fashion-MNIST default is 4)
   config.augment.crop_scale = (0.3, 1.0)
   o = config.optim
   o.name, o.base_lr, o.min_lr, o.weight_decay, o.weight_decay_end = "adamw", 1.25e-4, 1e-6, 0.04, 0.4

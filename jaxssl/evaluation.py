@@ -57,15 +57,16 @@ def features_function(apply_fn: Callable, preprocess: Callable = _identity, mesh
 
 def embed(apply_fn: Callable, variables, source: Source, batch_size: int, mesh: Mesh | None = None,
           preprocess: Callable = _identity, augment_key: jax.Array | None = None,
-          features_fn: Callable | None = None,
-          progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+          features_fn: Callable | None = None, progress: Callable[[int, int], None] | None = None,
+          stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
   """Features and labels of every example of ``source``: float32 [N, D] and int32 [N], on the host.
 
   With a mesh, each chunk is split over its devices (and processes: each process reads only its share); the
   features come back replicated. With ``augment_key`` every image is first randomly cropped and flipped
   (the linear probe's training augmentation). ``features_fn``: ``features_function(apply_fn, preprocess,
   mesh)`` built once by the caller (else built here, and compiled, on every call). ``progress(done, total)``
-  is called after each chunk.
+  is called after each chunk. Reads substitute unreadable images and give up after the split's read timeout
+  (``Source.read_substituted``); ``stop()`` true ends the pass with ``jaxssl.data.Stopped``.
   """
   features_fn = features_fn or features_function(apply_fn, preprocess, mesh)
   num_devices = 1 if mesh is None else mesh.size
@@ -75,7 +76,7 @@ def embed(apply_fn: Callable, variables, source: Source, batch_size: int, mesh: 
     indices = np.arange(start, min(start + batch_size, len(source)))
     padded = np.concatenate([indices, np.zeros((-len(indices)) % num_devices, indices.dtype)])
     share = len(padded) // processes
-    images, chunk_labels = source.read(padded[me * share:(me + 1) * share])
+    images, chunk_labels = source.read_substituted(padded[me * share:(me + 1) * share], stop=stop)
     batch = {"image": images, "label": chunk_labels}
     if mesh is not None:
       batch = shard_batch(batch, mesh)
@@ -259,8 +260,9 @@ class Evaluator:
   """kNN, online-probe and linear-probe accuracy of a run's train states. The encoder's feature function is
   built once, so every evaluation of the run after the first reuses its compilation."""
 
-  def __init__(self, trainer, mesh: Mesh | None = None):
-    self.trainer, self.mesh = trainer, mesh
+  def __init__(self, trainer, mesh: Mesh | None = None, stop: Callable[[], bool] | None = None):
+    """``stop``: when it turns true (SIGTERM), an evaluation ends with ``jaxssl.data.Stopped`` at its next read."""
+    self.trainer, self.mesh, self.stop = trainer, mesh, stop
     apply_fn, _, self._preprocess = encoder_fn(trainer, None)
     self._apply_fn = apply_fn
     self._features_fn = features_function(apply_fn, self._preprocess, mesh)
@@ -282,7 +284,8 @@ class Evaluator:
         self._say(f"encoded {done}/{total} {name} images ({now - start:.0f} s)")
 
     return embed(self._apply_fn, variables, source, self.trainer.config.eval.batch_size, self.mesh,
-                 self._preprocess, augment_key=augment_key, features_fn=self._features_fn, progress=progress)
+                 self._preprocess, augment_key=augment_key, features_fn=self._features_fn, progress=progress,
+                 stop=self.stop)
 
   def features(self, state, dataset) -> dict[str, np.ndarray]:
     """Frozen features and labels of the dataset's eval_train and test splits."""
@@ -334,7 +337,7 @@ class Evaluator:
       self._logits_fn = features_function(self._logits_apply, self._preprocess, self.mesh)
     logits, labels = embed(self._logits_apply, _encoder_variables(state), dataset.test,
                            self.trainer.config.eval.batch_size, self.mesh, self._preprocess,
-                           features_fn=self._logits_fn)
+                           features_fn=self._logits_fn, stop=self.stop)
     self._say(f"classifier top-1 on {len(labels)} test images")
     return {"top1": topk_accuracy(logits, labels, 1), "top5": topk_accuracy(logits, labels, 5)}
 

@@ -36,6 +36,16 @@ class LocalLockFile:
   def __init__(self, path: str):
     self.path = str(path)
 
+  def obstruction(self) -> str | None:
+    """What stands where the lock file goes if it is not a file (a directory), else None."""
+    if os.path.isdir(self.path):
+      return "a directory"
+    if os.path.lexists(self.path) and not os.path.exists(self.path):
+      return "a broken symbolic link"
+    if os.path.exists(self.path) and not os.path.isfile(self.path):
+      return "not a regular file"
+    return None
+
   def read(self) -> tuple[bytes | None, float | None, Any]:
     try:
       with open(self.path, "rb") as f:
@@ -86,6 +96,9 @@ class LocalLockFile:
 
 class GcsLockFile:
   atomic = True
+
+  def obstruction(self) -> str | None:
+    return None                                   # an object store has no directories in the way of an object
 
   def __init__(self, url: str):
     import gcsfs
@@ -143,6 +156,9 @@ class GcsLockFile:
 
 class BestEffortLockFile:
   atomic = False
+
+  def obstruction(self) -> str | None:
+    return None                                   # an object store has no directories in the way of an object
 
   def __init__(self, path):
     self.path = path                              # an etils.epath.Path

@@ -82,7 +82,7 @@ def plot_views(config, dataset, path: str, pairs: int = 8, seed: int = 0) -> Non
   from jaxssl import augment, methods
 
   recipes = methods.get(config).recipes(config)
-  images, _ = dataset.train.read(np.arange(min(pairs, len(dataset.train))))
+  images, _ = dataset.train.read_substituted(np.arange(min(pairs, len(dataset.train))))
   keys = jax.random.split(jax.random.key(seed), len(images))
   views = [np.asarray(v) for v in augment.views(keys, images, recipes)]
   rows = [[images[row] / 255.0] + [v[row] for v in views] for row in range(len(images))]
@@ -122,7 +122,7 @@ def plot_embedding(run, dataset, path: str, max_points: int = 2000, seed: int = 
 
   rng = np.random.default_rng(seed)
   chosen = np.sort(rng.choice(len(dataset.test), min(max_points, len(dataset.test)), replace=False))
-  subset = data.ArraySource(*dataset.test.read(chosen))
+  subset = data.ArraySource(*dataset.test.read_substituted(chosen))
   apply_fn, variables, preprocess = evaluation.encoder_fn(run.trainer, run.state)
   print(f"plot: encoding {len(subset)} test images, then a t-SNE map of them (minutes on a CPU)", file=sys.stderr,
         flush=True)
@@ -149,7 +149,7 @@ def plot_reconstructions(run, dataset, path: str, count: int = 8, seed: int = 0)
   from jaxssl.train_step import normalize
 
   trainer = run.trainer
-  images, _ = dataset.test.read(np.arange(min(count, len(dataset.test))))
+  images, _ = dataset.test.read_substituted(np.arange(min(count, len(dataset.test))))
   size = trainer.recipes[0].size
   x = jax.vmap(lambda im: augment.crop_and_resize(im, 0.0, 0.0, im.shape[0], im.shape[1], size))(
       augment.to_float(jax.numpy.asarray(images)))

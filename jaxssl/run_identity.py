@@ -63,7 +63,11 @@ def check_same_run(root, config: ml_collections.ConfigDict, allow: Iterable[str]
   known = _flat(json.loads(config.to_json_best_effort()))
   path = root / "config.json"
   saved = None
-  if (root / "checkpoints").exists() or (root / "results.json").exists():
+  from jaxssl.checkpoint import has_checkpoints
+
+  # Only a run that saved something holds the workdir: one that failed before its first checkpoint (a NaN at
+  # step 1) leaves an empty checkpoints/ and a config.json that a corrected rerun replaces.
+  if has_checkpoints(root) or (root / "results.json").exists():
     if path.exists():
       try:
         saved = json.loads(path.read_text())

@@ -24,10 +24,17 @@ from jaxssl.workdir import resolve
 
 
 def total_steps_for(config: ml_collections.ConfigDict, num_train: int) -> int:
-  """``train.num_steps`` if positive, else ``train.num_epochs`` (may be fractional) of the train split."""
+  """``train.num_steps`` if positive, else ``train.num_epochs`` (may be fractional) of the train split; a number
+  of epochs that rounds to no step is refused (ConfigError), not run as one step."""
   if config.train.num_steps > 0:
     return int(config.train.num_steps)
-  return max(1, int(round(config.train.num_epochs * num_train / config.train.batch_size)))
+  steps = int(round(config.train.num_epochs * num_train / config.train.batch_size))
+  if steps < 1:
+    from jaxssl.config_checks import fail
+    fail("train.num_epochs", config.train.num_epochs, f"is less than one step of {config.train.batch_size} of the "
+         f"{num_train} training examples; train for at least {config.train.batch_size / num_train:.3g} epochs, "
+         "or set train.num_steps")
+  return steps
 
 
 class TrainingError(RuntimeError):
@@ -157,9 +164,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   if lock is not None and lock.note:
     print(f"workdir: {lock.note}", flush=True)
   try:
-    return _run_in(_Setup(root, workdir, config, dataset, mesh, trainer, state, total_steps, steps_per_epoch,
-                          num_classes, channels, changes,
-                          run_identity.TRAIN_SIZE in allow_change, lock))
+    # From the lock on, SIGTERM and Ctrl-C stop the run cleanly wherever it is (restoring, compiling, in an
+    # evaluation, waiting on a read): it releases the lock instead of dying with it held.
+    with _Preemption() as preemption:
+      return _run_in(_Setup(root, workdir, config, dataset, mesh, trainer, state, total_steps, steps_per_epoch,
+                            num_classes, channels, changes,
+                            run_identity.TRAIN_SIZE in allow_change, lock), preemption)
   finally:
     if lock is not None:
       lock.release()
@@ -262,13 +272,19 @@ class _Setup(NamedTuple):
   lock: Any                    # the workdir_lock.WorkdirLock held (process 0), else None
 
 
-def _run_in(setup: _Setup) -> dict[str, float]:
+def _run_in(setup: _Setup, preemption: _Preemption) -> dict[str, float]:
   """The run proper, with the workdir locked: restore, train, evaluate, write results."""
   from jaxssl import checkpoint, data
   from jaxssl.progress import Progress
 
   (root, workdir, config, dataset, mesh, trainer, state, total_steps, steps_per_epoch, num_classes, channels,
    changes, allow_size_change, lock) = setup
+
+  def still_ours() -> None:
+    """The lock read now (not at the last heartbeat) before anything is written: a run whose lock another run
+    took stops without writing more."""
+    if lock is not None:
+      lock.check()
 
   checkpointer = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)
   meta = {"data_position": 0, "evals": [], "results": {}}
@@ -287,6 +303,15 @@ def _run_in(setup: _Setup) -> dict[str, float]:
           f"restore the data, pass --allow_change={run_identity.TRAIN_SIZE} to go on with it, or use a new workdir")
   # Finished: results.json records this many steps, and the checkpoints agree or are gone.
   finished = run_identity.finished_results(root, total_steps)
+  if finished is None and checkpointer.latest_step() is None:
+    done_before = run_identity.finished_results(root, 0)
+    if done_before is not None:
+      checkpointer.close()
+      raise run_identity.WorkdirError(
+          f"--workdir={workdir!r} holds a finished run ({done_before.get('steps', '?')} steps, results.json) whose "
+          f"checkpoints are gone: it cannot go on to {total_steps} steps, and starting again from step 0 would "
+          "overwrite its results; restore its checkpoints, or use a new workdir")
+  still_ours()
   if jax.process_index() == 0 and (changes or not (root / "config.json").exists()
                                   or checkpointer.latest_step() is None):
     if changes:
@@ -303,14 +328,32 @@ def _run_in(setup: _Setup) -> dict[str, float]:
   step_fn = make_step(config, trainer, state, mesh)
   names = finite_names(state)                     # of the NaN guard's flags
   writer = MetricsWriter(workdir, enabled=jax.process_index() == 0, resume_step=int(state.step))
-  evaluator = evaluation.Evaluator(trainer, mesh)   # compiles the encoder's feature function once for the run
+  stop = lambda: bool(preemption.requested)
+  # compiles the encoder's feature function once for the run; SIGTERM stops an evaluation between batches
+  evaluator = evaluation.Evaluator(trainer, mesh, stop=stop)
   cadence = Cadence.of(config, total_steps, steps_per_epoch)
 
   results: dict[str, float] = dict(meta["results"])
   evals = list(meta["evals"])
   first_step = int(state.step)
+
+  def stopped_before_training(during: str) -> dict:
+    checkpointer.close()
+    writer.close()
+    saved = (f"the checkpoint of step {first_step} it resumed from is as it was" if first_step else
+             "nothing was trained, so there is nothing to save")
+    print(f"{preemption.requested}: stopped {during}, before the first step of this segment; {saved}; run the "
+          "same command again to go on", flush=True)
+    return {**results, "preempted": True}
+
+  if preemption.requested:
+    return stopped_before_training("while the run was being set up")
   if config.eval.knn_at_init and first_step == 0:
-    results["knn_random_init"] = evaluator.knn_accuracy(state, dataset)
+    try:
+      results["knn_random_init"] = evaluator.knn_accuracy(state, dataset)
+    except data.Stopped:
+      return stopped_before_training("during the kNN at initialisation")
+    still_ours()
     writer.write(0, {"knn_accuracy": results["knn_random_init"]}, prefix="eval")
     print(f"kNN accuracy of the encoder at random initialisation: {100 * results['knn_random_init']:.2f}%",
           flush=True)
@@ -321,7 +364,12 @@ def _run_in(setup: _Setup) -> dict[str, float]:
 
   last_saved = [first_step]                       # the step of the newest checkpoint (a list: set in save)
 
+  initial_largest = meta.get("initial_largest_parameter")      # of the run's first state, for _divergence_note
+  if first_step == 0:
+    initial_largest = float(_largest_parameter(state.params))
+
   def save(step: int, position: int) -> None:
+    still_ours()
     last_saved[0] = step
     # Training time so far travels with the checkpoint, so a resumed run reports the whole run's; the step
     # history does not (it is in metrics.jsonl, made durable first).
@@ -330,6 +378,8 @@ def _run_in(setup: _Setup) -> dict[str, float]:
     checkpointer.save(step, state, {"data_position": position, "evals": evals, "results": so_far,
                                     "total_steps": total_steps, "num_classes": num_classes, "channels": channels,
                                     "train_examples": len(dataset.train),
+                                    "largest_parameter": float(_largest_parameter(state.params)),
+                                    "initial_largest_parameter": initial_largest,
                                     "config": json.loads(config.to_json_best_effort())})
 
   from jaxssl.data import bad_images
@@ -354,102 +404,165 @@ def _run_in(setup: _Setup) -> dict[str, float]:
   # One exit path: however the loop ends (done, preempted, a non-finite loss), the checkpoint in flight is
   # finished, metrics are flushed and the data workers stop. The signal handlers stay until results.json is
   # written, so SIGTERM or Ctrl-C during the final save or evaluation is a clean stop too.
-  with _Preemption() as preemption:
-    try:
-      with pipeline:
-        for step in range(first_step, total_steps):
-          waited = time.perf_counter()
+  try:
+    with pipeline:
+      for step in range(first_step, total_steps):
+        waited = time.perf_counter()
+        try:
+          batch = pipeline.next(stop=lambda: bool(preemption.requested), timeout_s=config.data.read_timeout_s)
+        except (data.Stopped, data.ReadTimeout) as e:
+          # Waiting on a slow or hung read: the state is at a step boundary, so it is saved as it is.
+          if step != last_saved[0] and step > 0 and jax.process_count() == 1:
+            save(step, pipeline.position)
+          kept = (f"the state at step {step} is saved" if step == last_saved[0] and step > 0 else
+                  "nothing was trained, so there is no checkpoint" if step == 0 else
+                  f"the checkpoint of step {last_saved[0]} is the newest")
+          if isinstance(e, data.ReadTimeout):
+            raise data.ReadTimeout(f"{e}; {kept}") from None
+          progress.close()
+          print(f"{preemption.requested}: {kept} (the input pipeline was waiting on a read); run the same command "
+                "again to resume", flush=True)
+          results["preempted"] = True
+          return results
+        waited = time.perf_counter() - waited
+        if timer is None:
+          step_fn, timer = _compiled_step(step_fn, state, batch, config.train.batch_size, step)
+        timer.data_wait(waited)
+        state, metrics = step_fn(state, batch)
+        del batch
+        if pending is not None:
+          _check_finite(*pending)
+        pending = (metrics, step + 1, names)
+        done = step + 1
+        if step == first_step and not cadence.log(done):
+          print(f"step {done}: loss {float(metrics['loss']):.4g}, the first step of this segment, compiled and "
+                f"run in {time.perf_counter() - start:.0f} s; the log follows every {cadence.log_every} steps",
+                flush=True)
+        preempted = preemption.reached(done)
+        if not (cadence.any(done) or preempted):
+          continue
+        _check_finite(*pending)                 # never log, evaluate or save a non-finite state
+        pending = None
+        still_ours()
+        if cadence.log(done):
+          shown = {k: float(v) for k, v in metrics.items() if not k.startswith("finite")}
+          shown.update(timer.interval(done))
+          progress.log(done, shown)
+          results.setdefault("first_loss", shown["loss"])
+          results["final_loss"] = shown["loss"]
+          writer.write(done, shown)
+        if cadence.evaluate(done):
+          t = time.perf_counter()
           try:
-            batch = pipeline.next(stop=lambda: bool(preemption.requested), timeout_s=config.data.read_timeout_s)
-          except (data.Stopped, data.ReadTimeout) as e:
-            # Waiting on a slow or hung read: the state is at a step boundary, so it is saved as it is.
-            if step != last_saved[0] and step > 0 and jax.process_count() == 1:
-              save(step, pipeline.position)
-            if isinstance(e, data.ReadTimeout):
-              raise data.ReadTimeout(f"{e}; the state at step {step} is saved" if step == last_saved[0] else
-                                     str(e)) from None
-            progress.close()
-            print(f"{preemption.requested}: the checkpoint of step {step} is saved (the input pipeline was "
-                  "waiting on a read); run the same command again to resume", flush=True)
-            results["preempted"] = True
-            return results
-          waited = time.perf_counter() - waited
-          if timer is None:
-            step_fn, timer = _compiled_step(step_fn, state, batch, config.train.batch_size, step)
-          timer.data_wait(waited)
-          state, metrics = step_fn(state, batch)
-          del batch
-          if pending is not None:
-            _check_finite(*pending)
-          pending = (metrics, step + 1, names)
-          done = step + 1
-          if step == first_step and not cadence.log(done):
-            print(f"step {done}: loss {float(metrics['loss']):.4g}, the first step of this segment, compiled and "
-                  f"run in {time.perf_counter() - start:.0f} s; the log follows every {cadence.log_every} steps",
-                  flush=True)
-          preempted = preemption.reached(done)
-          if not (cadence.any(done) or preempted):
-            continue
-          _check_finite(*pending)                 # never log, evaluate or save a non-finite state
-          pending = None
-          if lock is not None and lock.lost:
-            raise run_identity.WorkdirError(lock.lost)
-          if cadence.log(done):
-            shown = {k: float(v) for k, v in metrics.items() if not k.startswith("finite")}
-            shown.update(timer.interval(done))
-            progress.log(done, shown)
-            results.setdefault("first_loss", shown["loss"])
-            results["final_loss"] = shown["loss"]
-            writer.write(done, shown)
-          if cadence.evaluate(done):
-            t = time.perf_counter()
             scores = evaluator.evaluate(state, dataset)
-            eval_seconds += time.perf_counter() - t
-            evals.append({"step": done, "epoch": done / steps_per_epoch, **scores})
-            writer.write(done, scores, prefix="eval")
+          except data.Stopped:                  # SIGTERM during the evaluation: the state is at a boundary
+            if done < total_steps:
+              save(done, pipeline.position)
             progress.close()
-            print(f"step {done} (epoch {done / steps_per_epoch:.2f}): {evaluation.summary(scores)}", flush=True)
-            timer.restart(done)
-          if preempted and done < total_steps:
-            save(done, pipeline.position)
-            progress.close()
-            print(f"{preemption.requested or 'SIGTERM'}: saved a checkpoint at step {done}; run the same "
-                  "command again to resume", flush=True)
+            print(f"{preemption.requested}: stopped during the evaluation at step {done}; saved a checkpoint "
+                  "there; run the same command again to resume", flush=True)
             results["preempted"] = True
             return results
-          if cadence.checkpoint(done):
-            save(done, pipeline.position)
-            timer.restart(done)
-      jax.block_until_ready(state)
-      progress.close()
-      results["train_seconds"] = train_seconds()
-      results["steps"] = total_steps
-      results["train_examples"] = len(dataset.train)
-      results.setdefault("first_loss", float("nan"))
-      results.setdefault("final_loss", float("nan"))
-      checkpointer.wait()                         # the final checkpoint is on disk before the evaluation
-      if preemption.requested:
-        print(f"{preemption.requested}: the final checkpoint (step {total_steps}) is saved; run the same command "
-              "again for the final evaluation and results.json", flush=True)
+          eval_seconds += time.perf_counter() - t
+          still_ours()
+          evals.append({"step": done, "epoch": done / steps_per_epoch, **scores})
+          writer.write(done, scores, prefix="eval")
+          progress.close()
+          print(f"step {done} (epoch {done / steps_per_epoch:.2f}): {evaluation.summary(scores)}", flush=True)
+          timer.restart(done)
+        if preempted and done < total_steps:
+          save(done, pipeline.position)
+          progress.close()
+          print(f"{preemption.requested or 'SIGTERM'}: saved a checkpoint at step {done}; run the same "
+                "command again to resume", flush=True)
+          results["preempted"] = True
+          return results
+        if cadence.checkpoint(done):
+          save(done, pipeline.position)
+          timer.restart(done)
+    jax.block_until_ready(state)
+    progress.close()
+    results["train_seconds"] = train_seconds()
+    results["steps"] = total_steps
+    results["train_examples"] = len(dataset.train)
+    results.setdefault("first_loss", float("nan"))
+    results.setdefault("final_loss", float("nan"))
+    checkpointer.wait()                         # the final checkpoint is on disk before the evaluation
+    if preemption.requested:
+      print(f"{preemption.requested}: the final checkpoint (step {total_steps}) is saved; run the same command "
+            "again for the final evaluation and results.json", flush=True)
+      results["preempted"] = True
+      return results
+
+    if config.eval.at_end:
+      try:
+        scores = evaluator.evaluate(state, dataset, linear=config.eval.linear_probe)
+      except data.Stopped:
+        print(f"{preemption.requested}: stopped during the final evaluation; the final checkpoint (step "
+              f"{total_steps}) is saved; run the same command again for the final evaluation and results.json",
+              flush=True)
         results["preempted"] = True
         return results
-
-      if config.eval.at_end:
-        scores = evaluator.evaluate(state, dataset, linear=config.eval.linear_probe)
-        results.update(scores)
-        evals.append({"step": total_steps, "epoch": total_steps / steps_per_epoch, **scores})
-        writer.write(total_steps, scores, prefix="eval")
-        if "knn_accuracy" in scores:
-          print(f"kNN accuracy ({config.method.name}, {total_steps} steps): {100 * scores['knn_accuracy']:.2f}%",
-                flush=True)
-        print(f"final: {evaluation.summary(scores)}", flush=True)
-    finally:
-      checkpointer.close()
-      writer.close()
-    if jax.process_index() == 0:
-      summary = {"results": results, "evals": evals, "history": writer.history(), "config": config.to_dict()}
-      _write_results(root / "results.json", json.dumps(summary, indent=1, default=str))
+      still_ours()
+      results.update(scores)
+      evals.append({"step": total_steps, "epoch": total_steps / steps_per_epoch, **scores})
+      writer.write(total_steps, scores, prefix="eval")
+      if "knn_accuracy" in scores:
+        print(f"kNN accuracy ({config.method.name}, {total_steps} steps): {100 * scores['knn_accuracy']:.2f}%",
+              flush=True)
+      print(f"final: {evaluation.summary(scores)}", flush=True)
+  except TrainingError as e:
+    raise TrainingError(f"{e}{_divergence_note(checkpointer, initial_largest)}") from None
+  finally:
+    checkpointer.close()
+    writer.close()
+  if jax.process_index() == 0:
+    still_ours()
+    summary = {"results": results, "evals": evals, "history": writer.history(), "config": config.to_dict()}
+    _write_results(root / "results.json", json.dumps(summary, indent=1, default=str))
   return results
+
+
+@jax.jit
+def _largest_parameter(params) -> jax.Array:
+  """The largest magnitude of any parameter: recorded with each checkpoint, so that after a non-finite step the
+  run can tell a checkpoint that had already diverged from one worth resuming."""
+  return jax.numpy.max(jax.numpy.stack([jax.numpy.max(jax.numpy.abs(x)).astype(jax.numpy.float32)
+                                         for x in jax.tree.leaves(params)]))
+
+
+# A checkpoint whose largest parameter has grown this many times past the initial one is taken for diverged.
+DIVERGED_GROWTH = 100.0
+
+
+def _divergence_note(checkpointer, initial: float | None) -> str:
+  """After a non-finite step: whether the newest checkpoint had already diverged (its largest parameter
+  ``DIVERGED_GROWTH`` times the initial one), and then which kept checkpoint to resume from instead and how."""
+  from jaxssl.checkpoint import CheckpointError
+
+  if not initial:
+    return ""
+  try:
+    checkpointer.wait()
+    rows = []
+    for step in sorted(checkpointer.steps(), reverse=True):
+      largest = checkpointer.restore_meta(step).get("largest_parameter")
+      if largest is not None:
+        rows.append((step, float(largest)))
+  except CheckpointError:
+    return ""
+  grown = lambda value: not np.isfinite(value) or value > DIVERGED_GROWTH * initial   # noqa: E731
+  if not rows or not grown(rows[0][1]):
+    return ""
+  newest, largest = rows[0]
+  note = (f"; but the newest checkpoint (step {newest}) had already diverged (its largest parameter is "
+          f"{largest:,.4g}, against {initial:.3g} at initialisation), so resuming from it will likely fail again")
+  sound = [step for step, value in rows if not grown(value)]
+  if not sound:
+    return note + "; no kept checkpoint is from before that: start again in a new workdir with the lower rate"
+  later = [step for step, _ in rows if step > sound[0]]
+  moves = "; ".join(f"mv {checkpointer.directory}/{s} {checkpointer.directory}/diverged-{s}" for s in later)
+  return note + f"; step {sound[0]} had not: to resume from it, move the newer ones aside ({moves})"
 
 
 def _write_results(path, text: str) -> None:

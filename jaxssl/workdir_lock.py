@@ -117,6 +117,10 @@ class WorkdirLock:
   # -- taking, refreshing and releasing it --
 
   def acquire(self) -> "WorkdirLock":
+    obstruction = self.store.obstruction()
+    if obstruction:
+      raise LockError(f"--workdir={self.workdir!r}: its lock file {self.path} is {obstruction}, not a jaxssl lock "
+                      "(a run writes one there); remove it")
     for _ in range(5):
       if self.store.create(json.dumps(self._record()).encode()):
         return self._held()
@@ -156,10 +160,23 @@ class WorkdirLock:
       if self.store.replace(json.dumps(self._record(json.loads(raw).get("since"))).encode(), version):
         return
       raw, _, _ = self.store.read()               # replaced between our read and our rewrite: by whom
+    self._lose(raw)
+
+  def _lose(self, raw: bytes | None) -> None:
     holder = "nobody (the lock file is gone)" if raw is None else raw.decode("utf-8", "replace")[:120]
     self.lost = (f"the lock of --workdir={self.workdir!r} was taken over by another run ({holder}), which "
                  f"judged this one gone; this run stops without writing more")
     self._stop.set()
+
+  def check(self) -> None:
+    """Raises WorkdirError (``lost``) unless the lock file names this run now: read afresh, so that a run does
+    not write for up to a heartbeat after another took its lock. The run calls it before every write."""
+    if not self.lost:
+      raw, _, _ = self.store.read()
+      if raw is None or not self._ours(raw):
+        self._lose(raw)
+    if self.lost:
+      raise WorkdirError(self.lost)
 
   def _start_heartbeat(self) -> None:
     def loop():

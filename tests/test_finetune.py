@@ -347,7 +347,9 @@ def _finetune(workdir, *extra, config="configs/finetune.py"):
 def test_the_command_refuses_bad_input_in_one_line(pretrained, tmp_path):
   cases = [([], "config.method.pretrained='': name the pretraining run with --pretrained DIR"),
            ([f"--pretrained={tmp_path / 'nowhere'}"], "has no config.json: not a jaxssl run directory"),
-           ([f"--pretrained={pretrained}"], "python -m jaxssl.finetune trains a classifier")]
+           ([f"--pretrained={pretrained}"], "python -m jaxssl.finetune trains a classifier"),
+           ([f"--pretrained={pretrained}", "--step=1"], f"config.method.pretrained_step=1 (--step): {pretrained}/"
+            "checkpoints has no checkpoint of that step (it has: 2)")]
   for i, (extra, message) in enumerate(cases):
     config = "configs/simclr.py" if i == 2 else "configs/finetune.py"
     command = [a for a in _finetune(tmp_path / "ft", *extra, config=config)

@@ -89,7 +89,7 @@ def test_ijepa_recipe_is_the_official_vith14_and_a_base():
   validate.validate(config, num_devices=8)
   assert (config.model.encoder, config.model.patch_size, config.augment.size) == ("vit_huge", 14, 224)
   m = config.method
-  assert (m.predictor_dim, m.predictor_depth, m.predictor_heads, m.num_targets) == (384, 12, 16, 4)
+  assert (m.predictor_dim, m.predictor_depth, m.predictor_heads, m.num_targets, m.min_keep) == (384, 12, 16, 4, 10)
   assert (tuple(m.target_scale), tuple(m.target_aspect), tuple(m.context_scale)) == ((0.15, 0.2), (0.75, 1.5),
                                                                                      (0.85, 1.0))
   o = config.optim

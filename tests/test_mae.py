@@ -63,6 +63,14 @@ def test_mae_config_is_valid_and_refuses_a_resnet_or_a_mask_that_keeps_nothing()
   config.method.mask_ratio = 0.99
   with pytest.raises(validate.ConfigError, match=r"^config.method.mask_ratio=0.99: keeps no patch of the 16 "):
     validate.validate(config, num_devices=8)
+  for ratio in (0.0, 0.05):                  # int(16 * 0.95) = 15 keeps one out; 0 masks none (a 0 / 0 loss)
+    config.method.mask_ratio = ratio
+    if ratio:
+      validate.validate(config, num_devices=8)
+    else:
+      with pytest.raises(validate.ConfigError, match=r"^config.method.mask_ratio=0.0: masks no patch of the 16 in a "
+                                                     r"view: MAE's loss is over the masked patches$"):
+        validate.validate(config, num_devices=8)
 
 
 @pytest.mark.slow                 # a long in-process run (over 20 s on 2 cores): not in the fast subset

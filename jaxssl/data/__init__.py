@@ -76,6 +76,9 @@ def _splits(config, make: Callable[[str], Source]) -> Dataset:
   train = make("train_split")
   eval_train = make("eval_train_split") if config.eval_train_split not in ("", config.train_split) else train
   test = make("test_split") if config.test_split else None
+  for field, split in (("train_split", train), ("eval_train_split", eval_train), ("test_split", test)):
+    if split is not None and split.where == Source.where:
+      split.where = f"config.data.{field}={config[field] or config.train_split!r}"
   labeled = [s for s in (train, eval_train, test) if s is not None and s.labeled]
   classes = max((s.num_classes for s in labeled), default=0)
   for s in labeled:
@@ -195,11 +198,13 @@ def _load(config: ml_collections.ConfigDict) -> Dataset:
   if config.source not in loaders:
     raise DataError(f"config.data.source={config.source!r} is unknown; use one of {', '.join(SOURCES)}")
   dataset = loaders[config.source](config)
-  # Unreadable images are substituted from the start (the run later records them in its workdir: attach).
+  # Unreadable images are substituted from the start (the run later records them in its workdir: attach), and
+  # reads outside the training pipeline give up after the read timeout as its reads do.
   bad = BadImages(config.get("max_bad_images", 100))
   for split in dataset[:3]:
     if split is not None:
       split.bad_images = bad
+      split.read_timeout_s = config.get("read_timeout_s", 0.0)
   if config.cache:
     # Cropped on the host, the train split is read from its full-size originals at every step.
     keep = {id(dataset.train)} if crops_on_host(config) else set()

@@ -35,6 +35,7 @@ class SubsetSource(Source):
     self.source, self.indices = source, np.asarray(indices)
     self.labels = np.asarray(source.labels)[self.indices]
     self.labeled, self.num_classes = source.labeled, source.num_classes
+    self.bad_images, self.read_timeout_s, self.where = source.bad_images, source.read_timeout_s, source.where
 
   def __len__(self) -> int:
     return len(self.indices)

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from jaxssl.data.bad_images import read_substituting
+from jaxssl.data.guarded_read import Stopped
 from jaxssl.data.host_crops import HostCropper, read_timeout
 from jaxssl.data.sources import DataError, Source
 
@@ -28,10 +29,6 @@ def global_batch_indices(num_examples: int, global_batch: int, seed: int, positi
   order = np.random.default_rng([seed, epoch]).permutation(num_examples)
   # Sorting makes the reads more local and keeps each example's slot independent of the layout.
   return np.sort(order[b * global_batch:(b + 1) * global_batch])
-
-
-class Stopped(Exception):
-  """``Pipeline.next`` stopped waiting for a batch because its caller asked (SIGTERM during a slow read)."""
 
 
 class Pipeline:

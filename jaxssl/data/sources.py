@@ -53,11 +53,14 @@ def describe_decode_error(error: BaseException) -> str:
 class Source:
   """One split, read by index. Subclasses set ``num_classes``, ``labeled`` and implement __len__ and read.
 
-  ``bad_images`` (a ``jaxssl.data.bad_images.BadImages``, set by the run) makes reads substitute unreadable
-  images instead of raising ``BadImage``."""
+  ``bad_images`` (a ``jaxssl.data.bad_images.BadImages``, set by ``jaxssl.data.load`` and the run) makes
+  ``read_substituted`` substitute unreadable images instead of raising ``BadImage``; ``read_timeout_s`` (from
+  ``config.data.read_timeout_s``) bounds its wait; ``where`` names the split in its errors."""
   num_classes: int = 0
   labeled: bool = False
   bad_images = None
+  read_timeout_s: float = 0.0
+  where: str = "the split"
 
   def __len__(self) -> int:
     raise NotImplementedError
@@ -66,9 +69,20 @@ class Source:
     """uint8 images [n, H, W, C] and int32 labels [n] of the examples at ``indices``."""
     raise NotImplementedError
 
+  def read_substituted(self, indices: Sequence[int] | np.ndarray,
+                       stop=None) -> tuple[np.ndarray, np.ndarray]:
+    """``read`` with each unreadable image replaced by its substitute (``jaxssl.data.bad_images``), giving up
+    after ``read_timeout_s`` (ReadTimeout) and stopping when ``stop()`` is true (Stopped): what every read
+    outside the training pipeline uses (evaluation, the shape probe, the cache)."""
+    from jaxssl.data.bad_images import read_substituting
+    from jaxssl.data.guarded_read import guarded
+
+    return guarded(lambda: read_substituting(self.read, indices, len(self), self.bad_images), self.read_timeout_s,
+                   f"reading {len(indices)} image(s) of {self.where}", stop)
+
   @property
   def image_shape(self) -> tuple[int, int, int]:
-    return tuple(self.read([0])[0].shape[1:])
+    return tuple(self.read_substituted([0])[0].shape[1:])
 
   def handles(self, indices: Sequence[int] | np.ndarray) -> tuple[list, np.ndarray]:
     """For the host crops (``host_crops.HostCropper``): one handle per example (a path, encoded bytes or a uint8
@@ -78,10 +92,7 @@ class Source:
 
   def all(self, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Every example, in order (for in-memory caching and evaluation of small splits)."""
-    from jaxssl.data.bad_images import read_substituting
-
-    parts = [read_substituting(self.read, np.arange(s, min(s + chunk, len(self))), len(self), self.bad_images)
-             for s in range(0, len(self), chunk)]
+    parts = [self.read_substituted(np.arange(s, min(s + chunk, len(self)))) for s in range(0, len(self), chunk)]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 

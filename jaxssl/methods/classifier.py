@@ -90,6 +90,10 @@ def pretrained_encoder(variables: base.Variables, workdir: str, step: int) -> ba
   load_config(workdir, "config.method.pretrained")   # a run directory (CheckpointError: not one, or damaged)
   checkpointer = open_checkpoints(workdir, "config.method.pretrained")
   try:
+    steps = checkpointer.steps()
+    if step >= 0 and step not in steps:
+      raise CheckpointError(f"config.method.pretrained_step={step} (--step): {checkpointer.directory} has no "
+                            f"checkpoint of that step (it has: {', '.join(map(str, steps)) or 'none'})")
     parts, saved_step = checkpointer.restore_subtrees(("params/encoder", "batch_stats/encoder"),
                                                       None if step < 0 else step)
   finally:

@@ -72,9 +72,13 @@ def check(config) -> None:
     config_checks.fail("model.encoder", config.model.encoder, "MAE masks patches: use a ViT (vit_*)")
   config_checks.in_range(config, "method.mask_ratio", 0.0, 1.0, closed_high=False)
   num_patches = (config.augment.size // max(config.model.patch_size, 1)) ** 2
-  if masking.num_kept(num_patches, config.method.mask_ratio) < 1:
+  kept = masking.num_kept(num_patches, config.method.mask_ratio)
+  if kept < 1:
     config_checks.fail("method.mask_ratio", config.method.mask_ratio,
                        f"keeps no patch of the {num_patches} in a view (augment.size / model.patch_size squared)")
+  if kept >= num_patches:       # the loss averages over the masked patches: none would be 0 / 0
+    config_checks.fail("method.mask_ratio", config.method.mask_ratio,
+                       f"masks no patch of the {num_patches} in a view: MAE's loss is over the masked patches")
   config_checks.positive_int(config, "method.decoder_dim")
   config_checks.positive_int(config, "method.decoder_depth")
   config_checks.positive_int(config, "method.decoder_heads")
