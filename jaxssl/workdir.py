@@ -9,6 +9,7 @@ that is copied up (``Mirror``).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -24,7 +25,32 @@ def resolve(workdir: str | os.PathLike) -> epath.Path:
   """The workdir as a Path: URLs as they are (``os.path.abspath`` would turn ``gs://b/x`` into ``./gs:/b/x``),
   local paths made absolute."""
   workdir = str(workdir)
-  return epath.Path(workdir if is_url(workdir) else os.path.abspath(workdir))
+  if is_url(workdir):
+    _say_each_storage_warning_once()
+    return epath.Path(workdir)
+  return epath.Path(os.path.abspath(workdir))
+
+
+class _OnceEach(logging.Filter):
+  """Lets each distinct message through once: gcsfs repeats its warning that it found no credentials and could
+  not tell the bucket's type on every file operation (500 lines for a 12-step run)."""
+
+  def __init__(self):
+    super().__init__()
+    self.seen: set[str] = set()
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    text = record.getMessage()
+    if text in self.seen:
+      return False
+    self.seen.add(text)
+    return True
+
+
+def _say_each_storage_warning_once() -> None:
+  logger = logging.getLogger("gcsfs")
+  if not any(isinstance(f, _OnceEach) for f in logger.filters):
+    logger.addFilter(_OnceEach())
 
 
 class LineLog:

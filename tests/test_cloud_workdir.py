@@ -66,9 +66,13 @@ def gcs(monkeypatch, tmp_path):
     process.wait()
 
 
-def test_train_resume_evaluate_and_plot_with_the_workdir_on_gcs(gcs, tmp_path):
+def test_train_resume_evaluate_and_plot_with_the_workdir_on_gcs(gcs, tmp_path, caplog):
+  import logging
+
   from etils import epath
   from tiny import tiny_config
+
+  caplog.set_level(logging.WARNING)
 
   workdir = gcs
   config = tiny_config("simclr")
@@ -107,6 +111,9 @@ def test_train_resume_evaluate_and_plot_with_the_workdir_on_gcs(gcs, tmp_path):
   tuned = train.run(fine_tune, f"gs://{BUCKET}/runs/simclr_ft")
   assert 0 <= tuned["top1"] <= 1 and (epath.Path(f"gs://{BUCKET}/runs/simclr_ft") / "results.json").exists()
   assert os.listdir(tmp_path) == []                   # nothing written locally
+  # Without credentials gcsfs warns on every file operation that it cannot tell the bucket's type: said once.
+  repeats = [r for r in caplog.records if "Could not determine bucket type" in r.getMessage()]
+  assert len(repeats) <= 1, len(repeats)
 
 
 def test_of_runs_started_at_the_same_instant_on_gcs_exactly_one_gets_the_lock(gcs):
