@@ -73,6 +73,7 @@ def test_ijepa_loss_reads_the_context_for_the_predictor_and_the_full_image_for_t
   assert float(jnp.abs(grads["encoder"]["block_0"]["attn"]["qkv"]["kernel"]).sum()) > 0
 
 
+@pytest.mark.slow                 # six compilations, one per context size (over 20 s on 2 cores)
 def test_ijepa_padding_changes_nothing_the_official_forward_pass_computes():
   # A 7 x 7 grid (28 px, patch 4): contexts of different sizes, targets padded to the largest block.
   config = tiny_config("ijepa")
