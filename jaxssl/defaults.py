@@ -26,6 +26,10 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.model.drop_path_rate = 0.0              # ViTs: stochastic depth at the last block (linear from 0)
   config.model.pool = "cls"                      # ViTs: evaluation features, cls (class token) | mean (patches) |
                                                  # global (fine-tuning: MAE's mean, then fc_norm)
+  config.model.class_token = True                # ViTs: a class token (False: pool mean or global; I-JEPA, timm avg)
+  config.model.num_registers = 0                 # ViTs: register tokens (DINOv2 with registers: 4)
+  config.model.layer_scale = 0.0                 # ViTs: LayerScale's initial value (DINOv2: 1e-5); 0 for none
+  config.model.mlp = "gelu"                      # ViTs: the blocks' feed-forward, gelu | swiglu (DINOv2's ViT-g)
   config.model.remat = False                     # rematerialise each ViT / ResNet block in the backward pass
   config.model.scan_layers = False               # ViTs: the blocks as one nn.scan (compile time flat in depth)
   config.model.stem = "cifar"                    # cifar (3x3, no max-pool) | imagenet (7x7 + max-pool)

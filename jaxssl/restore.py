@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -126,14 +127,25 @@ def _restore(config, checkpointer: Checkpointer, step: int, axis_name: str | Non
   return Run(config, trainer, state, meta)
 
 
-def load_encoder(workdir: str, step: int | None = None) -> tuple[nn.Module, dict]:
-  """The trained encoder of the run in ``workdir``: (Flax module, variables), ready for ``module.apply``.
+def load_encoder(source: str, step: int | None = None, **weights_options) -> tuple[nn.Module, dict]:
+  """The encoder in ``source``: (Flax module, variables), ready for ``module.apply``.
 
-  The module takes float images [N, H, W, C] normalised as in training, ``(x / 255 - config.data.mean) /
-  config.data.std`` (see ``load_config``), with ``train=False``, and returns features [N, D]. BatchNorm is not
-  synchronised across devices (``axis_name=None``), so it can be applied anywhere.
+  ``source`` is a jaxssl run directory (its trained encoder at checkpoint ``step``, default the latest), or
+  weights from the PyTorch world: a timm hub folder or a weights file (``jaxssl.weights.load``, which takes
+  ``weights_options``: ``num_heads``, ``arch``, ``pool``, ``image_size``). The module takes float images
+  [N, H, W, C] normalised as the encoder was trained (a run: ``(x / 255 - config.data.mean) /
+  config.data.std``, see ``load_config``; timm: its ``pretrained_cfg`` mean and std), with ``train=False``,
+  and returns features [N, D]. BatchNorm is not synchronised across devices (``axis_name=None``), so it can be
+  applied anywhere.
   """
-  run = load_run(workdir, step)
+  from jaxssl import weights
+
+  if not weights.is_jaxssl_run(source) and (os.path.isfile(source) or (
+      os.path.isdir(source) and not os.path.isdir(os.path.join(source, "checkpoints")))):
+    if step is not None:
+      raise weights.WeightsError(f"step={step}: {source} is a weights file or folder, which has no steps")
+    return weights.load(source, **weights_options)
+  run = load_run(source, step)
   module = run.trainer.model.encoder
   variables = {"params": run.state.params["encoder"], "batch_stats": run.state.batch_stats.get("encoder", {})}
   return module, variables

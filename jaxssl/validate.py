@@ -14,11 +14,12 @@ import ml_collections
 from jaxssl import config_checks, methods, optim
 from jaxssl.config_checks import ConfigError, fail as _fail  # noqa: F401  (ConfigError: the public name)
 from jaxssl.models import ENCODERS
-from jaxssl.models.vit import INITS, ViT
+from jaxssl.models.vit import INITS, MLPS, ViT
 
 POOLS = ("cls", "mean", "global")
 # model.* fields only a ViT reads; a ResNet run must leave them at the ViT's defaults.
-VIT_ONLY = ("pos_embed", "weight_init", "pool", "drop_path_rate", "scan_layers")
+VIT_ONLY = ("pos_embed", "weight_init", "pool", "drop_path_rate", "scan_layers", "class_token", "num_registers",
+            "layer_scale", "mlp")
 from jaxssl.models.resnet import CONV_IMPLEMENTATIONS
 
 
@@ -116,6 +117,15 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _fail("model.pool", config.model.pool, f"MAE's global pool (no final norm on the tokens) is for fine-tuning; "
           f"method {config.method.name!r} reads the normed tokens: use 'cls' or 'mean'")
   config_checks.in_range(config, "model.drop_path_rate", 0.0, 1.0, closed_high=False)
+  if not isinstance(config.model.class_token, bool):
+    _fail("model.class_token", config.model.class_token, "must be True or False")
+  if not config.model.class_token and config.model.pool == "cls":
+    _fail("model.pool", config.model.pool, "there is no class token (model.class_token=False): use 'mean' or "
+          "'global'")
+  config_checks.non_negative_int(config, "model.num_registers")
+  config_checks.in_range(config, "model.layer_scale", 0.0, 10.0)
+  if config.model.mlp not in MLPS:
+    _fail("model.mlp", config.model.mlp, f"use one of {', '.join(map(repr, MLPS))}")
   if config.model.stem not in ("cifar", "imagenet"):
     _fail("model.stem", config.model.stem, "use 'cifar' or 'imagenet'")
   conv_choices = ("auto", *CONV_IMPLEMENTATIONS)

@@ -29,4 +29,6 @@ def test_readme_python_block_runs(index, tmp_path, monkeypatch):
     config = tiny_config("vicreg")
     config.train.num_steps, config.eval.at_end, config.eval.knn_at_init = 1, False, False
     train.run(config, "runs/vicreg")
+  if "tests/data/" in block:                 # the repository's fixtures, as from its root
+    os.symlink(os.path.join(ROOT, "tests"), tmp_path / "tests")
   exec(compile(block, f"README.md python block {index}", "exec"), {"__name__": "__readme__"})

@@ -147,6 +147,8 @@ def check(config) -> None:
   m = config.method
   if not config.model.encoder.startswith("vit"):
     config_checks.fail("model.encoder", config.model.encoder, "iBOT masks patch tokens: use a ViT (vit_*)")
+  if not config.model.class_token:
+    config_checks.fail("model.class_token", config.model.class_token, "iBOT distils the class token: keep it")
   config_checks.widths(config, "method.proj_hidden_dims")
   for field in ("bottleneck_dim", "out_dim", "patch_out_dim"):
     config_checks.positive_int(config, f"method.{field}")

@@ -70,6 +70,9 @@ def defaults():
 def check(config) -> None:
   if not config.model.encoder.startswith("vit"):
     config_checks.fail("model.encoder", config.model.encoder, "MAE masks patches: use a ViT (vit_*)")
+  if not config.model.class_token:
+    config_checks.fail("model.class_token", config.model.class_token,
+                       "MAE's decoder takes the encoder's class token: keep it")
   config_checks.in_range(config, "method.mask_ratio", 0.0, 1.0, closed_high=False)
   num_patches = (config.augment.size // max(config.model.patch_size, 1)) ** 2
   kept = masking.num_kept(num_patches, config.method.mask_ratio)

@@ -151,8 +151,44 @@ class Mlp(nn.Module):
                      nn.gelu(on_tokens(dense(self.hidden, name="fc1"), x), approximate=False))
 
 
+class SwiGLU(nn.Module):
+  """The SwiGLU feed-forward of DINOv2's ViT-g (Shazeer 2020, arXiv:2002.05202; DINOv2's ``SwiGLUFFNFused``,
+  timm's ``SwiGLUPacked``): fc1 (``hidden`` wide, both halves packed in one layer) -> SiLU(first half) x second
+  half -> fc2. DINOv2's ViT-g: width 1536, hidden 8192 (2 x 4096)."""
+  hidden: int
+  weight_init: str = "dino"
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    dense = functools.partial(nn.Dense, dtype=self.dtype, kernel_init=dense_init(self.weight_init))
+    gate, value = jnp.split(on_tokens(dense(self.hidden, name="fc1"), x), 2, axis=-1)
+    return on_tokens(dense(x.shape[-1], name="fc2"), nn.silu(gate) * value)
+
+
+MLPS = {"gelu": Mlp, "swiglu": SwiGLU}
+
+
+class LayerScale(nn.Module):
+  """CaiT's LayerScale (Touvron et al. 2021, arXiv:2103.17239), as DINOv2's and timm's ``ls1`` / ``ls2``: a
+  learned per-channel factor ``gamma`` on a residual branch, starting at ``init_value``."""
+  init_value: float
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    gamma = self.param("gamma", nn.initializers.constant(self.init_value), (x.shape[-1],))
+    return x * gamma.astype(x.dtype)
+
+
+def mlp_width(width: int, mlp_ratio: float) -> int:
+  """The feed-forward's hidden width (SwiGLU: both halves): ``round(width * mlp_ratio)`` (round, not int, so a
+  ratio read off a checkpoint's shapes, 8192 / 1536, gives its width back)."""
+  return int(round(width * mlp_ratio))
+
+
 class Block(nn.Module):
-  """x + drop_path(attention(LN(x))); x + drop_path(MLP(LN(x))), GELU MLP of ``mlp_ratio`` x width.
+  """x + drop_path(ls1(attention(LN(x)))); x + drop_path(ls2(MLP(LN(x)))), a feed-forward (``mlp``: GELU or
+  SwiGLU) of ``mlp_ratio`` x width, LayerScale (``ls1``, ``ls2``) when ``layer_scale`` > 0 (its initial value).
 
   ``drop_keys`` [N] (or None): per-example keys for the two drop paths of this block; ``token_mask`` bool [N, T]
   (or None): the real tokens, the others padding that no token attends to."""
@@ -162,6 +198,8 @@ class Block(nn.Module):
   drop_path_rate: float = 0.0
   weight_init: str = "dino"
   dtype: Dtype = jnp.float32
+  layer_scale: float = 0.0
+  mlp: str = "gelu"
 
   @nn.compact
   def __call__(self, x: jax.Array, drop_keys: jax.Array | None = None,
@@ -171,21 +209,24 @@ class Block(nn.Module):
     norm = functools.partial(nn.LayerNorm, epsilon=1e-6, dtype=self.dtype)
     keys = (None, None) if drop_keys is None else (
         jax.vmap(lambda k: jax.random.fold_in(k, 0))(drop_keys), jax.vmap(lambda k: jax.random.fold_in(k, 1))(drop_keys))
+    scale = (lambda y, name: LayerScale(self.layer_scale, name=name)(y)) if self.layer_scale else (lambda y, _: y)
     y = Attention(self.num_heads, self.qkv_bias, self.weight_init, self.dtype, name="attn")(norm(name="norm1")(x),
                                                                                          token_mask)
-    x = x + drop_path(y, keys[0], rate)
-    y = Mlp(int(x.shape[-1] * self.mlp_ratio), self.weight_init, self.dtype, name="mlp")(norm(name="norm2")(x))
-    return x + drop_path(y, keys[1], rate)
+    x = x + drop_path(scale(y, "ls1"), keys[0], rate)
+    mlp = MLPS[self.mlp](mlp_width(x.shape[-1], self.mlp_ratio), self.weight_init, self.dtype, name="mlp")
+    y = mlp(norm(name="norm2")(x))
+    return x + drop_path(scale(y, "ls2"), keys[1], rate)
 
 
 @functools.lru_cache(maxsize=None)
-def _block_shapes(width: int, mlp_ratio: float, qkv_bias: bool) -> Any:
+def _block_shapes(width: int, mlp_ratio: float, qkv_bias: bool, layer_scale: float, mlp: str) -> Any:
   """The ShapeDtypeStructs of a whole ``Block``'s parameters for tokens ``width`` wide."""
-  block = Block(num_heads=1, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, parent=None)
+  block = Block(num_heads=1, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, layer_scale=layer_scale, mlp=mlp, parent=None)
   return jax.eval_shape(lambda: block.init(jax.random.key(0), jnp.zeros((1, 1, width))))["params"]
 
 
-def block_class(remat: bool, width: int, mlp_ratio: float, qkv_bias: bool):
+def block_class(remat: bool, width: int, mlp_ratio: float, qkv_bias: bool, layer_scale: float = 0.0,
+                mlp: str = "gelu"):
   """The module class to build a transformer block ``width`` wide with: ``Block``, rematerialised in the
   backward pass when ``remat``. While an FSDP step is traced (``block_gather.gathering_in_blocks``), a
   ``Block`` that receives its parameters as this device's shards and gathers them on entry, always inside a
@@ -194,7 +235,7 @@ def block_class(remat: bool, width: int, mlp_ratio: float, qkv_bias: bool):
   axis_name = block_gather.axis()
   if axis_name is None:
     return nn.remat(Block) if remat else Block
-  whole = _block_shapes(width, mlp_ratio, qkv_bias)
+  whole = _block_shapes(width, mlp_ratio, qkv_bias, layer_scale, mlp)
 
   def gather(variables):
     return {**variables, "params": block_gather.gather_to_shapes(variables["params"], whole, axis_name)}
@@ -213,27 +254,32 @@ class _ScannedBlock(nn.Module):
   weight_init: str
   dtype: Dtype
   drop_path: bool
+  layer_scale: float = 0.0
+  mlp: str = "gelu"
 
   @nn.compact
   def __call__(self, carry, per_layer):
     x, drop_keys, token_mask = carry
     index, rate = per_layer
     keys = None if drop_keys is None else jax.vmap(lambda k: jax.random.fold_in(k, index))(drop_keys)
-    block = block_class(False, x.shape[-1], self.mlp_ratio, self.qkv_bias)
-    block = block(self.num_heads, self.mlp_ratio, self.qkv_bias, 0.0, self.weight_init, self.dtype, name="block")
+    block = block_class(False, x.shape[-1], self.mlp_ratio, self.qkv_bias, self.layer_scale, self.mlp)
+    block = block(self.num_heads, self.mlp_ratio, self.qkv_bias, 0.0, self.weight_init, self.dtype,
+                  layer_scale=self.layer_scale, mlp=self.mlp, name="block")
     return (block(x, keys, rate if self.drop_path else None, token_mask), drop_keys, token_mask), None
 
 
 class Tokens(NamedTuple):
-  """A ViT's output tokens, after the final LayerNorm: ``cls`` [N, D], ``patches`` [N, L', D] (the kept
-  patches, in the order of ``keep_ids``, or all L in row-major order) and the patch ``grid`` (gh, gw).
+  """A ViT's output tokens, after the final LayerNorm: ``cls`` [N, D] (None without a class token), ``patches``
+  [N, L', D] (the kept patches, in the order of ``keep_ids``, or all L in row-major order), the patch ``grid``
+  (gh, gw) and the ``registers`` [N, R, D] (None without register tokens).
 
   With ``pool="global"`` there is no final LayerNorm: ``cls`` and ``patches`` are the last block's output and
   ``pooled`` [N, D] is their mean patch token through the LayerNorm ``fc_norm`` (None for the other pools)."""
-  cls: jax.Array
+  cls: jax.Array | None
   patches: jax.Array
   grid: tuple[int, int]
   pooled: jax.Array | None = None
+  registers: jax.Array | None = None
 
 
 class ViT(nn.Module):
@@ -253,6 +299,12 @@ class ViT(nn.Module):
       ``global``, MAE's fine-tuning pool (``models_vit.py`` with ``global_pool=True``): the mean of the last
       block's patch tokens, then a LayerNorm of its own, ``fc_norm``, in place of the final ``norm`` (which is
       then not a parameter; ``jaxssl.methods.classifier`` starts ``fc_norm`` afresh on a pretrained encoder).
+    class_token: a class token first in the sequence (without one, pool ``mean`` or ``global``: I-JEPA's
+      encoders, timm's average-pooled ViTs).
+    num_registers: register tokens after the class token (Darcet et al. 2024, arXiv:2309.16588; DINOv2 with
+      registers): learned, without position embeddings, left out of every pool.
+    layer_scale: LayerScale's initial value on every residual branch (DINOv2: 1e-5); 0 for none.
+    mlp: the blocks' feed-forward, ``gelu`` or ``swiglu`` (DINOv2's ViT-g).
     remat: rematerialise each block in the backward pass (``nn.remat``): one block's activations live at a time.
     scan_layers: the blocks as one ``nn.scan`` over stacked parameters (``blocks/block/...``, leading axis
       ``depth``), so compilation does not grow with depth; the same function as the unrolled
@@ -272,16 +324,28 @@ class ViT(nn.Module):
   remat: bool = False
   scan_layers: bool = False
   dtype: Dtype = jnp.float32
+  class_token: bool = True
+  num_registers: int = 0
+  layer_scale: float = 0.0
+  mlp: str = "gelu"
+
+  @property
+  def num_prefix_tokens(self) -> int:
+    """The tokens before the patches: the class token (if any), then the registers."""
+    return int(self.class_token) + self.num_registers
 
   def _positions(self, grid: tuple[int, int]) -> jax.Array:
-    """[1, 1 + gh * gw, dim] position embeddings for a patch grid (row 0: the class token's)."""
+    """[1, (1 +) gh * gw, dim] position embeddings for a patch grid (row 0: the class token's, when there is
+    one; registers have none)."""
+    first = int(self.class_token)
     if self.pos_embed == "sincos":
-      return jnp.asarray(sincos_pos_embed_2d(self.dim, grid, cls_token=True))[None]
-    pos = self.param("pos_embed", nn.initializers.truncated_normal(0.02), (1, 1 + self.base_grid ** 2, self.dim))
-    patch_pos = pos[:, 1:].reshape(1, self.base_grid, self.base_grid, self.dim)
+      return jnp.asarray(sincos_pos_embed_2d(self.dim, grid, cls_token=self.class_token))[None]
+    pos = self.param("pos_embed", nn.initializers.truncated_normal(0.02),
+                     (1, first + self.base_grid ** 2, self.dim))
+    patch_pos = pos[:, first:].reshape(1, self.base_grid, self.base_grid, self.dim)
     if grid != (self.base_grid, self.base_grid):
       patch_pos = jax.image.resize(patch_pos, (1, *grid, self.dim), method="bicubic")
-    return jnp.concatenate([pos[:, :1], patch_pos.reshape(1, grid[0] * grid[1], self.dim)], axis=1)
+    return jnp.concatenate([pos[:, :first], patch_pos.reshape(1, grid[0] * grid[1], self.dim)], axis=1)
 
   @nn.compact
   def tokens(self, x: jax.Array, keep_ids: jax.Array | None = None, drop_keys: jax.Array | None = None,
@@ -310,41 +374,52 @@ class ViT(nn.Module):
     if masked is not None:
       x = jnp.where(masked[..., None] > 0, mask_token.astype(x.dtype), x)
     pos = self._positions(grid).astype(x.dtype)
-    x = x + pos[:, 1:]
+    first = int(self.class_token)
+    x = x + pos[:, first:]
     if keep_ids is not None:
       x = jnp.take_along_axis(x, keep_ids[..., None], axis=1)
-    cls = self.param("cls_token", token_init(self.weight_init), (1, 1, self.dim))
-    cls = jnp.broadcast_to(cls.astype(x.dtype) + pos[:, :1], (n, 1, self.dim))
-    x = jnp.concatenate([cls, x], axis=1)
+    prefix = []
+    if self.class_token:
+      cls = self.param("cls_token", token_init(self.weight_init), (1, 1, self.dim))
+      prefix.append(jnp.broadcast_to(cls.astype(x.dtype) + pos[:, :1], (n, 1, self.dim)))
+    if self.num_registers:
+      registers = self.param("reg_token", token_init(self.weight_init), (1, self.num_registers, self.dim))
+      prefix.append(jnp.broadcast_to(registers.astype(x.dtype), (n, self.num_registers, self.dim)))
+    x = jnp.concatenate(prefix + [x], axis=1)
     token_mask = None
-    if keep_count is not None:                   # the class token, then the real kept patches
-      token_mask = jnp.arange(x.shape[1]) <= keep_count[:, None]
+    if keep_count is not None:                   # the class token and registers, then the real kept patches
+      token_mask = jnp.arange(x.shape[1]) < self.num_prefix_tokens + keep_count[:, None]
     rates = np.linspace(0.0, self.drop_path_rate, self.depth) if self.depth > 1 else [self.drop_path_rate]
     if self.scan_layers:
       step = nn.remat(_ScannedBlock) if self.remat else _ScannedBlock
       scan = nn.scan(step, variable_axes={"params": 0}, split_rngs={"params": True}, length=self.depth)
       blocks = scan(self.num_heads, self.mlp_ratio, self.qkv_bias, self.weight_init, self.dtype,
-                    drop_path=self.drop_path_rate > 0, name="blocks")
+                    drop_path=self.drop_path_rate > 0, layer_scale=self.layer_scale, mlp=self.mlp, name="blocks")
       per_layer = (jnp.arange(self.depth), jnp.asarray(rates, jnp.float32))
       (x, _, _), _ = blocks((x, drop_keys, token_mask), per_layer)
     else:
-      block = block_class(self.remat, self.dim, self.mlp_ratio, self.qkv_bias)
+      block = block_class(self.remat, self.dim, self.mlp_ratio, self.qkv_bias, self.layer_scale, self.mlp)
       for i in range(self.depth):
         keys = None if drop_keys is None else jax.vmap(lambda k: jax.random.fold_in(k, i))(drop_keys)
         x = block(self.num_heads, self.mlp_ratio, self.qkv_bias, float(rates[i]), self.weight_init, self.dtype,
-                  name=f"block_{i}")(x, keys, None, token_mask)
+                  layer_scale=self.layer_scale, mlp=self.mlp, name=f"block_{i}")(x, keys, None, token_mask)
+    pooled = None
     if self.pool == "global":
-      pooled = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="fc_norm")(x[:, 1:].mean(axis=1))
-      return Tokens(cls=x[:, 0].astype(jnp.float32), patches=x[:, 1:].astype(jnp.float32), grid=grid,
-                    pooled=pooled.astype(jnp.float32))
-    x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(x)
-    return Tokens(cls=x[:, 0].astype(jnp.float32), patches=x[:, 1:].astype(jnp.float32), grid=grid)
+      pooled = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="fc_norm")(x[:, self.num_prefix_tokens:].mean(axis=1))
+      pooled = pooled.astype(jnp.float32)
+    else:
+      x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(x)
+    x = x.astype(jnp.float32)
+    return Tokens(cls=x[:, 0] if self.class_token else None, patches=x[:, self.num_prefix_tokens:], grid=grid,
+                  pooled=pooled, registers=x[:, first:self.num_prefix_tokens] if self.num_registers else None)
 
   def __call__(self, x: jax.Array, train: bool = False, drop_keys: jax.Array | None = None) -> jax.Array:
     """[N, H, W, C] -> [N, dim] features pooled as ``pool`` says, on every patch; drop path only when
     ``train`` (and then ``drop_keys`` are needed)."""
     if train and self.drop_path_rate > 0 and drop_keys is None and not self.is_initializing():
       raise ValueError(f"drop_path_rate={self.drop_path_rate} needs per-example drop_keys in training")
+    if self.pool == "cls" and not self.class_token:
+      raise ValueError("pool='cls' needs a class token (class_token=True); use 'mean' or 'global'")
     out = self.tokens(x, drop_keys=drop_keys if train else None)
     if self.pool == "global":
       return out.pooled

@@ -1,0 +1,76 @@
+"""Writes tests/data/weights/: small reference models with random weights, saved as their libraries save them,
+and their features on fixed images, for jaxssl's weight import and export tests (which never download).
+
+    .venv-lightly/bin/python benchmarks/make_weight_fixtures.py     # the PyTorch venv: torch, timm
+
+Each model is narrow and shallow (width 32, 2 blocks, 16 px images in 4 px patches: about 100 KB), every
+parameter drawn at random (not the libraries' initialisations, whose class tokens and LayerScale start near 0
+and would hide a wrongly mapped tensor), and saved by timm's ``save_for_hf`` (``config.json`` with
+``architecture`` and ``model_args``, ``model.safetensors``). ``features.npz`` holds the normalised images
+[N, C, H, W] and timm's pre-logits features [N, D] (``create_model(..., num_classes=0)(x)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import numpy as np
+import timm
+import torch
+from timm.models._hub import save_for_hf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = dict(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
+
+# name -> (timm architecture, its arguments, what it stands for)
+TIMM_VITS = {
+    "timm_vit_cls": ("vit_base_patch16_224", {}, "a ViT with a class token (DeiT, MAE, DINO, iBOT)"),
+    "timm_dinov2_reg": ("vit_small_patch14_reg4_dinov2", {"reg_tokens": 2},
+                        "DINOv2 with registers and LayerScale (no position for class and register tokens)"),
+    "timm_vit_avg": ("vit_base_patch16_224", {"class_token": False, "global_pool": "avg"},
+                     "no class token, the mean patch token through fc_norm"),
+    "timm_vit_avg_norm": ("vit_base_patch16_224", {"class_token": False, "global_pool": "avg", "fc_norm": False},
+                          "no class token, the mean of the final norm's patch tokens (I-JEPA's layout)"),
+    # The architecture brings SwiGLUPacked and SiLU; a narrower packed width: 4 x 32 = 2 x 64.
+    "timm_dinov2_swiglu": ("vit_giant_patch14_dinov2", {"mlp_ratio": 4.0},
+                           "DINOv2's ViT-g layout: SwiGLU feed-forward and LayerScale"),
+}
+
+
+def randomize(model: torch.nn.Module, seed: int) -> None:
+  """Every parameter drawn at random: norms' weights around 1, the rest around 0, all of them distinct."""
+  generator = torch.Generator().manual_seed(seed)
+  with torch.no_grad():
+    for name, p in model.named_parameters():
+      noise = torch.randn(p.shape, generator=generator) * 0.2
+      p.copy_(noise + (1.0 if "norm" in name and name.endswith("weight") else 0.0))
+
+
+def write(out: str, model: torch.nn.Module, images: torch.Tensor, note: str) -> None:
+  save_for_hf(model, out, safe_serialization=True)
+  with torch.no_grad():
+    features = model(images).numpy()
+  np.savez(os.path.join(out, "features.npz"), images=images.numpy(), features=features)
+  with open(os.path.join(out, "README.md"), "w") as f:
+    f.write(f"{note}. Written by benchmarks/make_weight_fixtures.py (timm {timm.__version__}, torch "
+            f"{torch.__version__}); features.npz: the images and timm's pre-logits features of them.\n")
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--out", default=os.path.join(ROOT, "tests", "data", "weights"))
+  args = parser.parse_args()
+  images = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+  for seed, (name, (architecture, extra, note)) in enumerate(TIMM_VITS.items()):
+    model = timm.create_model(architecture, pretrained=False, num_classes=0, **SMALL, **extra).eval()
+    randomize(model, seed)
+    out = os.path.join(args.out, name)
+    write(out, model, images, note)
+    print(f"{name}: {architecture} {json.dumps({k: str(v) for k, v in extra.items()})} -> {out} "
+          f"({os.path.getsize(os.path.join(out, 'model.safetensors')) // 1024} KB)")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,60 @@
+"""``python -m jaxssl.export SOURCE OUT``: a trained encoder written as a timm hub folder.
+
+    python -m jaxssl.export runs/dino_vit weights/dino_vit            # a run's encoder (its latest checkpoint)
+    python -m jaxssl.export runs/dino_vit weights/dino_vit --step 400
+
+Then, in PyTorch (``pip install timm safetensors``)::
+
+    import json, timm
+    config = json.load(open("weights/dino_vit/config.json"))
+    model = timm.create_model(config["architecture"], pretrained=True, **config["model_args"],
+                              pretrained_cfg_overlay={"file": "weights/dino_vit/model.safetensors"})
+    features = model(x)                   # [N, D], what jaxssl.load_encoder(SOURCE) gives on the same images
+
+SOURCE is a jaxssl run directory or anything ``jaxssl.load_encoder`` reads (a timm folder or weights file). OUT
+must not exist. Today: ViTs, to timm's layout; transformers' layout, big_vision's npz and ResNets are not
+written yet (issue 43). Bad input: one line on stderr, exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def export(source: str, out: str, step: int | None = None, **weights_options) -> str:
+  """Writes the encoder in ``source`` as a timm folder ``out``; returns ``out``."""
+  from jaxssl import restore, weights
+
+  module, variables = restore.load_encoder(source, step, **weights_options)
+  kernel = variables["params"]["patch_embed"]["kernel"] if "patch_embed" in variables["params"] else None
+  channels = int(kernel.shape[2]) if kernel is not None else 3
+  return weights.export_timm(module, variables, out, channels)
+
+
+def main(argv: list[str] | None = None) -> int:
+  from jaxssl import command_line
+
+  parser = command_line.ArgumentParser(prog="python -m jaxssl.export", description=__doc__.splitlines()[0])
+  parser.add_argument("source", help="a jaxssl run directory, a timm folder or a weights file")
+  parser.add_argument("out", help="the folder to write (must not exist)")
+  parser.add_argument("--format", choices=["timm"], default="timm", help="the layout to write")
+  parser.add_argument("--step", type=command_line.non_negative_int, default=None,
+                      help="a run's checkpoint step (default: the latest)")
+  args = parser.parse_args(argv)
+  problem = command_line.backend_problem()
+  if problem:
+    print(f"error: {problem}", file=sys.stderr)
+    return 2
+  from jaxssl.checkpoint import CheckpointError
+
+  try:
+    written = export(args.source, args.out, args.step)
+  except CheckpointError as e:            # WeightsError too
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(f"wrote {written} (timm: config.json, model.safetensors)")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

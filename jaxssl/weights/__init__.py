@@ -1,0 +1,117 @@
+"""Weights in and out of the PyTorch world: timm's ViTs read into jaxssl's ViT, and jaxssl's ViTs written as timm
+folders. ``load(SOURCE)`` is what ``jaxssl.load_encoder`` calls for anything that is not a jaxssl run directory.
+
+    module, variables = jaxssl.load_encoder("weights/vit_small_patch14_reg4_dinov2")   # a timm hub folder
+    features = module.apply(variables, images, train=False)                             # [N, D]
+
+Today: timm ViTs (class token or not, registers, LayerScale, GELU or SwiGLU feed-forward, token or average
+pooling, either position-embedding layout) from a hub folder (``config.json`` + ``model.safetensors`` or
+``pytorch_model.bin``) or a bare ``.safetensors`` / ``.npz`` / PyTorch file (then name the heads:
+``num_heads=`` or ``arch=`` a timm name); export to timm's folder layout (``jaxssl.export``). Not yet: the
+official MAE / DINO / iBOT / DINOv2 / I-JEPA checkpoint layouts, transformers' folders, ResNets (issue 43).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxssl.weights import files, timm_vit
+from jaxssl.weights.files import WeightsError
+
+__all__ = ["WeightsError", "export_timm", "is_jaxssl_run", "load"]
+
+
+def is_jaxssl_run(path: str) -> bool:
+  """Whether ``path`` is a jaxssl run directory (its config.json names a method), not a weights folder."""
+  import json
+
+  config = os.path.join(path, "config.json")
+  if not os.path.isdir(path) or not os.path.isfile(config):
+    return False
+  try:
+    with open(config) as f:
+      return "method" in json.load(f)
+  except (OSError, ValueError):
+    return False
+
+
+def _state_dict(contents: Any, where: str) -> dict[str, np.ndarray]:
+  """The name -> array map inside a file's contents (a plain state dict, or one under ``state_dict`` /
+  ``model``, as training scripts wrap them)."""
+  if isinstance(contents, dict) and contents and all(isinstance(v, np.ndarray) for v in contents.values()):
+    return contents
+  for key in ("state_dict", "model", "model_state"):
+    inner = contents.get(key) if isinstance(contents, dict) else None
+    if isinstance(inner, dict) and inner and all(isinstance(v, np.ndarray) for v in inner.values()):
+      return {k.removeprefix("module."): v for k, v in inner.items()}
+  shown = ", ".join(list(contents)[:6]) if isinstance(contents, dict) else type(contents).__name__
+  raise WeightsError(f"{where}: no state dict of arrays in it (it holds: {shown})")
+
+
+def load(source: str, num_heads: int | None = None, arch: str | None = None, pool: str | None = None,
+         image_size: int | None = None):
+  """(module, variables) of the encoder in ``source`` (a weights file or hub folder), ready for
+  ``module.apply(variables, images, train=False)`` -> features [N, D] equal to the source library's
+  pre-logits features on the same normalised images [N, H, W, C].
+
+  Args:
+    num_heads, arch: the attention heads, or a timm architecture name that implies them, where the folder's
+      config does not say (a bare file).
+    pool: override the features' pooling (``cls``, ``mean``, ``global``); default: the source's.
+    image_size: the images the position embeddings were made for, where their grid is ambiguous.
+  """
+  contents, config = files.read(source)
+  tensors = _state_dict(contents, source)
+  if arch:
+    config = {**(config or {}), "architecture": arch}
+  if not timm_vit.is_vit(tensors):
+    shown = ", ".join(sorted(tensors)[:4])
+    raise WeightsError(f"{source}: not a timm ViT state dict (no patch_embed.proj.weight and blocks.*; it has "
+                       f"{shown}, ...); jaxssl reads timm's ViTs today")
+  spec = timm_vit.spec(tensors, config, source, num_heads=num_heads, image_size=image_size)
+  params = timm_vit.to_jaxssl(tensors, spec, source)
+  channels = spec.pop("channels")
+  if pool:
+    spec["pool"] = pool
+  from jaxssl.models.vit import ViT
+
+  module = ViT(**spec)
+  _check_shapes(module, params, channels, source)
+  return module, {"params": jax.tree.map(np.asarray, params), "batch_stats": {}}
+
+
+def _check_shapes(module, params: dict, channels: int, where: str) -> None:
+  """The imported parameters against the shapes the module makes: the first difference, in one line."""
+  import jax.numpy as jnp
+
+  from jaxssl.checkpoint import first_difference, shapes_by_path
+
+  size = module.base_grid * module.patch_size
+  expected = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1, size, size, channels))))["params"]
+  difference = first_difference(shapes_by_path(params), shapes_by_path(expected))
+  if difference:
+    raise WeightsError(f"{where}: its tensors do not make the ViT their shapes describe ({difference})")
+
+
+def export_timm(module, variables: dict, out: str, channels: int) -> str:
+  """Writes a jaxssl ViT as a timm hub folder (``config.json``, ``model.safetensors``) in ``out``, which must not
+  exist. Returns ``out``."""
+  import json
+
+  from jaxssl.models.vit import ViT
+
+  if not isinstance(module, ViT):
+    raise WeightsError(f"{out}: jaxssl exports ViTs to timm today; this encoder is a {type(module).__name__}")
+  if os.path.exists(out):
+    raise WeightsError(f"{out} exists: export writes a new folder (remove it, or name another)")
+  config = timm_vit.export_config(module, channels)
+  tensors = timm_vit.from_jaxssl(jax.device_get(variables["params"]), module)
+  os.makedirs(out)
+  files.write_safetensors(tensors, os.path.join(out, "model.safetensors"))
+  with open(os.path.join(out, "config.json"), "w") as f:
+    json.dump(config, f, indent=2)
+  return out
