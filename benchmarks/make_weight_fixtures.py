@@ -3,7 +3,8 @@ and their features on fixed images, for jaxssl's weight import and export tests 
 
     .venv-lightly/bin/python benchmarks/make_weight_fixtures.py     # the PyTorch venv: torch, timm
 
-Each model is narrow and shallow (width 32, 2 blocks, 16 px images in 4 px patches: about 100 KB), every
+Each model is narrow and shallow (ViTs: width 32, 2 blocks, 16 px images in 4 px patches; ResNets: 8-64 channels,
+32 px images; about 100-300 KB each), every
 parameter drawn at random (not the libraries' initialisations, whose class tokens and LayerScale start near 0
 and would hide a wrongly mapped tensor), and saved by timm's ``save_for_hf`` (``config.json`` with
 ``architecture`` and ``model_args``, ``model.safetensors``). ``features.npz`` holds the normalised images
@@ -39,13 +40,30 @@ TIMM_VITS = {
 }
 
 
+# timm's ResNets, which use torchvision's names (conv1, bn1, layer1.0.conv1, ..., downsample.0/1): narrow
+# stages (channels 8-64; the stem keeps timm's 64), at 32 px; two blocks in the first stage so that block
+# numbering is tried.
+SMALL_RESNET = dict(layers=(2, 1, 1, 1), channels=(8, 16, 32, 64))
+TIMM_RESNETS = {
+    "timm_resnet50": ("resnet50", "ResNet-50's layout (bottleneck blocks), torchvision's names"),
+    "timm_resnet18": ("resnet18", "ResNet-18's layout (basic blocks), torchvision's names"),
+}
+
+
 def randomize(model: torch.nn.Module, seed: int) -> None:
-  """Every parameter drawn at random: norms' weights around 1, the rest around 0, all of them distinct."""
+  """Every parameter drawn at random: norms' weights around 1, the rest around 0, all of them distinct;
+  BatchNorm's running statistics too (means around 0, variances in [0.5, 1.5])."""
   generator = torch.Generator().manual_seed(seed)
   with torch.no_grad():
     for name, p in model.named_parameters():
       noise = torch.randn(p.shape, generator=generator) * 0.2
-      p.copy_(noise + (1.0 if "norm" in name and name.endswith("weight") else 0.0))
+      normed = ("norm" in name or name.startswith("bn") or ".bn" in name or "downsample.1" in name)
+      p.copy_(noise + (1.0 if normed and name.endswith("weight") else 0.0))
+    for name, b in model.named_buffers():
+      if name.endswith("running_mean"):
+        b.copy_(torch.randn(b.shape, generator=generator) * 0.2)
+      elif name.endswith("running_var"):
+        b.copy_(0.5 + torch.rand(b.shape, generator=generator))
 
 
 def write(out: str, model: torch.nn.Module, images: torch.Tensor, note: str) -> None:
@@ -70,6 +88,13 @@ def main() -> None:
     write(out, model, images, note)
     print(f"{name}: {architecture} {json.dumps({k: str(v) for k, v in extra.items()})} -> {out} "
           f"({os.path.getsize(os.path.join(out, 'model.safetensors')) // 1024} KB)")
+  images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+  for seed, (name, (architecture, note)) in enumerate(TIMM_RESNETS.items(), start=len(TIMM_VITS)):
+    model = timm.create_model(architecture, pretrained=False, num_classes=0, **SMALL_RESNET).eval()
+    randomize(model, seed)
+    out = os.path.join(args.out, name)
+    write(out, model, images, note)
+    print(f"{name}: {architecture} -> {out} ({os.path.getsize(os.path.join(out, 'model.safetensors')) // 1024} KB)")
 
 
 if __name__ == "__main__":

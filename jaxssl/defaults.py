@@ -36,6 +36,7 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.model.compute_dtype = "float32"         # float32 | bfloat16
   config.model.zero_init_residual = False        # torchvision's default, as lightly and solo-learn
   config.model.conv = "auto"                     # ResNets: auto (cpu on the CPU backend, else xla) | xla | cpu
+  config.model.padding = "same"                  # ResNets' 3x3 convolutions: same (Flax) | torch (torchvision's)
 
   config.data = ml_collections.ConfigDict()
   config.data.source = "tfds"                    # tfds | folder | numpy | idx | synthetic

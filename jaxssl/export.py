@@ -1,19 +1,19 @@
-"""``python -m jaxssl.export SOURCE OUT``: a trained encoder written as a timm hub folder.
+"""``python -m jaxssl.export SOURCE OUT``: a trained encoder (a ViT, or a ResNet in torchvision's names) written as
+a timm hub folder.
 
     python -m jaxssl.export runs/dino_vit weights/dino_vit            # a run's encoder (its latest checkpoint)
     python -m jaxssl.export runs/dino_vit weights/dino_vit --step 400
 
 Then, in PyTorch (``pip install timm safetensors``)::
 
-    import json, timm
-    config = json.load(open("weights/dino_vit/config.json"))
-    model = timm.create_model(config["architecture"], pretrained=True, **config["model_args"],
-                              pretrained_cfg_overlay={"file": "weights/dino_vit/model.safetensors"})
+    import timm
+    model = timm.create_model("local-dir:weights/dino_vit", pretrained=True)     # strict keys
     features = model(x)                   # [N, D], what jaxssl.load_encoder(SOURCE) gives on the same images
 
 SOURCE is a jaxssl run directory or anything ``jaxssl.load_encoder`` reads (a timm folder or weights file). OUT
-must not exist. Today: ViTs, to timm's layout; transformers' layout, big_vision's npz and ResNets are not
-written yet (issue 43). Bad input: one line on stderr, exit code 2.
+must not exist. Today: timm's layout; transformers' layout and big_vision's npz are not written yet (issue 43).
+A ResNet with Flax's SAME padding or the CIFAR stem, which torchvision's ResNet cannot express, is refused. Bad
+input: one line on stderr, exit code 2.
 """
 
 from __future__ import annotations

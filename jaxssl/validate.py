@@ -20,7 +20,7 @@ POOLS = ("cls", "mean", "global")
 # model.* fields only a ViT reads; a ResNet run must leave them at the ViT's defaults.
 VIT_ONLY = ("pos_embed", "weight_init", "pool", "drop_path_rate", "scan_layers", "class_token", "num_registers",
             "layer_scale", "mlp")
-from jaxssl.models.resnet import CONV_IMPLEMENTATIONS
+from jaxssl.models.resnet import CONV_IMPLEMENTATIONS, PADDINGS
 
 
 def _unknown_key(config, reference, prefix: str = "") -> str | None:
@@ -197,6 +197,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
           f"use one of {', '.join(map(repr, INTERPOLATIONS))}")
 
   methods.check(config)
+  if config.model.padding not in PADDINGS:
+    _fail("model.padding", config.model.padding, f"use one of {', '.join(map(repr, PADDINGS))}")
+  if config.model.encoder.startswith("vit") and config.model.padding != "same":
+    _fail("model.padding", config.model.padding, f"only ResNets read it; model.encoder={config.model.encoder!r}")
   if not config.model.encoder.startswith("vit"):
     for field in VIT_ONLY:
       if config.model[field] != getattr(ViT, field):          # the ViT's own default

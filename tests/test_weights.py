@@ -54,7 +54,18 @@ def test_a_bare_file_needs_its_heads_named():
     jaxssl.load_encoder(path, arch="vit_base_patch16_224")         # ViT-B's 12 heads: not this model's
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", ["timm_resnet50", "timm_resnet18"])
+def test_torchvision_named_resnets_load_with_their_features(name):
+  module, variables = jaxssl.load_encoder(os.path.join(FIXTURES, name))
+  assert (module.padding, module.stem, module.stem_width) == ("torch", "imagenet", 64)
+  assert module.block.__name__ == ("BottleneckBlock" if name.endswith("50") else "BasicBlock")
+  images, expected = _features(name)
+  got = np.asarray(module.apply(variables, images, train=False))
+  # Random weights and running statistics make features in the hundreds: compared to their scale.
+  np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("name", sorted(MODELS) + ["timm_resnet50", "timm_resnet18"])
 def test_export_writes_timms_own_tensors_and_reads_back_exactly(name, tmp_path):
   source = os.path.join(FIXTURES, name)
   out = str(tmp_path / "out")
@@ -69,7 +80,7 @@ def test_export_writes_timms_own_tensors_and_reads_back_exactly(name, tmp_path):
     for key in theirs:
       np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
   config = json.load(open(os.path.join(out, "config.json")))
-  assert config["model_args"]["num_heads"] == 2 and config["num_classes"] == 0
+  assert config["num_classes"] == 0 and (config["model_args"].get("num_heads") == 2 or "resnet" in name)
   (module, variables), (back, again) = jaxssl.load_encoder(source), jaxssl.load_encoder(out)
   assert back == module
   for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(again)):
@@ -89,6 +100,29 @@ def test_a_trained_vit_exports_and_reads_back_bit_exactly(tmp_path):
   back, again = jaxssl.load_encoder(str(tmp_path / "out"))
   images = np.random.default_rng(0).normal(size=(3, 16, 16, 1)).astype(np.float32)
   np.testing.assert_array_equal(back.apply(again, images, train=False), module.apply(variables, images, train=False))
+
+
+@pytest.mark.slow
+def test_a_trained_resnet_exports_with_torchs_padding_only(tmp_path):
+  from jaxssl import train
+
+  config = tiny_config("simclr")
+  config.model.encoder, config.model.stem, config.model.padding = "resnet18", "imagenet", "torch"
+  config.data.synthetic_channels, config.data.mean, config.data.std = 3, (0.5,) * 3, (0.25,) * 3
+  config.train.num_steps, config.eval.knn_at_init, config.eval.at_end = 1, False, False
+  train.run(config, str(tmp_path / "run"))
+  module, variables = jaxssl.load_encoder(str(tmp_path / "run"))
+  assert export.main([str(tmp_path / "run"), str(tmp_path / "out")]) == 0
+  back, again = jaxssl.load_encoder(str(tmp_path / "out"))
+  images = np.random.default_rng(0).normal(size=(3, 32, 32, 3)).astype(np.float32)
+  np.testing.assert_array_equal(back.apply(again, images, train=False), module.apply(variables, images, train=False))
+  config = tiny_config("simclr")                        # Flax's SAME padding and the CIFAR stem
+  config.train.num_steps, config.eval.knn_at_init, config.eval.at_end = 1, False, False
+  train.run(config, str(tmp_path / "same"))
+  with pytest.raises(WeightsError, match=r"the 'cifar' stem \(a 3x3 convolution, no max-pool\) has no torchvision "
+                                         r"counterpart"):
+    export.export(str(tmp_path / "same"), str(tmp_path / "same_out"))
+  assert not (tmp_path / "same_out").exists()
 
 
 def _damaged(tmp_path, name="timm_vit_cls"):
@@ -112,8 +146,9 @@ def test_bad_weights_are_one_line(tmp_path):
                                          r"are never unpickled\)"):
     jaxssl.load_encoder(str(tmp_path / "objects.npz"))
   np.savez(tmp_path / "resnet.npz", **{"conv1.weight": np.zeros((8, 3, 3, 3), np.float32)})
-  with pytest.raises(WeightsError, match=r"resnet.npz: not a timm ViT state dict \(no patch_embed.proj.weight and "
-                                         r"blocks.\*; it has conv1.weight, ...\)"):
+  with pytest.raises(WeightsError, match=r"resnet.npz: neither a timm ViT \(patch_embed.proj.weight, blocks.\*\) nor "
+                                         r"a torchvision-named ResNet \(conv1.weight, layer1.\*\) state dict; it has "
+                                         r"conv1.weight, ..."):
     jaxssl.load_encoder(str(tmp_path / "resnet.npz"))
   from safetensors.numpy import load_file, save_file
 
@@ -174,3 +209,10 @@ def test_the_new_vit_fields_are_checked():
   resnet.model.num_registers = 4
   with pytest.raises(validate.ConfigError, match=r"^config.model.num_registers=4: only ViTs read it"):
     validate.validate(resnet, num_devices=8)
+  resnet = tiny_config("simclr")
+  resnet.model.padding = "valid"
+  with pytest.raises(validate.ConfigError, match=r"^config.model.padding='valid': use one of 'same', 'torch'"):
+    validate.validate(resnet, num_devices=8)
+  config.model.padding = "torch"
+  with pytest.raises(validate.ConfigError, match=r"^config.model.padding='torch': only ResNets read it"):
+    validate.validate(config, num_devices=8)

@@ -38,7 +38,8 @@ def make_encoder(model_config, image_size: int, axis_name: str | None, dtype: An
                       num_registers=m.num_registers, layer_scale=m.layer_scale, mlp=m.mlp)
   return RESNETS[name](stem=model_config.stem, axis_name=axis_name, dtype=dtype,
                        zero_init_residual=model_config.zero_init_residual,
-                       conv=conv_implementation(model_config.conv), remat=model_config.remat)
+                       conv=conv_implementation(model_config.conv), remat=model_config.remat,
+                       padding=model_config.padding)
 
 
 def conv_implementation(choice: str) -> str:

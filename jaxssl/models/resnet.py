@@ -26,6 +26,16 @@ def _last_scale_init(zero: bool):
   return nn.initializers.zeros if zero else nn.initializers.ones
 
 
+def pad_3x3(padding: str):
+  """The padding of a 3x3 convolution: Flax's ``SAME`` (at stride 2 on an even side: 0 before, 1 after, as
+  DeepMind's BYOL and big_vision) or PyTorch's ``padding=1`` on every side (``torch``: torchvision's and timm's
+  ResNets, whose weights then compute the same features)."""
+  return "SAME" if padding == "same" else ((1, 1), (1, 1))
+
+
+PADDINGS = ("same", "torch")
+
+
 class BasicBlock(nn.Module):
   """Two 3x3 convolutions (ResNet-18/34)."""
   features: int
@@ -33,14 +43,16 @@ class BasicBlock(nn.Module):
   conv: Any
   norm: Any
   zero_init_residual: bool = False
+  padding: str = "same"
   expansion = 1
 
   @nn.compact
   def __call__(self, x):
     residual = x
-    y = self.conv(self.features, (3, 3), (self.strides, self.strides))(x)
+    pad = pad_3x3(self.padding)
+    y = self.conv(self.features, (3, 3), (self.strides, self.strides), padding=pad)(x)
     y = nn.relu(self.norm()(y))
-    y = self.conv(self.features, (3, 3))(y)
+    y = self.conv(self.features, (3, 3), padding=pad)(y)
     y = self.norm(scale_init=_last_scale_init(self.zero_init_residual))(y)
     if residual.shape != y.shape:
       residual = self.conv(self.features, (1, 1), (self.strides, self.strides), name="shortcut_conv")(residual)
@@ -55,13 +67,15 @@ class BottleneckBlock(nn.Module):
   conv: Any
   norm: Any
   zero_init_residual: bool = False
+  padding: str = "same"
   expansion = 4
 
   @nn.compact
   def __call__(self, x):
     residual = x
     y = nn.relu(self.norm()(self.conv(self.features, (1, 1))(x)))
-    y = nn.relu(self.norm()(self.conv(self.features, (3, 3), (self.strides, self.strides))(y)))
+    y = nn.relu(self.norm()(self.conv(self.features, (3, 3), (self.strides, self.strides),
+                                      padding=pad_3x3(self.padding))(y)))
     y = self.conv(self.features * 4, (1, 1))(y)
     y = self.norm(scale_init=_last_scale_init(self.zero_init_residual))(y)
     if residual.shape != y.shape:
@@ -86,6 +100,8 @@ class ResNet(nn.Module):
     remat: rematerialise each residual block in the backward pass (``nn.remat``): one block's activations live
       at a time; the same parameters, values and gradients (BN's statistics are synchronised again in the
       recomputation).
+    padding: the 3x3 convolutions' padding, ``same`` (Flax) or ``torch`` (``pad_3x3``).
+    stem_width: the stem's channels (0: ``widths[0]``; timm's narrow ResNets keep a 64-channel stem).
   """
   stage_sizes: Sequence[int]
   block: Any
@@ -97,6 +113,8 @@ class ResNet(nn.Module):
   dtype: Dtype = jnp.float32
   conv: str = "xla"
   remat: bool = False
+  padding: str = "same"
+  stem_width: int = 0
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
@@ -110,11 +128,12 @@ class ResNet(nn.Module):
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
                              epsilon=1e-5, dtype=self.dtype, axis_name=self.axis_name if train else None)
     x = x.astype(self.dtype)
+    stem_width = self.stem_width or self.widths[0]
     if self.stem == "cifar":
-      x = conv(self.widths[0], (3, 3), name="stem_conv")(x)
+      x = conv(stem_width, (3, 3), padding=pad_3x3(self.padding), name="stem_conv")(x)
       x = nn.relu(norm(name="stem_norm")(x))
     elif self.stem == "imagenet":
-      x = conv(self.widths[0], (7, 7), (2, 2), padding=[(3, 3), (3, 3)], name="stem_conv")(x)
+      x = conv(stem_width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], name="stem_conv")(x)
       x = nn.relu(norm(name="stem_norm")(x))
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     else:
@@ -126,7 +145,7 @@ class ResNet(nn.Module):
         strides = 2 if stage > 0 and index == 0 else 1
         # Named as Flax names them without remat ("BasicBlock_0", ...), so checkpoints fit either way.
         x = block(width, strides, conv=conv, norm=norm, zero_init_residual=self.zero_init_residual,
-                  name=f"{self.block.__name__}_{count}")(x)
+                  padding=self.padding, name=f"{self.block.__name__}_{count}")(x)
         count += 1
     return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
 

@@ -5,10 +5,11 @@ folders. ``load(SOURCE)`` is what ``jaxssl.load_encoder`` calls for anything tha
     features = module.apply(variables, images, train=False)                             # [N, D]
 
 Today: timm ViTs (class token or not, registers, LayerScale, GELU or SwiGLU feed-forward, token or average
-pooling, either position-embedding layout) from a hub folder (``config.json`` + ``model.safetensors`` or
-``pytorch_model.bin``) or a bare ``.safetensors`` / ``.npz`` / PyTorch file (then name the heads:
-``num_heads=`` or ``arch=`` a timm name); export to timm's folder layout (``jaxssl.export``). Not yet: the
-official MAE / DINO / iBOT / DINOv2 / I-JEPA checkpoint layouts, transformers' folders, ResNets (issue 43).
+pooling, either position-embedding layout) and ResNets in torchvision's names (timm's, torchvision's, lightly's,
+solo-learn's), from a hub folder (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``) or a bare
+``.safetensors`` / ``.npz`` / PyTorch file (a ViT's heads then named: ``num_heads=`` or ``arch=`` a timm name);
+export to timm's folder layout (``jaxssl.export``). Not yet: the official MAE / DINO / iBOT / DINOv2 / I-JEPA
+checkpoint layouts and transformers' folders (issue 43).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxssl.weights import files, timm_vit
+from jaxssl.weights import files, timm_vit, torchvision_resnet
 from jaxssl.weights.files import WeightsError
 
 __all__ = ["WeightsError", "export_timm", "is_jaxssl_run", "load"]
@@ -68,10 +69,12 @@ def load(source: str, num_heads: int | None = None, arch: str | None = None, poo
   tensors = _state_dict(contents, source)
   if arch:
     config = {**(config or {}), "architecture": arch}
+  if torchvision_resnet.is_resnet(tensors):
+    return _load_resnet(tensors, source)
   if not timm_vit.is_vit(tensors):
     shown = ", ".join(sorted(tensors)[:4])
-    raise WeightsError(f"{source}: not a timm ViT state dict (no patch_embed.proj.weight and blocks.*; it has "
-                       f"{shown}, ...); jaxssl reads timm's ViTs today")
+    raise WeightsError(f"{source}: neither a timm ViT (patch_embed.proj.weight, blocks.*) nor a torchvision-named "
+                       f"ResNet (conv1.weight, layer1.*) state dict; it has {shown}, ...")
   spec = timm_vit.spec(tensors, config, source, num_heads=num_heads, image_size=image_size)
   params = timm_vit.to_jaxssl(tensors, spec, source)
   channels = spec.pop("channels")
@@ -80,21 +83,36 @@ def load(source: str, num_heads: int | None = None, arch: str | None = None, poo
   from jaxssl.models.vit import ViT
 
   module = ViT(**spec)
-  _check_shapes(module, params, channels, source)
-  return module, {"params": jax.tree.map(np.asarray, params), "batch_stats": {}}
+  size = module.base_grid * module.patch_size
+  variables = {"params": jax.tree.map(np.asarray, params), "batch_stats": {}}
+  _check_shapes(module, variables, (1, size, size, channels), source)
+  return module, variables
 
 
-def _check_shapes(module, params: dict, channels: int, where: str) -> None:
-  """The imported parameters against the shapes the module makes: the first difference, in one line."""
+def _load_resnet(tensors: dict, source: str):
+  from jaxssl.models.resnet import ResNet
+
+  spec = torchvision_resnet.spec(tensors, source)
+  channels = spec.pop("channels")
+  params, stats = torchvision_resnet.to_jaxssl(tensors, spec, source)
+  module = ResNet(**spec)
+  variables = {"params": params, "batch_stats": stats}
+  _check_shapes(module, variables, (1, 64, 64, channels), source)
+  return module, variables
+
+
+def _check_shapes(module, variables: dict, image_shape: tuple, where: str) -> None:
+  """The imported variables against the shapes the module makes: the first difference, in one line."""
   import jax.numpy as jnp
 
   from jaxssl.checkpoint import first_difference, shapes_by_path
 
-  size = module.base_grid * module.patch_size
-  expected = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1, size, size, channels))))["params"]
-  difference = first_difference(shapes_by_path(params), shapes_by_path(expected))
-  if difference:
-    raise WeightsError(f"{where}: its tensors do not make the ViT their shapes describe ({difference})")
+  expected = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros(image_shape), train=False))
+  for collection in ("params", "batch_stats"):
+    difference = first_difference(shapes_by_path(variables[collection]), shapes_by_path(expected.get(collection, {})))
+    if difference:
+      raise WeightsError(f"{where}: its tensors do not make the {type(module).__name__} their shapes describe "
+                         f"({difference})")
 
 
 def export_timm(module, variables: dict, out: str, channels: int) -> str:
@@ -102,14 +120,20 @@ def export_timm(module, variables: dict, out: str, channels: int) -> str:
   exist. Returns ``out``."""
   import json
 
+  from jaxssl.models.resnet import ResNet
   from jaxssl.models.vit import ViT
 
-  if not isinstance(module, ViT):
-    raise WeightsError(f"{out}: jaxssl exports ViTs to timm today; this encoder is a {type(module).__name__}")
   if os.path.exists(out):
     raise WeightsError(f"{out} exists: export writes a new folder (remove it, or name another)")
-  config = timm_vit.export_config(module, channels)
-  tensors = timm_vit.from_jaxssl(jax.device_get(variables["params"]), module)
+  host = jax.device_get(variables)
+  if isinstance(module, ViT):
+    config = timm_vit.export_config(module, channels)
+    tensors = timm_vit.from_jaxssl(host["params"], module)
+  elif isinstance(module, ResNet):
+    tensors = torchvision_resnet.from_jaxssl(host["params"], host.get("batch_stats", {}), module)
+    config = torchvision_resnet.export_config(module, channels)
+  else:
+    raise WeightsError(f"{out}: jaxssl exports ViTs and ResNets; this encoder is a {type(module).__name__}")
   os.makedirs(out)
   files.write_safetensors(tensors, os.path.join(out, "model.safetensors"))
   with open(os.path.join(out, "config.json"), "w") as f:

@@ -133,4 +133,4 @@ def write_safetensors(tensors: dict[str, np.ndarray], path: str) -> None:
   """Writes a name -> array map as safetensors (contiguous copies: the format stores raw buffers)."""
   from safetensors.numpy import save_file
 
-  save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path)
+  save_file({k: np.array(v, order="C", copy=True) for k, v in tensors.items()}, path)   # keeps 0-d arrays 0-d
