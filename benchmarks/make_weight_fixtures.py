@@ -40,6 +40,10 @@ TIMM_VITS = {
 }
 
 
+# vit_micro's size (64 wide, 4 deep, 2 heads), which a jaxssl run can start from (model.init_from), with its
+# features at 28 px too: the position table resized by timm (resample_abs_pos_embed) from 4x4 to 7x7.
+MICRO = dict(img_size=16, patch_size=4, embed_dim=64, depth=4, num_heads=2)
+
 # timm's ResNets, which use torchvision's names (conv1, bn1, layer1.0.conv1, ..., downsample.0/1): narrow
 # stages (channels 8-64; the stem keeps timm's 64), at 32 px; two blocks in the first stage so that block
 # numbering is tried.
@@ -88,6 +92,20 @@ def main() -> None:
     write(out, model, images, note)
     print(f"{name}: {architecture} {json.dumps({k: str(v) for k, v in extra.items()})} -> {out} "
           f"({os.path.getsize(os.path.join(out, 'model.safetensors')) // 1024} KB)")
+  model = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0, **MICRO).eval()
+  randomize(model, 20)
+  out = os.path.join(args.out, "timm_vit_micro")
+  write(out, model, images, "jaxssl's vit_micro size, for runs that start from imported weights")
+  from timm.layers import resample_abs_pos_embed
+
+  larger = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0, **{**MICRO, "img_size": 28})
+  state = dict(model.state_dict())
+  state["pos_embed"] = resample_abs_pos_embed(state["pos_embed"], (7, 7), num_prefix_tokens=1)
+  larger.load_state_dict(state)
+  images28 = torch.randn(4, 3, 28, 28, generator=torch.Generator().manual_seed(2))
+  with torch.no_grad():
+    np.savez(os.path.join(out, "features_28px.npz"), images=images28.numpy(), features=larger.eval()(images28).numpy())
+  print(f"timm_vit_micro -> {out} ({os.path.getsize(os.path.join(out, 'model.safetensors')) // 1024} KB)")
   images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
   for seed, (name, (architecture, note)) in enumerate(TIMM_RESNETS.items(), start=len(TIMM_VITS)):
     model = timm.create_model(architecture, pretrained=False, num_classes=0, **SMALL_RESNET).eval()

@@ -30,6 +30,8 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.model.num_registers = 0                 # ViTs: register tokens (DINOv2 with registers: 4)
   config.model.layer_scale = 0.0                 # ViTs: LayerScale's initial value (DINOv2: 1e-5); 0 for none
   config.model.mlp = "gelu"                      # ViTs: the blocks' feed-forward, gelu | swiglu (DINOv2's ViT-g)
+  config.model.init_from = ""                    # weights the encoder starts from (a timm folder or weights file)
+  config.model.init_from_arch = ""               # for a bare weights file: a timm architecture (gives the heads)
   config.model.remat = False                     # rematerialise each ViT / ResNet block in the backward pass
   config.model.scan_layers = False               # ViTs: the blocks as one nn.scan (compile time flat in depth)
   config.model.stem = "cifar"                    # cifar (3x3, no max-pool) | imagenet (7x7 + max-pool)

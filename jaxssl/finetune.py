@@ -18,6 +18,7 @@ network. ``--config.x=y`` overrides work as in ``python -m jaxssl.main``.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags
@@ -60,6 +61,11 @@ def prepare(config) -> None:
       fail("method.pretrained", "", "name the pretraining run with --pretrained DIR (or train from scratch with "
            "--from scratch)")
     return
+  from jaxssl import weights
+
+  if not weights.is_jaxssl_run(_PRETRAINED.value) and os.path.exists(_PRETRAINED.value):
+    _from_weights(config)
+    return
   pretrained = load_config(_PRETRAINED.value, "--pretrained")      # CheckpointError when it is not a run directory
   taken = []
   for field in ARCHITECTURE:
@@ -69,6 +75,25 @@ def prepare(config) -> None:
     taken.append(f"{field}={config[section][key]!r}")
   config.method.pretrained, config.method.pretrained_step = _PRETRAINED.value, _STEP.value
   print(f"fine-tuning ({_FROM.value}): from {_PRETRAINED.value}: {', '.join(taken)}", flush=True)
+
+
+def _from_weights(config) -> None:
+  """--pretrained names weights from the PyTorch world (a timm folder or a weights file): the encoder's
+  architecture fields come from them, and the run starts from them (``model.init_from``) or, --from scratch,
+  from the same architecture at random."""
+  from jaxssl.config_checks import fail
+  from jaxssl.weights import init_from
+
+  if _STEP.value != -1:
+    fail("method.pretrained_step", _STEP.value, f"--pretrained={_PRETRAINED.value!r} is a weights file or folder, "
+         "which has no steps: drop --step")
+  fields = init_from.architecture(_PRETRAINED.value)       # WeightsError (one line) when jaxssl has no such encoder
+  for field, value in fields.items():
+    config.model[field] = value
+  if _FROM.value == "pretrained":
+    config.model.init_from = _PRETRAINED.value
+  shown = ", ".join(f"model.{k}={v!r}" for k, v in fields.items())
+  print(f"fine-tuning ({_FROM.value}): from the weights in {_PRETRAINED.value}: {shown}", flush=True)
 
 
 def with_scratch_baseline(config, results: dict) -> None:
@@ -81,6 +106,7 @@ def with_scratch_baseline(config, results: dict) -> None:
   baseline = config.copy_and_resolve_references()
   with baseline.unlocked():
     baseline.method.init = "scratch"
+    baseline.model.init_from = ""
   print(f"fine-tuning: the from-scratch baseline in {_SCRATCH_WORKDIR.value}", flush=True)
   scratch = train.run(baseline, _SCRATCH_WORKDIR.value)
   if "top1" in results and "top1" in scratch:

@@ -45,9 +45,20 @@ def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def config_changes(saved: dict, config: ml_collections.ConfigDict) -> dict[str, tuple[Any, Any]]:
-  """{field: (saved value, new value)} for every field that differs and can change the result."""
+  """{field: (saved value, new value)} for every field that differs and can change the result. A field the
+  saved config lacks (added to the schema since the run was made) counts as its default, as ``load_config``
+  reads it."""
   old = _flat(saved)
   new = _flat(json.loads(config.to_json_best_effort()))      # tuples as lists, as config.json holds them
+  name = saved.get("method", {}).get("name") if isinstance(saved.get("method"), dict) else None
+  if name:
+    from jaxssl import defaults
+
+    try:
+      schema = _flat(json.loads(defaults.get_config(name).to_json_best_effort()))
+    except (KeyError, ValueError):                          # a method this version does not know
+      schema = {}
+    old = {**{k: v for k, v in schema.items() if k not in old}, **old}
   changes = {}
   for field in sorted(set(old) | set(new)):
     if field.startswith(NEUTRAL) or field in NEUTRAL:

@@ -145,17 +145,18 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   if config.eval.online_probe and num_classes and trainer.probe is None:
     print(f"online probe: off for method {config.method.name!r} ({trainer.method.no_online_probe})", flush=True)
   channels = dataset.train.image_shape[-1]
-  warm = trainer.method.warm_start is not None and not checkpoint.has_checkpoints(root)
+  starter = start_from(config, trainer, channels)
+  warm = starter is not None and not checkpoint.has_checkpoints(root)
   if config.parallel.fsdp:
     state = init_sharded(config, trainer, jax.random.key(config.seed), channels, mesh)
     optim.check_against_params(config, state.params)
     if warm:
-      state = warm_start_sharded(config, trainer, state, mesh)   # CheckpointError if it cannot
+      state = warm_start_sharded(config, trainer, state, mesh, starter)   # CheckpointError if it cannot
   else:
     initial = init_state(trainer, jax.random.key(config.seed), channels)
     optim.check_against_params(config, initial.params)  # rules that cover nothing are refused (ConfigError)
     if warm:
-      initial = warm_start(trainer, initial)            # a pretrained encoder (CheckpointError if it cannot)
+      initial = warm_start(trainer, initial, starter)   # a pretrained encoder (CheckpointError if it cannot)
     state = place_state(config, initial, mesh)
     del initial
 
@@ -220,24 +221,40 @@ def _compiled_step(step_fn, state, batch, global_batch: int, step: int):
   return compiled, speed.StepTimer(global_batch, step, flops, peak)
 
 
-def warm_start(trainer, state):
-  """The fresh state with the method's ``warm_start`` variables (a pretrained encoder), its optimizer state and
-  EMA target started from them."""
+def start_from(config: ml_collections.ConfigDict, trainer, channels: int):
+  """What a new run's variables start from, as a function of the fresh ones: the method's ``warm_start`` (a
+  fine-tuning's pretrained run), or ``model.init_from``'s imported weights (``jaxssl.weights.init_from``,
+  checked against the config first), or None (the fresh initialisation)."""
+  if not config.model.init_from:
+    return trainer.method.warm_start
+  from jaxssl.weights import init_from
+
+  if trainer.method.warm_start is not None:
+    from jaxssl.config_checks import fail
+    fail("model.init_from", config.model.init_from, "and method.pretrained both name the encoder's start: keep one")
+  init_from.check(config)
+  return init_from.starter(config, channels)
+
+
+def warm_start(trainer, state, starter=None):
+  """The fresh state with the variables ``starter`` (default: the method's ``warm_start``: a pretrained
+  encoder) makes of it, its optimizer state and EMA target started from them."""
   from jaxssl.methods.base import Variables
 
+  starter = starter or trainer.method.warm_start
   # On the host: arrays restored onto one local device would need a cross-host transfer to be replicated.
-  variables = jax.device_get(trainer.method.warm_start(Variables(state.params, state.batch_stats)))
+  variables = jax.device_get(starter(Variables(state.params, state.batch_stats)))
   return with_variables(trainer, state, variables.params, variables.batch_stats)
 
 
-def warm_start_sharded(config: ml_collections.ConfigDict, trainer, state, mesh):
+def warm_start_sharded(config: ml_collections.ConfigDict, trainer, state, mesh, starter=None):
   """``warm_start`` for a state made in place (``init_sharded``, ``parallel.fsdp``): the pretrained variables
   are read on the host, each device receives only its shards of them (``make_array_from_callback``, so in
   every process only its own devices' slices are sent), and the optimizer state and EMA target are made from
   them where they live (jitted with the state's shardings as outputs). No device holds the whole state."""
   from jaxssl.methods.base import Variables
 
-  variables = trainer.method.warm_start(Variables(state.params, state.batch_stats))
+  variables = (starter or trainer.method.warm_start)(Variables(state.params, state.batch_stats))
   shardings = state_shardings(config, state, mesh)
 
   def place(value, sharding):

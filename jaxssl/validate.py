@@ -197,6 +197,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
           f"use one of {', '.join(map(repr, INTERPOLATIONS))}")
 
   methods.check(config)
+  if config.model.init_from:
+    import os
+
+    from jaxssl.workdir import is_url
+    if is_url(config.model.init_from) or not os.path.exists(config.model.init_from):
+      _fail("model.init_from", config.model.init_from, "no such weights file or folder (a timm hub folder, or a "
+            ".safetensors, .npz or PyTorch file on this machine)")
   if config.model.padding not in PADDINGS:
     _fail("model.padding", config.model.padding, f"use one of {', '.join(map(repr, PADDINGS))}")
   if config.model.encoder.startswith("vit") and config.model.padding != "same":

@@ -65,6 +65,15 @@ def test_changes_that_cannot_alter_training_are_not_differences():
   assert config_changes(saved, config) == {"method.name": ("simclr", "supcon")}
 
 
+def test_a_field_added_to_the_schema_since_the_run_was_made_is_its_default():
+  saved = json.loads(_config().to_json_best_effort())
+  del saved["model"]["num_registers"], saved["model"]["mlp"]           # a config.json from before these fields
+  config = _config()
+  assert config_changes(saved, config) == {}
+  config.model.num_registers = 4
+  assert config_changes(saved, config) == {"model.num_registers": (0, 4)}
+
+
 def test_a_live_lock_refuses_a_second_run_and_a_stale_one_is_taken_over(tmp_path, capsys):
   import socket
 

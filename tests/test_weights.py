@@ -216,3 +216,108 @@ def test_the_new_vit_fields_are_checked():
   config.model.padding = "torch"
   with pytest.raises(validate.ConfigError, match=r"^config.model.padding='torch': only ResNets read it"):
     validate.validate(config, num_devices=8)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Runs that start from imported weights (model.init_from; python -m jaxssl.finetune --pretrained WEIGHTS).
+
+MICRO = os.path.join(FIXTURES, "timm_vit_micro")
+
+
+def test_position_tables_are_resized_as_timm_resizes_them():
+  module, variables = jaxssl.load_encoder(MICRO, image_size=28)          # made for 4x4 patches, used at 7x7
+  saved = np.load(os.path.join(MICRO, "features_28px.npz"))
+  assert module.base_grid == 7
+  np.testing.assert_allclose(module.apply(variables, saved["images"].transpose(0, 2, 3, 1), train=False),
+                             saved["features"], rtol=1e-4, atol=2e-5)
+
+
+def _micro_config(method):
+  config = tiny_config(method)
+  config.model.encoder, config.model.patch_size = "vit_micro", 4
+  if method == "dino":
+    config.augment.local_size = 8
+  config.model.init_from = MICRO
+  return config
+
+
+def test_a_fine_tuning_starts_from_imported_weights_fitted_to_its_images():
+  from jaxssl import train, train_step
+  from jaxssl.weights import init_from
+
+  config = _micro_config("classifier")
+  config.method.init = "pretrained"
+  config.augment.size = config.data.synthetic_size = 28               # a 7x7 grid: positions resized
+  validate.validate(config, num_devices=8)
+  trainer = train_step.build(config, total_steps=2, num_classes=10)
+  fresh = train_step.init_state(trainer, jax.random.key(0), 1)          # grey images: 1 channel
+  started = train.warm_start(trainer, fresh, init_from.starter(config, 1)).params["encoder"]
+  _, imported = jaxssl.load_encoder(MICRO, image_size=28)
+  theirs = imported["params"]
+  np.testing.assert_allclose(started["patch_embed"]["kernel"], theirs["patch_embed"]["kernel"].sum(2, keepdims=True),
+                             rtol=1e-6)                                  # timm's adapt_input_conv for 1 channel
+  np.testing.assert_allclose(started["pos_embed"], theirs["pos_embed"], rtol=1e-6)   # the 7x7 table, resized once
+  np.testing.assert_array_equal(started["block_3"]["mlp"]["fc2"]["kernel"], theirs["block_3"]["mlp"]["fc2"]["kernel"])
+  # On grey images the summed kernel sees what the RGB one sees on three equal channels.
+  module, _ = jaxssl.load_encoder(MICRO, image_size=28)
+  grey = np.random.default_rng(0).normal(size=(2, 28, 28, 1)).astype(np.float32)
+  mine = module.clone(pool="cls").apply({"params": started}, grey, train=False)
+  np.testing.assert_allclose(mine, module.apply(imported, np.repeat(grey, 3, -1), train=False), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_pretraining_run_starts_from_imported_weights_and_its_teacher_too(tmp_path, capsys):
+  from jaxssl import train, train_step
+  from jaxssl.restore import load_run
+  from jaxssl.weights import init_from
+
+  config = _micro_config("dino")
+  config.train.num_steps, config.eval.knn_at_init, config.eval.at_end = 1, False, False
+  trainer = train_step.build(config, total_steps=1, num_classes=10)
+  start = train.warm_start(trainer, train_step.init_state(trainer, jax.random.key(0), 1), init_from.starter(config, 1))
+  for a, b in zip(jax.tree.leaves(start.params["encoder"]), jax.tree.leaves(start.ema_params["encoder"])):
+    np.testing.assert_array_equal(a, b)                                 # the teacher starts where the student does
+  train.run(config, str(tmp_path / "run"))
+  assert "init_from: encoder from " in capsys.readouterr().out
+  run = load_run(str(tmp_path / "run"))
+  moved = np.abs(np.asarray(run.state.params["encoder"]["block_0"]["attn"]["qkv"]["kernel"]) -
+                 np.asarray(start.params["encoder"]["block_0"]["attn"]["qkv"]["kernel"])).max()
+  assert 0 < moved < 0.05                                               # one step from the imported weights
+
+
+def test_a_config_that_differs_from_the_weights_is_one_line_before_the_workdir():
+  from jaxssl import train
+  from jaxssl.config_checks import ConfigError
+
+  for field, value, message in (("patch_size", 2, "config.model.patch_size=2: the weights in model.init_from="),
+                                ("num_registers", 4, "config.model.num_registers=4: the weights in model.init_from"),
+                                ("encoder", "vit_tiny", "config.model.encoder='vit_tiny': the weights in ")):
+    config = _micro_config("dino")
+    config.model[field] = value
+    with pytest.raises(ConfigError, match=f"^{message}"):
+      train.run(config, "/nonexistent/never/run")
+  config = _micro_config("dino")
+  config.model.init_from = "/no/such/weights.safetensors"
+  with pytest.raises(ConfigError, match=r"^config.model.init_from='/no/such/weights.safetensors': no such weights "):
+    validate.validate(config, num_devices=8)
+
+
+@pytest.mark.slow
+def test_finetune_from_a_timm_folder_then_export(tmp_path):
+  """The README's example: an encoder imported from a timm folder, fine-tuned with python -m jaxssl.finetune,
+  exported, read back with the same features (timm's side of the export is checked in the PyTorch venv:
+  benchmarks/weights_parity.py)."""
+  env = dict(os.environ, XLA_FLAGS=cpu_flags(8), JAX_PLATFORMS="cpu")
+  tiny = ["--config.data.source=synthetic", "--config.data.synthetic_size=16", "--config.augment.size=16",
+          "--config.train.batch_size=16", "--config.train.num_steps=2"]
+  result = subprocess.run([sys.executable, "-m", "jaxssl.finetune", "--config=configs/finetune_vit.py",
+                           f"--pretrained={MICRO}", f"--workdir={tmp_path / 'ft'}", *tiny], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "fine-tuning (pretrained): from the weights in " in result.stdout and "init_from: encoder from " in (
+      result.stdout)
+  assert export.main([str(tmp_path / "ft"), str(tmp_path / "out")]) == 0
+  (module, variables), (back, again) = jaxssl.load_encoder(str(tmp_path / "ft")), jaxssl.load_encoder(
+      str(tmp_path / "out"))
+  images = np.random.default_rng(0).normal(size=(2, 16, 16, 1)).astype(np.float32)
+  np.testing.assert_array_equal(back.apply(again, images, train=False), module.apply(variables, images, train=False))

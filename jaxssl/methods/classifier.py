@@ -52,7 +52,7 @@ def make(config) -> base.Method:
     return base.LossOutput(value, {"loss": value, "train_top1": top1}, batch_stats)
 
   warm_start = None
-  if m.init == "pretrained":
+  if m.init == "pretrained" and m.pretrained:   # else model.init_from names imported weights
     warm_start = lambda variables: pretrained_encoder(variables, m.pretrained, m.pretrained_step)
 
   return base.Method(name="classifier", make_model=make_model, recipes=recipes, loss=loss,
@@ -181,9 +181,12 @@ def check(config) -> None:
     config_checks.fail("method.head_init_std", m.head_init_std, "must be non-negative (0: a zero head)")
   if m.init not in INITS:
     config_checks.fail("method.init", m.init, f"use one of {', '.join(map(repr, INITS))}")
-  if m.init == "pretrained" and not m.pretrained:
+  if m.init == "pretrained" and not m.pretrained and not config.model.init_from:
     config_checks.fail("method.pretrained", m.pretrained, "method.init='pretrained' needs the pretrained run's "
-                       "workdir (python -m jaxssl.finetune --pretrained DIR)")
+                       "workdir or weights (python -m jaxssl.finetune --pretrained DIR)")
+  if m.init == "scratch" and config.model.init_from:
+    config_checks.fail("model.init_from", config.model.init_from, "method.init='scratch' trains the encoder from "
+                       "its random initialisation: drop one")
   if isinstance(m.pretrained_step, bool) or not isinstance(m.pretrained_step, int) or m.pretrained_step < -1:
     config_checks.fail("method.pretrained_step", m.pretrained_step, "must be a checkpoint step, or -1 for the latest")
   if (m.mixup_alpha > 0 or m.cutmix_alpha > 0) and m.mixup_prob > 0:

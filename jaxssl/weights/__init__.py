@@ -63,7 +63,9 @@ def load(source: str, num_heads: int | None = None, arch: str | None = None, poo
     num_heads, arch: the attention heads, or a timm architecture name that implies them, where the folder's
       config does not say (a bare file).
     pool: override the features' pooling (``cls``, ``mean``, ``global``); default: the source's.
-    image_size: the images the position embeddings were made for, where their grid is ambiguous.
+    image_size: the images to compute features of, when they are not those the position embeddings were made
+      for: the table is resized to their grid once, here, as timm resizes it (``resample_abs_pos_embed``:
+      PyTorch's antialiased bicubic, ``jaxssl.weights.adapt``).
   """
   contents, config = files.read(source)
   tensors = _state_dict(contents, source)
@@ -75,9 +77,16 @@ def load(source: str, num_heads: int | None = None, arch: str | None = None, poo
     shown = ", ".join(sorted(tensors)[:4])
     raise WeightsError(f"{source}: neither a timm ViT (patch_embed.proj.weight, blocks.*) nor a torchvision-named "
                        f"ResNet (conv1.weight, layer1.*) state dict; it has {shown}, ...")
-  spec = timm_vit.spec(tensors, config, source, num_heads=num_heads, image_size=image_size)
+  spec = timm_vit.spec(tensors, config, source, num_heads=num_heads)
   params = timm_vit.to_jaxssl(tensors, spec, source)
   channels = spec.pop("channels")
+  if image_size and image_size // spec["patch_size"] != spec["base_grid"]:
+    from jaxssl.weights import adapt
+
+    grid, first = image_size // spec["patch_size"], int(spec["class_token"])
+    pos = params["pos_embed"][0]
+    params["pos_embed"] = np.concatenate([pos[:first], adapt.resize_positions(pos[first:], grid, antialias=True)])[None]
+    spec["base_grid"] = grid
   if pool:
     spec["pool"] = pool
   from jaxssl.models.vit import ViT

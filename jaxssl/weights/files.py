@@ -64,8 +64,8 @@ def read_file(path: str) -> dict[str, Any]:
     return _npz(path)
   if lower.endswith(TORCH_SUFFIXES):
     return _torch(path)
-  raise WeightsError(f"{path}: unknown weights file type (use .safetensors, .npz, or a PyTorch {', '.join(TORCH_SUFFIXES)}"
-                     " file)")
+  raise WeightsError(f"{path}: unknown weights file type (use .safetensors, .npz, or a PyTorch "
+                     f"{', '.join(TORCH_SUFFIXES)} file)")
 
 
 def _safetensors(path: str) -> dict[str, np.ndarray]:

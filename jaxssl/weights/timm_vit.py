@@ -45,8 +45,8 @@ def _heads(config: dict | None, dim: int, where: str, num_heads: int | None) -> 
                      f"architecture such as vit_base_patch16_224 in arch=)")
 
 
-def spec(tensors: dict[str, np.ndarray], config: dict | None, where: str, num_heads: int | None = None,
-         image_size: int | None = None) -> dict[str, Any]:
+def spec(tensors: dict[str, np.ndarray], config: dict | None, where: str,
+         num_heads: int | None = None) -> dict[str, Any]:
   """The jaxssl ViT's fields for a timm ViT state dict (and its hub config.json, when there is one)."""
   d, c, p, p2 = tensors["patch_embed.proj.weight"].shape
   if p != p2:
@@ -63,7 +63,7 @@ def spec(tensors: dict[str, np.ndarray], config: dict | None, where: str, num_he
   registers = int(tensors["reg_token"].shape[1]) if "reg_token" in tensors else 0
   positions = int(tensors["pos_embed"].shape[1]) if "pos_embed" in tensors else 0
   prefix = int(class_token) + registers
-  grid = _grid(positions, prefix, config, p, where, image_size)
+  grid = _grid(positions, prefix, config, p, where)
   global_pool = (config or {}).get("global_pool") or ("token" if class_token else "avg")
   if global_pool == "token":
     pool = "cls"
@@ -79,10 +79,10 @@ def spec(tensors: dict[str, np.ndarray], config: dict | None, where: str, num_he
           "channels": int(c)}
 
 
-def _grid(positions: int, prefix: int, config, patch: int, where: str, image_size: int | None) -> int:
+def _grid(positions: int, prefix: int, config, patch: int, where: str) -> int:
   """The side of the patch grid the position embeddings were made for (with or without prefix rows)."""
   args = (config or {}).get("model_args", {}) or {}
-  size = image_size or args.get("img_size")
+  size = args.get("img_size")
   if isinstance(size, (list, tuple)):
     if size[0] != size[-1]:
       raise WeightsError(f"{where}: img_size={size}; jaxssl's ViT is made for square grids")

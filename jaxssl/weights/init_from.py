@@ -1,0 +1,132 @@
+"""A run's encoder started from imported weights (``config.model.init_from``): a pretraining run (its EMA
+target, where the method keeps one, starts from them too) or a fine-tuning (``python -m jaxssl.finetune
+--pretrained WEIGHTS``).
+
+The config names the architecture (``model.encoder``, ``patch_size``, ``class_token``, ``num_registers``,
+``layer_scale``, ``mlp``, ``qkv_bias``; a ResNet's ``stem`` and ``padding``) and ``architecture`` says what the
+weights need, so that a config that differs is one line naming the field before anything is written. The
+weights are then fitted to the run: position embeddings resized to its patch grid and the first convolution to
+its images' channels (``jaxssl.weights.adapt``, as timm does both); its own fixed sine-cosine positions, if it
+has them, are kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from jaxssl.weights import adapt
+from jaxssl.weights.files import WeightsError
+
+
+def _load(config) -> tuple[Any, dict]:
+  from jaxssl import weights
+
+  m = config.model
+  return weights.load(m.init_from, arch=m.init_from_arch or None)
+
+
+def architecture(source: str, arch: str = "") -> dict[str, Any]:
+  """The ``config.model`` fields of the encoder in ``source`` (raises WeightsError where jaxssl names no such
+  encoder)."""
+  from jaxssl import weights
+  from jaxssl.models import VITS
+  from jaxssl.models.resnet import ResNet
+
+  module, _ = weights.load(source, arch=arch or None)
+  if isinstance(module, ResNet):
+    layouts = {("BottleneckBlock", (3, 4, 6, 3)): "resnet50", ("BasicBlock", (2, 2, 2, 2)): "resnet18"}
+    name = layouts.get((module.block.__name__, tuple(module.stage_sizes)))
+    if name is None or tuple(module.widths) != (64, 128, 256, 512):
+      raise WeightsError(f"{source}: a ResNet of {tuple(module.stage_sizes)} {module.block.__name__}s and widths "
+                         f"{tuple(module.widths)}; jaxssl's encoders are ResNet-18 and ResNet-50")
+    return {"encoder": name, "stem": "imagenet", "padding": "torch"}
+  sizes = {(v.keywords["dim"], v.keywords["depth"], v.keywords["num_heads"]): k for k, v in VITS.items()}
+  name = sizes.get((module.dim, module.depth, module.num_heads))
+  if name is None or module.mlp_ratio != 4.0:
+    known = ", ".join(f"{k} ({d} wide, {depth} deep, {h} heads)" for (d, depth, h), k in sizes.items())
+    raise WeightsError(f"{source}: a ViT {module.dim} wide, {module.depth} deep with {module.num_heads} heads and an "
+                       f"MLP ratio of {module.mlp_ratio:g}; jaxssl's ViTs are {known} with ratio 4")
+  return {"encoder": name, "patch_size": module.patch_size, "class_token": module.class_token,
+          "num_registers": module.num_registers, "layer_scale": 1e-5 if module.layer_scale else 0.0,
+          "mlp": module.mlp, "qkv_bias": module.qkv_bias}
+
+
+def check(config) -> None:
+  """Raises ConfigError naming the first ``config.model`` field that differs from the weights' architecture (or
+  the weights' one line where they cannot be read)."""
+  from jaxssl.config_checks import fail
+
+  m = config.model
+  needs = architecture(m.init_from, m.init_from_arch)
+  for field, value in needs.items():
+    mine = m[field]
+    # LayerScale's value is only its start: the weights bring their own; whether there is one must agree.
+    if (bool(mine) != bool(value)) if field == "layer_scale" else (mine != value):
+      fail(f"model.{field}", mine, f"the weights in model.init_from={m.init_from!r} have {value!r}: set it (python "
+           "-m jaxssl.finetune --pretrained WEIGHTS sets them all)")
+
+
+def starter(config, channels: int) -> Callable:
+  """Variables -> the same with the encoder's parameters and BatchNorm statistics from ``model.init_from``,
+  fitted to the run (the trainer's ``warm_start`` for a new run)."""
+  from jaxssl.methods.base import Variables
+  from jaxssl.models.vit import to_block_layout
+
+  def start(variables: Variables) -> Variables:
+    module, imported = _load(config)
+    fresh_params = variables.params["encoder"]
+    params = dict(imported["params"])
+    notes = []
+    if "pos_embed" in params:
+      if "pos_embed" not in fresh_params:
+        del params["pos_embed"]
+        notes.append("its position embeddings left out (model.pos_embed='sincos' keeps its own)")
+      else:
+        params["pos_embed"], note = _fit_positions(params["pos_embed"], fresh_params["pos_embed"].shape, module)
+        notes += [note] if note else []
+    first = "patch_embed" if "patch_embed" in params else "stem_conv"
+    kernel = np.asarray(params[first]["kernel"])
+    if kernel.shape[-2] != channels:
+      params[first] = {**params[first], "kernel": adapt.adapt_channels(kernel, channels)}
+      notes.append(f"its first convolution fitted from {kernel.shape[-2]} channels to {channels}")
+    params, restacked = to_block_layout(params, fresh_params)
+    notes += ["its blocks stacked for model.scan_layers"] * restacked
+    if "fc_norm" in fresh_params and "norm" not in fresh_params and "norm" in params and "fc_norm" not in params:
+      # MAE's fine-tuning pool (model.pool='global'): the final norm left out, fc_norm new (main_finetune.py).
+      params = {**{k: v for k, v in params.items() if k != "norm"}, "fc_norm": fresh_params["fc_norm"]}
+      notes.append("its final norm left out, fc_norm new: model.pool='global'")
+    from jaxssl.checkpoint import first_difference, shapes_by_path
+
+    stats = imported.get("batch_stats", {})
+    for name, mine, theirs in (("parameters", fresh_params, params),
+                               ("BatchNorm statistics", variables.batch_stats.get("encoder", {}), stats)):
+      difference = first_difference(shapes_by_path(theirs), shapes_by_path(mine))
+      if difference:
+        raise WeightsError(f"config.model.init_from={config.model.init_from!r}: its encoder's {name} do not fit "
+                           f"this config's encoder ({difference})")
+    print(f"init_from: encoder from {config.model.init_from}" + (f" ({'; '.join(notes)})" if notes else ""),
+          flush=True)
+    as_fresh = lambda fresh, loaded: jax.tree.map(lambda _, x: np.asarray(x), fresh, loaded)  # noqa: E731
+    new_params = {**variables.params, "encoder": as_fresh(fresh_params, params)}
+    new_stats = dict(variables.batch_stats)
+    if stats:
+      new_stats["encoder"] = as_fresh(variables.batch_stats["encoder"], stats)
+    return Variables(new_params, new_stats)
+
+  return start
+
+
+def _fit_positions(pos: np.ndarray, shape: tuple, module) -> tuple[np.ndarray, str]:
+  """The imported [1, (1 +) G0 * G0, D] position table resized to ``shape`` (the run's grid)."""
+  first = int(module.class_token)
+  rows = shape[1] - first
+  grid = int(round(rows ** 0.5))
+  if pos.shape[1] == shape[1]:
+    return pos, ""
+  patch = adapt.resize_positions(pos[0, first:], grid, antialias=True)       # as timm resizes a timm model's
+  source = int(round((pos.shape[1] - first) ** 0.5))
+  return (np.concatenate([pos[0, :first], patch])[None],
+          f"its position embeddings resized from a {source}x{source} grid to {grid}x{grid}")
