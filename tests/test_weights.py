@@ -285,6 +285,28 @@ def test_a_pretraining_run_starts_from_imported_weights_and_its_teacher_too(tmp_
   assert 0 < moved < 0.05                                               # one step from the imported weights
 
 
+@pytest.mark.slow
+def test_a_sharded_run_places_the_imported_weights_shard_by_shard():
+  from helpers import mesh
+  from jaxssl import train, train_step
+  from jaxssl.weights import init_from
+
+  config = _micro_config("dino")
+  config.parallel.fsdp, config.parallel.fsdp_min_size = True, 256
+  trainer = train_step.build(config, total_steps=2, num_classes=10)
+  m, starter = mesh(8), init_from.starter(config, 1)
+  made = train.warm_start_sharded(config, trainer, train.init_sharded(config, trainer, jax.random.key(0), 1, m), m,
+                                  starter)
+  expected = train.warm_start(trainer, train_step.init_state(trainer, jax.random.key(0), 1), starter)
+  for a, b, sharding in zip(jax.tree.leaves(made), jax.tree.leaves(expected),
+                            jax.tree.leaves(train.state_shardings(config, expected, m))):
+    assert a.sharding == sharding
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=3e-7, atol=1e-9)
+  for a, b in zip(jax.tree.leaves(made.params["encoder"]), jax.tree.leaves(expected.params["encoder"])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert any(not leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(made.params["encoder"]))
+
+
 def test_a_config_that_differs_from_the_weights_is_one_line_before_the_workdir():
   from jaxssl import train
   from jaxssl.config_checks import ConfigError
