@@ -1,14 +1,16 @@
 """Writes tests/data/weights/: small reference models with random weights, saved as their libraries save them,
 and their features on fixed images, for jaxssl's weight import and export tests (which never download).
 
-    .venv-lightly/bin/python benchmarks/make_weight_fixtures.py     # the PyTorch venv: torch, timm
+    .venv-lightly/bin/python benchmarks/make_weight_fixtures.py     # the PyTorch venv: torch, timm, transformers
 
 Each model is narrow and shallow (ViTs: width 32, 2 blocks, 16 px images in 4 px patches; ResNets: 8-64 channels,
 32 px images; about 100-300 KB each), every
 parameter drawn at random (not the libraries' initialisations, whose class tokens and LayerScale start near 0
 and would hide a wrongly mapped tensor), and saved by timm's ``save_for_hf`` (``config.json`` with
-``architecture`` and ``model_args``, ``model.safetensors``). ``features.npz`` holds the normalised images
-[N, C, H, W] and timm's pre-logits features [N, D] (``create_model(..., num_classes=0)(x)``).
+``architecture`` and ``model_args``, ``model.safetensors``) or transformers' ``save_pretrained``.
+``features.npz`` holds the normalised images [N, C, H, W] and the library's features of them [N, D]: timm's
+pre-logits (``create_model(..., num_classes=0)(x)``), transformers' class token after the final layernorm (or
+I-JEPA's mean token).
 """
 
 from __future__ import annotations
@@ -52,6 +54,34 @@ TIMM_RESNETS = {
     "timm_resnet50": ("resnet50", "ResNet-50's layout (bottleneck blocks), torchvision's names"),
     "timm_resnet18": ("resnet18", "ResNet-18's layout (basic blocks), torchvision's names"),
 }
+
+
+# transformers' ViT families, saved by save_pretrained; name -> (class, config arguments, the features jaxssl reads)
+HF_SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=16, patch_size=4)
+HF_VITS = {
+    "hf_dinov2": ("Dinov2Model", "Dinov2Config", {}, "pooler", "DINOv2 (LayerScale) as transformers saves it"),
+    "hf_dinov2_reg": ("Dinov2WithRegistersModel", "Dinov2WithRegistersConfig", {"num_register_tokens": 2}, "pooler",
+                      "DINOv2 with registers as transformers saves it"),
+    "hf_vit": ("ViTModel", "ViTConfig", {"intermediate_size": 128}, "cls", "ViT as transformers saves it"),
+    "hf_vit_mae": ("ViTMAEModel", "ViTMAEConfig", {"intermediate_size": 128, "mask_ratio": 0.0}, "cls",
+                   "ViT-MAE's encoder as transformers saves it"),
+    "hf_ijepa": ("IJepaModel", "IJepaConfig", {"intermediate_size": 128}, "mean",
+                 "I-JEPA's encoder (no class token) as transformers saves it"),
+}
+
+
+def write_transformers(out: str, model, images: torch.Tensor, features: str, note: str) -> None:
+  import transformers
+
+  model.save_pretrained(out)
+  with torch.no_grad():
+    result = model(pixel_values=images)
+  hidden = result.last_hidden_state
+  value = {"pooler": lambda: result.pooler_output, "cls": lambda: hidden[:, 0], "mean": lambda: hidden.mean(1)}
+  np.savez(os.path.join(out, "features.npz"), images=images.numpy(), features=value[features]().numpy())
+  with open(os.path.join(out, "README.md"), "w") as f:
+    f.write(f"{note}. Written by benchmarks/make_weight_fixtures.py (transformers {transformers.__version__}, torch "
+            f"{torch.__version__}); features.npz: the images and the model's features of them ({features}).\n")
 
 
 def randomize(model: torch.nn.Module, seed: int) -> None:
@@ -106,6 +136,15 @@ def main() -> None:
   with torch.no_grad():
     np.savez(os.path.join(out, "features_28px.npz"), images=images28.numpy(), features=larger.eval()(images28).numpy())
   print(f"timm_vit_micro -> {out} ({os.path.getsize(os.path.join(out, 'model.safetensors')) // 1024} KB)")
+  import transformers
+
+  for seed, (name, (model_class, config_class, extra, features, note)) in enumerate(HF_VITS.items(), start=30):
+    config = getattr(transformers, config_class)(**HF_SMALL, **extra)
+    model = getattr(transformers, model_class)(config).eval()
+    randomize(model, seed)
+    out = os.path.join(args.out, name)
+    write_transformers(out, model, images, features, note)
+    print(f"{name}: {model_class} -> {out} ({os.path.getsize(os.path.join(out, 'model.safetensors')) // 1024} KB)")
   images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
   for seed, (name, (architecture, note)) in enumerate(TIMM_RESNETS.items(), start=len(TIMM_VITS)):
     model = timm.create_model(architecture, pretrained=False, num_classes=0, **SMALL_RESNET).eval()

@@ -11,9 +11,10 @@ Then, in PyTorch (``pip install timm safetensors``)::
     features = model(x)                   # [N, D], what jaxssl.load_encoder(SOURCE) gives on the same images
 
 SOURCE is a jaxssl run directory or anything ``jaxssl.load_encoder`` reads (a timm folder or weights file). OUT
-must not exist. Today: timm's layout; transformers' layout and big_vision's npz are not written yet (issue 43).
-A ResNet with Flax's SAME padding or the CIFAR stem, which torchvision's ResNet cannot express, is refused. Bad
-input: one line on stderr, exit code 2.
+must not exist. ``--format transformers`` writes a ViT as ``Dinov2Model`` / ``Dinov2WithRegistersModel`` (a class
+token) or ``IJepaModel`` (none), for ``transformers.AutoModel.from_pretrained(OUT)``; big_vision's npz is not
+written yet (issue 43). What the target cannot express (a ResNet with Flax's SAME padding or the CIFAR stem for
+torchvision; MAE's fc_norm pool for transformers) is refused. Bad input: one line on stderr, exit code 2.
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ from __future__ import annotations
 import sys
 
 
-def export(source: str, out: str, step: int | None = None, **weights_options) -> str:
-  """Writes the encoder in ``source`` as a timm folder ``out``; returns ``out``."""
+def export(source: str, out: str, step: int | None = None, format: str = "timm",  # noqa: A002
+           **weights_options) -> str:
+  """Writes the encoder in ``source`` as a ``format`` (timm | transformers) folder ``out``; returns ``out``."""
   from jaxssl import restore, weights
 
   module, variables = restore.load_encoder(source, step, **weights_options)
   kernel = variables["params"]["patch_embed"]["kernel"] if "patch_embed" in variables["params"] else None
   channels = int(kernel.shape[2]) if kernel is not None else 3
-  return weights.export_timm(module, variables, out, channels)
+  return weights.export(module, variables, out, channels, format)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
   parser = command_line.ArgumentParser(prog="python -m jaxssl.export", description=__doc__.splitlines()[0])
   parser.add_argument("source", help="a jaxssl run directory, a timm folder or a weights file")
   parser.add_argument("out", help="the folder to write (must not exist)")
-  parser.add_argument("--format", choices=["timm"], default="timm", help="the layout to write")
+  parser.add_argument("--format", choices=["timm", "transformers"], default="timm", help="the layout to write")
   parser.add_argument("--step", type=command_line.non_negative_int, default=None,
                       help="a run's checkpoint step (default: the latest)")
   args = parser.parse_args(argv)
@@ -48,11 +50,11 @@ def main(argv: list[str] | None = None) -> int:
   from jaxssl.checkpoint import CheckpointError
 
   try:
-    written = export(args.source, args.out, args.step)
+    written = export(args.source, args.out, args.step, args.format)
   except CheckpointError as e:            # WeightsError too
     print(f"error: {e}", file=sys.stderr)
     return 2
-  print(f"wrote {written} (timm: config.json, model.safetensors)")
+  print(f"wrote {written} ({args.format}: config.json, model.safetensors)")
   return 0
 
 

@@ -54,6 +54,44 @@ def test_a_bare_file_needs_its_heads_named():
     jaxssl.load_encoder(path, arch="vit_base_patch16_224")         # ViT-B's 12 heads: not this model's
 
 
+# transformers' folders: name -> (pool, registers, class token); ViT and ViT-MAE's layernorm epsilon is 1e-12.
+HF_MODELS = {"hf_dinov2": ("cls", 0, True), "hf_dinov2_reg": ("cls", 2, True), "hf_vit": ("cls", 0, True),
+             "hf_vit_mae": ("cls", 0, True), "hf_ijepa": ("mean", 0, False)}
+
+
+@pytest.mark.parametrize("name", sorted(HF_MODELS))
+def test_transformers_folders_load_with_their_features(name):
+  module, variables = jaxssl.load_encoder(os.path.join(FIXTURES, name))
+  assert (module.pool, module.num_registers, module.class_token) == HF_MODELS[name]
+  images, expected = _features(name)
+  np.testing.assert_allclose(module.apply(variables, images, train=False), expected, rtol=1e-4, atol=3e-5)
+
+
+@pytest.mark.parametrize("name", ["hf_dinov2", "hf_dinov2_reg", "hf_ijepa", "timm_dinov2_swiglu", "timm_vit_cls"])
+def test_export_to_transformers_writes_its_own_names_and_reads_back_exactly(name, tmp_path):
+  source, out = os.path.join(FIXTURES, name), str(tmp_path / "out")
+  assert export.main([source, out, "--format", "transformers"]) == 0
+  from safetensors.numpy import load_file
+
+  ours = load_file(os.path.join(out, "model.safetensors"))
+  config = json.load(open(os.path.join(out, "config.json")))
+  if name.startswith("hf_"):                      # the names and shapes save_pretrained writes, and no others
+    theirs = load_file(os.path.join(source, "model.safetensors"))
+    assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
+    assert config["architectures"] == json.load(open(os.path.join(source, "config.json")))["architectures"]
+  (module, variables), (back, again) = jaxssl.load_encoder(source), jaxssl.load_encoder(out)
+  images = _features(name)[0]
+  np.testing.assert_array_equal(back.apply(again, images, train=False), module.apply(variables, images, train=False))
+
+
+def test_what_transformers_cannot_hold_is_refused_in_one_line(tmp_path):
+  for name, message in (("timm_vit_avg", r"model.pool='global'\) has no transformers counterpart"),
+                        ("timm_resnet18", "transformers' folders hold ViTs; this encoder is a ResNet")):
+    with pytest.raises(WeightsError, match=message):
+      export.export(os.path.join(FIXTURES, name), str(tmp_path / name), format="transformers")
+    assert not (tmp_path / name).exists()
+
+
 @pytest.mark.parametrize("name", ["timm_resnet50", "timm_resnet18"])
 def test_torchvision_named_resnets_load_with_their_features(name):
   module, variables = jaxssl.load_encoder(os.path.join(FIXTURES, name))

@@ -1,5 +1,5 @@
-"""Weights in and out of the PyTorch world: timm's ViTs read into jaxssl's ViT, and jaxssl's ViTs written as timm
-folders. ``load(SOURCE)`` is what ``jaxssl.load_encoder`` calls for anything that is not a jaxssl run directory.
+"""Weights in and out of the PyTorch world: timm's and transformers' ViTs and torchvision-named ResNets read into
+jaxssl's encoders, and jaxssl's written back in their layouts. ``load(SOURCE)`` is what ``jaxssl.load_encoder`` calls for anything that is not a jaxssl run directory.
 
     module, variables = jaxssl.load_encoder("weights/vit_small_patch14_reg4_dinov2")   # a timm hub folder
     features = module.apply(variables, images, train=False)                             # [N, D]
@@ -8,8 +8,9 @@ Today: timm ViTs (class token or not, registers, LayerScale, GELU or SwiGLU feed
 pooling, either position-embedding layout) and ResNets in torchvision's names (timm's, torchvision's, lightly's,
 solo-learn's), from a hub folder (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``) or a bare
 ``.safetensors`` / ``.npz`` / PyTorch file (a ViT's heads then named: ``num_heads=`` or ``arch=`` a timm name);
-export to timm's folder layout (``jaxssl.export``). Not yet: the official MAE / DINO / iBOT / DINOv2 / I-JEPA
-checkpoint layouts and transformers' folders (issue 43).
+transformers' ViT, ViT-MAE, DINOv2 (with registers) and I-JEPA folders; export to timm's folder layout and
+transformers' (``jaxssl.export``). Not yet: the official MAE / DINO / iBOT / DINOv2 / I-JEPA checkpoint layouts
+(issue 43).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxssl.weights import files, timm_vit, torchvision_resnet
+from jaxssl.weights import files, timm_vit, torchvision_resnet, transformers_vit
 from jaxssl.weights.files import WeightsError
 
-__all__ = ["WeightsError", "export_timm", "is_jaxssl_run", "load"]
+__all__ = ["FORMATS", "WeightsError", "export", "export_timm", "is_jaxssl_run", "load"]
 
 
 def is_jaxssl_run(path: str) -> bool:
@@ -69,6 +70,8 @@ def load(source: str, num_heads: int | None = None, arch: str | None = None, poo
   """
   contents, config = files.read(source)
   tensors = _state_dict(contents, source)
+  if transformers_vit.is_transformers(config):
+    tensors, config = transformers_vit.to_timm(tensors, config, source)
   if arch:
     config = {**(config or {}), "architecture": arch}
   if torchvision_resnet.is_resnet(tensors):
@@ -124,9 +127,38 @@ def _check_shapes(module, variables: dict, image_shape: tuple, where: str) -> No
                          f"({difference})")
 
 
+FORMATS = ("timm", "transformers")
+
+
+def export(module, variables: dict, out: str, channels: int, format: str = "timm") -> str:  # noqa: A002
+  """Writes a jaxssl encoder in ``out`` (which must not exist) as ``format`` lays it out: ``timm``'s hub folder
+  (ViTs and ResNets) or ``transformers``' (``Dinov2Model``, ``Dinov2WithRegistersModel`` or ``IJepaModel``;
+  ViTs). Returns ``out``."""
+  import json
+
+  from jaxssl.models.vit import ViT
+
+  if format == "timm":
+    return export_timm(module, variables, out, channels)
+  if format not in FORMATS:
+    raise WeightsError(f"format={format!r}: use one of {', '.join(FORMATS)}")
+  if not isinstance(module, ViT):
+    raise WeightsError(f"{out}: transformers' folders hold ViTs; this encoder is a {type(module).__name__} (export "
+                       "it to timm)")
+  if os.path.exists(out):
+    raise WeightsError(f"{out} exists: export writes a new folder (remove it, or name another)")
+  timm_tensors = timm_vit.from_jaxssl(jax.device_get(variables)["params"], module, class_position=True)
+  tensors, config = transformers_vit.from_timm(timm_tensors, module, channels)
+  os.makedirs(out)
+  files.write_safetensors(tensors, os.path.join(out, "model.safetensors"))
+  with open(os.path.join(out, "config.json"), "w") as f:
+    json.dump(config, f, indent=2)
+  return out
+
+
 def export_timm(module, variables: dict, out: str, channels: int) -> str:
-  """Writes a jaxssl ViT as a timm hub folder (``config.json``, ``model.safetensors``) in ``out``, which must not
-  exist. Returns ``out``."""
+  """Writes a jaxssl ViT or ResNet as a timm hub folder (``config.json``, ``model.safetensors``) in ``out``, which
+  must not exist. Returns ``out``."""
   import json
 
   from jaxssl.models.resnet import ResNet

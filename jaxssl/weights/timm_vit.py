@@ -87,7 +87,9 @@ def _grid(positions: int, prefix: int, config, patch: int, where: str) -> int:
     if size[0] != size[-1]:
       raise WeightsError(f"{where}: img_size={size}; jaxssl's ViT is made for square grids")
     size = size[0]
-  for rows in ((positions - prefix, positions) if prefix else (positions,)):
+  # The table's prefix rows: none (no_embed_class), the class token's only (DINOv2's and transformers' layout
+  # with registers), or every prefix token's (timm's classic layout).
+  for rows in sorted({positions - prefix, positions - min(prefix, 1), positions}):
     side = math.isqrt(max(rows, 0))
     if side * side == rows and rows > 0 and (not size or side == size // patch):
       return side
@@ -113,7 +115,8 @@ def to_jaxssl(tensors: dict[str, np.ndarray], s: dict[str, Any], where: str) -> 
   params: dict[str, Any] = {"patch_embed": {"kernel": take("patch_embed.proj.weight").transpose(2, 3, 1, 0),
                                             "bias": take("patch_embed.proj.bias")}}
   pos = take("pos_embed")[0]
-  prefix_rows = pos.shape[0] - grid * grid                  # 0 (no_embed_class) or the prefix tokens' count
+  prefix_rows = pos.shape[0] - grid * grid      # 0 (no_embed_class), 1 (the class token's), or every prefix's
+  first = int(s["class_token"])
   patch_pos = pos[prefix_rows:]
   if s["class_token"]:
     params["cls_token"] = take("cls_token")
@@ -123,8 +126,7 @@ def to_jaxssl(tensors: dict[str, np.ndarray], s: dict[str, Any], where: str) -> 
     params["pos_embed"] = patch_pos[None]
   if registers:
     reg = take("reg_token")
-    if prefix_rows:                                     # the registers' rows, folded into them
-      first = int(s["class_token"])
+    if prefix_rows == first + registers:                # the registers' own rows, folded into them
       reg = reg + pos[first:first + registers][None]
     params["reg_token"] = reg
   for i in range(s["depth"]):
@@ -142,9 +144,10 @@ def to_jaxssl(tensors: dict[str, np.ndarray], s: dict[str, Any], where: str) -> 
   return params
 
 
-def from_jaxssl(params: dict, module) -> dict[str, np.ndarray]:
+def from_jaxssl(params: dict, module, class_position: bool = False) -> dict[str, np.ndarray]:
   """The timm state dict of a jaxssl ViT (``module``: its ``ViT``; blocks one by one, not scanned), in the
-  layout ``export_args`` describes."""
+  layout ``export_config`` describes; with ``class_position`` the class token's row stays in the table even
+  with registers (DINOv2's and transformers' layout)."""
   from jaxssl.models.vit import sincos_pos_embed_2d, unstack_blocks
 
   if "blocks" in params:
@@ -159,7 +162,7 @@ def from_jaxssl(params: dict, module) -> dict[str, np.ndarray]:
     pos = a(params["pos_embed"])
   if module.class_token:
     cls = a(params["cls_token"])
-    if module.num_registers:                  # no_embed_class: the class token's row goes into the token
+    if module.num_registers and not class_position:   # no_embed_class: the class row goes into the token
       cls = cls + pos[:, :1]
       pos = pos[:, 1:]
     out["cls_token"] = cls
