@@ -1,5 +1,6 @@
 """Weights in and out of the PyTorch world: timm's and transformers' ViTs and torchvision-named ResNets read into
-jaxssl's encoders, and jaxssl's written back in their layouts. ``load(SOURCE)`` is what ``jaxssl.load_encoder`` calls for anything that is not a jaxssl run directory.
+jaxssl's encoders, and jaxssl's written back in their layouts. ``load(SOURCE)`` is what ``jaxssl.load_encoder``
+calls for anything that is not a jaxssl run directory.
 
     module, variables = jaxssl.load_encoder("weights/vit_small_patch14_reg4_dinov2")   # a timm hub folder
     features = module.apply(variables, images, train=False)                             # [N, D]
