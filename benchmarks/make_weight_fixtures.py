@@ -74,6 +74,7 @@ def write_transformers(out: str, model, images: torch.Tensor, features: str, not
   import transformers
 
   model.save_pretrained(out)
+  torch.manual_seed(0)                         # ViT-MAE shuffles its patches at random (none masked here)
   with torch.no_grad():
     result = model(pixel_values=images)
   hidden = result.last_hidden_state
@@ -82,6 +83,68 @@ def write_transformers(out: str, model, images: torch.Tensor, features: str, not
   with open(os.path.join(out, "README.md"), "w") as f:
     f.write(f"{note}. Written by benchmarks/make_weight_fixtures.py (transformers {transformers.__version__}, torch "
             f"{torch.__version__}); features.npz: the images and the model's features of them ({features}).\n")
+
+
+def write_official(out_dir: str) -> None:
+  """The official repositories' training checkpoints, built around the timm fixtures' weights as their scripts
+  save them (torch.save of dicts; names transcribed from facebookresearch/mae, dino, dinov2 and ijepa), each
+  beside the features of the encoder it holds (the timm fixture's)."""
+  import argparse
+
+  from safetensors.torch import load_file
+
+  def timm_weights(name):
+    return load_file(os.path.join(out_dir, name, "model.safetensors"))
+
+  def noise_like(tensors, seed):
+    g = torch.Generator().manual_seed(seed)
+    return {k: v + 0.1 * torch.randn(v.shape, generator=g) for k, v in tensors.items()}
+
+  def copy_features(src, dst):
+    saved = np.load(os.path.join(out_dir, src, "features.npz"))
+    np.savez(os.path.join(out_dir, dst, "features.npz"), **saved)
+
+  cls = timm_weights("timm_vit_cls")                   # timm's names are MAE's, DINO's and iBOT's
+  g = torch.Generator().manual_seed(50)
+  decoder = {"mask_token": torch.randn(1, 1, 16, generator=g), "decoder_embed.weight": torch.randn(16, 32, generator=g),
+             "decoder_pos_embed": torch.randn(1, 17, 16, generator=g),
+             "decoder_blocks.0.norm1.weight": torch.ones(16), "decoder_norm.weight": torch.ones(16),
+             "decoder_pred.weight": torch.randn(48, 16, generator=g)}
+  checkpoints = {
+      "official_mae": ({"model": {**cls, **decoder}, "epoch": 399, "args": argparse.Namespace(model="mae_vit_base")},
+                       "timm_vit_cls", "MAE's main_pretrain.py checkpoint: the encoder with its decoder"),
+      "official_dino": ({"student": {**{f"module.backbone.{k}": v for k, v in noise_like(cls, 51).items()},
+                                     "module.head.mlp.0.weight": torch.randn(64, 32, generator=g)},
+                         "teacher": {**{f"backbone.{k}": v for k, v in cls.items()},
+                                     "head.last_layer.weight_g": torch.ones(128, 1)},
+                         "epoch": 100, "args": argparse.Namespace(arch="vit_small")},
+                        "timm_vit_cls", "DINO's main_dino.py checkpoint: student (under DDP) and teacher"),
+  }
+  reg = timm_weights("timm_dinov2_reg")                # DINOv2's names, chunked blocks, the class token's row
+  dinov2 = {"cls_token": reg["cls_token"], "register_tokens": reg["reg_token"], "mask_token": torch.zeros(1, 32),
+            "pos_embed": torch.cat([torch.zeros(1, 1, 32), reg["pos_embed"]], dim=1)}
+  for k, v in reg.items():
+    if k.startswith("blocks."):
+      index = int(k.split(".")[1])
+      dinov2[k.replace(f"blocks.{index}.", f"blocks.{index}.{index}.", 1)] = v     # block_chunks=2
+    elif k not in ("cls_token", "reg_token", "pos_embed"):
+      dinov2[k] = v
+  checkpoints["official_dinov2_reg"] = (dinov2, "timm_dinov2_reg",
+                                        "DINOv2's released backbone layout, with registers and chunked blocks")
+  avg = timm_weights("timm_vit_avg_norm")              # I-JEPA's encoder: no class token, the final norm
+  checkpoints["official_ijepa"] = (
+      {"encoder": {f"module.{k}": v for k, v in noise_like(avg, 52).items()},
+       "predictor": {"module.predictor_embed.weight": torch.randn(16, 32, generator=g)},
+       "target_encoder": {f"module.{k}": v for k, v in avg.items()}, "epoch": 300, "lr": 0.001},
+      "timm_vit_avg_norm", "I-JEPA's src/train.py checkpoint: encoder, predictor and target encoder under DDP")
+  for name, (content, features, note) in checkpoints.items():
+    os.makedirs(os.path.join(out_dir, name), exist_ok=True)
+    torch.save(content, os.path.join(out_dir, name, "checkpoint.pth"))
+    copy_features(features, name)
+    with open(os.path.join(out_dir, name, "README.md"), "w") as f:
+      f.write(f"{note}, around tests/data/weights/{features}'s weights (whose features.npz this is). Written by "
+              f"benchmarks/make_weight_fixtures.py (torch {torch.__version__}).\n")
+    print(f"{name} -> {os.path.join(out_dir, name)}")
 
 
 def randomize(model: torch.nn.Module, seed: int) -> None:
@@ -145,6 +208,7 @@ def main() -> None:
     out = os.path.join(args.out, name)
     write_transformers(out, model, images, features, note)
     print(f"{name}: {model_class} -> {out} ({os.path.getsize(os.path.join(out, 'model.safetensors')) // 1024} KB)")
+  write_official(args.out)
   images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
   for seed, (name, (architecture, note)) in enumerate(TIMM_RESNETS.items(), start=len(TIMM_VITS)):
     model = timm.create_model(architecture, pretrained=False, num_classes=0, **SMALL_RESNET).eval()

@@ -381,3 +381,52 @@ def test_finetune_from_a_timm_folder_then_export(tmp_path):
       str(tmp_path / "out"))
   images = np.random.default_rng(0).normal(size=(2, 16, 16, 1)).astype(np.float32)
   np.testing.assert_array_equal(back.apply(again, images, train=False), module.apply(variables, images, train=False))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The official repositories' checkpoints (torch.save'd dicts, read here without PyTorch).
+
+OFFICIAL = {"official_mae": ("cls", 0), "official_dino": ("cls", 0), "official_dinov2_reg": ("cls", 2),
+            "official_ijepa": ("mean", 0)}
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL))
+def test_official_checkpoints_load_the_encoder_the_method_evaluates(name):
+  path = os.path.join(FIXTURES, name, "checkpoint.pth")
+  module, variables = jaxssl.load_encoder(path, num_heads=2)
+  assert (module.pool, module.num_registers) == OFFICIAL[name]
+  images, expected = _features(name)
+  np.testing.assert_allclose(module.apply(variables, images, train=False), expected, rtol=1e-4, atol=2e-5)
+
+
+def test_another_entry_of_an_official_checkpoint_is_named_by_part():
+  path = os.path.join(FIXTURES, "official_dino", "checkpoint.pth")
+  images, teacher_features = _features("official_dino")
+  module, variables = jaxssl.load_encoder(path, num_heads=2, part="student")     # the student differs
+  assert np.abs(np.asarray(module.apply(variables, images, train=False)) - teacher_features).max() > 0.1
+  with pytest.raises(WeightsError, match=r"checkpoint.pth: no state dict under 'predictor_ema' \(it holds: args, "
+                                         r"epoch, student, teacher\)"):
+    jaxssl.load_encoder(path, num_heads=2, part="predictor_ema")
+
+
+class NotATensor:
+  """A class a malicious pickle could name."""
+
+
+def test_a_pytorch_file_that_needs_other_code_is_refused(tmp_path):
+  import pickle
+  import zipfile
+
+  path = tmp_path / "evil.pth"
+  with zipfile.ZipFile(path, "w") as archive:
+    archive.writestr("archive/data.pkl", pickle.dumps({"weights": NotATensor()}, protocol=2))
+  with pytest.raises(WeightsError, match=r"evil.pth: its pickle needs test_weights.NotATensor to load, which jaxssl "
+                                         r"never unpickles \(only tensors, plain containers and argparse.Namespace\)"):
+    jaxssl.load_encoder(str(path))
+  data = (tmp_path / "evil.pth").read_bytes()
+  source = os.path.join(FIXTURES, "official_mae", "checkpoint.pth")
+  (tmp_path / "cut.pth").write_bytes(open(source, "rb").read()[:4000])
+  with pytest.raises(WeightsError, match=r"cut.pth: not a readable PyTorch file \(a zip archive without its central "
+                                         r"directory\): truncated or damaged\?"):
+    jaxssl.load_encoder(str(tmp_path / "cut.pth"), num_heads=2)
+  assert data

@@ -10,8 +10,8 @@ pooling, either position-embedding layout) and ResNets in torchvision's names (t
 solo-learn's), from a hub folder (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``) or a bare
 ``.safetensors`` / ``.npz`` / PyTorch file (a ViT's heads then named: ``num_heads=`` or ``arch=`` a timm name);
 transformers' ViT, ViT-MAE, DINOv2 (with registers) and I-JEPA folders; export to timm's folder layout and
-transformers' (``jaxssl.export``). Not yet: the official MAE / DINO / iBOT / DINOv2 / I-JEPA checkpoint layouts
-(issue 43).
+transformers' (``jaxssl.export``); the official MAE, DINO, iBOT, DINOv2 and I-JEPA checkpoints as their training
+scripts save them (``jaxssl.weights.official``), PyTorch's files read without PyTorch (``torch_zip``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxssl.weights import files, timm_vit, torchvision_resnet, transformers_vit
+from jaxssl.weights import files, official, timm_vit, torchvision_resnet, transformers_vit
 from jaxssl.weights.files import WeightsError
 
 __all__ = ["FORMATS", "WeightsError", "export", "export_timm", "is_jaxssl_run", "load"]
@@ -42,21 +42,8 @@ def is_jaxssl_run(path: str) -> bool:
     return False
 
 
-def _state_dict(contents: Any, where: str) -> dict[str, np.ndarray]:
-  """The name -> array map inside a file's contents (a plain state dict, or one under ``state_dict`` /
-  ``model``, as training scripts wrap them)."""
-  if isinstance(contents, dict) and contents and all(isinstance(v, np.ndarray) for v in contents.values()):
-    return contents
-  for key in ("state_dict", "model", "model_state"):
-    inner = contents.get(key) if isinstance(contents, dict) else None
-    if isinstance(inner, dict) and inner and all(isinstance(v, np.ndarray) for v in inner.values()):
-      return {k.removeprefix("module."): v for k, v in inner.items()}
-  shown = ", ".join(list(contents)[:6]) if isinstance(contents, dict) else type(contents).__name__
-  raise WeightsError(f"{where}: no state dict of arrays in it (it holds: {shown})")
-
-
 def load(source: str, num_heads: int | None = None, arch: str | None = None, pool: str | None = None,
-         image_size: int | None = None):
+         image_size: int | None = None, part: str | None = None):
   """(module, variables) of the encoder in ``source`` (a weights file or hub folder), ready for
   ``module.apply(variables, images, train=False)`` -> features [N, D] equal to the source library's
   pre-logits features on the same normalised images [N, H, W, C].
@@ -68,9 +55,11 @@ def load(source: str, num_heads: int | None = None, arch: str | None = None, poo
     image_size: the images to compute features of, when they are not those the position embeddings were made
       for: the table is resized to their grid once, here, as timm resizes it (``resample_abs_pos_embed``:
       PyTorch's antialiased bicubic, ``jaxssl.weights.adapt``).
+    part: the entry of an official training checkpoint to read (default: the one the method evaluates, e.g.
+      DINO's ``teacher``; ``jaxssl.weights.official``).
   """
   contents, config = files.read(source)
-  tensors = _state_dict(contents, source)
+  tensors = official.encoder_state_dict(contents, source, part)
   if transformers_vit.is_transformers(config):
     tensors, config = transformers_vit.to_timm(tensors, config, source)
   if arch:

@@ -2,9 +2,10 @@
 
 - ``.safetensors``: read without PyTorch (``safetensors.numpy``);
 - ``.npz``: NumPy's archive (big_vision's layout, or any name -> array map), objects refused;
-- ``.pth`` / ``.pt`` / ``.bin`` / ``.pth.tar``: through PyTorch when it is installed, with ``weights_only=True``
-  (tensors and plain containers only: a pickle that needs other code is refused); without PyTorch, one line
-  that says how to convert the file;
+- ``.pth`` / ``.pt`` / ``.bin`` / ``.pth.tar``: ``torch.save``'s zip format read here without PyTorch
+  (``jaxssl.weights.torch_zip``: tensors, plain containers and ``argparse.Namespace`` only; a pickle that needs
+  other code is refused); the legacy format through PyTorch when it is installed, with ``weights_only=True``,
+  else one line that says how to convert the file;
 - a folder as the hub stores one: ``config.json`` beside ``model.safetensors`` or ``pytorch_model.bin``.
 
 Every problem is a ``WeightsError`` with one line naming the file.
@@ -93,6 +94,25 @@ def _npz(path: str) -> dict[str, np.ndarray]:
 
 
 def _torch(path: str) -> Any:
+  from jaxssl.weights import torch_zip
+
+  if torch_zip.is_torch_zip(path):          # torch.save's format since PyTorch 1.6: read here, no PyTorch needed
+    import pickle
+    import zipfile
+
+    try:
+      return torch_zip.load(path)
+    except torch_zip.Refused as e:
+      raise WeightsError(f"{path}: its pickle needs {e} to load, which jaxssl never unpickles (only tensors, plain "
+                         "containers and argparse.Namespace): save its state dict alone (torch.save(model."
+                         "state_dict(), ...)) or as safetensors") from None
+    except (zipfile.BadZipFile, KeyError, pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
+      raise WeightsError(f"{path}: not a readable PyTorch file ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:160]}): truncated or damaged?") from None
+  with open(path, "rb") as f:
+    if f.read(4) == b"PK\x03\x04":          # a zip archive whose directory cannot be found: cut short
+      raise WeightsError(f"{path}: not a readable PyTorch file (a zip archive without its central directory): "
+                         "truncated or damaged?")
   try:
     import torch
   except ImportError:

@@ -25,6 +25,9 @@ from jaxssl.weights.files import WeightsError
 
 # timm's ViT sizes by name, for the heads a state dict cannot show (qkv is [3D, D] for any number of heads).
 HEADS_BY_SIZE = {"tiny": 3, "small": 6, "base": 12, "large": 16, "huge": 16, "giant": 24, "gigantic": 16}
+# And by width, for a bare file: every published ViT of these widths (DeiT, MAE, DINO, iBOT, DINOv2, I-JEPA) has
+# these heads.
+HEADS_BY_WIDTH = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16, 1536: 24}
 
 
 def is_vit(tensors: dict[str, Any]) -> bool:
@@ -41,6 +44,8 @@ def _heads(config: dict | None, dim: int, where: str, num_heads: int | None) -> 
   size = re.match(r"(?:vit|deit3?|eva02?)_(\w+?)_patch", architecture or "")
   if size and size.group(1) in HEADS_BY_SIZE:
     return HEADS_BY_SIZE[size.group(1)]
+  if dim in HEADS_BY_WIDTH and not architecture:
+    return HEADS_BY_WIDTH[dim]
   raise WeightsError(f"{where}: its number of attention heads is not in its shapes; name it (num_heads=, or a timm "
                      f"architecture such as vit_base_patch16_224 in arch=)")
 
