@@ -59,9 +59,10 @@ def load(source: str, num_heads: int | None = None, arch: str | None = None, poo
       DINO's ``teacher``; ``jaxssl.weights.official``).
   """
   contents, config = files.read(source)
-  tensors = official.encoder_state_dict(contents, source, part)
-  if transformers_vit.is_transformers(config):
-    tensors, config = transformers_vit.to_timm(tensors, config, source)
+  if transformers_vit.is_transformers(config):             # a transformers folder: its own names
+    tensors, config = transformers_vit.to_timm(contents, config, source)
+  else:
+    tensors = official.encoder_state_dict(contents, source, part)
   if arch:
     config = {**(config or {}), "architecture": arch}
   if torchvision_resnet.is_resnet(tensors):

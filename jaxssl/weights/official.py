@@ -55,7 +55,7 @@ def rename(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   """DDP's ``module.`` and the method's ``backbone.`` stripped (what is outside ``backbone.`` is a head), the
   DINOv2 names made timm's, heads, decoders and mask tokens left out."""
   tensors = {re.sub(r"^(module\.)+", "", k): v for k, v in tensors.items()}
-  for prefix in ("backbone.", "teacher.backbone.", "encoder."):
+  for prefix in ("backbone.", "teacher.backbone."):
     if any(k.startswith(prefix) for k in tensors) and not any(k.startswith("blocks.") for k in tensors):
       tensors = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
       break
