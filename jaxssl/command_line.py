@@ -17,27 +17,29 @@ class ArgumentParser(argparse.ArgumentParser):
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
 
-
-def positive_int(text: str) -> int:
-  """An argparse type: an integer above 0."""
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-  if value <= 0:
-    raise argparse.ArgumentTypeError(f"{value} must be positive")
-  return value
+  def parse_for_jax(self, argv: list[str] | None = None) -> argparse.Namespace:
+    """``parse_args``, then JAX's backend started: a backend that cannot start is one line, exit code 2, too."""
+    args = self.parse_args(argv)
+    problem = backend_problem()
+    if problem:
+      self.error(problem)
+    return args
 
 
-def non_negative_int(text: str) -> int:
-  """An argparse type: an integer of at least 0 (a checkpoint step)."""
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-  if value < 0:
-    raise argparse.ArgumentTypeError(f"{value} must be non-negative")
-  return value
+def _int_at_least(minimum: int, words: str):
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < minimum:
+      raise argparse.ArgumentTypeError(f"{value} must be {words}")
+    return value
+  return parse
+
+
+positive_int = _int_at_least(1, "positive")                 # an argparse type: an integer above 0
+non_negative_int = _int_at_least(0, "non-negative")         # an argparse type: a checkpoint step
 
 
 def positive_float(text: str) -> float:

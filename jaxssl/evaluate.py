@@ -28,11 +28,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--linear_lr", type=command_line.positive_float, default=None)
   parser.add_argument("--linear_augment", action="store_true", help="crop + flip the probe's training images")
   parser.add_argument("--no_linear", action="store_true", help="kNN (and online probe) only")
-  args = parser.parse_args(argv)
-  problem = command_line.backend_problem()
-  if problem:
-    print(f"error: {problem}", file=sys.stderr)
-    return 2
+  args = parser.parse_for_jax(argv)
 
   from jaxssl import data
   from jaxssl.checkpoint import CheckpointError

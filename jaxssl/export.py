@@ -42,11 +42,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--format", choices=["timm", "transformers"], default="timm", help="the layout to write")
   parser.add_argument("--step", type=command_line.non_negative_int, default=None,
                       help="a run's checkpoint step (default: the latest)")
-  args = parser.parse_args(argv)
-  problem = command_line.backend_problem()
-  if problem:
-    print(f"error: {problem}", file=sys.stderr)
-    return 2
+  args = parser.parse_for_jax(argv)
   from jaxssl.checkpoint import CheckpointError
 
   try:

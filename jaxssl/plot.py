@@ -173,11 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="test examples in the t-SNE map")
   parser.add_argument("--step", type=command_line.non_negative_int, default=None,
                       help="checkpoint step (default: the newest that can be read)")
-  args = parser.parse_args(argv)
-  problem = command_line.backend_problem()
-  if problem:
-    print(f"error: {problem}", file=sys.stderr)
-    return 2
+  args = parser.parse_for_jax(argv)
 
   from jaxssl import data
   from jaxssl.checkpoint import CheckpointError

@@ -170,17 +170,10 @@ def test_a_lock_that_is_a_directory_is_named_as_such(tmp_path):
 
 
 def _folder_config(root, **fields):
-  config = tiny_config("simclr", batch_size=8)
-  config.data.source, config.data.data_dir, config.data.image_size = "folder", str(root), 32
-  config.data.mean, config.data.std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-  config.data.crop_on, config.data.workers, config.data.cache = "host", 2, False
-  config.augment.size = 16
-  config.train.num_steps, config.train.log_every = 2, 1
-  config.eval.online_probe = False
-  for field, value in fields.items():
-    section, name = field.split("__")
-    config[section][name] = value
-  return config
+  """test_bad_images' folder run, read from the folder at every step (no cache), evaluated at the end."""
+  from test_bad_images import _run_config
+
+  return _run_config(root, **{"data__cache": False, "train__num_steps": 2, "eval__at_end": True, **fields})
 
 
 @pytest.mark.slow

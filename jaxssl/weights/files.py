@@ -149,6 +149,27 @@ def _to_numpy(value: Any) -> Any:
   return value
 
 
+class Taker:
+  """Hands out a state dict's tensors by name (float32) and remembers which: what is ``left`` afterwards is what
+  the target model has no place for."""
+
+  def __init__(self, tensors: dict[str, np.ndarray], where: str):
+    self.tensors, self.where, self.used = tensors, where, set()
+
+  def __call__(self, name: str) -> np.ndarray:
+    if name not in self.tensors:
+      raise WeightsError(f"{self.where}: no tensor {name!r}")
+    self.used.add(name)
+    return np.asarray(self.tensors[name], np.float32)
+
+  def refuse_left(self, model: str, ignored=lambda name: False) -> None:
+    """Raises WeightsError naming the tensors nobody took (but those ``ignored``: a classifier head, counters)."""
+    left = sorted(k for k in self.tensors if k not in self.used and not ignored(k))
+    if left:
+      raise WeightsError(f"{self.where}: {len(left)} tensor(s) that jaxssl's {model} has no place for, e.g. "
+                         f"{', '.join(left[:4])} (another architecture?)")
+
+
 def write_safetensors(tensors: dict[str, np.ndarray], path: str) -> None:
   """Writes a name -> array map as safetensors (contiguous copies: the format stores raw buffers)."""
   from safetensors.numpy import save_file

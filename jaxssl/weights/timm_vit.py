@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxssl.weights.files import WeightsError
+from jaxssl.weights.files import Taker, WeightsError
 
 # timm's ViT sizes by name, for the heads a state dict cannot show (qkv is [3D, D] for any number of heads).
 HEADS_BY_SIZE = {"tiny": 3, "small": 6, "base": 12, "large": 16, "huge": 16, "giant": 24, "gigantic": 16}
@@ -105,14 +105,7 @@ def _grid(positions: int, prefix: int, config, patch: int, where: str) -> int:
 def to_jaxssl(tensors: dict[str, np.ndarray], s: dict[str, Any], where: str) -> dict:
   """jaxssl ViT parameters from a timm state dict (``s``: ``spec``'s fields). Every tensor of the encoder is
   used; a classifier head (``head.*``) is left out."""
-  used = set()
-
-  def take(name: str) -> np.ndarray:
-    if name not in tensors:
-      raise WeightsError(f"{where}: no tensor {name!r}")
-    used.add(name)
-    return np.asarray(tensors[name], np.float32)
-
+  take = Taker(tensors, where)
   dense = lambda prefix: {"kernel": take(f"{prefix}.weight").T,   # noqa: E731
                           **({"bias": take(f"{prefix}.bias")} if f"{prefix}.bias" in tensors else {})}
   norm = lambda prefix: {"scale": take(f"{prefix}.weight"), "bias": take(f"{prefix}.bias")}   # noqa: E731
@@ -142,10 +135,7 @@ def to_jaxssl(tensors: dict[str, np.ndarray], s: dict[str, Any], where: str) -> 
       block["ls1"], block["ls2"] = {"gamma": take(f"{b}.ls1.gamma")}, {"gamma": take(f"{b}.ls2.gamma")}
     params[f"block_{i}"] = block
   params["fc_norm" if s["pool"] == "global" else "norm"] = norm("fc_norm" if s["pool"] == "global" else "norm")
-  left = sorted(k for k in tensors if k not in used and not k.startswith("head."))
-  if left:
-    raise WeightsError(f"{where}: {len(left)} tensor(s) that jaxssl's ViT has no place for, e.g. "
-                       f"{', '.join(left[:4])} (another architecture?)")
+  take.refuse_left("ViT", ignored=lambda name: name.startswith("head."))
   return params
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxssl.weights.files import WeightsError
+from jaxssl.weights.files import Taker, WeightsError
 
 
 def is_resnet(tensors: dict[str, Any]) -> bool:
@@ -48,14 +48,7 @@ def _block_layers(bottleneck: bool) -> list[tuple[str, str, str]]:
 
 def to_jaxssl(tensors: dict[str, np.ndarray], s: dict[str, Any], where: str) -> tuple[dict, dict]:
   """(params, batch_stats) of jaxssl's ResNet from a torchvision state dict; ``fc.*`` (a classifier) is left out."""
-  used = set()
-
-  def take(name: str) -> np.ndarray:
-    if name not in tensors:
-      raise WeightsError(f"{where}: no tensor {name!r}")
-    used.add(name)
-    return np.asarray(tensors[name], np.float32)
-
+  take = Taker(tensors, where)
   conv = lambda name: {"kernel": take(f"{name}.weight").transpose(2, 3, 1, 0)}          # noqa: E731
   norm = lambda name: ({"scale": take(f"{name}.weight"), "bias": take(f"{name}.bias")},  # noqa: E731
                        {"mean": take(f"{name}.running_mean"), "var": take(f"{name}.running_var")})
@@ -75,11 +68,7 @@ def to_jaxssl(tensors: dict[str, np.ndarray], s: dict[str, Any], where: str) -> 
         block_params["shortcut_norm"], block_stats["shortcut_norm"] = norm(f"{prefix}.downsample.1")
       params[name], stats[name] = block_params, block_stats
       count += 1
-  left = sorted(k for k in tensors if k not in used and not k.startswith("fc.")
-                and not k.endswith("num_batches_tracked"))
-  if left:
-    raise WeightsError(f"{where}: {len(left)} tensor(s) that jaxssl's ResNet has no place for, e.g. "
-                       f"{', '.join(left[:4])} (another architecture?)")
+  take.refuse_left("ResNet", ignored=lambda name: name.startswith("fc.") or name.endswith("num_batches_tracked"))
   return params, stats
 
 
