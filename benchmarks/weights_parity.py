@@ -1,7 +1,8 @@
 """Weights in and out at full size, against the PyTorch libraries themselves: timm's ViT-B/16, DINOv2's ViT-L/14
 with registers (timm's layout) and ResNet-50, and transformers' DINOv2 ViT-S/14, with random weights; each
 imported by jaxssl (features compared with the library's on the same images) and exported back (the library
-loads the export with strict keys; its features compared again).
+loads the export with strict keys; its features compared again). ``vit_b16_npz`` exports ViT-B/16 as big_vision's
+npz, read back by timm's ``_load_weights``.
 
     python benchmarks/weights_parity.py --torch_python .venv-lightly/bin/python [--models vit_b16,resnet50]
 
@@ -28,6 +29,7 @@ MODELS = {
     "vit_b16": ("timm", "timm.create_model('vit_base_patch16_224', num_classes=0)", 224, {}, "timm"),
     "dinov2_l14_reg": ("timm", "timm.create_model('vit_large_patch14_reg4_dinov2', num_classes=0, img_size=224)",
                        224, {}, "timm"),
+    "vit_b16_npz": ("timm", "timm.create_model('vit_base_patch16_224', num_classes=0)", 224, {}, "npz"),
     "resnet50": ("timm", "timm.create_model('resnet50', num_classes=0)", 224, {}, "timm"),
     "hf_dinov2_s14": ("transformers", "transformers.Dinov2Model(transformers.Dinov2Config(image_size=224, "
                       "patch_size=14, hidden_size=384, num_hidden_layers=12, num_attention_heads=6))", 224, {},
@@ -62,7 +64,11 @@ CHECK = """
 import sys, numpy as np, torch, timm, transformers
 library, folder, features = sys.argv[1], sys.argv[2], sys.argv[3]
 saved = np.load(features)
-if library == "timm":
+if folder.endswith(".npz"):                            # big_vision's layout, read by timm's own reader
+    from timm.models.vision_transformer import _load_weights
+    model = timm.create_model("vit_base_patch16_224", num_classes=0, no_embed_class=True).eval()
+    _load_weights(model, folder)
+elif library == "timm":
     model = timm.create_model("local-dir:" + folder, pretrained=True).eval()
 else:
     model, info = transformers.AutoModel.from_pretrained(folder, output_loading_info=True)
@@ -88,7 +94,8 @@ def main() -> None:
   with tempfile.TemporaryDirectory() as tmp:
     for name in args.models.split(","):
       library, expression, size, options, fmt = MODELS[name]
-      source, out = os.path.join(tmp, name), os.path.join(tmp, name + "_export")
+      source = os.path.join(tmp, name)
+      out = os.path.join(tmp, name + ("_export.npz" if fmt == "npz" else "_export"))
       subprocess.run([args.torch_python, "-c", MAKE, library, expression, str(size), source], check=True)
       saved = np.load(os.path.join(source, "features.npz"))
       start = time.perf_counter()

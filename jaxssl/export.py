@@ -12,9 +12,11 @@ Then, in PyTorch (``pip install timm safetensors``)::
 
 SOURCE is a jaxssl run directory or anything ``jaxssl.load_encoder`` reads (a timm folder or weights file). OUT
 must not exist. ``--format transformers`` writes a ViT as ``Dinov2Model`` / ``Dinov2WithRegistersModel`` (a class
-token) or ``IJepaModel`` (none), for ``transformers.AutoModel.from_pretrained(OUT)``; big_vision's npz is not
-written yet (issue 43). What the target cannot express (a ResNet with Flax's SAME padding or the CIFAR stem for
-torchvision; MAE's fc_norm pool for transformers) is refused. Bad input: one line on stderr, exit code 2.
+token) or ``IJepaModel`` (none), for ``transformers.AutoModel.from_pretrained(OUT)``; ``--format npz`` writes a ViT
+as big_vision's ``params/...`` arrays in one file OUT.npz (``timm.models.vision_transformer._load_weights`` reads
+it into a timm ViT made with ``no_embed_class=True``). What the target cannot express (a ResNet with Flax's SAME
+padding or the CIFAR stem for torchvision; MAE's fc_norm pool for transformers; registers, LayerScale or SwiGLU
+for big_vision) is refused. Bad input: one line on stderr, exit code 2.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import sys
 
 def export(source: str, out: str, step: int | None = None, format: str = "timm",  # noqa: A002
            **weights_options) -> str:
-  """Writes the encoder in ``source`` as a ``format`` (timm | transformers) folder ``out``; returns ``out``."""
+  """Writes the encoder in ``source`` as a ``format`` (timm | transformers folder, npz file) ``out``; returns
+  ``out``."""
   from jaxssl import restore, weights
 
   module, variables = restore.load_encoder(source, step, **weights_options)
@@ -39,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
   parser = command_line.ArgumentParser(prog="python -m jaxssl.export", description=__doc__.splitlines()[0])
   parser.add_argument("source", help="a jaxssl run directory, a timm folder or a weights file")
   parser.add_argument("out", help="the folder to write (must not exist)")
-  parser.add_argument("--format", choices=["timm", "transformers"], default="timm", help="the layout to write")
+  parser.add_argument("--format", choices=["timm", "transformers", "npz"], default="timm",
+                      help="the layout to write: timm's or transformers' folder, or big_vision's .npz file")
   parser.add_argument("--step", type=command_line.non_negative_int, default=None,
                       help="a run's checkpoint step (default: the latest)")
   args = parser.parse_for_jax(argv)
@@ -50,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
   except CheckpointError as e:            # WeightsError too
     print(f"error: {e}", file=sys.stderr)
     return 2
-  print(f"wrote {written} ({args.format}: config.json, model.safetensors)")
+  print(f"wrote {written} ({args.format}" + ("" if args.format == "npz" else ": config.json, model.safetensors") + ")")
   return 0
 
 

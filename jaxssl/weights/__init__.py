@@ -9,8 +9,9 @@ Today: timm ViTs (class token or not, registers, LayerScale, GELU or SwiGLU feed
 pooling, either position-embedding layout) and ResNets in torchvision's names (timm's, torchvision's, lightly's,
 solo-learn's), from a hub folder (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``) or a bare
 ``.safetensors`` / ``.npz`` / PyTorch file (a ViT's heads then named: ``num_heads=`` or ``arch=`` a timm name);
-transformers' ViT, ViT-MAE, DINOv2 (with registers) and I-JEPA folders; export to timm's folder layout and
-transformers' (``jaxssl.export``); the official MAE, DINO, iBOT, DINOv2 and I-JEPA checkpoints as their training
+transformers' ViT, ViT-MAE, DINOv2 (with registers) and I-JEPA folders; Google's Flax ViTs in ``.npz`` (big_vision's
+and the ViT paper's names, ``flax_vit``); export to timm's folder layout, transformers' and big_vision's npz
+(``jaxssl.export``); the official MAE, DINO, iBOT, DINOv2 and I-JEPA checkpoints as their training
 scripts save them (``jaxssl.weights.official``), PyTorch's files read without PyTorch (``torch_zip``).
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxssl.weights import files, official, timm_vit, torchvision_resnet, transformers_vit
+from jaxssl.weights import files, flax_vit, official, timm_vit, torchvision_resnet, transformers_vit
 from jaxssl.weights.files import WeightsError
 
 __all__ = ["FORMATS", "WeightsError", "export", "export_timm", "is_jaxssl_run", "load"]
@@ -43,7 +44,7 @@ def is_jaxssl_run(path: str) -> bool:
 
 
 def load(source: str, num_heads: int | None = None, arch: str | None = None, pool: str | None = None,
-         image_size: int | None = None, part: str | None = None):
+         image_size: int | None = None, part: str | None = None, default_heads: int | None = None):
   """(module, variables) of the encoder in ``source`` (a weights file or hub folder), ready for
   ``module.apply(variables, images, train=False)`` -> features [N, D] equal to the source library's
   pre-logits features on the same normalised images [N, H, W, C].
@@ -51,6 +52,7 @@ def load(source: str, num_heads: int | None = None, arch: str | None = None, poo
   Args:
     num_heads, arch: the attention heads, or a timm architecture name that implies them, where the folder's
       config does not say (a bare file).
+    default_heads: the heads where neither the file nor these say (a run's own ViT, ``model.encoder``).
     pool: override the features' pooling (``cls``, ``mean``, ``global``); default: the source's.
     image_size: the images to compute features of, when they are not those the position embeddings were made
       for: the table is resized to their grid once, here, as timm resizes it (``resample_abs_pos_embed``:
@@ -61,6 +63,8 @@ def load(source: str, num_heads: int | None = None, arch: str | None = None, poo
   contents, config = files.read(source)
   if transformers_vit.is_transformers(config):             # a transformers folder: its own names
     tensors, config = transformers_vit.to_timm(contents, config, source)
+  elif isinstance(contents, dict) and flax_vit.is_flax_vit(contents):   # big_vision's or the ViT paper's npz
+    tensors, config = flax_vit.to_timm(contents, source)
   else:
     tensors = official.encoder_state_dict(contents, source, part)
   if arch:
@@ -71,7 +75,7 @@ def load(source: str, num_heads: int | None = None, arch: str | None = None, poo
     shown = ", ".join(sorted(tensors)[:4])
     raise WeightsError(f"{source}: neither a timm ViT (patch_embed.proj.weight, blocks.*) nor a torchvision-named "
                        f"ResNet (conv1.weight, layer1.*) state dict; it has {shown}, ...")
-  spec = timm_vit.spec(tensors, config, source, num_heads=num_heads)
+  spec = timm_vit.spec(tensors, config, source, num_heads=num_heads, default_heads=default_heads)
   params = timm_vit.to_jaxssl(tensors, spec, source)
   channels = spec.pop("channels")
   if image_size and image_size // spec["patch_size"] != spec["base_grid"]:
@@ -118,13 +122,13 @@ def _check_shapes(module, variables: dict, image_shape: tuple, where: str) -> No
                          f"({difference})")
 
 
-FORMATS = ("timm", "transformers")
+FORMATS = ("timm", "transformers", "npz")
 
 
 def export(module, variables: dict, out: str, channels: int, format: str = "timm") -> str:  # noqa: A002
   """Writes a jaxssl encoder in ``out`` (which must not exist) as ``format`` lays it out: ``timm``'s hub folder
-  (ViTs and ResNets) or ``transformers``' (``Dinov2Model``, ``Dinov2WithRegistersModel`` or ``IJepaModel``;
-  ViTs). Returns ``out``."""
+  (ViTs and ResNets), ``transformers``' (``Dinov2Model``, ``Dinov2WithRegistersModel`` or ``IJepaModel``;
+  ViTs) or big_vision's ``npz`` (one file, ``out`` ending in .npz; ViTs). Returns ``out``."""
   import json
 
   from jaxssl.models.vit import ViT
@@ -134,10 +138,18 @@ def export(module, variables: dict, out: str, channels: int, format: str = "timm
   if format not in FORMATS:
     raise WeightsError(f"format={format!r}: use one of {', '.join(FORMATS)}")
   if not isinstance(module, ViT):
-    raise WeightsError(f"{out}: transformers' folders hold ViTs; this encoder is a {type(module).__name__} (export "
-                       "it to timm)")
+    holder = "transformers' folders hold" if format == "transformers" else "big_vision's npz holds"
+    raise WeightsError(f"{out}: {holder} ViTs; this encoder is a {type(module).__name__} (export it to timm)")
+  if format == "npz" and not out.endswith(".npz"):
+    raise WeightsError(f"{out}: big_vision's format is one .npz file: name it so (e.g. {out}.npz)")
   if os.path.exists(out):
-    raise WeightsError(f"{out} exists: export writes a new folder (remove it, or name another)")
+    raise WeightsError(f"{out} exists: export writes a new {'file' if format == 'npz' else 'folder'} (remove it, "
+                       "or name another)")
+  if format == "npz":
+    timm_tensors = timm_vit.from_jaxssl(jax.device_get(variables)["params"], module, class_position=True)
+    arrays = flax_vit.from_timm(timm_tensors, module)           # WeightsError before anything is written
+    np.savez(out, **arrays)
+    return out
   timm_tensors = timm_vit.from_jaxssl(jax.device_get(variables)["params"], module, class_position=True)
   tensors, config = transformers_vit.from_timm(timm_tensors, module, channels)
   os.makedirs(out)

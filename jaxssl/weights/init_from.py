@@ -17,7 +17,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from jaxssl.weights import adapt
+from jaxssl.weights import adapt, mae_decoder
 from jaxssl.weights.files import WeightsError
 
 
@@ -25,17 +25,25 @@ def _load(config) -> tuple[Any, dict]:
   from jaxssl import weights
 
   m = config.model
-  return weights.load(m.init_from, arch=m.init_from_arch or None)
+  return weights.load(m.init_from, arch=m.init_from_arch or None, default_heads=config_heads(config))
 
 
-def architecture(source: str, arch: str = "") -> dict[str, Any]:
+def config_heads(config) -> int | None:
+  """The attention heads of the config's ViT (``model.encoder``), for weights that do not say theirs."""
+  from jaxssl.models import VITS
+
+  encoder = VITS.get(config.model.encoder)
+  return encoder.keywords["num_heads"] if encoder is not None else None
+
+
+def architecture(source: str, arch: str = "", default_heads: int | None = None) -> dict[str, Any]:
   """The ``config.model`` fields of the encoder in ``source`` (raises WeightsError where jaxssl names no such
-  encoder)."""
+  encoder); ``default_heads``: the heads where the weights do not say theirs."""
   from jaxssl import weights
   from jaxssl.models import VITS
   from jaxssl.models.resnet import ResNet
 
-  module, _ = weights.load(source, arch=arch or None)
+  module, _ = weights.load(source, arch=arch or None, default_heads=default_heads)
   if isinstance(module, ResNet):
     layouts = {("BottleneckBlock", (3, 4, 6, 3)): "resnet50", ("BasicBlock", (2, 2, 2, 2)): "resnet18"}
     name = layouts.get((module.block.__name__, tuple(module.stage_sizes)))
@@ -55,18 +63,33 @@ def architecture(source: str, arch: str = "") -> dict[str, Any]:
 
 
 def check(config) -> None:
-  """Raises ConfigError naming the first ``config.model`` field that differs from the weights' architecture (or
-  the weights' one line where they cannot be read)."""
+  """Raises ConfigError naming the first ``config.model`` field that differs from the weights' architecture (or,
+  continuing MAE, the ``method.decoder_*`` field that differs from the file's decoder; or the weights' one line
+  where they cannot be read)."""
   from jaxssl.config_checks import fail
 
   m = config.model
-  needs = architecture(m.init_from, m.init_from_arch)
+  needs = architecture(m.init_from, m.init_from_arch, config_heads(config))
   for field, value in needs.items():
     mine = m[field]
     # LayerScale's value is only its start: the weights bring their own; whether there is one must agree.
     if (bool(mine) != bool(value)) if field == "layer_scale" else (mine != value):
       fail(f"model.{field}", mine, f"the weights in model.init_from={m.init_from!r} have {value!r}: set it (python "
            "-m jaxssl.finetune --pretrained WEIGHTS sets them all)")
+  if "decoder_dim" in config.method:
+    decoder = decoder_tensors(m.init_from)
+    for field, value in (mae_decoder.fields(decoder) if decoder else {}).items():
+      if config.method[field] != value:
+        fail(f"method.{field}", config.method[field], f"the MAE decoder in model.init_from={m.init_from!r} has "
+             f"{value}: set it, or start from the encoder alone (python -m jaxssl.export it to timm first)")
+
+
+def decoder_tensors(source: str) -> dict[str, np.ndarray]:
+  """MAE's decoder in the official checkpoint ``source`` (empty where it has none)."""
+  from jaxssl.weights import files, official
+
+  contents, _ = files.read(source)
+  return official.mae_decoder(contents, source) if isinstance(contents, dict) else {}
 
 
 def starter(config, channels: int) -> Callable:
@@ -107,16 +130,41 @@ def starter(config, channels: int) -> Callable:
       if difference:
         raise WeightsError(f"config.model.init_from={config.model.init_from!r}: its encoder's {name} do not fit "
                            f"this config's encoder ({difference})")
-    print(f"init_from: encoder from {config.model.init_from}" + (f" ({'; '.join(notes)})" if notes else ""),
-          flush=True)
     as_fresh = lambda fresh, loaded: jax.tree.map(lambda _, x: np.asarray(x), fresh, loaded)  # noqa: E731
     new_params = {**variables.params, "encoder": as_fresh(fresh_params, params)}
+    what = "encoder"
+    if "decoder_embed" in variables.params:                  # MAE: its decoder too, where the file has one
+      decoder, note = _decoder(config, channels, variables.params)
+      notes += [note] if note else []
+      if decoder:
+        new_params.update(as_fresh({k: variables.params[k] for k in decoder}, decoder))
+        what = "encoder and MAE decoder"
+      else:
+        notes.append("no MAE decoder in it: the decoder starts new")
+    print(f"init_from: {what} from {config.model.init_from}" + (f" ({'; '.join(notes)})" if notes else ""),
+          flush=True)
     new_stats = dict(variables.batch_stats)
     if stats:
       new_stats["encoder"] = as_fresh(variables.batch_stats["encoder"], stats)
     return Variables(new_params, new_stats)
 
   return start
+
+
+def _decoder(config, channels: int, fresh: dict) -> tuple[dict, str]:
+  """(MAE's decoder parameters from ``model.init_from``, fitted to the run, or {}; a note)."""
+  from jaxssl.checkpoint import first_difference, shapes_by_path
+
+  source = config.model.init_from
+  tensors = decoder_tensors(source)
+  if not tensors:
+    return {}, ""
+  params, note = mae_decoder.to_jaxssl(tensors, source, channels)
+  difference = first_difference(shapes_by_path(params), shapes_by_path({k: fresh[k] for k in fresh if k != "encoder"}))
+  if difference:
+    raise WeightsError(f"config.model.init_from={source!r}: its MAE decoder does not fit this config's "
+                       f"(method.decoder_*, model.patch_size: {difference})")
+  return params, note
 
 
 def _fit_positions(pos: np.ndarray, shape: tuple, module) -> tuple[np.ndarray, str]:

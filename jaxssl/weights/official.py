@@ -35,6 +35,21 @@ def _arrays(value: Any) -> bool:
 
 def encoder_state_dict(contents: Any, where: str, part: str | None = None) -> dict[str, np.ndarray]:
   """The encoder's tensors inside a file's contents, in timm's names."""
+  return rename(entry(contents, where, part))
+
+
+def mae_decoder(contents: Any, where: str) -> dict[str, np.ndarray]:
+  """MAE's decoder in a file's contents (``models_mae.py``'s ``decoder_*`` and ``mask_token``, ``module.``
+  stripped); empty where the file has none (a released encoder, or not MAE's)."""
+  tensors = {re.sub(r"^(module\.)+", "", k): v for k, v in entry(contents, where).items()}
+  decoder = {k: v for k, v in tensors.items() if k.startswith("decoder_")}
+  if decoder and "mask_token" in tensors:
+    decoder["mask_token"] = tensors["mask_token"]
+  return decoder
+
+
+def entry(contents: Any, where: str, part: str | None = None) -> dict[str, np.ndarray]:
+  """The state dict a file's contents hold (``part``'s, or the first of ``ENTRIES`` found), names unchanged."""
   if part:
     if not isinstance(contents, dict) or not _arrays(contents.get(part)):
       shown = ", ".join(sorted(contents)) if isinstance(contents, dict) else type(contents).__name__
@@ -48,7 +63,7 @@ def encoder_state_dict(contents: Any, where: str, part: str | None = None) -> di
       shown = ", ".join(list(contents)[:8]) if isinstance(contents, dict) else type(contents).__name__
       raise WeightsError(f"{where}: no state dict of arrays in it (it holds: {shown})")
     tensors = contents[found[0]]
-  return rename(tensors)
+  return tensors
 
 
 def rename(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

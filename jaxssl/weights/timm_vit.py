@@ -34,7 +34,7 @@ def is_vit(tensors: dict[str, Any]) -> bool:
   return "patch_embed.proj.weight" in tensors and any(k.startswith("blocks.0.") for k in tensors)
 
 
-def _heads(config: dict | None, dim: int, where: str, num_heads: int | None) -> int:
+def _heads(config: dict | None, dim: int, where: str, num_heads: int | None, default_heads: int | None) -> int:
   args = (config or {}).get("model_args", {}) or {}
   if num_heads:
     return int(num_heads)
@@ -46,18 +46,21 @@ def _heads(config: dict | None, dim: int, where: str, num_heads: int | None) -> 
     return HEADS_BY_SIZE[size.group(1)]
   if dim in HEADS_BY_WIDTH and not architecture:
     return HEADS_BY_WIDTH[dim]
+  if default_heads:
+    return int(default_heads)
   raise WeightsError(f"{where}: its number of attention heads is not in its shapes; name it (num_heads=, or a timm "
                      f"architecture such as vit_base_patch16_224 in arch=)")
 
 
 def spec(tensors: dict[str, np.ndarray], config: dict | None, where: str,
-         num_heads: int | None = None) -> dict[str, Any]:
-  """The jaxssl ViT's fields for a timm ViT state dict (and its hub config.json, when there is one)."""
+         num_heads: int | None = None, default_heads: int | None = None) -> dict[str, Any]:
+  """The jaxssl ViT's fields for a timm ViT state dict (and its hub config.json, when there is one).
+  ``num_heads`` overrides what the file says of its heads; ``default_heads`` is used where it says nothing."""
   d, c, p, p2 = tensors["patch_embed.proj.weight"].shape
   if p != p2:
     raise WeightsError(f"{where}: patch_embed.proj.weight has {p}x{p2} patches; jaxssl's ViT cuts square ones")
   depth = 1 + max(int(k.split(".")[1]) for k in tensors if k.startswith("blocks."))
-  heads = _heads(config, d, where, num_heads)
+  heads = _heads(config, d, where, num_heads, default_heads)
   if d % heads:
     raise WeightsError(f"{where}: width {d} is not divisible by {heads} heads (num_heads=)")
   fc1, fc2 = tensors["blocks.0.mlp.fc1.weight"].shape, tensors["blocks.0.mlp.fc2.weight"].shape
@@ -106,8 +109,6 @@ def to_jaxssl(tensors: dict[str, np.ndarray], s: dict[str, Any], where: str) -> 
   """jaxssl ViT parameters from a timm state dict (``s``: ``spec``'s fields). Every tensor of the encoder is
   used; a classifier head (``head.*``) is left out."""
   take = Taker(tensors, where)
-  dense = lambda prefix: {"kernel": take(f"{prefix}.weight").T,   # noqa: E731
-                          **({"bias": take(f"{prefix}.bias")} if f"{prefix}.bias" in tensors else {})}
   norm = lambda prefix: {"scale": take(f"{prefix}.weight"), "bias": take(f"{prefix}.bias")}   # noqa: E731
   d, grid, registers = s["dim"], s["base_grid"], s["num_registers"]
   params: dict[str, Any] = {"patch_embed": {"kernel": take("patch_embed.proj.weight").transpose(2, 3, 1, 0),
@@ -128,15 +129,25 @@ def to_jaxssl(tensors: dict[str, np.ndarray], s: dict[str, Any], where: str) -> 
       reg = reg + pos[first:first + registers][None]
     params["reg_token"] = reg
   for i in range(s["depth"]):
-    b = f"blocks.{i}"
-    block = {"norm1": norm(f"{b}.norm1"), "attn": {"qkv": dense(f"{b}.attn.qkv"), "proj": dense(f"{b}.attn.proj")},
-             "norm2": norm(f"{b}.norm2"), "mlp": {"fc1": dense(f"{b}.mlp.fc1"), "fc2": dense(f"{b}.mlp.fc2")}}
-    if s["layer_scale"]:
-      block["ls1"], block["ls2"] = {"gamma": take(f"{b}.ls1.gamma")}, {"gamma": take(f"{b}.ls2.gamma")}
-    params[f"block_{i}"] = block
+    params[f"block_{i}"] = block_params(take, f"blocks.{i}", bool(s["layer_scale"]))
   params["fc_norm" if s["pool"] == "global" else "norm"] = norm("fc_norm" if s["pool"] == "global" else "norm")
   take.refuse_left("ViT", ignored=lambda name: name.startswith("head."))
   return params
+
+
+def block_params(take: Taker, b: str, layer_scale: bool = False) -> dict:
+  """One jaxssl ``Block``'s parameters from timm's ``Block`` named ``b`` (``blocks.3``, MAE's
+  ``decoder_blocks.0``)."""
+  def dense(prefix):
+    bias = {"bias": take(f"{prefix}.bias")} if f"{prefix}.bias" in take.tensors else {}
+    return {"kernel": take(f"{prefix}.weight").T, **bias}
+
+  norm = lambda prefix: {"scale": take(f"{prefix}.weight"), "bias": take(f"{prefix}.bias")}   # noqa: E731
+  block = {"norm1": norm(f"{b}.norm1"), "attn": {"qkv": dense(f"{b}.attn.qkv"), "proj": dense(f"{b}.attn.proj")},
+           "norm2": norm(f"{b}.norm2"), "mlp": {"fc1": dense(f"{b}.mlp.fc1"), "fc2": dense(f"{b}.mlp.fc2")}}
+  if layer_scale:
+    block["ls1"], block["ls2"] = {"gamma": take(f"{b}.ls1.gamma")}, {"gamma": take(f"{b}.ls2.gamma")}
+  return block
 
 
 def from_jaxssl(params: dict, module, class_position: bool = False) -> dict[str, np.ndarray]:
