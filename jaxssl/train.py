@@ -372,8 +372,9 @@ def _run_in(setup: _Setup, preemption: _Preemption) -> dict[str, float]:
       return stopped_before_training("during the kNN at initialisation")
     still_ours()
     writer.write(0, {"knn_accuracy": results["knn_random_init"]}, prefix="eval")
-    print(f"kNN accuracy of the encoder at random initialisation: {100 * results['knn_random_init']:.2f}%",
-          flush=True)
+    start_point = (f"as imported from {config.model.init_from}" if config.model.init_from else
+                   "at random initialisation")
+    print(f"kNN accuracy of the encoder {start_point}: {100 * results['knn_random_init']:.2f}%", flush=True)
 
   def train_seconds() -> float:
     """Training time of the whole run so far: earlier segments' (from the checkpoint) plus this one's."""
