@@ -15,12 +15,11 @@ The argument after ``:`` picks the data: ``imagenet2012`` (default), ``imagenett
 joint-embedding methods do not hand the encoder drop-path keys).
 """
 
-from jaxssl import defaults
-from jaxssl.methods import dino
+from jaxssl import defaults, presets
 
 
 def get_config(data: str = "imagenet2012"):
-  config = dino.vit_small_imagenet(defaults.imagenet(defaults.get_config("dino"), data, batch_size=1024))
+  config = presets.vit_small_imagenet(defaults.imagenet(defaults.get_config("dino"), data, batch_size=1024))
   m = config.method
   m.warmup_teacher_temperature, m.teacher_temperature = 0.04, 0.07
   m.base_momentum = 0.996

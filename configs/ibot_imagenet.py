@@ -15,13 +15,13 @@ options: ``--config.method.centering=sinkhorn --config.method.koleo_weight=0.1
 --config.method.shared_head=False``.
 """
 
-from jaxssl import defaults
-from jaxssl.methods import dino, ibot
+from jaxssl import defaults, presets
+from jaxssl.methods import ibot
 
 
 def get_config(data: str = "imagenet2012"):
   config = defaults.imagenet(defaults.get_config("ibot"), data, batch_size=1024)
-  config = dino.vit_small_imagenet(config, freeze=ibot.freeze_last_layers)   # DINO's ViT-S/16 optimizer
+  config = presets.vit_small_imagenet(config, freeze=ibot.freeze_last_layers)   # DINO's ViT-S/16 optimizer
   config.model.drop_path_rate = 0.1
   a = config.augment
   a.crop_scale, a.num_local_crops, a.local_size, a.local_crop_scale = (0.25, 1.0), 10, 96, (0.05, 0.25)

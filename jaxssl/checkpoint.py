@@ -29,8 +29,6 @@ import orbax.checkpoint as ocp
 from jaxssl import orbax_noise
 from jaxssl.workdir import resolve
 
-orbax_noise.install()
-
 MANIFEST = "files.json"
 
 # orbax's replica-parallel save writes a replicated array from all its replicas, each a slice. Each slice costs a
@@ -195,6 +193,7 @@ class Checkpointer:
   """Saves and restores (TrainState, meta) pairs under ``workdir/checkpoints``."""
 
   def __init__(self, workdir: str, keep: int = 3, asynchronous: bool = True):
+    orbax_noise.install()                       # once per process: when checkpoints are opened, not on import
     self.directory = resolve(workdir) / "checkpoints"
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=asynchronous)

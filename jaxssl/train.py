@@ -15,11 +15,18 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxssl import evaluation, methods, optim, run_identity, workdir_lock
+from jaxssl import (checkpoint, data, evaluation, fsdp, methods, optim, pretrained_run, run_identity, speed, validate,
+                    workdir_lock)
 from jaxssl.cadence import Cadence
+from jaxssl.checkpoint import CheckpointError
+from jaxssl.config_checks import fail
+from jaxssl.data import bad_images
+from jaxssl.methods.base import Variables
 from jaxssl.metrics import MetricsWriter
 from jaxssl.parallel import make_mesh, shard_batch, shard_step
+from jaxssl.progress import Progress
 from jaxssl.train_step import build, finite_names, init_state, make_per_device_step, with_variables
+from jaxssl.weights import init_from
 from jaxssl.workdir import resolve
 
 
@@ -30,7 +37,6 @@ def total_steps_for(config: ml_collections.ConfigDict, num_train: int) -> int:
     return int(config.train.num_steps)
   steps = int(round(config.train.num_epochs * num_train / config.train.batch_size))
   if steps < 1:
-    from jaxssl.config_checks import fail
     fail("train.num_epochs", config.train.num_epochs, f"is less than one step of {config.train.batch_size} of the "
          f"{num_train} training examples; train for at least {config.train.batch_size / num_train:.3g} epochs, "
          "or set train.num_steps")
@@ -109,7 +115,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   another config is refused (``jaxssl.run_identity``) unless the differing fields are in ``allow_change``; a
   finished run returns its results without training or evaluating again.
   """
-  from jaxssl import checkpoint, data, validate
 
   validate.validate(config, num_devices=jax.device_count())
   run_identity.check_writable(workdir)
@@ -145,7 +150,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   if config.eval.online_probe and num_classes and trainer.probe is None:
     print(f"online probe: off for method {config.method.name!r} ({trainer.method.no_online_probe})", flush=True)
   channels = dataset.train.image_shape[-1]
-  starter = start_from(config, trainer, channels)
+  starter = start_from(config, channels)
   warm = starter is not None and not checkpoint.has_checkpoints(root)
   if config.parallel.fsdp:
     state = init_sharded(config, trainer, jax.random.key(config.seed), channels, mesh)
@@ -180,7 +185,6 @@ def state_shardings(config: ml_collections.ConfigDict, state, mesh):
   """Where each leaf of the state (concrete or abstract) lives on the mesh: everything replicated, or with
   ``parallel.fsdp`` the parameters, optimizer state and EMA target split over the devices (``jaxssl.fsdp``)."""
   if config.parallel.fsdp:
-    from jaxssl import fsdp
     return fsdp.state_shardings(state, mesh, config.parallel.fsdp_min_size)
   return jax.tree.map(lambda _: NamedSharding(mesh, P()), state)
 
@@ -203,7 +207,6 @@ def place_state(config: ml_collections.ConfigDict, state, mesh):
 def make_step(config: ml_collections.ConfigDict, trainer, state, mesh):
   """The jitted step for a state placed by ``place_state``."""
   if config.parallel.fsdp:
-    from jaxssl import fsdp
     return fsdp.fsdp_step(trainer, state, mesh, config.parallel.fsdp_min_size, config.parallel.fsdp_per_block)
   return shard_step(make_per_device_step(trainer), mesh)
 
@@ -211,7 +214,6 @@ def make_step(config: ml_collections.ConfigDict, trainer, state, mesh):
 def _compiled_step(step_fn, state, batch, global_batch: int, step: int):
   """The step compiled ahead of time for this state and batch (the loop's one compilation), and a StepTimer
   with its FLOPs per device and the device's peak; prints what speed figures the log will carry."""
-  from jaxssl import speed
 
   compiled = step_fn.lower(state, batch).compile()
   flops = speed.flops_per_device(compiled)
@@ -221,40 +223,40 @@ def _compiled_step(step_fn, state, batch, global_batch: int, step: int):
   return compiled, speed.StepTimer(global_batch, step, flops, peak)
 
 
-def start_from(config: ml_collections.ConfigDict, trainer, channels: int):
-  """What a new run's variables start from, as a function of the fresh ones: the method's ``warm_start`` (a
-  fine-tuning's pretrained run), or ``model.init_from``'s imported weights (``jaxssl.weights.init_from``,
-  checked against the config first), or None (the fresh initialisation)."""
-  if not config.model.init_from:
-    return trainer.method.warm_start
-  from jaxssl.weights import init_from
-
-  if trainer.method.warm_start is not None:
-    from jaxssl.config_checks import fail
+def start_from(config: ml_collections.ConfigDict, channels: int):
+  """The warm start of a new run: fresh Variables -> those its first step starts from, or None (the fresh
+  initialisation). A fine-tuning's pretrained jaxssl run (``method.init="pretrained"`` with
+  ``method.pretrained``: ``jaxssl.pretrained_run``), or ``model.init_from``'s imported weights
+  (``jaxssl.weights.init_from``, checked against the config first). Called before the workdir is touched; the
+  starter runs once, never on resume or in evaluation."""
+  method = config.method
+  from_run = method.get("init") == "pretrained" and bool(method.get("pretrained"))
+  if from_run and config.model.init_from:
     fail("model.init_from", config.model.init_from, "and method.pretrained both name the encoder's start: keep one")
-  init_from.check(config)
-  return init_from.starter(config, channels)
+  if from_run:
+    return pretrained_run.starter(method.pretrained, method.pretrained_step)
+  if config.model.init_from:
+    init_from.check(config)
+    return init_from.starter(config, channels)
+  return None
 
 
-def warm_start(trainer, state, starter=None):
-  """The fresh state with the variables ``starter`` (default: the method's ``warm_start``: a pretrained
-  encoder) makes of it, its optimizer state and EMA target started from them."""
-  from jaxssl.methods.base import Variables
+def warm_start(trainer, state, starter):
+  """The fresh state with the variables ``starter`` (``start_from``'s) makes of it, its optimizer state and EMA
+  target started from them."""
 
-  starter = starter or trainer.method.warm_start
   # On the host: arrays restored onto one local device would need a cross-host transfer to be replicated.
   variables = jax.device_get(starter(Variables(state.params, state.batch_stats)))
   return with_variables(trainer, state, variables.params, variables.batch_stats)
 
 
-def warm_start_sharded(config: ml_collections.ConfigDict, trainer, state, mesh, starter=None):
+def warm_start_sharded(config: ml_collections.ConfigDict, trainer, state, mesh, starter):
   """``warm_start`` for a state made in place (``init_sharded``, ``parallel.fsdp``): the pretrained variables
   are read on the host, each device receives only its shards of them (``make_array_from_callback``, so in
   every process only its own devices' slices are sent), and the optimizer state and EMA target are made from
   them where they live (jitted with the state's shardings as outputs). No device holds the whole state."""
-  from jaxssl.methods.base import Variables
 
-  variables = (starter or trainer.method.warm_start)(Variables(state.params, state.batch_stats))
+  variables = starter(Variables(state.params, state.batch_stats))
   shardings = state_shardings(config, state, mesh)
 
   def place(value, sharding):
@@ -291,8 +293,6 @@ class _Setup(NamedTuple):
 
 def _run_in(setup: _Setup, preemption: _Preemption) -> dict[str, float]:
   """The run proper, with the workdir locked: restore, train, evaluate, write results."""
-  from jaxssl import checkpoint, data
-  from jaxssl.progress import Progress
 
   (root, workdir, config, dataset, mesh, trainer, state, total_steps, steps_per_epoch, num_classes, channels,
    changes, allow_size_change, lock) = setup
@@ -400,7 +400,6 @@ def _run_in(setup: _Setup, preemption: _Preemption) -> dict[str, float]:
                                     "initial_largest_parameter": initial_largest,
                                     "config": json.loads(config.to_json_best_effort())})
 
-  from jaxssl.data import bad_images
   record = "bad_images.jsonl" if jax.process_index() == 0 else f"bad_images.process-{jax.process_index()}.jsonl"
   bad_images.attach(dataset, config.data.max_bad_images, root / record)
   crops = None
@@ -556,7 +555,6 @@ DIVERGED_GROWTH = 100.0
 def _divergence_note(checkpointer, initial: float | None) -> str:
   """After a non-finite step: whether the newest checkpoint had already diverged (its largest parameter
   ``DIVERGED_GROWTH`` times the initial one), and then which kept checkpoint to resume from instead and how."""
-  from jaxssl.checkpoint import CheckpointError
 
   if not initial:
     return ""

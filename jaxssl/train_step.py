@@ -18,7 +18,7 @@ import optax
 from jaxssl import augment, methods, optim
 from jaxssl.cadence import Cadence
 from jaxssl.data.host_crops import view_key
-from jaxssl.methods.base import Method, StepInputs, Variables, stream
+from jaxssl.methods.base import Method, StepInputs, Variables, init_model, stream
 from jaxssl.models import LinearProbe, make_encoder
 from jaxssl.parallel import AXIS, Batch, StepFn
 from jaxssl.state import TrainState, ema_update, target_subtree
@@ -83,7 +83,7 @@ def _make_state(trainer: Trainer, key: jax.Array, channels: int) -> TrainState:
   init_key, state_key, rng = jax.random.split(key, 3)
   size = trainer.recipes[0].size
   method, model = trainer.method, trainer.model
-  variables = method.init_model(model, init_key, jnp.zeros((2, size, size, channels)))
+  variables = init_model(model, init_key, jnp.zeros((2, size, size, channels)))
   params, batch_stats = variables["params"], variables.get("batch_stats", {})   # a ViT has none
   probe_params = probe_opt_state = None
   if trainer.probe is not None:

@@ -11,7 +11,8 @@ from typing import Any
 
 import ml_collections
 
-from jaxssl import config_checks, methods, optim
+from jaxssl import config_checks, data, defaults, methods, optim
+from jaxssl.augment import INTERPOLATIONS
 from jaxssl.config_checks import ConfigError, fail as _fail  # noqa: F401  (ConfigError: the public name)
 from jaxssl.models import ENCODERS
 from jaxssl.models.vit import INITS, MLPS, ViT
@@ -84,10 +85,17 @@ def _check_accumulation(config: ml_collections.ConfigDict, num_devices: int) -> 
         "train.allow_coupled_accumulation=True to accept that")
 
 
+def _check_randaugment_warps(config: ml_collections.ConfigDict) -> None:
+  """RandAugment on the device (where the data's crops are taken there) warps bilinearly only."""
+  a = config.augment
+  on_device = a.randaugment_on == "device" or not data.crops_on_host(config.data)
+  if a.randaugment_layers > 0 and on_device and a.interpolation != "bilinear":
+    _fail("augment.interpolation", a.interpolation, "RandAugment on the device warps bilinearly only; crop on the "
+          "host (data.crop_on) with augment.randaugment_on='auto' for timm's bicubic warps, or use 'bilinear'")
+
+
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ConfigError for the first bad field."""
-  from jaxssl import defaults
-
   if config.method.name not in methods.names():
     _fail("method.name", config.method.name, f"unknown method; known: {', '.join(methods.names())}")
   unknown = _unknown_key(config, defaults.get_config(config.method.name))
@@ -190,13 +198,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   config_checks.probabilities(config, "augment.solarize_probs", 2)
   config_checks.probability(config, "augment.rotation_prob")
   config_checks.in_range(config, "augment.rotation_degrees", 0.0, 180.0)
-  from jaxssl.augment import INTERPOLATIONS
-
   if config.augment.interpolation not in INTERPOLATIONS:
     _fail("augment.interpolation", config.augment.interpolation,
           f"use one of {', '.join(map(repr, INTERPOLATIONS))}")
 
-  methods.check(config)
+  methods.check(config, num_devices)
+  _check_randaugment_warps(config)
   if config.model.init_from:
     import os
 
@@ -217,10 +224,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
           f"method {config.method.name!r} does not hand the encoder drop-path keys")
   _refuse_unread_augment_fields(config)
 
-  from jaxssl.data import SOURCES
-
-  if config.data.source not in SOURCES:
-    _fail("data.source", config.data.source, f"use one of {', '.join(SOURCES)}")
+  if config.data.source not in data.SOURCES:
+    _fail("data.source", config.data.source, f"use one of {', '.join(data.SOURCES)}")
   if config.data.image_size < 0:
     _fail("data.image_size", config.data.image_size, "must be 0 (keep) or positive")
   if config.data.source == "folder" and config.data.image_size <= 0:
@@ -230,10 +235,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   config_checks.non_negative_int(config, "data.label_seed")
   if config.data.prefetch < 0:
     _fail("data.prefetch", config.data.prefetch, "must be non-negative")
-  from jaxssl.data import CROP_PLACES
-
-  if config.data.crop_on not in CROP_PLACES:
-    _fail("data.crop_on", config.data.crop_on, f"use one of {', '.join(map(repr, CROP_PLACES))}")
+  if config.data.crop_on not in data.CROP_PLACES:
+    _fail("data.crop_on", config.data.crop_on, f"use one of {', '.join(map(repr, data.CROP_PLACES))}")
   if not isinstance(config.data.workers, int) or config.data.workers < 0:
     _fail("data.workers", config.data.workers, "must be a non-negative integer (0: one per available core)")
   if not isinstance(config.data.max_bad_images, int) or config.data.max_bad_images < 0:
@@ -301,8 +304,6 @@ def augment_fields_read(config: ml_collections.ConfigDict) -> set[str]:
 def _refuse_unread_augment_fields(config: ml_collections.ConfigDict) -> None:
   """A recipe knob the method never reads (SimCLR's blur_prob for BYOL, multi-crop for SimCLR) would be
   silently ignored: refuse it when it differs from the schema's default."""
-  from jaxssl import defaults
-
   schema = defaults.get_config(config.method.name).augment
   read = augment_fields_read(config)
   for key in config.augment.keys():

@@ -198,7 +198,7 @@ def test_fine_tuning_starts_from_the_pretrained_encoder_and_reports_its_top1(pre
   config.method.init, config.method.pretrained = "pretrained", str(pretrained)
   trainer = train_step.build(config, total_steps=2, num_classes=10)
   fresh = train_step.init_state(trainer, jax.random.key(0), 1)
-  started = train.warm_start(trainer, fresh)
+  started = train.warm_start(trainer, fresh, train.start_from(config, 1))
   source = load_run(str(pretrained)).state
   for a, b in zip(jax.tree.leaves(started.params["encoder"]), jax.tree.leaves(source.params["encoder"])):
     np.testing.assert_array_equal(a, b)
@@ -222,8 +222,10 @@ def test_a_sharded_fine_tuning_run_starts_in_place_from_the_pretrained_encoder(p
   config.parallel.fsdp, config.parallel.fsdp_min_size = True, 256
   trainer = train_step.build(config, total_steps=2, num_classes=10)
   m = mesh(8)
-  made = train.warm_start_sharded(config, trainer, train.init_sharded(config, trainer, jax.random.key(0), 1, m), m)
-  expected = train.warm_start(trainer, train_step.init_state(trainer, jax.random.key(0), 1))
+  starter = train.start_from(config, 1)                  # the pretrained run's encoder (jaxssl.pretrained_run)
+  made = train.warm_start_sharded(config, trainer, train.init_sharded(config, trainer, jax.random.key(0), 1, m), m,
+                                  starter)
+  expected = train.warm_start(trainer, train_step.init_state(trainer, jax.random.key(0), 1), starter)
   shardings = train.state_shardings(config, expected, m)
   assert jax.tree.structure(made) == jax.tree.structure(expected)
   for a, b, sharding in zip(jax.tree.leaves(made), jax.tree.leaves(expected), jax.tree.leaves(shardings)):
@@ -267,7 +269,7 @@ def test_a_pretrained_vit_fine_tunes_with_global_pooling_and_a_fresh_fc_norm(tmp
   config.method.init, config.method.pretrained = "pretrained", str(tmp_path / "mae")
   trainer = train_step.build(config, total_steps=2, num_classes=10)
   fresh = train_step.init_state(trainer, jax.random.key(0), 1)
-  started = train.warm_start(trainer, fresh).params["encoder"]
+  started = train.warm_start(trainer, fresh, train.start_from(config, 1)).params["encoder"]
   out = capsys.readouterr().out
   assert "global" in out and "unstacked from model.scan_layers" in out
   saved = load_run(str(tmp_path / "mae")).state.params["encoder"]

@@ -15,12 +15,12 @@ import ml_collections
 import numpy as np
 
 from jaxssl.data import idx
-from jaxssl.data.label_subset import SubsetSource, balanced_indices, label_subset
 from jaxssl.data.bad_images import BadImages
-from jaxssl.data.host_crops import CropSpec, HostCropper, ReadTimeout, available_cores, crop_specs, view_key
-from jaxssl.data.pipeline import Pipeline, Stopped, global_batch_indices
-from jaxssl.data.sources import (ArraySource, BadImage, DataError, FolderSource, Source, TfdsSource, cached,
-                                 synthetic)
+from jaxssl.data.errors import BadImage, DataError, ReadTimeout, Stopped
+from jaxssl.data.host_crops import CropSpec, HostCropper, available_cores, crop_specs, view_key
+from jaxssl.data.label_subset import SubsetSource, balanced_indices, label_subset
+from jaxssl.data.pipeline import Pipeline, global_batch_indices
+from jaxssl.data.sources import ArraySource, FolderSource, Source, TfdsSource, cached, synthetic
 
 SOURCES = ("tfds", "folder", "numpy", "idx", "synthetic")
 CROP_PLACES = ("auto", "host", "device")

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from jaxssl.data.sources import BadImage, DataError
+from jaxssl.data.errors import BadImage, DataError
 
 
 class BadImages:

@@ -11,13 +11,9 @@ import threading
 import time
 from typing import Callable, TypeVar
 
-from jaxssl.data.host_crops import read_timeout
+from jaxssl.data.errors import Stopped, read_timeout
 
 T = TypeVar("T")
-
-
-class Stopped(Exception):
-  """A wait for data stopped because its caller asked (SIGTERM during a slow read)."""
 
 
 def guarded(read: Callable[[], T], timeout_s: float = 0.0, what: str = "a read",

@@ -33,8 +33,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from jaxssl.data.decode import decode_errors, describe_decode_error, to_mode
+from jaxssl.data.errors import BadImage, read_timeout
 from jaxssl.data.host_randaugment import RandAugmentSpec, rand_augment, resample_filter
-from jaxssl.data.sources import BadImage, DataError, decode_errors, describe_decode_error, to_mode
 
 # A handle is what a source hands the cropper for one example: a file path, encoded bytes, or a decoded uint8
 # array [H, W, C] (in-memory sources).
@@ -158,16 +159,6 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0))
   except AttributeError:                 # not on Linux
     return os.cpu_count() or 1
-
-
-class ReadTimeout(DataError):
-  """A read gave nothing within ``config.data.read_timeout_s`` (a hung network mount, a FIFO named x.jpg)."""
-
-
-def read_timeout(timeout_s: float, what: str) -> ReadTimeout:
-  return ReadTimeout(f"config.data.read_timeout_s={timeout_s:g}: {what} gave nothing for {timeout_s:g} s (a hung "
-                     "read: a stalled network mount, or a file that blocks when read?); fix the data, or raise "
-                     "the limit")
 
 
 class _DaemonPool:

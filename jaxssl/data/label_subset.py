@@ -12,7 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from jaxssl.data.sources import BadImage, DataError, Source
+from jaxssl.data.errors import BadImage, DataError
+from jaxssl.data.sources import Source
 
 
 def balanced_indices(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:

@@ -13,9 +13,9 @@ from typing import Any, Callable
 import numpy as np
 
 from jaxssl.data.bad_images import read_substituting
-from jaxssl.data.guarded_read import Stopped
-from jaxssl.data.host_crops import HostCropper, read_timeout
-from jaxssl.data.sources import DataError, Source
+from jaxssl.data.errors import DataError, Stopped, read_timeout
+from jaxssl.data.host_crops import HostCropper
+from jaxssl.data.sources import Source
 
 
 def global_batch_indices(num_examples: int, global_batch: int, seed: int, position: int) -> np.ndarray:

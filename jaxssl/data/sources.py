@@ -13,6 +13,11 @@ from typing import Sequence
 
 import numpy as np
 
+from jaxssl.data.bad_images import read_substituting
+from jaxssl.data.decode import decode_errors, describe_decode_error, to_mode
+from jaxssl.data.errors import BadImage, DataError
+from jaxssl.data.guarded_read import guarded
+
 
 class _QuietOpenCvAdvice(logging.Filter):
   """TFDS advises installing OpenCV on every image dataset it opens; PIL decodes what jaxssl reads, and the
@@ -22,32 +27,11 @@ class _QuietOpenCvAdvice(logging.Filter):
     return "OpenCV is not installed" not in str(record.msg)
 
 
-logging.getLogger("absl").addFilter(_QuietOpenCvAdvice())
-
-
-class DataError(ValueError):
-  """Bad or missing data; the message names the config field and what to do."""
-
-
-class BadImage(DataError):
-  """One image cannot be read or decoded: ``where`` (its file, or the example), ``reason``, and ``index`` in its
-  split where known (``jaxssl.data.bad_images`` substitutes the example)."""
-
-  def __init__(self, where: str, reason: str, index: int | None = None):
-    super().__init__(f"cannot read image {where!r}: {reason}")
-    self.where, self.reason, self.index = where, reason, index
-
-
-def decode_errors() -> tuple[type[BaseException], ...]:
-  """What PIL raises for a file that is not a readable image: missing or unreadable (broken symlinks, loops),
-  not an image, truncated, malformed (ValueError, SyntaxError, EOFError), or over its decompression-bomb limit."""
-  from PIL import Image
-
-  return (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
-
-
-def describe_decode_error(error: BaseException) -> str:
-  return " ".join(f"{type(error).__name__}: {error}".split())[:200]
+def _quiet_opencv_advice() -> None:
+  """Installs the filter on absl's logger, once: when a TFDS source is opened, not when this module is imported."""
+  logger = logging.getLogger("absl")
+  if not any(isinstance(f, _QuietOpenCvAdvice) for f in logger.filters):
+    logger.addFilter(_QuietOpenCvAdvice())
 
 
 class Source:
@@ -74,9 +58,6 @@ class Source:
     """``read`` with each unreadable image replaced by its substitute (``jaxssl.data.bad_images``), giving up
     after ``read_timeout_s`` (ReadTimeout) and stopping when ``stop()`` is true (Stopped): what every read
     outside the training pipeline uses (evaluation, the shape probe, the cache)."""
-    from jaxssl.data.bad_images import read_substituting
-    from jaxssl.data.guarded_read import guarded
-
     return guarded(lambda: read_substituting(self.read, indices, len(self), self.bad_images), self.read_timeout_s,
                    f"reading {len(indices)} image(s) of {self.where}", stop)
 
@@ -94,17 +75,6 @@ class Source:
     """Every example, in order (for in-memory caching and evaluation of small splits)."""
     parts = [self.read_substituted(np.arange(s, min(s + chunk, len(self)))) for s in range(0, len(self), chunk)]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-
-def to_mode(image, mode: str):
-  """A PIL image in ``mode`` ("L" or "RGB"). 16- and 32-bit integer images (16-bit PNGs open as "I;16" or "I")
-  are scaled to 8 bits, not clipped: PIL's convert would clip them to 255, near-white."""
-  from PIL import Image
-
-  if image.mode.startswith("I") and image.mode != mode:
-    wide = np.asarray(image).astype(np.int64)
-    image = Image.fromarray(np.clip(wide // 257, 0, 255).astype(np.uint8), "L")
-  return image if image.mode == mode else image.convert(mode)
 
 
 class ArraySource(Source):
@@ -177,6 +147,7 @@ class TfdsSource(Source):
                split_field: str = "data.train_split", field: str = "data"):
     import tensorflow_datasets as tfds
 
+    _quiet_opencv_advice()
     try:
       builder = tfds.builder(name, data_dir=data_dir or None, try_gcs=False)
     except tfds.core.registered.DatasetNotFoundError:

@@ -1,5 +1,6 @@
-"""Registry of self-supervised methods: name -> module with make(config), defaults(), check(config) and
-small(batch_size) (the contract in ``jaxssl.methods.base``). Adding a method is a module here, a config in
+"""Registry of self-supervised methods: name -> module with make(config), defaults() and check(config), and
+optionally config_defaults(), check_devices(config, num_devices) and small(batch_size) (the tests' overrides;
+the contract in ``jaxssl.methods.base``). Adding a method is a module here, a config in
 configs/ and one line below."""
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ _REGISTRY: dict[str, Any] = {
 
 
 def register(name: str, module: ModuleType | Any) -> None:
-  """Adds a method defined outside this package (anything with make, defaults, check and small)."""
-  missing = [f for f in ("make", "defaults", "check", "small") if not callable(getattr(module, f, None))]
+  """Adds a method defined outside this package (anything with make, defaults and check; small, the test
+  overrides, is optional)."""
+  missing = [f for f in ("make", "defaults", "check") if not callable(getattr(module, f, None))]
   if missing:
     raise TypeError(f"method {name!r} lacks {', '.join(missing)} (see jaxssl.methods.base)")
   _REGISTRY[name] = module
@@ -52,14 +54,21 @@ def config_defaults(name: str) -> dict[str, Any]:
   return module.config_defaults() if hasattr(module, "config_defaults") else {}
 
 
-def check(config: ml_collections.ConfigDict) -> None:
-  """The method's own validation of its fields (raises config_checks.ConfigError)."""
-  _module(config.method.name).check(config)
+def check(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """The method's own validation of its fields (raises config_checks.ConfigError): its ``check(config)``, then,
+  where the module has one, ``check_devices(config, num_devices)`` for what depends on the devices the batch is
+  split over."""
+  module = _module(config.method.name)
+  module.check(config)
+  if hasattr(module, "check_devices"):
+    module.check_devices(config, num_devices)
 
 
 def small(name: str, batch_size: int) -> dict[str, Any]:
-  """Dotted config overrides that make the method quick to smoke-test (small heads, sizes for the batch)."""
-  return _module(name).small(batch_size)
+  """Dotted config overrides that make the method quick to smoke-test (small heads, sizes for the batch); none
+  where the method's module has no ``small``."""
+  module = _module(name)
+  return module.small(batch_size) if hasattr(module, "small") else {}
 
 
 def _module(name: str):

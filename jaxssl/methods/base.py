@@ -28,7 +28,7 @@ inference mode) and an ``encoder`` attribute: evaluation and ``restore.load_enco
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Protocol, Sequence
+from typing import Any, NamedTuple, Protocol, Sequence
 
 import flax.linen as nn
 import jax
@@ -88,10 +88,6 @@ class MakeModel(Protocol):
                dtype: Any) -> nn.Module: ...
 
 
-class InitModel(Protocol):
-  def __call__(self, model: nn.Module, key: jax.Array, images: jax.Array) -> dict[str, Any]: ...
-
-
 class MakeRecipes(Protocol):
   def __call__(self, config: ml_collections.ConfigDict) -> Sequence[augment.ViewRecipe]: ...
 
@@ -141,8 +137,6 @@ class Method(NamedTuple):
       features of the unmasked image, for kNN, the linear probe and ``load_encoder``).
     recipes: one augment.ViewRecipe per view.
     loss: (model, online, target, inputs) -> LossOutput; runs the model itself (``model.apply``).
-    init_model: (model, key, images) -> the initial variables; ``model.init(key, images, train=False)`` by
-      default.
     ema: (step, total_steps) -> tau when the method keeps an EMA target (``state.ema_params``); None for none.
     ema_parts: the top-level entries of the params (and BatchNorm statistics) the EMA target copies.
     init_state: (key, config) -> method state pytree (queues, centres, ...); ``()`` for none.
@@ -164,15 +158,11 @@ class Method(NamedTuple):
     per_example_loss: the loss is a mean of per-example terms with no batch statistic, queue or centre in it,
       so gradient accumulation (``train.grad_accum_steps``) computes the same step (MAE, I-JEPA); the trainer
       refuses accumulation for the others unless ``train.allow_coupled_accumulation``.
-    warm_start: (fresh Variables) -> Variables of a new run's first step (fine-tuning: a pretrained encoder's
-      weights); called once, before the workdir is touched, and never on resume or in evaluation. None: the
-      fresh initialisation.
   """
   name: str
   make_model: MakeModel
   recipes: MakeRecipes
   loss: LossFn
-  init_model: InitModel = init_model
   ema: EmaSchedule | None = None
   ema_parts: tuple[str, ...] = ()
   init_state: InitStateFn = no_state
@@ -184,7 +174,6 @@ class Method(NamedTuple):
   reconstruct: ReconstructFn | None = None
   num_classes: int = 0
   per_example_loss: bool = False
-  warm_start: Callable[[Variables], Variables] | None = None
 
   @property
   def uses_ema(self) -> bool:

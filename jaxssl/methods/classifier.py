@@ -4,20 +4,18 @@ encoder trained from scratch (the baseline that shows what pretraining buys).
 encoder -> linear head, cross-entropy on label-smoothed targets, RandAugment (``jaxssl.randaugment``, in the view
 recipe), random erasing, mixup / cutmix (``jaxssl.mixing``: one lambda per batch, or per example), drop path for
 ViTs; the optimizer's layer-wise decay and rules (``jaxssl.optim``) do the rest of MAE's fine-tuning recipe (He et al. 2022, arXiv:2111.06377, ``main_finetune.py``). With ``method.init=pretrained``
-the encoder starts from the run in ``method.pretrained`` (``python -m jaxssl.finetune`` sets these).
+the encoder starts from the run in ``method.pretrained`` (``python -m jaxssl.finetune`` sets these; the trainer's
+warm start, ``jaxssl.pretrained_run``, reads it) or from ``model.init_from``'s weights.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxssl import augment, checkpoint, config_checks, mixing
-from jaxssl.checkpoint import CheckpointError
+from jaxssl import augment, config_checks, mixing
 from jaxssl.methods import base
 from jaxssl.models import Classifier
-from jaxssl.models.vit import to_block_layout
 
 _MIX_STREAM, _DROP_STREAM, _ERASE_STREAM = 0, 1, 2
 _MIX_BATCH_TAG = 0x313A
@@ -51,13 +49,8 @@ def make(config) -> base.Method:
     top1 = jnp.mean((jnp.argmax(logits, -1) == inputs.labels).astype(jnp.float32))
     return base.LossOutput(value, {"loss": value, "train_top1": top1}, batch_stats)
 
-  warm_start = None
-  if m.init == "pretrained" and m.pretrained:   # else model.init_from names imported weights
-    warm_start = lambda variables: pretrained_encoder(variables, m.pretrained, m.pretrained_step)
-
   return base.Method(name="classifier", make_model=make_model, recipes=recipes, loss=loss,
                      needs_labels=True, drop_path=True, global_pool=True, num_classes=m.num_classes,
-                     warm_start=warm_start,
                      # mixup / cutmix pair each image with another of the batch
                      per_example_loss=m.mixup_alpha == 0 and m.cutmix_alpha == 0,
                      no_online_probe="the classifier's own head is trained on the labels; its test top-1 is "
@@ -78,59 +71,6 @@ def recipes(config) -> tuple[augment.ViewRecipe]:
                              randaugment_magnitude_std=a.randaugment_magnitude_std,
                              randaugment_fill=tuple(config.data.mean),
                              randaugment_on_host=a.randaugment_on == "auto"),)
-
-
-def pretrained_encoder(variables: base.Variables, workdir: str, step: int) -> base.Variables:
-  """``variables`` with the encoder's parameters and BatchNorm statistics replaced by those of the run in
-  ``workdir`` at checkpoint ``step`` (-1: the latest). Only those are read from the checkpoint, so a run saved
-  with another optimizer or method state still serves. Raises CheckpointError (one line) when the run cannot
-  be read or its encoder is another architecture."""
-  from jaxssl.restore import load_config, open_checkpoints
-
-  load_config(workdir, "config.method.pretrained")   # a run directory (CheckpointError: not one, or damaged)
-  checkpointer = open_checkpoints(workdir, "config.method.pretrained")
-  try:
-    steps = checkpointer.steps()
-    if step >= 0 and step not in steps:
-      raise CheckpointError(f"config.method.pretrained_step={step} (--step): {checkpointer.directory} has no "
-                            f"checkpoint of that step (it has: {', '.join(map(str, steps)) or 'none'})")
-    parts, saved_step = checkpointer.restore_subtrees(("params/encoder", "batch_stats/encoder"),
-                                                      None if step < 0 else step)
-  finally:
-    checkpointer.close()
-  where = f"config.method.pretrained={workdir!r} (step {saved_step})"
-  params, stats = parts.get("params/encoder"), parts.get("batch_stats/encoder", {})
-  if params is None:
-    raise CheckpointError(f"{where}: its model has no 'encoder' parameters")
-  params, restacked = to_block_layout(params, variables.params["encoder"])
-  params, fresh_fc_norm = for_global_pool(params, variables.params["encoder"])
-  for name, mine, theirs in (("parameters", variables.params["encoder"], params),
-                             ("BatchNorm statistics", variables.batch_stats.get("encoder", {}), stats)):
-    difference = checkpoint.first_difference(checkpoint.shapes_by_path(theirs), checkpoint.shapes_by_path(mine))
-    if difference:
-      raise CheckpointError(f"{where}: its encoder's {name} do not fit this config's encoder ({difference}); "
-                            "fine-tune with the pretrained run's model fields")
-  notes = [f"its blocks {'stacked for' if 'blocks' in params else 'unstacked from'} model.scan_layers"] * restacked
-  notes += ["its final norm left out, fc_norm new: model.pool='global'"] * fresh_fc_norm
-  print(f"fine-tuning: encoder from {workdir} at step {saved_step}"
-        + (f" ({'; '.join(notes)})" if notes else ""), flush=True)
-  # On the host, in the fresh trees' structure (the shapes were just compared path by path).
-  as_fresh = lambda fresh, saved: jax.tree.map(lambda _, x: np.asarray(x), fresh, saved)
-  new_params = {**variables.params, "encoder": as_fresh(variables.params["encoder"], params)}
-  new_stats = dict(variables.batch_stats)
-  if stats:
-    new_stats["encoder"] = as_fresh(variables.batch_stats["encoder"], stats)
-  return base.Variables(new_params, new_stats)
-
-
-def for_global_pool(saved: dict, fresh: dict) -> tuple[dict, bool]:
-  """A pretrained ViT encoder's parameters ``saved`` fitted to a fresh encoder with ``model.pool="global"``
-  (``fc_norm`` after the mean, no final ``norm``), as MAE's ``main_finetune.py`` loads them: the checkpoint's
-  ``norm`` is left out and ``fc_norm`` keeps its fresh initialisation (the missing keys it asserts). Returns
-  (the parameters to load, whether that was done); other trees are returned as they are."""
-  if "fc_norm" in fresh and "norm" not in fresh and "norm" in saved and "fc_norm" not in saved:
-    return {**{k: v for k, v in saved.items() if k != "norm"}, "fc_norm": fresh["fc_norm"]}, True
-  return saved, False
 
 
 def defaults():
@@ -170,13 +110,6 @@ def check(config) -> None:
   if a.randaugment_on not in RANDAUGMENT_PLACES:
     config_checks.fail("augment.randaugment_on", a.randaugment_on,
                        f"use one of {', '.join(map(repr, RANDAUGMENT_PLACES))} (auto: with the crops)")
-  from jaxssl import data
-
-  on_device = a.randaugment_on == "device" or not data.crops_on_host(config.data)
-  if a.randaugment_layers > 0 and on_device and a.interpolation != "bilinear":
-    config_checks.fail("augment.interpolation", a.interpolation,
-                       "RandAugment on the device warps bilinearly only; crop on the host (data.crop_on) with "
-                       "augment.randaugment_on='auto' for timm's bicubic warps, or use 'bilinear'")
   if not m.head_init_std >= 0:
     config_checks.fail("method.head_init_std", m.head_init_std, "must be non-negative (0: a zero head)")
   if m.init not in INITS:
@@ -189,11 +122,16 @@ def check(config) -> None:
                        "its random initialisation: drop one")
   if isinstance(m.pretrained_step, bool) or not isinstance(m.pretrained_step, int) or m.pretrained_step < -1:
     config_checks.fail("method.pretrained_step", m.pretrained_step, "must be a checkpoint step, or -1 for the latest")
+
+
+def check_devices(config, num_devices: int) -> None:
+  """Mixup and cutmix pair each example with its neighbour on the same device: each device's share is even."""
+  m = config.method
   if (m.mixup_alpha > 0 or m.cutmix_alpha > 0) and m.mixup_prob > 0:
-    local = config.train.batch_size // max(jax.device_count(), 1)
+    local = config.train.batch_size // max(num_devices, 1)
     if local % 2:
       config_checks.fail("train.batch_size", config.train.batch_size, f"mixup/cutmix pair neighbouring examples: "
-                         f"each device's share ({local} on {jax.device_count()} devices) must be even")
+                         f"each device's share ({local} on {num_devices} devices) must be even")
 
 
 def small(batch_size: int) -> dict:

@@ -17,7 +17,7 @@ def _heads(config, axis_name, dtype):
                         out_dim=m.out_dim, dtype=dtype))
 
 
-def _recipes(config):
+def recipes(config):
   # Official: the two global crops are BYOL's asymmetric pair; local crops here take the first's settings.
   a = config.augment
   global_views = byol_pair(config)
@@ -72,7 +72,7 @@ def make(config) -> base.Method:
     center = losses.dino_center(method_state["center"], list(target.projections), m.center_momentum, axis_name)
     return {"center": center}
 
-  return joint_embedding.method("dino", _heads, _recipes, loss, ema=ema_schedule(m.base_momentum),
+  return joint_embedding.method("dino", _heads, recipes, loss, ema=ema_schedule(m.base_momentum),
                                 init_state=init_state, update_state=update_state, target_views=(0, 1))
 
 
@@ -85,26 +85,6 @@ def freeze_last_layer(steps: int, pattern: str = LAST_LAYER) -> tuple:
   stabilises early training; everything else trains. Put other rules before or after it in the tuple as
   needed."""
   return ((pattern, 1.0, 1.0, int(steps)),)
-
-
-def vit_small_imagenet(config, freeze=freeze_last_layer):
-  """DINO's ViT-S/16 ImageNet optimizer and schedule (the official 100-epoch settings), which iBOT's ViT-S/16
-  recipe shares: ViT-S/16, AdamW lr 0.0005 x batch / 256 to a minimum of 1e-6, weight decay 0.04 -> 0.4, each
-  parameter's gradient clipped to norm 3, 100 epochs, the teacher temperature's warm-up over 30 epochs, the
-  last layer(s) frozen for the first epoch (``freeze(steps)`` gives the rules)."""
-  from jaxssl import defaults                    # defaults imports the methods
-
-  config.model.encoder, config.model.patch_size = "vit_small", 16
-  o = config.optim
-  o.name, o.base_lr, o.min_lr = "adamw", 0.0005, 1e-6
-  o.weight_decay, o.weight_decay_end = 0.04, 0.4
-  o.clip_grad_norm, o.clip_mode = 3.0, "per_parameter"
-  config.train.num_epochs = 100
-  steps_per_epoch = defaults.steps_per_epoch(config)
-  config.method.teacher_temperature_warmup_steps = 30 * steps_per_epoch
-  config.method.teacher_temperature_hold_steps = steps_per_epoch          # one value per epoch
-  o.rules = freeze(steps_per_epoch)
-  return config
 
 
 def config_defaults() -> dict:

@@ -123,7 +123,7 @@ def make(config) -> base.Method:
                                                m.patch_center_momentum, axis_name)}
 
   parts = ("encoder", "projector") + (() if m.shared_head else ("patch_projector",))
-  return base.Method(name="ibot", make_model=make_model, recipes=dino._recipes, loss=loss,
+  return base.Method(name="ibot", make_model=make_model, recipes=dino.recipes, loss=loss,
                      ema=ema_schedule(m.base_momentum), ema_parts=parts, init_state=init_state,
                      update_state=update_state, drop_path=True)
 

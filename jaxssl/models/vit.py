@@ -470,3 +470,13 @@ ViTSmall = functools.partial(ViT, dim=384, depth=12, num_heads=6)
 ViTBase = functools.partial(ViT, dim=768, depth=12, num_heads=12)
 ViTLarge = functools.partial(ViT, dim=1024, depth=24, num_heads=16)
 ViTHuge = functools.partial(ViT, dim=1280, depth=32, num_heads=16)
+
+
+def for_global_pool(saved: dict, fresh: dict) -> tuple[dict, bool]:
+  """A pretrained ViT encoder's parameters ``saved`` fitted to a fresh encoder with ``model.pool="global"``
+  (``fc_norm`` after the mean, no final ``norm``), as MAE's ``main_finetune.py`` loads them: the checkpoint's
+  ``norm`` is left out and ``fc_norm`` keeps its fresh initialisation (the missing keys it asserts). Returns
+  (the parameters to load, whether that was done); other trees are returned as they are."""
+  if "fc_norm" in fresh and "norm" not in fresh and "norm" in saved and "fc_norm" not in saved:
+    return {**{k: v for k, v in saved.items() if k != "norm"}, "fc_norm": fresh["fc_norm"]}, True
+  return saved, False

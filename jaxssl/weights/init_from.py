@@ -94,9 +94,9 @@ def decoder_tensors(source: str) -> dict[str, np.ndarray]:
 
 def starter(config, channels: int) -> Callable:
   """Variables -> the same with the encoder's parameters and BatchNorm statistics from ``model.init_from``,
-  fitted to the run (the trainer's ``warm_start`` for a new run)."""
+  fitted to the run (the trainer's warm start of a new run, ``jaxssl.train.start_from``)."""
   from jaxssl.methods.base import Variables
-  from jaxssl.models.vit import to_block_layout
+  from jaxssl.models.vit import for_global_pool, to_block_layout
 
   def start(variables: Variables) -> Variables:
     module, imported = _load(config)
@@ -117,10 +117,8 @@ def starter(config, channels: int) -> Callable:
       notes.append(f"its first convolution fitted from {kernel.shape[-2]} channels to {channels}")
     params, restacked = to_block_layout(params, fresh_params)
     notes += ["its blocks stacked for model.scan_layers"] * restacked
-    if "fc_norm" in fresh_params and "norm" not in fresh_params and "norm" in params and "fc_norm" not in params:
-      # MAE's fine-tuning pool (model.pool='global'): the final norm left out, fc_norm new (main_finetune.py).
-      params = {**{k: v for k, v in params.items() if k != "norm"}, "fc_norm": fresh_params["fc_norm"]}
-      notes.append("its final norm left out, fc_norm new: model.pool='global'")
+    params, fresh_fc_norm = for_global_pool(params, fresh_params)   # MAE's fine-tuning pool (main_finetune.py)
+    notes += ["its final norm left out, fc_norm new: model.pool='global'"] * fresh_fc_norm
     from jaxssl.checkpoint import first_difference, shapes_by_path
 
     stats = imported.get("batch_stats", {})
