@@ -31,7 +31,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxssl import data, evaluation, parallel, restore, train, train_step  # noqa: E402
+from jaxssl import data, train
+from jaxssl.engine import evaluation, parallel, train_step
+from jaxssl.runs import restore  # noqa: E402
 
 
 def random_init_scores(config, dataset, linear_epochs: int) -> dict[str, float]:

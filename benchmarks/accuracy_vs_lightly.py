@@ -43,7 +43,9 @@ import numpy as np  # noqa: E402
 from flax import traverse_util  # noqa: E402
 
 from benchmarks import accuracy  # noqa: E402
-from jaxssl import augment, data, evaluation, optim, train, train_step  # noqa: E402
+from jaxssl import data, train
+from jaxssl.engine import evaluation, train_step
+from jaxssl.ops import augment, optim  # noqa: E402
 
 LIGHTLY_RECIPES = ("simclr", "byol", "vicreg", "barlow_twins", "simsiam", "nnclr", "mocov3", "mae", "ibot", "ijepa")
 MASKED = ("mae", "ibot", "ijepa")      # AdamW recipes, trained by lightly_mae.py / lightly_masked.py

@@ -82,7 +82,7 @@ def main():
     crops_line = next((line for line in result.stdout.splitlines() if line.startswith("data:")), "")
 
     from benchmarks.throughput import median_step_seconds
-    from jaxssl import defaults
+    from jaxssl.schema import defaults
 
     config = defaults.imagenet(defaults.get_config("simclr"), "folder")
     config.model.encoder, config.model.compute_dtype = args.encoder, args.dtype

@@ -72,7 +72,7 @@ def main() -> int:
     return 0
 
   from benchmarks.mae_throughput import _last_json
-  from jaxssl import xla_flags
+  from jaxssl.common import xla_flags
 
   env = dict(os.environ, XLA_FLAGS=xla_flags.with_eigen_convolutions(os.environ.get("XLA_FLAGS", "")))
   rows = []

@@ -28,10 +28,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxssl import defaults, train_step  # noqa: E402
+from jaxssl.engine import train_step
 from jaxssl.methods import mae  # noqa: E402
 from jaxssl.methods.base import StepInputs, Variables  # noqa: E402
 from jaxssl.models.vit import sincos_pos_embed_2d  # noqa: E402
+from jaxssl.schema import defaults  # noqa: E402
 
 
 def flat(tree) -> dict[str, np.ndarray]:

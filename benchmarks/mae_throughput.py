@@ -93,7 +93,7 @@ def main() -> int:
     print(json.dumps(_jaxssl(args.worker, args.steps, args.dtype)))
     return 0
 
-  from jaxssl import xla_flags
+  from jaxssl.common import xla_flags
 
   env = dict(os.environ, XLA_FLAGS=xla_flags.with_eigen_convolutions(os.environ.get("XLA_FLAGS", "")))
   rows = []

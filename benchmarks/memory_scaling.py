@@ -32,8 +32,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
-from jaxssl import parallel, speed, train, train_step  # noqa: E402
+from jaxssl import train
 from jaxssl.data.host_crops import view_key  # noqa: E402
+from jaxssl.engine import parallel, speed, train_step  # noqa: E402
 
 CONFIGS = {"mae": "mae_imagenet", "dino": "dino_imagenet"}
 SIZES = {"small": "vit_small", "base": "vit_base", "large": "vit_large"}
@@ -90,7 +91,7 @@ def saved_for_backward(config, c: Compiled, mesh) -> int:
   step does; nothing is compiled. Unlike XLA:CPU's temporaries this does not depend on the backend's
   scheduler. Under FSDP without ``per_block`` the residuals hold the whole gathered parameters; with it, each
   block's shards, its gathered copy being gathered again in the backward pass."""
-  from jaxssl import fsdp
+  from jaxssl.engine import fsdp
 
   state = c.state.replace(opt_state=None)
   if config.parallel.fsdp:

@@ -24,7 +24,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 import jax                          # noqa: E402
 import numpy as np                  # noqa: E402
 
-from jaxssl import data, methods, parallel, train_step   # noqa: E402
+from jaxssl import data, methods
+from jaxssl.engine import parallel, train_step  # noqa: E402
 from tiny import tiny_config        # noqa: E402  (tests/tiny.py)
 
 

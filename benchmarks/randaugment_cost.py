@@ -1,5 +1,5 @@
 """RandAugment's cost per image, side by side in one run, at 224 px RGB (ImageNet fine-tuning) and 28 px gray
-(Fashion-MNIST): jaxssl's on the device (jitted, vmapped over a batch; jaxssl/randaugment.py), jaxssl's on the
+(Fashion-MNIST): jaxssl's on the device (jitted, vmapped over a batch; jaxssl/ops/randaugment.py), jaxssl's on the
 host (PIL, jaxssl/data/host_randaugment.py, one image at a time in one thread and in ``--threads`` threads, as
 the crop workers run it) and timm's (PIL, one image at a time in one worker, as a DataLoader worker runs it).
 
@@ -46,7 +46,7 @@ print(json.dumps({"images_per_s": count / (time.perf_counter() - start)}))
 def device_rate(size: int, channels: int, batch: int, repeats: int) -> float:
   import jax
 
-  from jaxssl.randaugment import rand_augment
+  from jaxssl.ops.randaugment import rand_augment
 
   fn = jax.jit(jax.vmap(lambda k, x: rand_augment(k, x, 2, 9.0, 0.5, fill=[0.5] * channels)))
   x = jax.random.uniform(jax.random.key(0), (batch, size, size, channels))

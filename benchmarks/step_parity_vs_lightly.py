@@ -34,7 +34,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import accuracy_vs_lightly  # noqa: E402
-from jaxssl import augment, data, train, train_step  # noqa: E402
+from jaxssl import data, train
+from jaxssl.engine import train_step
+from jaxssl.ops import augment  # noqa: E402
 
 
 def jaxssl_views(trainer, images: np.ndarray, steps: int, batch: int, seed: int) -> np.ndarray:

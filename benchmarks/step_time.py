@@ -18,7 +18,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from jaxssl import xla_flags  # noqa: E402
+from jaxssl.common import xla_flags  # noqa: E402
 
 xla_flags.use_eigen_convolutions_on_cpu()    # as python -m jaxssl.main does
 

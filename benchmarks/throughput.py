@@ -12,7 +12,7 @@ method, every measurement is a fresh subprocess run one after another (never two
 * jaxssl, the whole training step of the method's config (on-device augmentation of two views, forward,
   backward, LARS, EMA, online probe, collapse metrics), once with XLA's defaults and ``model.conv=xla`` (the
   plain ``lax`` convolution), once as ``python -m jaxssl.main`` runs it (``model.conv=auto`` and
-  jaxssl.xla_flags);
+  jaxssl.common.xla_flags);
 * lightly (benchmarks/lightly_step.py): forward, backward and LARS on two views already made; its
   augmentation is timed apart, in one process, as a DataLoader worker does it.
 
@@ -63,7 +63,8 @@ def median_step_seconds(config, steps: int, num_classes: int = 10) -> float:
   import jax
   import numpy as np
 
-  from jaxssl import data, parallel, train_step
+  from jaxssl import data
+  from jaxssl.engine import parallel, train_step
 
   batch, channels = config.train.batch_size, config.data.synthetic_channels
   source = data.synthetic((steps + 3) * batch, size=config.augment.size, channels=channels)
@@ -99,7 +100,8 @@ def jaxssl_augment(method: str, model: str, steps: int, batch: int) -> dict:
   import jax
   import numpy as np
 
-  from jaxssl import augment, methods
+  from jaxssl import methods
+  from jaxssl.ops import augment
 
   config = _config(method, model, "auto", batch, "float32")
   size, channels, _ = MODELS[model]
@@ -151,7 +153,7 @@ def _measure(run, *args, **kwargs) -> dict | None:
 def _worker(args, what: str, method: str, model: str, conv: str, plain_xla: bool) -> dict:
   command = [sys.executable, os.path.abspath(__file__), "--worker", what, "--methods", method, "--models", model,
              "--conv", conv, "--steps", str(args.steps), "--batch", str(_batch(args, model)), "--dtype", args.dtype]
-  from jaxssl import xla_flags
+  from jaxssl.common import xla_flags
 
   flags = os.environ.get("XLA_FLAGS", "")
   return _run(command, {"XLA_FLAGS": flags if plain_xla else xla_flags.with_eigen_convolutions(flags)},

@@ -7,7 +7,7 @@ devices: MAE ViT-B/16 and DINO ViT-S/16 (2 x 224 + 8 x 96 crops) at 224 px in bf
 The whole training step of each ImageNet config (the photometric augmentations on device, the loss, backward,
 AdamW, the EMA teacher) on host crops already in memory (random uint8), compiled once ahead of time as
 ``python -m jaxssl.main`` compiles it; seconds per step = median of ``--steps`` steps. FLOPs are XLA's count of
-the compiled step (``jaxssl.speed``; with remat it includes the recomputation, so the MFU column is then the
+the compiled step (``jaxssl.engine.speed``; with remat it includes the recomputation, so the MFU column is then the
 hardware FLOPs utilisation); the peak is the device's bf16 dense peak, unknown on the CPU (no MFU shown).
 lightly's MAE step on the same GPU is benchmarks/mae_throughput.py's row in the same gpu.sh run. With
 ``--lightly_python`` (a Python with PyTorch, lightly and timm), lightly's DINO step of the same recipe (ViT,
@@ -34,8 +34,9 @@ from mae_throughput import _last_json  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxssl import parallel, speed, train, train_step  # noqa: E402
+from jaxssl import train
 from jaxssl.data.host_crops import view_key  # noqa: E402
+from jaxssl.engine import parallel, speed, train_step  # noqa: E402
 
 
 def measure(config, mesh, steps: int) -> dict:

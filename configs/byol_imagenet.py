@@ -8,7 +8,7 @@ the host.
     python -m jaxssl.main --config configs/byol_imagenet.py:imagenette --workdir runs/byol_imagenette
 
 The argument after ``:`` picks the data: ``imagenet2012`` (default), ``imagenette`` or ``folder``
-(``jaxssl.defaults.imagenet``).
+(``jaxssl.schema.defaults.imagenet``).
 """
 
 from jaxssl import defaults

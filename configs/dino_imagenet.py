@@ -11,11 +11,12 @@ crops. Crops of the full image on the host, resized bicubically as the official 
     python -m jaxssl.main --config configs/dino_imagenet.py:imagenette --workdir runs/dino_imagenette
 
 The argument after ``:`` picks the data: ``imagenet2012`` (default), ``imagenette`` or ``folder``
-(``jaxssl.defaults.imagenet``). Not reproduced from the official code: the ViT's stochastic depth (0.1; the
+(``jaxssl.schema.defaults.imagenet``). Not reproduced from the official code: the ViT's stochastic depth (0.1; the
 joint-embedding methods do not hand the encoder drop-path keys).
 """
 
-from jaxssl import defaults, presets
+from jaxssl import defaults
+from jaxssl.schema import presets
 
 
 def get_config(data: str = "imagenet2012"):

@@ -9,14 +9,15 @@ ImageNet table; the paper's ViT-S/16 runs 800).
     python -m jaxssl.main --config configs/ibot_imagenet.py --workdir gs://BUCKET/runs/ibot_in1k
     python -m jaxssl.main --config configs/ibot_imagenet.py:imagenette --workdir runs/ibot_imagenette
 
-The argument after ``:`` picks the data (``jaxssl.defaults.imagenet``). Not reproduced: the official head's
+The argument after ``:`` picks the data (``jaxssl.schema.defaults.imagenet``). Not reproduced: the official head's
 unnormalised last layer (``--norm_last_layer false``; jaxssl's DINO head is always weight-normalised). DINOv2's
 options: ``--config.method.centering=sinkhorn --config.method.koleo_weight=0.1
 --config.method.shared_head=False``.
 """
 
-from jaxssl import defaults, presets
+from jaxssl import defaults
 from jaxssl.methods import ibot
+from jaxssl.schema import presets
 
 
 def get_config(data: str = "imagenet2012"):

@@ -10,7 +10,7 @@ has no ViT-B recipe; the depth is jaxssl's choice).
     python -m jaxssl.main --config configs/ijepa_imagenet.py:base,imagenette --workdir runs/ijepa_imagenette
 
 The argument after ``:`` is the size (``huge`` by default, ``base``), the data (``imagenet2012`` by default,
-``imagenette`` or ``folder``, ``jaxssl.defaults.imagenet``), or both. Not reproduced: the warm-up starts at 0
+``imagenette`` or ``folder``, ``jaxssl.schema.defaults.imagenet``), or both. Not reproduced: the warm-up starts at 0
 (official: at 1e-4), each context keeps up to the same number of patches over the whole run (68 of 256, the
 median of the official batches' cut, where the official collator cuts each batch of 128 to its smallest: 43-93),
 jaxssl's ViT carries a class token nothing reads, and the predictor's residual projections are not rescaled by depth at

@@ -9,7 +9,7 @@ wide with 8 blocks and 16 heads, fixed sine-cosine positions, MAE's initialisati
     python -m jaxssl.main --config configs/mae_imagenet.py:imagenette --workdir runs/mae_imagenette
 
 The argument after ``:`` is the size (``base`` by default, ``large``), the data (``imagenet2012`` by default,
-``imagenette`` or ``folder``, ``jaxssl.defaults.imagenet``), or both (``large,imagenette``). Not reproduced
+``imagenette`` or ``folder``, ``jaxssl.schema.defaults.imagenet``), or both (``large,imagenette``). Not reproduced
 from the official code: the paper's figures
 are fine-tuning and a linear probe with a BatchNorm before the head, while this run reports kNN at the end (the
 online probe is off: the encoder sees a quarter of the patches).

@@ -7,7 +7,7 @@ jitter strength 1.0 and Gaussian blur with probability 0.5. Random resized crops
     python -m jaxssl.main --config configs/simclr_imagenet.py:imagenette --workdir runs/simclr_imagenette
     python -m jaxssl.main --config configs/simclr_imagenet.py:folder --config.data.data_dir=DIR --workdir ...
 
-The argument after ``:`` picks the data (``jaxssl.defaults.imagenet``): ``imagenet2012`` (default; TFDS, manual
+The argument after ``:`` picks the data (``jaxssl.schema.defaults.imagenet``): ``imagenet2012`` (default; TFDS, manual
 download), ``imagenette`` (TFDS), or ``folder`` (DIR/train/CLASS/*.jpg and DIR/validation/CLASS/*.jpg).
 """
 

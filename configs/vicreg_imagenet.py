@@ -7,7 +7,7 @@ augmentation pair. Random resized crops of the full image on the host.
     python -m jaxssl.main --config configs/vicreg_imagenet.py:imagenette --workdir runs/vicreg_imagenette
 
 The argument after ``:`` picks the data: ``imagenet2012`` (default), ``imagenette`` or ``folder``
-(``jaxssl.defaults.imagenet``).
+(``jaxssl.schema.defaults.imagenet``).
 """
 
 from jaxssl import defaults

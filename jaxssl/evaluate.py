@@ -1,6 +1,6 @@
 """``python -m jaxssl.evaluate --workdir DIR``: a saved run's kNN, online-probe and linear-probe accuracy.
 
-The command line around ``jaxssl.evaluation`` (the library) and ``jaxssl.restore`` (a run read back).
+The command line around ``jaxssl.engine.evaluation`` (the library) and ``jaxssl.runs.restore`` (a run read back).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 
 import jax
 
-from jaxssl.evaluation import evaluate_state, summary
+from jaxssl.engine.evaluation import evaluate_state, summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
   ``eval.json`` in the workdir. Bad input: one line on stderr, exit code 2."""
   import json
 
-  from jaxssl import command_line
+  from jaxssl.common import command_line
 
   parser = command_line.ArgumentParser(prog="python -m jaxssl.evaluate", description=main.__doc__.split(";")[0])
   parser.add_argument("--workdir", required=True)
@@ -31,9 +31,9 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_for_jax(argv)
 
   from jaxssl import data
-  from jaxssl.checkpoint import CheckpointError
-  from jaxssl.restore import load_run
-  from jaxssl.parallel import make_mesh, replicate
+  from jaxssl.engine.parallel import make_mesh, replicate
+  from jaxssl.runs.checkpoint import CheckpointError
+  from jaxssl.runs.restore import load_run
 
   try:
     run = load_run(args.workdir, args.step, field="--workdir")
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
   step = int(run.state.step)
   print(f"{config.method.name} at step {step}: {summary(scores)}", flush=True)
   if jax.process_index() == 0:
-    from jaxssl.workdir import resolve
+    from jaxssl.common.workdir import resolve
 
     record = {"step": step, "linear_epochs": config.eval.linear_epochs,
               "linear_augment": config.eval.linear_augment, **scores}

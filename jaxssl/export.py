@@ -28,7 +28,8 @@ def export(source: str, out: str, step: int | None = None, format: str = "timm",
            **weights_options) -> str:
   """Writes the encoder in ``source`` as a ``format`` (timm | transformers folder, npz file) ``out``; returns
   ``out``."""
-  from jaxssl import restore, weights
+  from jaxssl import weights
+  from jaxssl.runs import restore
 
   module, variables = restore.load_encoder(source, step, **weights_options)
   kernel = variables["params"]["patch_embed"]["kernel"] if "patch_embed" in variables["params"] else None
@@ -37,7 +38,7 @@ def export(source: str, out: str, step: int | None = None, format: str = "timm",
 
 
 def main(argv: list[str] | None = None) -> int:
-  from jaxssl import command_line
+  from jaxssl.common import command_line
 
   parser = command_line.ArgumentParser(prog="python -m jaxssl.export", description=__doc__.splitlines()[0])
   parser.add_argument("source", help="a jaxssl run directory, a timm folder or a weights file")
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--step", type=command_line.non_negative_int, default=None,
                       help="a run's checkpoint step (default: the latest)")
   args = parser.parse_for_jax(argv)
-  from jaxssl.checkpoint import CheckpointError
+  from jaxssl.runs.checkpoint import CheckpointError
 
   try:
     written = export(args.source, args.out, args.step, args.format)

@@ -42,12 +42,12 @@ ARCHITECTURE = ("model.encoder", "model.patch_size", "model.pos_embed", "model.q
 def prepare(config) -> None:
   """Sets the classifier config's fields from the command line: the pretrained run, its step, pretrained or
   scratch, the label fraction, and the encoder's architecture from the pretrained run's config."""
-  from jaxssl.config_checks import fail
-  from jaxssl.restore import load_config
+  from jaxssl.common.config_checks import fail
+  from jaxssl.runs.restore import load_config
 
   if config.method.name != "classifier":
     fail("method.name", config.method.name, "python -m jaxssl.finetune trains a classifier: start the config from "
-         "jaxssl.defaults.get_config('classifier') (configs/finetune.py)")
+         "jaxssl.schema.defaults.get_config('classifier') (configs/finetune.py)")
   if _LABEL_FRACTION.value is not None:
     config.data.label_fraction = _LABEL_FRACTION.value
   config.method.init = _FROM.value
@@ -81,7 +81,7 @@ def _from_weights(config) -> None:
   """--pretrained names weights from the PyTorch world (a timm folder or a weights file): the encoder's
   architecture fields come from them, and the run starts from them (``model.init_from``) or, --from scratch,
   from the same architecture at random."""
-  from jaxssl.config_checks import fail
+  from jaxssl.common.config_checks import fail
   from jaxssl.weights import init_from
 
   if _STEP.value != -1:

@@ -3,7 +3,7 @@
 With ``--distributed`` the process joins a multi-process run first (``jax.distributed.initialize``): on TPU
 pods and SLURM the cluster is detected; otherwise JAXSSL_COORDINATOR (host:port), JAXSSL_NUM_PROCESSES and
 JAXSSL_PROCESS_ID name it (``launch/local.sh`` sets them). Every process runs the same command; process 0
-alone prints, the others only their warnings (``jaxssl.process_output``).
+alone prints, the others only their warnings (``jaxssl.common.process_output``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 import sys
 from typing import Callable
 
-from jaxssl import xla_flags
+from jaxssl.common import xla_flags
 
 xla_flags.use_eigen_convolutions_on_cpu()       # before JAX starts its backend
 
@@ -56,21 +56,21 @@ def main(argv, prepare: Callable[[ml_collections.ConfigDict], None] | None = Non
     initialize_distributed()
     import jax
 
-    from jaxssl import process_output
+    from jaxssl.common import process_output
 
     process_output.filter_stdout(jax.process_index(), jax.process_count())
-  from jaxssl import command_line
+  from jaxssl.common import command_line
 
   problem = command_line.backend_problem()
   if problem:
     print(f"error: {problem}", file=sys.stderr)
     return 2
   from jaxssl import train
-  from jaxssl.checkpoint import CheckpointError
   from jaxssl.data import DataError
-  from jaxssl.run_identity import WorkdirError
+  from jaxssl.runs.checkpoint import CheckpointError
+  from jaxssl.runs.run_identity import WorkdirError
+  from jaxssl.schema.validate import ConfigError
   from jaxssl.train import TrainingError
-  from jaxssl.validate import ConfigError
 
   try:
     config = _CONFIG.value
@@ -82,7 +82,7 @@ def main(argv, prepare: Callable[[ml_collections.ConfigDict], None] | None = Non
     config = None
   if not isinstance(config, ml_collections.ConfigDict):
     print(f"error: --config={_config_file(sys.argv)}: get_config() returned a {type(config).__name__}, not an "
-          "ml_collections.ConfigDict (start from jaxssl.defaults.get_config(method))", file=sys.stderr)
+          "ml_collections.ConfigDict (start from jaxssl.schema.defaults.get_config(method))", file=sys.stderr)
     return 2
   try:
     if prepare is not None:
@@ -113,7 +113,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   argv = last_overrides(argv)
   config_file = _config_file(argv)
   if _config_arg(argv):
-    from jaxssl import config_file as config_files
+    from jaxssl.schema import config_file as config_files
 
     try:
       config_files.load(_config_arg(argv))

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 from etils import epath
 
-from jaxssl.workdir import resolve
+from jaxssl.common.workdir import resolve
 
 
 def read_metrics(workdir: str) -> list[dict]:
@@ -29,7 +29,7 @@ def read_metrics(workdir: str) -> list[dict]:
 
 
 def _save(fig, path) -> None:
-  """Writes a figure as PNG to a local path or a URL (``jaxssl.workdir``)."""
+  """Writes a figure as PNG to a local path or a URL (``jaxssl.common.workdir``)."""
   with epath.Path(path).open("wb") as f:
     fig.savefig(f, dpi=100, format="png")
 
@@ -79,7 +79,8 @@ def plot_views(config, dataset, path: str, pairs: int = 8, seed: int = 0) -> Non
   normalisation)."""
   import jax
 
-  from jaxssl import augment, methods
+  from jaxssl import methods
+  from jaxssl.ops import augment
 
   recipes = methods.get(config).recipes(config)
   images, _ = dataset.train.read_substituted(np.arange(min(pairs, len(dataset.train))))
@@ -118,7 +119,8 @@ def plot_embedding(run, dataset, path: str, max_points: int = 2000, seed: int = 
   import matplotlib.pyplot as plt
   from sklearn.manifold import TSNE
 
-  from jaxssl import data, evaluation
+  from jaxssl import data
+  from jaxssl.engine import evaluation
 
   rng = np.random.default_rng(seed)
   chosen = np.sort(rng.choice(len(dataset.test), min(max_points, len(dataset.test)), replace=False))
@@ -144,9 +146,9 @@ def plot_reconstructions(run, dataset, path: str, count: int = 8, seed: int = 0)
   the visible patches pasted in, from the latest checkpoint, masks drawn as in training."""
   import jax
 
-  from jaxssl import augment
+  from jaxssl.engine.train_step import normalize
   from jaxssl.methods.base import Variables
-  from jaxssl.train_step import normalize
+  from jaxssl.ops import augment
 
   trainer = run.trainer
   images, _ = dataset.test.read_substituted(np.arange(min(count, len(dataset.test))))
@@ -165,7 +167,7 @@ def plot_reconstructions(run, dataset, path: str, count: int = 8, seed: int = 0)
 
 
 def main(argv: list[str] | None = None) -> int:
-  from jaxssl import command_line
+  from jaxssl.common import command_line
 
   parser = command_line.ArgumentParser(prog="python -m jaxssl.plot", description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", required=True)
@@ -176,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_for_jax(argv)
 
   from jaxssl import data
-  from jaxssl.checkpoint import CheckpointError
-  from jaxssl.restore import load_config, load_run
+  from jaxssl.runs.checkpoint import CheckpointError
+  from jaxssl.runs.restore import load_config, load_run
 
   out = resolve(args.workdir) / "plots"
   try:

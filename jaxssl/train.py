@@ -1,7 +1,7 @@
 """The training loop: validate, build, restore, step, log, evaluate, checkpoint, and one exit path.
 
-``run(config, workdir)`` is what ``python -m jaxssl.main`` calls. The step is ``jaxssl.train_step``'s, mapped
-over every device by ``jaxssl.parallel``; evaluation is ``jaxssl.evaluation``'s.
+``run(config, workdir)`` is what ``python -m jaxssl.main`` calls. The step is ``jaxssl.engine.train_step``'s, mapped
+over every device by ``jaxssl.engine.parallel``; evaluation is ``jaxssl.engine.evaluation``'s.
 """
 
 from __future__ import annotations
@@ -15,19 +15,22 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxssl import (checkpoint, data, evaluation, fsdp, methods, optim, pretrained_run, run_identity, speed, validate,
-                    workdir_lock)
-from jaxssl.cadence import Cadence
-from jaxssl.checkpoint import CheckpointError
-from jaxssl.config_checks import fail
+from jaxssl import data, methods
+from jaxssl.common.config_checks import fail
+from jaxssl.common.progress import Progress
+from jaxssl.common.workdir import resolve
 from jaxssl.data import bad_images
+from jaxssl.engine import evaluation, fsdp, speed
+from jaxssl.engine.cadence import Cadence
+from jaxssl.engine.parallel import make_mesh, shard_batch, shard_step
+from jaxssl.engine.train_step import build, finite_names, init_state, make_per_device_step, with_variables
 from jaxssl.methods.base import Variables
-from jaxssl.metrics import MetricsWriter
-from jaxssl.parallel import make_mesh, shard_batch, shard_step
-from jaxssl.progress import Progress
-from jaxssl.train_step import build, finite_names, init_state, make_per_device_step, with_variables
+from jaxssl.ops import optim
+from jaxssl.runs import checkpoint, pretrained_run, run_identity, workdir_lock
+from jaxssl.runs.checkpoint import CheckpointError
+from jaxssl.runs.metrics import MetricsWriter
+from jaxssl.schema import validate
 from jaxssl.weights import init_from
-from jaxssl.workdir import resolve
 
 
 def total_steps_for(config: ml_collections.ConfigDict, num_train: int) -> int:
@@ -112,7 +115,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   ``dataset`` (a ``jaxssl.data.Dataset``, e.g. of in-memory ArraySources) replaces the config's data source.
   Checkpoints go to ``workdir/checkpoints`` every ``train.checkpoint_every`` steps, at the end, and on SIGTERM
   (then the run returns early with ``results["preempted"] = True``). A workdir holding a run started with
-  another config is refused (``jaxssl.run_identity``) unless the differing fields are in ``allow_change``; a
+  another config is refused (``jaxssl.runs.run_identity``) unless the differing fields are in ``allow_change``; a
   finished run returns its results without training or evaluating again.
   """
 
@@ -183,7 +186,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
 
 def state_shardings(config: ml_collections.ConfigDict, state, mesh):
   """Where each leaf of the state (concrete or abstract) lives on the mesh: everything replicated, or with
-  ``parallel.fsdp`` the parameters, optimizer state and EMA target split over the devices (``jaxssl.fsdp``)."""
+  ``parallel.fsdp`` the parameters, optimizer state and EMA target split over the devices (``jaxssl.engine.fsdp``)."""
   if config.parallel.fsdp:
     return fsdp.state_shardings(state, mesh, config.parallel.fsdp_min_size)
   return jax.tree.map(lambda _: NamedSharding(mesh, P()), state)
@@ -226,7 +229,7 @@ def _compiled_step(step_fn, state, batch, global_batch: int, step: int):
 def start_from(config: ml_collections.ConfigDict, channels: int):
   """The warm start of a new run: fresh Variables -> those its first step starts from, or None (the fresh
   initialisation). A fine-tuning's pretrained jaxssl run (``method.init="pretrained"`` with
-  ``method.pretrained``: ``jaxssl.pretrained_run``), or ``model.init_from``'s imported weights
+  ``method.pretrained``: ``jaxssl.runs.pretrained_run``), or ``model.init_from``'s imported weights
   (``jaxssl.weights.init_from``, checked against the config first). Called before the workdir is touched; the
   starter runs once, never on resume or in evaluation."""
   method = config.method

@@ -55,7 +55,7 @@ def run_steps(config, batches, num_devices: int = 8, fsdp_min_size: int = 0):
   """(final state, losses) of the config's steps on these batches, on ``num_devices`` devices: the state
   replicated, or with ``fsdp_min_size`` > 0 sharded (FSDP, arrays of at least that many elements). Every step's
   NaN guard must pass."""
-  from jaxssl import fsdp, parallel, train_step
+  from jaxssl.engine import fsdp, parallel, train_step
 
   m = mesh(num_devices)
   trainer = train_step.build(config, total_steps=len(batches), num_classes=10)

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxssl import validate
+from jaxssl.schema import validate
 from helpers import run_steps, synthetic_batches
 from tiny import tiny_config
 

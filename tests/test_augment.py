@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxssl import augment
+from jaxssl.ops import augment
 
 
 def _image(key=0, size=16, channels=3):
@@ -139,7 +139,8 @@ def test_rotation_by_a_right_angle_is_exact():
 def test_rotation_is_reachable_from_the_config_and_gives_a_rotated_view():
   """augment.rotation_prob / rotation_degrees reach every recipe; a view with only rotation on is the image
   rotated by some angle within the range (found by search), and not the image itself."""
-  from jaxssl import defaults, methods
+  from jaxssl import methods
+  from jaxssl.schema import defaults
   for name in methods.names():
     config = defaults.get_config(name)
     config.augment.rotation_prob, config.augment.rotation_degrees = 1.0, 30.0

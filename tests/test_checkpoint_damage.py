@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from jaxssl import train
-from jaxssl.checkpoint import CheckpointMismatch
+from jaxssl.runs.checkpoint import CheckpointMismatch
 from tiny import tiny_config
 
 
@@ -81,7 +81,8 @@ def test_the_run_falls_back_past_a_damaged_checkpoint(finished, tmp_path, damage
 def test_only_a_real_model_change_does_not_fit(finished, tmp_path):
   import jax
 
-  from jaxssl import checkpoint, train_step
+  from jaxssl.engine import train_step
+  from jaxssl.runs import checkpoint
 
   config = _config()
   config.method.proj_dim = 8                              # another model, same workdir

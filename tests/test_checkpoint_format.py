@@ -1,4 +1,4 @@
-"""The state item's handler (jaxssl.checkpoint: orbax's PyTreeCheckpointHandler with small arrays written by one
+"""The state item's handler (jaxssl.runs.checkpoint: orbax's PyTreeCheckpointHandler with small arrays written by one
 replica) reads checkpoints written by orbax's StandardCheckpointHandler, as jaxssl wrote them before, and writes
 ones StandardCheckpointer reads."""
 
@@ -8,7 +8,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxssl import checkpoint
+from jaxssl.runs import checkpoint
 
 
 def _state():

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from jaxssl import evaluate, train
-from jaxssl.restore import load_encoder
+from jaxssl.runs.restore import load_encoder
 
 pytestmark = pytest.mark.slow             # subprocesses and whole runs
 
@@ -128,7 +128,7 @@ def test_a_lock_on_gcs_is_refused_while_live_taken_over_when_stale_and_its_loss_
   import socket
 
   from etils import epath
-  from jaxssl.workdir_lock import LockError, WorkdirLock
+  from jaxssl.runs.workdir_lock import LockError, WorkdirLock
 
   root = epath.Path(gcs)
   (root / "lock").write_text(json.dumps({"host": "node-a", "pid": 4242, "job": None, "token": "x",

@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from jaxssl import evaluate, plot, restore, train
+from jaxssl import evaluate, plot, train
+from jaxssl.runs import restore
 from tiny import tiny_config
 from xla_test_flags import cpu_flags
 

@@ -287,7 +287,7 @@ def test_class_folders_must_match_between_splits(tmp_path):
 
 
 def test_splits_are_checked_against_the_config():
-  from jaxssl import defaults
+  from jaxssl.schema import defaults
 
   config = defaults.get_config("simclr")
   grey, rgb = data.synthetic(64, size=8, channels=1), data.synthetic(16, size=8, channels=3)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from jaxssl import evaluation
+from jaxssl.engine import evaluation
 
 
 def _clusters(n_per_class, num_classes, dim, spread, seed):
@@ -92,7 +92,8 @@ def test_evaluator_compiles_once_per_run():
   """A run's periodic evaluations reuse the first one's compiled feature function."""
   import jax
 
-  from jaxssl import data, parallel, train_step
+  from jaxssl import data
+  from jaxssl.engine import parallel, train_step
   from helpers import mesh
   from tiny import tiny_config
 

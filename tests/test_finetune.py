@@ -1,4 +1,4 @@
-"""Fine-tuning (jaxssl/methods/classifier.py, jaxssl/finetune.py, jaxssl/mixing.py) and the label subset
+"""Fine-tuning (jaxssl/methods/classifier.py, jaxssl/finetune.py, jaxssl/ops/mixing.py) and the label subset
 (jaxssl/data/label_subset.py)."""
 
 import os
@@ -13,10 +13,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from jaxssl import data, defaults, mixing, train, train_step, validate
-from jaxssl.checkpoint import CheckpointError
-from jaxssl.config_checks import ConfigError
+from jaxssl import data, train
+from jaxssl.common.config_checks import ConfigError
+from jaxssl.engine import train_step
 from jaxssl.methods.base import Variables
+from jaxssl.ops import mixing
+from jaxssl.runs.checkpoint import CheckpointError
+from jaxssl.schema import defaults, validate
 from test_train import _run_shard_map
 from tiny import tiny_config
 from xla_test_flags import cpu_flags
@@ -192,7 +195,7 @@ def pretrained(tmp_path_factory):
 
 
 def test_fine_tuning_starts_from_the_pretrained_encoder_and_reports_its_top1(pretrained, tmp_path):
-  from jaxssl.restore import load_run
+  from jaxssl.runs.restore import load_run
 
   config = tiny_config("classifier")
   config.method.init, config.method.pretrained = "pretrained", str(pretrained)
@@ -222,7 +225,7 @@ def test_a_sharded_fine_tuning_run_starts_in_place_from_the_pretrained_encoder(p
   config.parallel.fsdp, config.parallel.fsdp_min_size = True, 256
   trainer = train_step.build(config, total_steps=2, num_classes=10)
   m = mesh(8)
-  starter = train.start_from(config, 1)                  # the pretrained run's encoder (jaxssl.pretrained_run)
+  starter = train.start_from(config, 1)                  # the pretrained run's encoder (jaxssl.runs.pretrained_run)
   made = train.warm_start_sharded(config, trainer, train.init_sharded(config, trainer, jax.random.key(0), 1, m), m,
                                   starter)
   expected = train.warm_start(trainer, train_step.init_state(trainer, jax.random.key(0), 1), starter)
@@ -256,7 +259,7 @@ def test_a_pretrained_vit_fine_tunes_with_global_pooling_and_a_fresh_fc_norm(tmp
   pretrained with model.scan_layers (stacked blocks) and fine-tunes with the blocks one by one, as layer-wise
   decay needs them."""
   from jaxssl.models.vit import unstack_blocks
-  from jaxssl.restore import load_run
+  from jaxssl.runs.restore import load_run
 
   mae = tiny_config("mae")
   mae.train.num_steps, mae.eval.at_end, mae.eval.knn_at_init = 1, False, False

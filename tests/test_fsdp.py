@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from jaxssl import checkpoint, fsdp, parallel, train_step
+from jaxssl.engine import fsdp, parallel, train_step
+from jaxssl.runs import checkpoint
 from helpers import mesh, run_steps, synthetic_batches
 from tiny import tiny_config
 

@@ -11,9 +11,11 @@ import pytest
 from PIL import Image
 
 import helpers
-from jaxssl import augment, data, parallel, train_step
+from jaxssl import data
 from jaxssl.data import generate, host_crops
 from jaxssl.data.host_crops import CropSpec, HostCropper
+from jaxssl.engine import parallel, train_step
+from jaxssl.ops import augment
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,12 @@ import pytest
 from PIL import Image
 
 import helpers
-from jaxssl import augment, defaults, methods, randaugment as ra, validate
-from jaxssl.config_checks import ConfigError
+from jaxssl import methods
+from jaxssl.common.config_checks import ConfigError
 from jaxssl.data import generate, host_crops, host_randaugment as hra
 from jaxssl.data.host_crops import CropSpec
+from jaxssl.ops import augment, randaugment as ra
+from jaxssl.schema import defaults, validate
 
 
 class _Positive:

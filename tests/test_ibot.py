@@ -8,10 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxssl import losses, methods, train, train_step, validate
+from jaxssl import methods, train
+from jaxssl.engine import train_step
 from jaxssl.methods import dino, ibot
 from jaxssl.methods.base import StepInputs, Variables
 from jaxssl.models.ibot import teacher_outputs
+from jaxssl.ops import losses
+from jaxssl.schema import validate
 from test_train import _assert_trees_close, _batches, _run_shard_map
 from tiny import tiny_config
 
@@ -113,7 +116,7 @@ def test_ibot_runs_the_whole_loop_with_knn_and_the_last_layers_frozen(tmp_path):
   assert results["steps"] == 3 and np.isfinite(results["final_loss"])
   assert 0.0 <= results["knn_accuracy"] <= 1.0
   assert "ibot" in methods.names()
-  from jaxssl.restore import load_run
+  from jaxssl.runs.restore import load_run
   run = load_run(str(tmp_path / "run"))
   fresh = train_step.init_state(run.trainer, jax.random.key(config.seed), 1)
   for head in ("projector", "patch_projector"):           # frozen for 2 of 3 steps: moved once

@@ -8,10 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxssl import losses, methods, optim, train, train_step, validate
+from jaxssl import methods, train
+from jaxssl.engine import train_step
 from jaxssl.methods import ijepa
 from jaxssl.methods.base import StepInputs, Variables
 from jaxssl.models.ijepa import target_tokens
+from jaxssl.ops import losses, optim
+from jaxssl.schema import validate
 from test_train import _assert_trees_close, _batches, _run_shard_map
 from tiny import tiny_config
 

@@ -8,7 +8,9 @@ import os
 import pytest
 
 import helpers
-from jaxssl import data, optim, train, validate
+from jaxssl import data, train
+from jaxssl.ops import optim
+from jaxssl.schema import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("simclr", "byol", "vicreg", "dino", "ibot")

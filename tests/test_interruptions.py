@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from jaxssl import data, evaluate, train
-from jaxssl.run_identity import WorkdirError
+from jaxssl.runs.run_identity import WorkdirError
 from tiny import tiny_config
 
 

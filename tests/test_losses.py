@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxssl import losses
+from jaxssl.ops import losses
 from helpers import on_devices
 
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxssl import losses
+from jaxssl.ops import losses
 from tests.helpers import on_devices
 
 REFERENCES = np.load(pathlib.Path(__file__).parent / "data" / "lightly_losses.npz")

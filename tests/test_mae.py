@@ -5,10 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxssl import methods, train, train_step, validate
+from jaxssl import methods, train
+from jaxssl.engine import train_step
 from jaxssl.methods import mae
 from jaxssl.methods.base import StepInputs, Variables
 from jaxssl.models.vit import patchify
+from jaxssl.schema import validate
 from test_train import _assert_trees_close, _batches, _run_shard_map
 from tiny import tiny_config
 
@@ -91,7 +93,7 @@ def test_mae_runs_the_whole_loop_with_knn_on_full_images(tmp_path, capsys):
 
   # The reconstruction picture, and what it shows: the visible patches as they were, the removed ones predicted.
   from jaxssl import plot
-  from jaxssl.restore import load_run
+  from jaxssl.runs.restore import load_run
   assert plot.main([f"--workdir={tmp_path / 'run'}", "--points=40"]) == 0
   assert (tmp_path / "run" / "plots" / "reconstruction.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   run = load_run(str(tmp_path / "run"))

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxssl import masking
+from jaxssl.ops import masking
 
 
 def _official_random_masking(noise, mask_ratio):

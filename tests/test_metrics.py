@@ -4,7 +4,8 @@ import os
 import jax.numpy as jnp
 import numpy as np
 
-from jaxssl import metrics, train_step
+from jaxssl.engine import train_step
+from jaxssl.runs import metrics
 from helpers import on_devices
 
 
@@ -51,7 +52,8 @@ def test_health_metrics_are_computed_on_log_steps_only():
   """The step runs the SVD only where the loop logs (train.log_every, and the last step), on 8 devices too."""
   import jax
 
-  from jaxssl import data, parallel
+  from jaxssl import data
+  from jaxssl.engine import parallel
   from helpers import mesh
   from tiny import tiny_config
 
@@ -70,7 +72,7 @@ def test_health_metrics_are_computed_on_log_steps_only():
 
 
 def test_metrics_jsonl_is_rewritten_only_with_a_new_line_and_a_torn_line_is_dropped(tmp_path, capsys):
-  from jaxssl.metrics import MetricsWriter
+  from jaxssl.runs.metrics import MetricsWriter
 
   path = tmp_path / "metrics.jsonl"
   old = '{"step": 1, "kind": "train", "loss": 2.0}\n{"step": 2, "kind": "train", "loss": 1.5}\n{"step": 3, "ki'

@@ -1,4 +1,4 @@
-"""I-JEPA's multi-block masks (jaxssl/multiblock.py) against a transcription of the official collator
+"""I-JEPA's multi-block masks (jaxssl/ops/multiblock.py) against a transcription of the official collator
 (facebookresearch/ijepa ``src/masks/multiblock.py``, ``MaskCollator``): the sizes drawn once per batch, every
 target a whole block, the context's search with its relaxation, the batch's cut; and masks that depend on the
 step's key and each example's key only."""
@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxssl import multiblock
+from jaxssl.ops import multiblock
 
 SCALES = dict(target_scale=(0.15, 0.2), target_aspect=(0.75, 1.5), context_scale=(0.85, 1.0))
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import helpers
-from jaxssl import restore
+from jaxssl.runs import restore
 from xla_test_flags import FAST_COMPILE, cpu_flags
 
 pytestmark = pytest.mark.slow             # subprocesses and whole runs
@@ -124,7 +124,7 @@ def test_two_processes_match_one_and_resume_bit_identically_after_a_preemption(t
   assert one.returncode == 0, one.stderr[-3000:]
   output = _slurm_sbatch(tmp_path / "two", tmp_path / "bin", *FSDP)
   assert "devices: 4 cpu in 2 process(es), 2 in process 0" in output, output[-3000:]
-  # One console (jaxssl.process_output): process 0's lines once, none of Gloo's, nothing of process 1's.
+  # One console (jaxssl.common.process_output): process 0's lines once, none of Gloo's, nothing of process 1's.
   assert output.count("final: ") == 1 and "[Gloo]" not in output and "in process 1" not in output, output[-3000:]
   losses_one, results_one = _history(tmp_path / "one")
   losses_two, results_two = _history(tmp_path / "two")

@@ -10,9 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxssl import config_checks, losses, masking, methods, train, validate
+from jaxssl import methods, train
+from jaxssl.common import config_checks
 from jaxssl.methods import base, joint_embedding
 from jaxssl.models.vit import patchify
+from jaxssl.ops import losses, masking
+from jaxssl.schema import validate
 from tiny import tiny_config
 from test_train import _assert_trees_close, _batches, _run_shard_map
 

@@ -1,4 +1,4 @@
-"""The optimizer built from rules on parameter paths (jaxssl/optim.py): layer-wise decay as MAE's official
+"""The optimizer built from rules on parameter paths (jaxssl/ops/optim.py): layer-wise decay as MAE's official
 ``param_groups_lrd``, multipliers, frozen steps, clipping, schedules, the unchanged defaults, and validation."""
 
 import re
@@ -9,9 +9,11 @@ import numpy as np
 import optax
 import pytest
 
-from jaxssl import defaults, optim, train, validate
-from jaxssl.config_checks import ConfigError
+from jaxssl import train
+from jaxssl.common.config_checks import ConfigError
 from jaxssl.models import make_encoder
+from jaxssl.ops import optim
+from jaxssl.schema import defaults, validate
 from tiny import tiny_config
 
 

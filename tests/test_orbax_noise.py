@@ -1,4 +1,4 @@
-"""The filters of jaxssl.orbax_noise drop exactly the library noise they name, and nothing else."""
+"""The filters of jaxssl.runs.orbax_noise drop exactly the library noise they name, and nothing else."""
 
 import asyncio
 import gc
@@ -6,7 +6,7 @@ import logging
 import sys
 import types
 
-from jaxssl import orbax_noise
+from jaxssl.runs import orbax_noise
 
 
 def _unraisable(error: BaseException):

@@ -1,5 +1,5 @@
 """A multi-process run prints each line once: process 0 everything but Gloo's C++ lines, the others only their
-warnings (jaxssl.process_output). Checked in child processes, since the filter rewires file descriptor 1."""
+warnings (jaxssl.common.process_output). Checked in child processes, since the filter rewires file descriptor 1."""
 
 import os
 import subprocess

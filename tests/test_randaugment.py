@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from jaxssl import augment, defaults, methods, randaugment as ra, validate
-from jaxssl.config_checks import ConfigError
+from jaxssl import methods
+from jaxssl.common.config_checks import ConfigError
+from jaxssl.ops import augment, randaugment as ra
+from jaxssl.schema import defaults, validate
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from jaxssl.checkpoint import Checkpointer
+from jaxssl.runs.checkpoint import Checkpointer
 from xla_test_flags import cpu_flags
 
 pytestmark = pytest.mark.slow             # subprocesses and whole runs
@@ -115,7 +115,9 @@ def test_sigterm_then_sigkill_then_resume_ends_bit_identical_and_mismatch_is_ref
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-  from jaxssl import checkpoint, train, train_step
+  from jaxssl import train
+  from jaxssl.engine import train_step
+  from jaxssl.runs import checkpoint
   from tiny import tiny_config
 
   config = tiny_config("vicreg")
@@ -149,7 +151,9 @@ def test_a_finite_loss_with_a_non_finite_update_is_caught_before_it_is_saved(tmp
   once the cause is gone."""
   import jax.numpy as jnp
 
-  from jaxssl import checkpoint, optim, train
+  from jaxssl import train
+  from jaxssl.ops import optim
+  from jaxssl.runs import checkpoint
   from tiny import tiny_config
 
   config = tiny_config("byol")

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 
 import helpers
-from jaxssl import data, evaluation, train, workdir_lock
-from jaxssl.run_identity import WorkdirError
+from jaxssl import data, train
+from jaxssl.engine import evaluation
+from jaxssl.runs import workdir_lock
+from jaxssl.runs.run_identity import WorkdirError
 from tiny import tiny_config
 from xla_test_flags import cpu_flags
 
@@ -50,7 +52,7 @@ def _main_with_sigterm_at(where, workdir, *args):
 def test_sigterm_while_resuming_or_during_the_knn_at_initialisation_stops_cleanly(tmp_path):
   workdir = tmp_path / "run"
   # During the kNN at initialisation (its first read): stopped before step 1, nothing saved, the lock released.
-  result = _main_with_sigterm_at("jaxssl.evaluation.embed", workdir, "--config.train.num_steps=2")
+  result = _main_with_sigterm_at("jaxssl.engine.evaluation.embed", workdir, "--config.train.num_steps=2")
   assert result.returncode == 0, result.stderr[-2000:]
   assert "SIGTERM: stopped during the kNN at initialisation, before the first step of this segment; nothing was " \
          "trained, so there is nothing to save" in result.stdout
@@ -241,7 +243,7 @@ def test_after_a_nan_a_diverged_newest_checkpoint_is_named_and_an_earlier_one_of
   that way, the run goes on from step 2."""
   import jax.numpy as jnp
 
-  from jaxssl import optim
+  from jaxssl.ops import optim
 
   config = _config(steps=6)
   config.train.checkpoint_every, config.train.keep_checkpoints = 1, 3
@@ -272,7 +274,7 @@ def test_after_a_nan_a_diverged_newest_checkpoint_is_named_and_an_earlier_one_of
 def test_a_run_that_failed_before_its_first_checkpoint_accepts_a_corrected_config(tmp_path, monkeypatch):
   import jax.numpy as jnp
 
-  from jaxssl import optim
+  from jaxssl.ops import optim
 
   schedule = optim.learning_rate_schedule
   monkeypatch.setattr(optim, "learning_rate_schedule", lambda *a, **k: (lambda count: jnp.nan * count))
@@ -288,7 +290,7 @@ def test_a_run_that_failed_before_its_first_checkpoint_accepts_a_corrected_confi
 
 
 def test_epochs_that_round_to_no_step_are_refused_before_the_workdir_exists(tmp_path):
-  from jaxssl.config_checks import ConfigError
+  from jaxssl.common.config_checks import ConfigError
 
   config = _config()
   config.train.num_steps, config.train.num_epochs = -1, 0.01     # 512 examples at batch 16: 0.32 of a step

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from jaxssl import train
-from jaxssl.run_identity import WorkdirError, config_changes
+from jaxssl.runs.run_identity import WorkdirError, config_changes
 from tiny import tiny_config
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxssl import parallel, speed
+from jaxssl.engine import parallel, speed
 from helpers import mesh
 
 

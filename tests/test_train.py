@@ -4,12 +4,14 @@ import numpy as np
 import optax
 import pytest
 
-from jaxssl import data, optim, parallel, train, train_step
+from jaxssl import data, train
+from jaxssl.engine import parallel, train_step
+from jaxssl.engine.state import target_subtree
 from jaxssl.methods import byol
-from jaxssl.methods.base import StepInputs, Variables
 from jaxssl.methods import joint_embedding
+from jaxssl.methods.base import StepInputs, Variables
 from jaxssl.methods.joint_embedding import Outputs
-from jaxssl.state import target_subtree
+from jaxssl.ops import optim
 from helpers import mesh, synthetic_batches
 from tiny import tiny_config
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from jaxssl import validate
-from jaxssl import defaults as common
 from jaxssl import methods
+from jaxssl.schema import defaults as common
+from jaxssl.schema import validate
 
 
 def _set(config, path, value):
@@ -125,7 +125,7 @@ def test_defaults_of_every_method_are_valid():
 
 
 def test_unread_knobs_are_found_by_reading_the_recipes():
-  from jaxssl.validate import augment_fields_read
+  from jaxssl.schema.validate import augment_fields_read
   simclr = augment_fields_read(common.get_config("simclr"))
   assert {"augment.jitter_strength", "augment.blur_prob", "augment.rotation_prob"} <= simclr
   assert "augment.blur_probs" not in simclr and "augment.num_local_crops" not in simclr
@@ -137,7 +137,7 @@ def test_validate_names_no_method():
   """validate.py keeps the schema's sections; no method's name or method-only field appears in its code."""
   import inspect
   import re
-  from jaxssl import validate as module
+  from jaxssl.schema import validate as module
   code = re.sub(r'"""(.|\n)*?"""', "", inspect.getsource(module))     # docstrings may give examples
   method_fields = {f for name in methods.names() for f in methods.defaults(name)}
   method_fields -= {"name"}

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import jaxssl
-from jaxssl import export, validate, weights
+from jaxssl import export, weights
+from jaxssl.schema import validate
 from jaxssl.weights import WeightsError
 from tiny import tiny_config
 from xla_test_flags import cpu_flags
@@ -280,7 +281,8 @@ def _micro_config(method):
 
 
 def test_a_fine_tuning_starts_from_imported_weights_fitted_to_its_images():
-  from jaxssl import train, train_step
+  from jaxssl import train
+  from jaxssl.engine import train_step
   from jaxssl.weights import init_from
 
   config = _micro_config("classifier")
@@ -305,8 +307,9 @@ def test_a_fine_tuning_starts_from_imported_weights_fitted_to_its_images():
 
 @pytest.mark.slow
 def test_a_pretraining_run_starts_from_imported_weights_and_its_teacher_too(tmp_path, capsys):
-  from jaxssl import train, train_step
-  from jaxssl.restore import load_run
+  from jaxssl import train
+  from jaxssl.engine import train_step
+  from jaxssl.runs.restore import load_run
   from jaxssl.weights import init_from
 
   config = _micro_config("dino")
@@ -326,7 +329,8 @@ def test_a_pretraining_run_starts_from_imported_weights_and_its_teacher_too(tmp_
 @pytest.mark.slow
 def test_a_sharded_run_places_the_imported_weights_shard_by_shard():
   from helpers import mesh
-  from jaxssl import train, train_step
+  from jaxssl import train
+  from jaxssl.engine import train_step
   from jaxssl.weights import init_from
 
   config = _micro_config("dino")
@@ -347,7 +351,7 @@ def test_a_sharded_run_places_the_imported_weights_shard_by_shard():
 
 def test_a_config_that_differs_from_the_weights_is_one_line_before_the_workdir():
   from jaxssl import train
-  from jaxssl.config_checks import ConfigError
+  from jaxssl.common.config_checks import ConfigError
 
   for field, value, message in (("patch_size", 2, "config.model.patch_size=2: the weights in model.init_from="),
                                 ("num_registers", 4, "config.model.num_registers=4: the weights in model.init_from"),

@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 from tiny import tiny_config
 
-from jaxssl import losses, masking, train, train_step, validate
+from jaxssl import train
+from jaxssl.engine import train_step
 from jaxssl.models.vit import patchify
+from jaxssl.ops import losses, masking
+from jaxssl.schema import validate
 from jaxssl.weights import init_from
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "weights", "official_mae_micro")

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from etils import epath
-from jaxssl.workdir_lock import LockError, WorkdirLock
+from jaxssl.runs.workdir_lock import LockError, WorkdirLock
 
 
 def _lock(tmp_path, **kwargs) -> WorkdirLock:
@@ -25,7 +25,7 @@ def _write(tmp_path, record) -> None:
 _RACER = """
 import sys, time
 from etils import epath
-from jaxssl.workdir_lock import LockError, WorkdirLock
+from jaxssl.runs.workdir_lock import LockError, WorkdirLock
 workdir, start_at = sys.argv[1], float(sys.argv[2])
 lock = WorkdirLock(epath.Path(workdir), workdir, heartbeat_s=60)
 lock.store.read()                  # set up before the start (an object store's client connects), as in a run

@@ -1,8 +1,8 @@
-"""jaxssl.xla_flags: the CPU-only XLA option is added where JAX will run on the CPU, and nowhere else."""
+"""jaxssl.common.xla_flags: the CPU-only XLA option is added where JAX will run on the CPU, and nowhere else."""
 
 import pytest
 
-from jaxssl import xla_flags
+from jaxssl.common import xla_flags
 
 
 @pytest.fixture

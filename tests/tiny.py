@@ -1,6 +1,7 @@
 """A tiny config (synthetic 16x16 images, the method's own small heads and sizes) for fast trainer tests."""
 
-from jaxssl import defaults, methods
+from jaxssl import methods
+from jaxssl.schema import defaults
 
 
 def tiny_config(method: str, batch_size: int = 16):

@@ -3,7 +3,8 @@
 ``load(config.data)`` returns a Dataset of sources; ``Pipeline`` turns the train source into this process's share
 of each global batch. Images stay uint8 on the host. Small fixed-size datasets are cropped on the device;
 datasets of large images of varying size are cropped on the host, from the full image, by ``HostCropper``
-(``crops_on_host``); everything photometric happens on device.
+(``crops_on_host``), where fine-tuning's RandAugment and flip run too (``host_randaugment``); every other
+photometric op happens on the device.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ on the CPU one host core does 22x the images per second of the device path at 22
 (BENCHMARKS.md, "RandAugment on the device or on the host"), because a vmapped device RandAugment runs every
 operation for every image and selects one, while PIL runs only the operation drawn.
 
-The policy is ``jaxssl.randaugment``'s (the device version): ``layers`` operations drawn uniformly with
+The policy is ``jaxssl.ops.randaugment``'s (the device version): ``layers`` operations drawn uniformly with
 replacement from timm's 15 "increasing" operations, each applied with probability ``prob`` at a magnitude
 drawn from N(magnitude, magnitude_std) clipped to [0, 10], with timm's level-to-argument rules. Every draw comes
 from the view's ``numpy.random.Generator`` (``host_crops.view_rng``), so the views do not depend on the number
@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from jaxssl.randaugment import MAX_LEVEL, OPS
+from jaxssl.ops.randaugment import MAX_LEVEL, OPS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +106,7 @@ def _operations(spec: RandAugmentSpec) -> dict[str, Callable]:
 
 
 def apply_op(name: str, image, rng: np.random.Generator, magnitude: float, spec: RandAugmentSpec):
-  """Operation ``name`` (one of ``jaxssl.randaugment.OPS``) at ``magnitude`` (0-10) on a PIL image."""
+  """Operation ``name`` (one of ``jaxssl.ops.randaugment.OPS``) at ``magnitude`` (0-10) on a PIL image."""
   return _operations(spec)[name](image, rng, magnitude / MAX_LEVEL)
 
 

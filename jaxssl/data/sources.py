@@ -1,8 +1,8 @@
 """Random-access data sources on the host: TFDS (array_record), image folders, numpy arrays, IDX files, synthetic.
 
 A source is one split. ``source.read(indices)`` returns uint8 images [n, H, W, C] and int32 labels [n] (-1 where
-the split has no labels); every image of a source has the same shape. Sources only read and decode; all
-augmentation happens later, on device.
+the split has no labels); every image of a source has the same shape. Sources only read and decode;
+augmentation happens later (on the device, or in the host crops' workers: ``host_crops``).
 """
 
 from __future__ import annotations

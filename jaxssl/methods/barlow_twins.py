@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from jaxssl import config_checks, losses
+from jaxssl.common import config_checks
 from jaxssl.methods import base, joint_embedding
 from jaxssl.methods.base import byol_pair
 from jaxssl.methods.joint_embedding import check_heads, mlp_heads, small_heads
+from jaxssl.ops import losses
 
 
 def make(config) -> base.Method:

@@ -34,7 +34,8 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from jaxssl import augment, config_checks, optim
+from jaxssl.common import config_checks
+from jaxssl.ops import augment, optim
 
 
 class Variables(NamedTuple):

@@ -1,11 +1,12 @@
 """Supervised classification of the train split's labels: full fine-tuning of a pretrained encoder, or the same
 encoder trained from scratch (the baseline that shows what pretraining buys).
 
-encoder -> linear head, cross-entropy on label-smoothed targets, RandAugment (``jaxssl.randaugment``, in the view
-recipe), random erasing, mixup / cutmix (``jaxssl.mixing``: one lambda per batch, or per example), drop path for
-ViTs; the optimizer's layer-wise decay and rules (``jaxssl.optim``) do the rest of MAE's fine-tuning recipe (He et al. 2022, arXiv:2111.06377, ``main_finetune.py``). With ``method.init=pretrained``
-the encoder starts from the run in ``method.pretrained`` (``python -m jaxssl.finetune`` sets these; the trainer's
-warm start, ``jaxssl.pretrained_run``, reads it) or from ``model.init_from``'s weights.
+encoder -> linear head, cross-entropy on label-smoothed targets, RandAugment (``jaxssl.ops.randaugment``, in the
+view recipe), random erasing, mixup / cutmix (``jaxssl.ops.mixing``: one lambda per batch, or per example), drop
+path for ViTs; the optimizer's layer-wise decay and rules (``jaxssl.ops.optim``) do the rest of MAE's fine-tuning
+recipe (He et al. 2022, arXiv:2111.06377, ``main_finetune.py``). With ``method.init=pretrained`` the encoder
+starts from the run in ``method.pretrained`` (``python -m jaxssl.finetune`` sets these; the trainer's warm start,
+``jaxssl.runs.pretrained_run``, reads it) or from ``model.init_from``'s weights.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxssl import augment, config_checks, mixing
+from jaxssl.common import config_checks
 from jaxssl.methods import base
 from jaxssl.models import Classifier
+from jaxssl.ops import augment, mixing
 
 _MIX_STREAM, _DROP_STREAM, _ERASE_STREAM = 0, 1, 2
 _MIX_BATCH_TAG = 0x313A

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxssl import augment, config_checks, losses
+from jaxssl.common import config_checks
 from jaxssl.methods import base, joint_embedding
 from jaxssl.methods.base import byol_pair, check_momentum, ema_schedule
 from jaxssl.methods.joint_embedding import Heads
 from jaxssl.models import DINOHead
+from jaxssl.ops import augment, losses
 
 
 def _heads(config, axis_name, dtype):

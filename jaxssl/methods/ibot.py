@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxssl import config_checks, losses, masking
+from jaxssl.common import config_checks
 from jaxssl.methods import base, dino
 from jaxssl.methods.base import check_momentum, ema_schedule
 from jaxssl.models import DINOHead
 from jaxssl.models.ibot import IBOTNetwork, teacher_outputs
+from jaxssl.ops import losses, masking
 
 _MASK_STREAM, _RATIO_STREAM, _DROP_STREAM = 10, 20, 30
 CENTERINGS = ("center", "sinkhorn")

@@ -2,11 +2,11 @@
 Architecture", arXiv:2301.08243; official ``src/train.py``).
 
 One crop per image; per batch, one target block size and one context block size; per example, four target blocks
-and a context block with the targets removed (``jaxssl.multiblock``, the official collator's draws). The context encoder sees the context patches only; a narrow ViT predictor
-predicts, from them and mask tokens at each target's positions, the EMA target encoder's layer-normalised tokens
-of the full image there; the loss is their smooth L1 distance. No pixel reconstruction, no photometric
-augmentation. The block sizes come from a key of the step and the positions from the per-example keys, so 8
-devices give the same step as 1.
+and a context block with the targets removed (``jaxssl.ops.multiblock``, the official collator's draws). The
+context encoder sees the context patches only; a narrow ViT predictor predicts, from them and mask tokens at
+each target's positions, the EMA target encoder's layer-normalised tokens of the full image there; the loss is
+their smooth L1 distance. No pixel reconstruction, no photometric augmentation. The block sizes come from a key of
+the step and the positions from the per-example keys, so 8 devices give the same step as 1.
 
 Differences from the official encoder: jaxssl's ViT has a class token (the context encoder carries it along;
 nothing reads it, and evaluation pools the patch tokens, ``model.pool=mean``, as I-JEPA's probes do); the
@@ -18,10 +18,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxssl import augment, config_checks, losses, multiblock
+from jaxssl.common import config_checks
 from jaxssl.methods import base
 from jaxssl.methods.base import check_momentum, ema_schedule
 from jaxssl.models.ijepa import IJEPANetwork, Predictor, target_tokens
+from jaxssl.ops import augment, losses, multiblock
 
 _MASK_STREAM, _DROP_STREAM = 0, 1
 _SIZES_TAG = 0x1E9A

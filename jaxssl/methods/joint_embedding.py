@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from jaxssl import config_checks
+from jaxssl.common import config_checks
 from jaxssl.methods import base
 from jaxssl.models import MLP, SSLNetwork
 

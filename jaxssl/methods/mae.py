@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxssl import config_checks, losses, masking
+from jaxssl.common import config_checks
 from jaxssl.methods import base
 from jaxssl.models.mae import MaskedAutoencoder
 from jaxssl.models.vit import patchify, unpatchify
+from jaxssl.ops import losses, masking
 
 _MASK_STREAM, _DROP_STREAM = 0, 1
 

@@ -7,10 +7,11 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxssl import augment, config_checks, losses
+from jaxssl.common import config_checks
 from jaxssl.methods import base, joint_embedding
 from jaxssl.methods.base import check_momentum, ema_schedule, recipe_kwargs
 from jaxssl.methods.joint_embedding import check_heads, mlp_heads, small_heads
+from jaxssl.ops import augment, losses
 
 
 _HEADS = functools.partial(mlp_heads, with_predictor=True)

@@ -6,10 +6,11 @@ import functools
 
 import jax
 
-from jaxssl import config_checks, losses
+from jaxssl.common import config_checks
 from jaxssl.methods import base, joint_embedding
 from jaxssl.methods.base import byol_pair, check_momentum, ema_schedule
 from jaxssl.methods.joint_embedding import check_heads, mlp_heads, small_heads
+from jaxssl.ops import losses
 
 _HEADS = functools.partial(mlp_heads, projector_last_bn=True, with_predictor=True)
 

@@ -6,10 +6,10 @@ import functools
 
 import jax
 
-from jaxssl import losses
 from jaxssl.methods import base, joint_embedding
 from jaxssl.methods.base import simclr_pair
 from jaxssl.methods.joint_embedding import check_heads, mlp_heads, small_heads
+from jaxssl.ops import losses
 
 _HEADS = functools.partial(mlp_heads, projector_last_bn=True, with_predictor=True)
 _RECIPES = functools.partial(simclr_pair, strength=0.5)

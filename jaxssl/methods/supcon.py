@@ -6,10 +6,11 @@ import functools
 
 import jax.numpy as jnp
 
-from jaxssl import config_checks, losses
+from jaxssl.common import config_checks
 from jaxssl.methods import base, joint_embedding
 from jaxssl.methods.base import simclr_pair
 from jaxssl.methods.joint_embedding import check_heads, mlp_heads, small_heads
+from jaxssl.ops import losses
 
 # SupCon uses SimCLR's augmentations with jitter (0.4, 0.4, 0.4, 0.1), i.e. strength 0.5.
 _RECIPES = functools.partial(simclr_pair, strength=0.5)

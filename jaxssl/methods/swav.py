@@ -5,11 +5,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxssl import augment, config_checks, losses
+from jaxssl.common import config_checks
 from jaxssl.methods import base
 from jaxssl.methods.base import simclr_pair
 from jaxssl.methods.joint_embedding import check_heads, forward_views, mlp_heads, outputs_of, small_heads
 from jaxssl.models import PrototypeNetwork, Prototypes
+from jaxssl.ops import augment, losses
 
 
 def _model(config, encoder, axis_name, dtype):

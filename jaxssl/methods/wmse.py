@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import jax
 
-from jaxssl import augment, config_checks, losses
+from jaxssl.common import config_checks
 from jaxssl.methods import base, joint_embedding
 from jaxssl.methods.base import recipe_kwargs
 from jaxssl.methods.joint_embedding import check_heads, mlp_heads, small_heads
+from jaxssl.ops import augment, losses
 
 
 def _recipes(config):

@@ -11,9 +11,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxssl import masking
 from jaxssl.models.heads import DINOHead
 from jaxssl.models.vit import ViT
+from jaxssl.ops import masking
 
 
 class IBOTOutputs(NamedTuple):

@@ -13,14 +13,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxssl.models.vit import ViT, block_class, dense_init, on_tokens, sincos_pos_embed_2d
-from jaxssl.multiblock import MultiBlock
+from jaxssl.ops.multiblock import MultiBlock
 
 
 class Predictor(nn.Module):
   """(context tokens [N, Kc, D], context ids [N, Kc], target ids [N, T, Kt], grid) -> predictions [N, T, Kt, D].
 
   With ``context_count`` [N] and ``target_count`` (a scalar) only the first entries of each context and target
-  are real (``jaxssl.multiblock.MultiBlock``); no token attends to the padding, whose predictions are left to
+  are real (``jaxssl.ops.multiblock.MultiBlock``); no token attends to the padding, whose predictions are left to
   the loss to ignore.
 
   Attributes:
@@ -70,7 +70,7 @@ class Predictor(nn.Module):
 
 class IJEPANetwork(nn.Module):
   """The context encoder and the predictor. ``__call__(images, masks)`` -> predictions [N, T, Kt, D] of the
-  target tokens (``masks``: a ``jaxssl.multiblock.MultiBlock``); the target encoder is the EMA copy of
+  target tokens (``masks``: a ``jaxssl.ops.multiblock.MultiBlock``); the target encoder is the EMA copy of
   ``encoder`` (``target_tokens``)."""
   encoder: ViT
   predictor: Predictor

@@ -11,8 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxssl.masking import Masking
 from jaxssl.models.vit import ViT, block_class, dense_init, on_tokens, sincos_pos_embed_2d
+from jaxssl.ops.masking import Masking
 
 
 class MaskedAutoencoder(nn.Module):

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxssl import block_gather
+from jaxssl.models import block_gather
 
 Dtype = Any
 

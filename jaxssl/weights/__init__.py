@@ -112,7 +112,7 @@ def _check_shapes(module, variables: dict, image_shape: tuple, where: str) -> No
   """The imported variables against the shapes the module makes: the first difference, in one line."""
   import jax.numpy as jnp
 
-  from jaxssl.checkpoint import first_difference, shapes_by_path
+  from jaxssl.runs.checkpoint import first_difference, shapes_by_path
 
   expected = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros(image_shape), train=False))
   for collection in ("params", "batch_stats"):

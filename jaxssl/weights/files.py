@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxssl.checkpoint import CheckpointError
+from jaxssl.runs.checkpoint import CheckpointError
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".pth.tar", ".ckpt")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors")

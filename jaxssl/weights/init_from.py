@@ -66,7 +66,7 @@ def check(config) -> None:
   """Raises ConfigError naming the first ``config.model`` field that differs from the weights' architecture (or,
   continuing MAE, the ``method.decoder_*`` field that differs from the file's decoder; or the weights' one line
   where they cannot be read)."""
-  from jaxssl.config_checks import fail
+  from jaxssl.common.config_checks import fail
 
   m = config.model
   needs = architecture(m.init_from, m.init_from_arch, config_heads(config))
@@ -119,7 +119,7 @@ def starter(config, channels: int) -> Callable:
     notes += ["its blocks stacked for model.scan_layers"] * restacked
     params, fresh_fc_norm = for_global_pool(params, fresh_params)   # MAE's fine-tuning pool (main_finetune.py)
     notes += ["its final norm left out, fc_norm new: model.pool='global'"] * fresh_fc_norm
-    from jaxssl.checkpoint import first_difference, shapes_by_path
+    from jaxssl.runs.checkpoint import first_difference, shapes_by_path
 
     stats = imported.get("batch_stats", {})
     for name, mine, theirs in (("parameters", fresh_params, params),
@@ -151,7 +151,7 @@ def starter(config, channels: int) -> Callable:
 
 def _decoder(config, channels: int, fresh: dict) -> tuple[dict, str]:
   """(MAE's decoder parameters from ``model.init_from``, fitted to the run, or {}; a note)."""
-  from jaxssl.checkpoint import first_difference, shapes_by_path
+  from jaxssl.runs.checkpoint import first_difference, shapes_by_path
 
   source = config.model.init_from
   tensors = decoder_tensors(source)

@@ -2,7 +2,7 @@
 and a resumed run the same as an uninterrupted one). Shapes are static: every example keeps the same number of
 patches, so the masked encoder compiles once.
 
-Two kinds (I-JEPA's multi-block masks, drawn per batch and per example, are ``jaxssl.multiblock``):
+Two kinds (I-JEPA's multi-block masks, drawn per batch and per example, are ``jaxssl.ops.multiblock``):
 
 - MAE's random masking (He et al. 2022, arXiv:2111.06377, official ``models_mae.random_masking``);
 - BEiT's / iBOT's blockwise masks (Bao et al. 2022, arXiv:2106.08254; Zhou et al. 2022, arXiv:2111.07832,

@@ -9,10 +9,10 @@ from typing import Callable
 import jax
 import numpy as np
 
-from jaxssl.checkpoint import CheckpointError, first_difference, shapes_by_path
 from jaxssl.methods.base import Variables
 from jaxssl.models.vit import for_global_pool, to_block_layout
-from jaxssl.restore import load_config, open_checkpoints
+from jaxssl.runs.checkpoint import CheckpointError, first_difference, shapes_by_path
+from jaxssl.runs.restore import load_config, open_checkpoints
 
 
 def starter(workdir: str, step: int) -> Callable[[Variables], Variables]:

@@ -4,7 +4,7 @@
 - offline linear probe: a linear classifier on frozen features trained with optax (SGD + momentum, cosine
   schedule), with or without augmentation (random resized crop + flip), top-1 and top-5;
 - the online probe's pieces (a linear classifier on stop-gradient features trained inside the train step live in
-  ``jaxssl.train_step``; ``Evaluator.probe_accuracy`` scores it here).
+  ``jaxssl.engine.train_step``; ``Evaluator.probe_accuracy`` scores it here).
 
 ``Evaluator`` compiles the encoder's feature function once per run, so periodic evaluations do not compile
 again. ``python -m jaxssl.evaluate --workdir DIR`` (jaxssl/evaluate.py) drives this module on a saved run.
@@ -24,11 +24,11 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxssl import augment
 from jaxssl.data import Source
+from jaxssl.engine.parallel import shard_batch
+from jaxssl.engine.train_step import normalize
 from jaxssl.models import LinearProbe
-from jaxssl.parallel import shard_batch
-from jaxssl.train_step import normalize
+from jaxssl.ops import augment
 
 
 def _identity(x):

@@ -1,4 +1,4 @@
-"""The four operations ``jaxssl.workdir_lock`` needs on its lock file, made atomic where the storage allows.
+"""The four operations ``jaxssl.runs.workdir_lock`` needs on its lock file, made atomic where the storage allows.
 
 - ``create(data)``: write ``data`` only if there is no lock file; whether it was written.
 - ``read()``: ``(data, written_at, version)`` of the current file, or ``(None, None, None)`` if there is none.
@@ -25,7 +25,7 @@ import os
 import time
 from typing import Any
 
-from jaxssl.workdir import is_url
+from jaxssl.common.workdir import is_url
 
 BEST_EFFORT_PAUSE_S = 1.0
 

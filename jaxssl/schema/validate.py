@@ -11,11 +11,14 @@ from typing import Any
 
 import ml_collections
 
-from jaxssl import config_checks, data, defaults, methods, optim
-from jaxssl.augment import INTERPOLATIONS
-from jaxssl.config_checks import ConfigError, fail as _fail  # noqa: F401  (ConfigError: the public name)
+from jaxssl import data, methods
+from jaxssl.common import config_checks
+from jaxssl.common.config_checks import ConfigError, fail as _fail  # noqa: F401  (ConfigError: the public name)
 from jaxssl.models import ENCODERS
 from jaxssl.models.vit import INITS, MLPS, ViT
+from jaxssl.ops import optim
+from jaxssl.ops.augment import INTERPOLATIONS
+from jaxssl.schema import defaults
 
 POOLS = ("cls", "mean", "global")
 # model.* fields only a ViT reads; a ResNet run must leave them at the ViT's defaults.
@@ -103,7 +106,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     value = config
     for part in unknown.split("."):
       value = value[part]
-    _fail(unknown, value, "unknown config key (a typo? the schema is jaxssl/defaults.py)")
+    _fail(unknown, value, "unknown config key (a typo? the schema is jaxssl/schema/defaults.py)")
   for field, value in _leaves(config):
     if not config_checks.finite(value):
       _fail(field, value, "must be finite")
@@ -207,7 +210,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   if config.model.init_from:
     import os
 
-    from jaxssl.workdir import is_url
+    from jaxssl.common.workdir import is_url
     if is_url(config.model.init_from) or not os.path.exists(config.model.init_from):
       _fail("model.init_from", config.model.init_from, "no such weights file or folder (a timm hub folder, or a "
             ".safetensors, .npz or PyTorch file on this machine)")

@@ -4,7 +4,7 @@ as this device's shards and gathers them (``all_gather``) on entry, inside a rem
 gathered copy then lives for one block in the forward pass and is gathered again for the same block in the
 backward pass, where the transpose of the gather reduce-scatters (``psum_scatter``) that block's gradients: a
 device never holds more than one block's whole parameters and gradients at once, instead of the whole tree
-(``jaxssl.fsdp`` gathers what is outside the blocks on entry to the step, as before).
+(``jaxssl.engine.fsdp`` gathers what is outside the blocks on entry to the step, as before).
 
 Outside an FSDP step nothing here is active and a block is the plain ``Block``.
 """

@@ -1,6 +1,6 @@
 """Data parallelism over a 1-D mesh of every device of every process: the mesh, the per-device step under
-``jax.shard_map`` (or ``jax.pmap``), and the placement of the state (replicated) and of the batch (sharded over
-the batch axis ``AXIS``). The per-device step reaches the rest of the global batch only through collectives
+``jax.shard_map`` (or ``jax.pmap``), and the placement of the state (replicated; split over the devices instead
+with ``parallel.fsdp``, ``jaxssl.engine.fsdp``) and of the batch (sharded over the batch axis ``AXIS``). The per-device step reaches the rest of the global batch only through collectives
 over ``AXIS``."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import jax
 
 
 class TrainState(flax.struct.PyTreeNode):
-  """State of one training run, replicated on every device.
+  """State of one training run: replicated on every device, or split over them with ``parallel.fsdp``.
 
   Attributes:
     step: int32 scalar, optimizer steps taken.

@@ -16,7 +16,7 @@ divides stay replicated, as do the BN statistics, the method state and the onlin
    wrong.
 
 With ``per_block`` (``parallel.fsdp_per_block``, the default) the parameters of the ViT blocks stay sharded
-into the gradient half and each block gathers its own on entry (``jaxssl.block_gather``): gathered again in
+into the gradient half and each block gathers its own on entry (``jaxssl.models.block_gather``): gathered again in
 the backward pass, their gradients reduce-scattered by the gather's transpose, so one block's whole parameters
 and gradients live at a time. What is outside the blocks (patch embedding, heads, ResNets, which have no such
 blocks) is gathered on entry to the gradient half; without ``per_block`` everything is, and a device then holds
@@ -34,9 +34,9 @@ from typing import Any, NamedTuple
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxssl import block_gather
-from jaxssl.parallel import AXIS, StepFn
-from jaxssl.state import TrainState
+from jaxssl.engine.parallel import AXIS, StepFn
+from jaxssl.engine.state import TrainState
+from jaxssl.models import block_gather
 
 # Leaves with fewer elements stay replicated: gathering them costs a collective each and saves little memory.
 MIN_SIZE = 2**14
@@ -161,7 +161,7 @@ def fsdp_step(trainer, state: TrainState, mesh: Mesh, min_size: int = MIN_SIZE, 
   """The jitted training step (state, batch) -> (state, metrics) for a state placed by ``state_shardings``
   (``state`` gives the structure and shapes; it may be abstract); ``per_block``: the ViT blocks gather their
   own parameters (module docstring). The state buffer is donated."""
-  from jaxssl import train_step
+  from jaxssl.engine import train_step
 
   entry = gradient_entry(state, mesh.size, min_size, per_block)
   specs = entry.specs

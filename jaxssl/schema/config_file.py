@@ -61,5 +61,5 @@ def load(value: str) -> ml_collections.ConfigDict:
     raise ConfigFileError(f"--config={path}: get_config() returned None (a missing return?)")
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigFileError(f"--config={path}: get_config() returned a {type(config).__name__}, not an "
-                          "ml_collections.ConfigDict (start from jaxssl.defaults.get_config(method))")
+                          "ml_collections.ConfigDict (start from jaxssl.schema.defaults.get_config(method))")
   return config

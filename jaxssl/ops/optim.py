@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxssl.config_checks import fail
+from jaxssl.common.config_checks import fail
 
 CLIP_MODES = ("global", "per_parameter")
 

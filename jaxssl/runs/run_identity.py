@@ -7,7 +7,7 @@
   (``--allow_change``), e.g. ``train.num_epochs`` to extend a run. Allowed changes are recorded in
   ``config_changes.jsonl`` and ``config.json`` follows them.
 - ``check_writable``: the workdir is a directory, or can be made one, and can be written.
-- One process writes a workdir at a time: ``jaxssl.workdir_lock``.
+- One process writes a workdir at a time: ``jaxssl.runs.workdir_lock``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import ml_collections
 
-from jaxssl.workdir import is_url
+from jaxssl.common.workdir import is_url
 
 NEUTRAL = ("train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "data.prefetch", "data.workers",
            "data.cache", "data.max_bad_images", "data.read_timeout_s", "eval.", "parallel.")
@@ -52,7 +52,7 @@ def config_changes(saved: dict, config: ml_collections.ConfigDict) -> dict[str, 
   new = _flat(json.loads(config.to_json_best_effort()))      # tuples as lists, as config.json holds them
   name = saved.get("method", {}).get("name") if isinstance(saved.get("method"), dict) else None
   if name:
-    from jaxssl import defaults
+    from jaxssl.schema import defaults
 
     try:
       schema = _flat(json.loads(defaults.get_config(name).to_json_best_effort()))
@@ -74,7 +74,7 @@ def check_same_run(root, config: ml_collections.ConfigDict, allow: Iterable[str]
   known = _flat(json.loads(config.to_json_best_effort()))
   path = root / "config.json"
   saved = None
-  from jaxssl.checkpoint import has_checkpoints
+  from jaxssl.runs.checkpoint import has_checkpoints
 
   # Only a run that saved something holds the workdir: one that failed before its first checkpoint (a NaN at
   # step 1) leaves an empty checkpoints/ and a config.json that a corrected rerun replaces.
@@ -115,7 +115,7 @@ def _recorded_config(root) -> dict | None:
       return json.loads(results.read_text())["config"]
   except (OSError, ValueError, KeyError, TypeError):
     pass
-  from jaxssl.checkpoint import CheckpointError, Checkpointer, has_checkpoints
+  from jaxssl.runs.checkpoint import CheckpointError, Checkpointer, has_checkpoints
 
   if not has_checkpoints(root):
     return None

@@ -14,15 +14,15 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from jaxssl import defaults
-from jaxssl.checkpoint import CheckpointError, Checkpointer
-from jaxssl.workdir import resolve
+from jaxssl.common.workdir import resolve
+from jaxssl.runs.checkpoint import CheckpointError, Checkpointer
+from jaxssl.schema import defaults
 
 
 class Run(NamedTuple):
   config: ml_collections.ConfigDict
-  trainer: Any            # jaxssl.train_step.Trainer
-  state: Any              # jaxssl.state.TrainState, on the default device
+  trainer: Any            # jaxssl.engine.train_step.Trainer
+  state: Any              # jaxssl.engine.state.TrainState, on the default device
   meta: dict              # the checkpoint's record: evals, results so far, data position
 
 
@@ -69,7 +69,7 @@ def load_run(workdir: str, step: int | None = None, axis_name: str | None = None
   (damaged) with a warning line (and left where it is)."""
   import sys
 
-  from jaxssl.checkpoint import CheckpointMismatch
+  from jaxssl.runs.checkpoint import CheckpointMismatch
 
   config = load_config(workdir, field)
   checkpointer = open_checkpoints(workdir, field)
@@ -112,7 +112,7 @@ def load_run(workdir: str, step: int | None = None, axis_name: str | None = None
 def _restore(config, checkpointer: Checkpointer, step: int, axis_name: str | None, built: dict) -> Run:
   """Checkpoint ``step`` onto one local device. ``built`` caches the trainer and abstract state by what they
   depend on, so a second try (the first checkpoint rotated away meanwhile) reads arrays at once."""
-  from jaxssl import train_step
+  from jaxssl.engine import train_step
 
   meta = checkpointer.restore_meta(step)
   key = (int(meta["total_steps"]), int(meta.get("num_classes", 0)), int(meta.get("channels", 1)))

@@ -8,8 +8,8 @@ SHORT = {"images_per_s": "img/s", "tflops_per_device": "TFLOP/s"}
 
 
 class Progress:
-  """Prints ``[step/total] loss=... img/s=... step_s=...`` when asked (the loop asks at jaxssl.cadence's log
-  steps, with the metrics and ``jaxssl.speed.StepTimer``'s figures). Silent when not ``enabled`` (every
+  """Prints ``[step/total] loss=... img/s=... step_s=...`` when asked (the loop asks at jaxssl.engine.cadence's log
+  steps, with the metrics and ``jaxssl.engine.speed.StepTimer``'s figures). Silent when not ``enabled`` (every
   process but the first of a multi-process run, whose line would repeat the first's)."""
 
   def __init__(self, total: int, stream=None, enabled: bool = True):

@@ -3,7 +3,7 @@
 - orbax warns "Metadata file does not exist" when it looks for optional step metadata (_CHECKPOINT_METADATA)
   that jaxssl's layout does not write; on a healthy resume a user reads it as damage.
 - A failed background write (a full disk, a lost bucket) is logged by orbax at ERROR, with its traceback, from
-  each thread it passes through (4 records for one full disk), while ``jaxssl.checkpoint.Checkpointer`` reports
+  each thread it passes through (4 records for one full disk), while ``jaxssl.runs.checkpoint.Checkpointer`` reports
   the same failure as one line (``CheckpointError``). Those records are dropped unless the user asked for
   orbax's log (``--verbosity=0``, which sets absl's level to INFO).
 - After such a failure orbax closes its event loop while TensorStore still holds pending writes; each one then

@@ -2,7 +2,7 @@
 
 The lock file is one JSON object, ``{"host", "pid", "job", "token", "since", "beat"}``:
 
-- It is created atomically (``jaxssl.lock_store``): locally a private file is hard-linked to ``lock`` (``link``
+- It is created atomically (``jaxssl.runs.lock_store``): locally a private file is hard-linked to ``lock`` (``link``
   fails if ``lock`` exists, so of two runs started at the same instant exactly one gets it, and a reader never
   sees a half-written lock); on ``gs://`` by an upload that Cloud Storage refuses if the object exists, with the
   heartbeat's rewrite and a takeover's delete conditional on the generation read. Other object stores have no
@@ -31,8 +31,8 @@ import threading
 import time
 import uuid
 
-from jaxssl import lock_store
-from jaxssl.run_identity import WorkdirError
+from jaxssl.runs import lock_store
+from jaxssl.runs.run_identity import WorkdirError
 
 HEARTBEAT_S = 30.0
 STALE_S = 300.0

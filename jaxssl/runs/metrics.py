@@ -23,11 +23,11 @@ def _record(line: str) -> dict | None:
 
 
 class MetricsWriter:
-  """Appends step metrics and evaluations to ``workdir/metrics.jsonl`` (local or a URL, ``jaxssl.workdir``); on
+  """Appends step metrics and evaluations to ``workdir/metrics.jsonl`` (local or a URL, ``jaxssl.common.workdir``); on
   resume, drops the lines of steps after the checkpoint. ``history()`` reads the training lines back."""
 
   def __init__(self, workdir: str, enabled: bool = True, resume_step: int = 0):
-    from jaxssl.workdir import LineLog, Mirror, resolve
+    from jaxssl.common.workdir import LineLog, Mirror, resolve
 
     self.enabled = enabled
     self.path = resolve(workdir) / "metrics.jsonl"

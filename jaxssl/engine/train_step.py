@@ -2,7 +2,8 @@
 
 augment -> the method's loss (which runs the method's model: encoder, heads, decoder) -> gradients averaged over
 ``AXIS`` -> optax update -> EMA target -> method state -> online probe. It sees this device's share of the
-global batch; ``jaxssl.parallel`` maps it over the devices. It never names a method: everything method-specific comes through ``Method``.
+global batch; ``jaxssl.engine.parallel`` maps it over the devices. It never names a method: everything
+method-specific comes through ``Method``.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxssl import augment, methods, optim
-from jaxssl.cadence import Cadence
+from jaxssl import methods
 from jaxssl.data.host_crops import view_key
+from jaxssl.engine.cadence import Cadence
+from jaxssl.engine.parallel import AXIS, Batch, StepFn
+from jaxssl.engine.state import TrainState, ema_update, target_subtree
 from jaxssl.methods.base import Method, StepInputs, Variables, init_model, stream
 from jaxssl.models import LinearProbe, make_encoder
-from jaxssl.parallel import AXIS, Batch, StepFn
-from jaxssl.state import TrainState, ema_update, target_subtree
+from jaxssl.ops import augment, optim
 
 
 class Trainer(NamedTuple):

@@ -1,7 +1,7 @@
 """Checkpoints with orbax: the whole train state plus a small JSON record (data position, step, config name).
 
 Layout: ``WORKDIR/checkpoints/STEP/{state,meta}``, the last ``keep`` kept, WORKDIR local or a URL
-(``jaxssl.workdir``). orbax writes each step to a temporary directory and renames it when complete, so a run
+(``jaxssl.common.workdir``). orbax writes each step to a temporary directory and renames it when complete, so a run
 killed mid-save leaves the previous checkpoint intact; a restore always reads a finished one.
 
 Saving is asynchronous: ``save`` returns once the state is copied off the accelerator, and the files are
@@ -26,8 +26,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxssl import orbax_noise
-from jaxssl.workdir import resolve
+from jaxssl.common.workdir import resolve
+from jaxssl.runs import orbax_noise
 
 MANIFEST = "files.json"
 

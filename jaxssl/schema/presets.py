@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from jaxssl import defaults
 from jaxssl.methods import dino
+from jaxssl.schema import defaults
 
 
 def vit_small_imagenet(config: ml_collections.ConfigDict,

@@ -1,0 +1,1 @@
+"""Helpers every layer may use: config errors, run directories, the console, XLA flags, argparse."""

@@ -1,0 +1,1 @@
+"""Pure functions on arrays: losses, masks, augmentation, mixing, RandAugment, the optimizer."""

@@ -1,0 +1,1 @@
+"""The config schema and its defaults, shared presets, validation, config files."""
