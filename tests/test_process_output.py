@@ -10,7 +10,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHILD = """
 import os, sys
-from jaxssl import process_output
+from jaxssl.common import process_output
 process_output.filter_stdout({index}, {count})
 print("step 1: loss 3.2", flush=True)
 os.write(1, b"[Gloo] Rank {index} is connected to 1 peer ranks. Expected number of connected peer ranks is : 1\\n")

@@ -157,7 +157,7 @@ def test_every_config_loads_from_any_directory(tmp_path):
   paths = sorted(p for p in glob.glob(os.path.join(root, "configs", "*.py"))
                  if not os.path.basename(p).startswith("_"))
   code = ("import importlib.util, sys\n"
-          "from jaxssl import validate\n"
+          "from jaxssl.schema import validate\n"
           "for path in sys.argv[1:]:\n"
           "  spec = importlib.util.spec_from_file_location('config', path)\n"
           "  module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
