@@ -118,7 +118,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   another config is refused (``jaxssl.runs.run_identity``) unless the differing fields are in ``allow_change``; a
   finished run returns its results without training or evaluating again.
   """
-
   validate.validate(config, num_devices=jax.device_count())
   run_identity.check_writable(workdir)
   root = resolve(workdir)
@@ -217,7 +216,6 @@ def make_step(config: ml_collections.ConfigDict, trainer, state, mesh):
 def _compiled_step(step_fn, state, batch, global_batch: int, step: int):
   """The step compiled ahead of time for this state and batch (the loop's one compilation), and a StepTimer
   with its FLOPs per device and the device's peak; prints what speed figures the log will carry."""
-
   compiled = step_fn.lower(state, batch).compile()
   flops = speed.flops_per_device(compiled)
   kind = jax.devices()[0].device_kind
@@ -247,7 +245,6 @@ def start_from(config: ml_collections.ConfigDict, channels: int):
 def warm_start(trainer, state, starter):
   """The fresh state with the variables ``starter`` (``start_from``'s) makes of it, its optimizer state and EMA
   target started from them."""
-
   # On the host: arrays restored onto one local device would need a cross-host transfer to be replicated.
   variables = jax.device_get(starter(Variables(state.params, state.batch_stats)))
   return with_variables(trainer, state, variables.params, variables.batch_stats)
@@ -258,7 +255,6 @@ def warm_start_sharded(config: ml_collections.ConfigDict, trainer, state, mesh, 
   are read on the host, each device receives only its shards of them (``make_array_from_callback``, so in
   every process only its own devices' slices are sent), and the optimizer state and EMA target are made from
   them where they live (jitted with the state's shardings as outputs). No device holds the whole state."""
-
   variables = starter(Variables(state.params, state.batch_stats))
   shardings = state_shardings(config, state, mesh)
 
@@ -296,7 +292,6 @@ class _Setup(NamedTuple):
 
 def _run_in(setup: _Setup, preemption: _Preemption) -> dict[str, float]:
   """The run proper, with the workdir locked: restore, train, evaluate, write results."""
-
   (root, workdir, config, dataset, mesh, trainer, state, total_steps, steps_per_epoch, num_classes, channels,
    changes, allow_size_change, lock) = setup
 
@@ -558,7 +553,6 @@ DIVERGED_GROWTH = 100.0
 def _divergence_note(checkpointer, initial: float | None) -> str:
   """After a non-finite step: whether the newest checkpoint had already diverged (its largest parameter
   ``DIVERGED_GROWTH`` times the initial one), and then which kept checkpoint to resume from instead and how."""
-
   if not initial:
     return ""
   try:

@@ -78,3 +78,16 @@ def test_an_encoder_alone_starts_mae_with_a_new_decoder(capsys):
   _started(config, 3)
   out = capsys.readouterr().out
   assert "init_from: encoder from " in out and "no MAE decoder in it: the decoder starts new" in out
+
+
+def test_a_decoder_that_fits_no_patch_of_the_run_is_one_line():
+  from jaxssl.weights import files, mae_decoder, official
+  from jaxssl.weights.files import WeightsError
+
+  decoder = official.mae_decoder(files.read(CHECKPOINT)[0], CHECKPOINT)
+  with pytest.raises(WeightsError, match=r"checkpoint.pth: decoder_pred has 48 outputs, which are no whole number "
+                                         r"of channels of 5x5 patches \(model.patch_size=5\)$"):
+    mae_decoder.to_jaxssl(decoder, CHECKPOINT, 1, 5)
+  with pytest.raises(WeightsError, match=r"checkpoint.pth: its decoder predicts 3-channel patches and these images "
+                                         r"have 2$"):
+    mae_decoder.to_jaxssl(decoder, CHECKPOINT, 2, 4)

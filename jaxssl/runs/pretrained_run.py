@@ -6,12 +6,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-import jax
-import numpy as np
-
 from jaxssl.methods.base import Variables
-from jaxssl.models.vit import for_global_pool, to_block_layout
-from jaxssl.runs.checkpoint import CheckpointError, first_difference, shapes_by_path
+from jaxssl.runs.checkpoint import CheckpointError
+from jaxssl.runs.encoder_start import fit_layout, with_encoder
 from jaxssl.runs.restore import load_config, open_checkpoints
 
 
@@ -40,22 +37,8 @@ def encoder_from_run(variables: Variables, workdir: str, step: int) -> Variables
   params, stats = parts.get("params/encoder"), parts.get("batch_stats/encoder", {})
   if params is None:
     raise CheckpointError(f"{where}: its model has no 'encoder' parameters")
-  params, restacked = to_block_layout(params, variables.params["encoder"])
-  params, fresh_fc_norm = for_global_pool(params, variables.params["encoder"])
-  for name, mine, theirs in (("parameters", variables.params["encoder"], params),
-                             ("BatchNorm statistics", variables.batch_stats.get("encoder", {}), stats)):
-    difference = first_difference(shapes_by_path(theirs), shapes_by_path(mine))
-    if difference:
-      raise CheckpointError(f"{where}: its encoder's {name} do not fit this config's encoder ({difference}); "
-                            "fine-tune with the pretrained run's model fields")
-  notes = [f"its blocks {'stacked for' if 'blocks' in params else 'unstacked from'} model.scan_layers"] * restacked
-  notes += ["its final norm left out, fc_norm new: model.pool='global'"] * fresh_fc_norm
+  params, notes = fit_layout(params, variables.params["encoder"])
+  started = with_encoder(variables, params, stats, where, "; fine-tune with the pretrained run's model fields")
   print(f"fine-tuning: encoder from {workdir} at step {saved_step}"
         + (f" ({'; '.join(notes)})" if notes else ""), flush=True)
-  # On the host, in the fresh trees' structure (the shapes were just compared path by path).
-  as_fresh = lambda fresh, saved: jax.tree.map(lambda _, x: np.asarray(x), fresh, saved)
-  new_params = {**variables.params, "encoder": as_fresh(variables.params["encoder"], params)}
-  new_stats = dict(variables.batch_stats)
-  if stats:
-    new_stats["encoder"] = as_fresh(variables.batch_stats["encoder"], stats)
-  return Variables(new_params, new_stats)
+  return started

@@ -61,6 +61,13 @@ def load(source: str, num_heads: int | None = None, arch: str | None = None, poo
       DINO's ``teacher``; ``jaxssl.weights.official``).
   """
   contents, config = files.read(source)
+  return from_contents(contents, config, source, num_heads, arch, pool, image_size, part, default_heads)
+
+
+def from_contents(contents: Any, config: dict | None, source: str, num_heads: int | None = None,
+                  arch: str | None = None, pool: str | None = None, image_size: int | None = None,
+                  part: str | None = None, default_heads: int | None = None):
+  """``load`` of what ``files.read(source)`` gave: the file's contents and its folder's config.json."""
   if transformers_vit.is_transformers(config):             # a transformers folder: its own names
     tensors, config = transformers_vit.to_timm(contents, config, source)
   elif isinstance(contents, dict) and flax_vit.is_flax_vit(contents):   # big_vision's or the ViT paper's npz
@@ -145,12 +152,11 @@ def export(module, variables: dict, out: str, channels: int, format: str = "timm
   if os.path.exists(out):
     raise WeightsError(f"{out} exists: export writes a new {'file' if format == 'npz' else 'folder'} (remove it, "
                        "or name another)")
+  timm_tensors = timm_vit.from_jaxssl(jax.device_get(variables)["params"], module, class_position=True)
   if format == "npz":
-    timm_tensors = timm_vit.from_jaxssl(jax.device_get(variables)["params"], module, class_position=True)
     arrays = flax_vit.from_timm(timm_tensors, module)           # WeightsError before anything is written
     np.savez(out, **arrays)
     return out
-  timm_tensors = timm_vit.from_jaxssl(jax.device_get(variables)["params"], module, class_position=True)
   tensors, config = transformers_vit.from_timm(timm_tensors, module, channels)
   os.makedirs(out)
   files.write_safetensors(tensors, os.path.join(out, "model.safetensors"))

@@ -14,18 +14,24 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import jax
 import numpy as np
 
 from jaxssl.weights import adapt, mae_decoder
 from jaxssl.weights.files import WeightsError
 
 
-def _load(config) -> tuple[Any, dict]:
+def _read(config) -> tuple[Any, dict, dict[str, np.ndarray]]:
+  """(module, variables) of the encoder in ``model.init_from`` and, for MAE, the official checkpoint's decoder
+  tensors (empty where it has none), from one read of the file."""
   from jaxssl import weights
+  from jaxssl.weights import files, official
 
   m = config.model
-  return weights.load(m.init_from, arch=m.init_from_arch or None, default_heads=config_heads(config))
+  contents, folder_config = files.read(m.init_from)
+  module, variables = weights.from_contents(contents, folder_config, m.init_from, arch=m.init_from_arch or None,
+                                            default_heads=config_heads(config))
+  wants_decoder = "decoder_dim" in config.method and isinstance(contents, dict)
+  return module, variables, official.mae_decoder(contents, m.init_from) if wants_decoder else {}
 
 
 def config_heads(config) -> int | None:
@@ -40,10 +46,14 @@ def architecture(source: str, arch: str = "", default_heads: int | None = None) 
   """The ``config.model`` fields of the encoder in ``source`` (raises WeightsError where jaxssl names no such
   encoder); ``default_heads``: the heads where the weights do not say theirs."""
   from jaxssl import weights
+
+  return _fields(weights.load(source, arch=arch or None, default_heads=default_heads)[0], source)
+
+
+def _fields(module, source: str) -> dict[str, Any]:
   from jaxssl.models import VITS
   from jaxssl.models.resnet import ResNet
 
-  module, _ = weights.load(source, arch=arch or None, default_heads=default_heads)
   if isinstance(module, ResNet):
     layouts = {("BottleneckBlock", (3, 4, 6, 3)): "resnet50", ("BasicBlock", (2, 2, 2, 2)): "resnet18"}
     name = layouts.get((module.block.__name__, tuple(module.stage_sizes)))
@@ -69,37 +79,29 @@ def check(config) -> None:
   from jaxssl.common.config_checks import fail
 
   m = config.model
-  needs = architecture(m.init_from, m.init_from_arch, config_heads(config))
-  for field, value in needs.items():
+  module, _, decoder = _read(config)
+  for field, value in _fields(module, m.init_from).items():
     mine = m[field]
     # LayerScale's value is only its start: the weights bring their own; whether there is one must agree.
     if (bool(mine) != bool(value)) if field == "layer_scale" else (mine != value):
       fail(f"model.{field}", mine, f"the weights in model.init_from={m.init_from!r} have {value!r}: set it (python "
            "-m jaxssl.finetune --pretrained WEIGHTS sets them all)")
-  if "decoder_dim" in config.method:
-    decoder = decoder_tensors(m.init_from)
-    for field, value in (mae_decoder.fields(decoder) if decoder else {}).items():
-      if config.method[field] != value:
-        fail(f"method.{field}", config.method[field], f"the MAE decoder in model.init_from={m.init_from!r} has "
-             f"{value}: set it, or start from the encoder alone (python -m jaxssl.export it to timm first)")
-
-
-def decoder_tensors(source: str) -> dict[str, np.ndarray]:
-  """MAE's decoder in the official checkpoint ``source`` (empty where it has none)."""
-  from jaxssl.weights import files, official
-
-  contents, _ = files.read(source)
-  return official.mae_decoder(contents, source) if isinstance(contents, dict) else {}
+  for field, value in (mae_decoder.fields(decoder) if decoder else {}).items():
+    if config.method[field] != value:
+      fail(f"method.{field}", config.method[field], f"the MAE decoder in model.init_from={m.init_from!r} has "
+           f"{value}: set it, or start from the encoder alone (python -m jaxssl.export it to timm first)")
 
 
 def starter(config, channels: int) -> Callable:
   """Variables -> the same with the encoder's parameters and BatchNorm statistics from ``model.init_from``,
   fitted to the run (the trainer's warm start of a new run, ``jaxssl.train.start_from``)."""
   from jaxssl.methods.base import Variables
-  from jaxssl.models.vit import for_global_pool, to_block_layout
+  from jaxssl.runs.encoder_start import as_fresh, fit_layout, with_encoder
+
+  source = config.model.init_from
 
   def start(variables: Variables) -> Variables:
-    module, imported = _load(config)
+    module, imported, decoder_tensors = _read(config)
     fresh_params = variables.params["encoder"]
     params = dict(imported["params"])
     notes = []
@@ -115,49 +117,33 @@ def starter(config, channels: int) -> Callable:
     if kernel.shape[-2] != channels:
       params[first] = {**params[first], "kernel": adapt.adapt_channels(kernel, channels)}
       notes.append(f"its first convolution fitted from {kernel.shape[-2]} channels to {channels}")
-    params, restacked = to_block_layout(params, fresh_params)
-    notes += ["its blocks stacked for model.scan_layers"] * restacked
-    params, fresh_fc_norm = for_global_pool(params, fresh_params)   # MAE's fine-tuning pool (main_finetune.py)
-    notes += ["its final norm left out, fc_norm new: model.pool='global'"] * fresh_fc_norm
-    from jaxssl.runs.checkpoint import first_difference, shapes_by_path
-
-    stats = imported.get("batch_stats", {})
-    for name, mine, theirs in (("parameters", fresh_params, params),
-                               ("BatchNorm statistics", variables.batch_stats.get("encoder", {}), stats)):
-      difference = first_difference(shapes_by_path(theirs), shapes_by_path(mine))
-      if difference:
-        raise WeightsError(f"config.model.init_from={config.model.init_from!r}: its encoder's {name} do not fit "
-                           f"this config's encoder ({difference})")
-    as_fresh = lambda fresh, loaded: jax.tree.map(lambda _, x: np.asarray(x), fresh, loaded)  # noqa: E731
-    new_params = {**variables.params, "encoder": as_fresh(fresh_params, params)}
+    params, fitted = fit_layout(params, fresh_params)       # MAE's fine-tuning pool too (main_finetune.py)
+    notes += fitted
+    started = with_encoder(variables, params, imported.get("batch_stats", {}), f"config.model.init_from={source!r}",
+                           error=WeightsError)
     what = "encoder"
     if "decoder_embed" in variables.params:                  # MAE: its decoder too, where the file has one
-      decoder, note = _decoder(config, channels, variables.params)
+      decoder, note = _decoder(decoder_tensors, source, channels, config.model.patch_size, variables.params)
       notes += [note] if note else []
       if decoder:
-        new_params.update(as_fresh({k: variables.params[k] for k in decoder}, decoder))
+        started = Variables({**started.params, **as_fresh({k: variables.params[k] for k in decoder}, decoder)},
+                            started.batch_stats)
         what = "encoder and MAE decoder"
       else:
         notes.append("no MAE decoder in it: the decoder starts new")
-    print(f"init_from: {what} from {config.model.init_from}" + (f" ({'; '.join(notes)})" if notes else ""),
-          flush=True)
-    new_stats = dict(variables.batch_stats)
-    if stats:
-      new_stats["encoder"] = as_fresh(variables.batch_stats["encoder"], stats)
-    return Variables(new_params, new_stats)
+    print(f"init_from: {what} from {source}" + (f" ({'; '.join(notes)})" if notes else ""), flush=True)
+    return started
 
   return start
 
 
-def _decoder(config, channels: int, fresh: dict) -> tuple[dict, str]:
-  """(MAE's decoder parameters from ``model.init_from``, fitted to the run, or {}; a note)."""
+def _decoder(tensors: dict, source: str, channels: int, patch_size: int, fresh: dict) -> tuple[dict, str]:
+  """(MAE's decoder parameters from the official checkpoint's ``tensors``, fitted to the run, or {}; a note)."""
   from jaxssl.runs.checkpoint import first_difference, shapes_by_path
 
-  source = config.model.init_from
-  tensors = decoder_tensors(source)
   if not tensors:
     return {}, ""
-  params, note = mae_decoder.to_jaxssl(tensors, source, channels)
+  params, note = mae_decoder.to_jaxssl(tensors, source, channels, patch_size)
   difference = first_difference(shapes_by_path(params), shapes_by_path({k: fresh[k] for k in fresh if k != "encoder"}))
   if difference:
     raise WeightsError(f"config.model.init_from={source!r}: its MAE decoder does not fit this config's "

@@ -21,9 +21,10 @@ def fields(decoder: dict[str, np.ndarray]) -> dict[str, int]:
   return {"decoder_dim": int(decoder["decoder_embed.weight"].shape[0]), "decoder_depth": depth}
 
 
-def to_jaxssl(decoder: dict[str, np.ndarray], where: str, channels: int) -> tuple[dict, str]:
-  """(the decoder's jaxssl parameters, a note: what was fitted). ``channels``: the run's images'; a decoder
-  that predicts 3-channel patches predicts a 1-channel run's as the mean of its three channels' predictions."""
+def to_jaxssl(decoder: dict[str, np.ndarray], where: str, channels: int, patch_size: int) -> tuple[dict, str]:
+  """(the decoder's jaxssl parameters, a note: what was fitted). ``channels`` and ``patch_size``: the run's; a
+  decoder that predicts 3-channel patches predicts a 1-channel run's as the mean of its three channels'
+  predictions."""
   from jaxssl.models.vit import sincos_pos_embed_2d
   from jaxssl.weights.timm_vit import block_params
 
@@ -45,9 +46,13 @@ def to_jaxssl(decoder: dict[str, np.ndarray], where: str, channels: int) -> tupl
   take.refuse_left("MAE decoder")
   note = ""
   pred = params["decoder_pred"]
-  source_channels = pred["kernel"].shape[1] // _patch_area(pred["kernel"].shape[1], channels, where)
+  outputs, area = pred["kernel"].shape[1], patch_size * patch_size
+  if outputs % area:
+    raise WeightsError(f"{where}: decoder_pred has {outputs} outputs, which are no whole number of channels of "
+                       f"{patch_size}x{patch_size} patches (model.patch_size={patch_size})")
+  source_channels = outputs // area
   if source_channels != channels:
-    if channels != 1:
+    if channels != 1 or source_channels != 3:
       raise WeightsError(f"{where}: its decoder predicts {source_channels}-channel patches and these images have "
                          f"{channels}")
     # Rows are (row in patch, column in patch, channel): the channels are the last, fastest axis.
@@ -56,12 +61,3 @@ def to_jaxssl(decoder: dict[str, np.ndarray], where: str, channels: int) -> tupl
     note = f"its decoder's predictions of {source_channels} channels averaged into 1"
   return params, note
 
-
-def _patch_area(outputs: int, channels: int, where: str) -> int:
-  """The pixels of a patch, from the decoder's outputs (p * p * C for C of 3 or the run's channels)."""
-  for c in (channels, 3, 1):
-    side = round((outputs / c) ** 0.5) if outputs % c == 0 else 0
-    if side and side * side * c == outputs:
-      return side * side
-  raise WeightsError(f"{where}: decoder_pred has {outputs} outputs, which are no square patch of {channels} or 3 "
-                     "channels")
