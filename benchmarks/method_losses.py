@@ -24,7 +24,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 import jax                          # noqa: E402
 import numpy as np                  # noqa: E402
 
-from jaxssl import data, methods
+from jaxssl import data, tasks
 from jaxssl.engine import parallel, train_step  # noqa: E402
 from tiny import tiny_config        # noqa: E402  (tests/tiny.py)
 
@@ -54,7 +54,7 @@ def main() -> int:
   parser.add_argument("--out", default="", help="write the figures to this JSON file")
   parser.add_argument("--compare", default="", help="a JSON file of an earlier run: print the differences")
   args = parser.parse_args()
-  names = args.methods.split(",") if args.methods else methods.names()
+  names = args.methods.split(",") if args.methods else tasks.names()
   results = {name: run_method(name, args.steps) for name in names}
   if args.out:
     pathlib.Path(args.out).write_text(json.dumps(results, indent=1))

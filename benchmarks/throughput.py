@@ -100,12 +100,12 @@ def jaxssl_augment(method: str, model: str, steps: int, batch: int) -> dict:
   import jax
   import numpy as np
 
-  from jaxssl import methods
+  from jaxssl import tasks
   from jaxssl.ops import augment
 
   config = _config(method, model, "auto", batch, "float32")
   size, channels, _ = MODELS[model]
-  recipes = tuple(methods.get(config).recipes(config))
+  recipes = tuple(tasks.get(config).recipes(config))
   images = jax.random.randint(jax.random.key(0), (batch, size, size, channels), 0, 256).astype(np.uint8)
   make = jax.jit(lambda keys, images: augment.views(keys, images, recipes))
   keys = jax.random.split(jax.random.key(1), batch)

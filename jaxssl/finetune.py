@@ -9,7 +9,7 @@ same encoder trained from scratch with the same recipe and budget (``--from scra
     python -m jaxssl.finetune --config configs/finetune.py --pretrained runs/vicreg --workdir runs/vicreg_ft \\
         --scratch_workdir runs/vicreg_scratch          # both, then their top-1s side by side
 
-A fine-tuning run is a run of the ``classifier`` method (``jaxssl/methods/classifier.py``) on the same loop as
+A fine-tuning run is a run of the ``classifier`` task (``jaxssl/tasks/classifier.py``) on the same loop as
 pretraining: its own workdir, checkpoints and exact resume, SIGTERM, the NaN guard, run identity and lock,
 metrics and results.json (test top-1 / top-5). The encoder's architecture and the data's normalisation come from
 the pretrained run's config (``ARCHITECTURE``), so the weights fit and the from-scratch baseline is the same

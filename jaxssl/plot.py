@@ -79,10 +79,10 @@ def plot_views(config, dataset, path: str, pairs: int = 8, seed: int = 0) -> Non
   normalisation)."""
   import jax
 
-  from jaxssl import methods
+  from jaxssl import tasks
   from jaxssl.ops import augment
 
-  recipes = methods.get(config).recipes(config)
+  recipes = tasks.get(config).recipes(config)
   images, _ = dataset.train.read_substituted(np.arange(min(pairs, len(dataset.train))))
   keys = jax.random.split(jax.random.key(seed), len(images))
   views = [np.asarray(v) for v in augment.views(keys, images, recipes)]
@@ -141,9 +141,10 @@ def plot_embedding(run, dataset, path: str, max_points: int = 2000, seed: int = 
   plt.close(fig)
 
 
-def plot_reconstructions(run, dataset, path: str, count: int = 8, seed: int = 0) -> None:
+def plot_reconstructions(run, dataset, reconstruct, path: str, count: int = 8, seed: int = 0) -> None:
   """``count`` test images: the original, the masked input (removed patches grey) and the reconstruction with
-  the visible patches pasted in, from the latest checkpoint, masks drawn as in training."""
+  the visible patches pasted in, from the latest checkpoint, masks drawn as in training (``reconstruct``: the
+  method's ``jaxssl.methods.base.ReconstructFn``)."""
   import jax
 
   from jaxssl.engine.train_step import normalize
@@ -156,8 +157,8 @@ def plot_reconstructions(run, dataset, path: str, count: int = 8, seed: int = 0)
   x = jax.vmap(lambda im: augment.crop_and_resize(im, 0.0, 0.0, im.shape[0], im.shape[1], size))(
       augment.to_float(jax.numpy.asarray(images)))
   keys = jax.random.split(jax.random.key(seed), len(images))
-  removed, rebuilt = trainer.method.reconstruct(trainer.model, Variables(run.state.params, run.state.batch_stats),
-                                                normalize(trainer, x), keys)
+  removed, rebuilt = reconstruct(trainer.model, Variables(run.state.params, run.state.batch_stats),
+                                 normalize(trainer, x), keys)
   mean, std = np.asarray(run.config.data.mean), np.asarray(run.config.data.std)
   original = np.asarray(x)
   masked = np.where(np.asarray(removed) > 0, 0.5, original)
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="checkpoint step (default: the newest that can be read)")
   args = parser.parse_for_jax(argv)
 
-  from jaxssl import data
+  from jaxssl import data, tasks
   from jaxssl.runs.checkpoint import CheckpointError
   from jaxssl.runs.restore import load_config, load_run
 
@@ -202,9 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     plot_views(config, dataset, written[1])
     if dataset.test is not None:
       plot_embedding(run, dataset, written[2], max_points=args.points)
-      if run.trainer.method.reconstruct is not None:
+      reconstruct = tasks.reconstruction(run.config)
+      if reconstruct is not None:
         written.append(str(out / "reconstruction.png"))
-        plot_reconstructions(run, dataset, written[-1])
+        plot_reconstructions(run, dataset, reconstruct, written[-1])
     else:
       written.pop()
   except OSError as e:

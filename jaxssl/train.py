@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxssl import data, methods
+from jaxssl import data, tasks
 from jaxssl.common.config_checks import fail
 from jaxssl.common.progress import Progress
 from jaxssl.common.workdir import resolve
@@ -124,12 +124,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   changes = run_identity.check_same_run(root, config, allow_change, workdir)   # before minutes of data loading
   dataset = dataset or data.load(config.data)   # raises DataError before the workdir is touched
   data.check_against_config(dataset, config)
-  method = methods.get(config)
+  method = tasks.get(config)
   if method.needs_labels and not dataset.train.labeled:
     raise data.DataError(f"config.method.name={config.method.name!r} needs labels, but "
                          f"config.data.train_split={config.data.train_split!r} has none")
-  if method.num_classes and method.num_classes != dataset.num_classes:
-    raise data.DataError(f"config.method.num_classes={method.num_classes}: the {config.method.name!r} model "
+  classes = tasks.classes(config)
+  if classes and classes != dataset.num_classes:
+    raise data.DataError(f"config.method.num_classes={classes}: the {config.method.name!r} model "
                          f"predicts that many classes, but the data has {dataset.num_classes}")
   evaluates = dataset.eval_train is not None and dataset.test is not None
   asked = {"eval.knn_at_init": config.eval.knn_at_init, "eval.every_epochs": config.eval.every_epochs > 0,

@@ -1,4 +1,4 @@
-"""Fine-tuning (jaxssl/methods/classifier.py, jaxssl/finetune.py, jaxssl/ops/mixing.py) and the label subset
+"""Fine-tuning (jaxssl/tasks/classifier.py, jaxssl/finetune.py, jaxssl/ops/mixing.py) and the label subset
 (jaxssl/data/label_subset.py)."""
 
 import os

@@ -15,12 +15,13 @@ LAYERS = [
     ("data", 2, {"data"}),
     ("models", 2, {"models"}),
     ("methods", 3, {"methods"}),
-    ("schema", 4, {"schema"}),
-    ("engine", 5, {"engine"}),
-    ("runs", 6, {"runs", "weights"}),
-    ("loop", 7, {"train"}),
+    ("tasks", 4, {"tasks"}),
+    ("schema", 5, {"schema"}),
+    ("engine", 6, {"engine"}),
+    ("runs", 7, {"runs", "weights"}),
+    ("loop", 8, {"train"}),
     # the entry points, the package itself, and the old names kept as the same modules (jaxssl.losses, ...)
-    ("entry points", 8, {"", "main", "finetune", "evaluate", "export", "plot", "losses", "defaults",
+    ("entry points", 9, {"", "main", "finetune", "evaluate", "export", "plot", "losses", "defaults",
                          "config_checks", "augment"}),
 ]
 

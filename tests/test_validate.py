@@ -2,7 +2,7 @@
 
 import pytest
 
-from jaxssl import methods
+from jaxssl import tasks
 from jaxssl.schema import defaults as common
 from jaxssl.schema import validate
 
@@ -119,8 +119,8 @@ def test_drop_path_is_refused_for_methods_that_give_the_encoder_no_keys():
 
 
 def test_defaults_of_every_method_are_valid():
-  from jaxssl import methods
-  for name in methods.names():
+  from jaxssl import tasks
+  for name in tasks.names():
     validate.validate(common.get_config(name), num_devices=8)
 
 
@@ -139,9 +139,9 @@ def test_validate_names_no_method():
   import re
   from jaxssl.schema import validate as module
   code = re.sub(r'"""(.|\n)*?"""', "", inspect.getsource(module))     # docstrings may give examples
-  method_fields = {f for name in methods.names() for f in methods.defaults(name)}
+  method_fields = {f for name in tasks.names() for f in tasks.defaults(name)}
   method_fields -= {"name"}
-  for word in sorted(set(methods.names()) | method_fields):
+  for word in sorted(set(tasks.names()) | method_fields):
     assert not re.search(rf"\b{word}\b", code), word
 
 

@@ -1,6 +1,6 @@
 """A tiny config (synthetic 16x16 images, the method's own small heads and sizes) for fast trainer tests."""
 
-from jaxssl import methods
+from jaxssl import tasks
 from jaxssl.schema import defaults
 
 
@@ -13,4 +13,4 @@ def tiny_config(method: str, batch_size: int = 16):
   config.train.num_steps = 3
   config.optim.warmup_steps = 1
   config.eval.batch_size = 64
-  return defaults.override(config, methods.small(method, batch_size))
+  return defaults.override(config, tasks.small(method, batch_size))

@@ -24,6 +24,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxssl import tasks
 from jaxssl.data import Source
 from jaxssl.engine.parallel import shard_batch
 from jaxssl.engine.train_step import normalize
@@ -345,7 +346,7 @@ class Evaluator:
     """kNN accuracy, the online probe's test accuracy (when there is one) and, with ``linear``, the offline
     linear probe's top-1/top-5, from one pass of the encoder over the eval splits. A classifier
     (``Method.num_classes``) is scored by its own logits instead (``top1``, ``top5``)."""
-    if self.trainer.method.num_classes:
+    if tasks.classes(self.trainer.config):
       return self.classifier_accuracy(state, dataset)
     features = self.features(state, dataset)
     out = {"knn_accuracy": self.knn_accuracy(state, dataset, features)}

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxssl import methods
+from jaxssl import tasks
 from jaxssl.data.host_crops import view_key
 from jaxssl.engine.cadence import Cadence
 from jaxssl.engine.parallel import AXIS, Batch, StepFn
@@ -53,7 +53,7 @@ def build(config: ml_collections.ConfigDict, total_steps: int, axis_name: str | 
   """Builds the method, its model (BN synchronised over ``axis_name``), optimizer and view recipes; with
   ``num_classes`` > 0 and ``config.eval.online_probe`` also the online linear probe and its optimizer (unless
   the method says why it cannot feed one: ``Method.no_online_probe``)."""
-  method = methods.get(config)
+  method = tasks.get(config)
   dtype = _dtype(config.model.compute_dtype)
   encoder = make_encoder(config.model, config.augment.size, axis_name, dtype)
   model = method.make_model(config, encoder, axis_name, dtype)

@@ -1,7 +1,8 @@
 """Registry of self-supervised methods: name -> module with make(config), defaults() and check(config), and
-optionally config_defaults(), check_devices(config, num_devices) and small(batch_size) (the tests' overrides;
-the contract in ``jaxssl.methods.base``). Adding a method is a module here, a config in
-configs/ and one line below."""
+optionally config_defaults(), check_devices(config, num_devices), small(batch_size) (the tests' overrides) and
+reconstruction(config) (masked methods that predict pixels: the picture ``python -m jaxssl.plot`` draws); the
+contract is in ``jaxssl.methods.base``. Adding a method is a module here, a config in configs/ and one line
+below. Supervised fine-tuning is a task, not a method: ``jaxssl.tasks``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import ml_collections
 
-from jaxssl.methods import (barlow_twins, byol, classifier, dino, ibot, ijepa, mae, meanshift, mocov3, nnclr, simclr, simsiam,
+from jaxssl.methods import (barlow_twins, byol, dino, ibot, ijepa, mae, meanshift, mocov3, nnclr, simclr, simsiam,
                             supcon, swav, vicreg, wmse)
 from jaxssl.methods.base import LossOutput, Method, StepInputs, Variables
 
@@ -20,7 +21,6 @@ _REGISTRY: dict[str, Any] = {
     "vicreg": vicreg, "barlow_twins": barlow_twins, "wmse": wmse, "swav": swav,  # canonical correlation
     "mocov3": mocov3,
     "mae": mae, "ibot": ibot, "ijepa": ijepa,                             # masked image modeling
-    "classifier": classifier,                 # supervised: fine-tuning a pretrained encoder, or from scratch
 }
 
 
@@ -37,45 +37,46 @@ def names() -> list[str]:
   return sorted(_REGISTRY)
 
 
-def get(config: ml_collections.ConfigDict) -> Method:
-  """The Method named by ``config.method.name``."""
-  return _module(config.method.name).make(config)
-
-
-def defaults(name: str) -> dict:
-  """The method's config fields and their paper defaults (head sizes, temperatures, momentum)."""
-  return _module(name).defaults()
-
-
-def config_defaults(name: str) -> dict[str, Any]:
-  """Dotted defaults the method sets outside ``config.method`` (optional ``config_defaults()`` of its module:
-  MAE needs a ViT and AdamW); ``{}`` for most."""
-  module = _module(name)
-  return module.config_defaults() if hasattr(module, "config_defaults") else {}
-
-
-def check(config: ml_collections.ConfigDict, num_devices: int) -> None:
-  """The method's own validation of its fields (raises config_checks.ConfigError): its ``check(config)``, then,
-  where the module has one, ``check_devices(config, num_devices)`` for what depends on the devices the batch is
-  split over."""
-  module = _module(config.method.name)
-  module.check(config)
-  if hasattr(module, "check_devices"):
-    module.check_devices(config, num_devices)
-
-
-def small(name: str, batch_size: int) -> dict[str, Any]:
-  """Dotted config overrides that make the method quick to smoke-test (small heads, sizes for the batch); none
-  where the method's module has no ``small``."""
-  module = _module(name)
-  return module.small(batch_size) if hasattr(module, "small") else {}
-
-
-def _module(name: str):
+def module(name: str) -> Any:
+  """The method module registered as ``name``."""
   if name not in _REGISTRY:
     raise KeyError(f"unknown method {name!r}; known: {names()}")
   return _REGISTRY[name]
 
 
-__all__ = ["LossOutput", "Method", "StepInputs", "Variables", "check", "config_defaults", "defaults", "get", "names",
-           "register", "small"]
+def get(config: ml_collections.ConfigDict) -> Method:
+  """The Method named by ``config.method.name``."""
+  return module(config.method.name).make(config)
+
+
+def defaults(name: str) -> dict:
+  """The method's config fields and their paper defaults (head sizes, temperatures, momentum)."""
+  return module(name).defaults()
+
+
+def optional(source: Any, hook: str, absent: Any, *args) -> Any:
+  """``source.hook(*args)`` where the module defines the optional hook, else ``absent``."""
+  return getattr(source, hook)(*args) if hasattr(source, hook) else absent
+
+
+def check_module(source: Any, config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """A module's validation of its fields (raises config_checks.ConfigError): its ``check(config)``, then, where
+  it has one, ``check_devices(config, num_devices)`` for what depends on the devices the batch is split over."""
+  source.check(config)
+  optional(source, "check_devices", None, config, num_devices)
+
+
+def small(name: str, batch_size: int) -> dict[str, Any]:
+  """Dotted config overrides that make the method quick to smoke-test (small heads, sizes for the batch); none
+  where the method's module has no ``small``."""
+  return optional(module(name), "small", {}, batch_size)
+
+
+def reconstruction(config: ml_collections.ConfigDict):
+  """(model, online, images, keys) -> (removed [N, H, W, 1], reconstruction [N, H, W, C]) for a masked method
+  that predicts pixels (its module's optional ``reconstruction(config)``: MAE), or None."""
+  return optional(module(config.method.name), "reconstruction", None, config)
+
+
+__all__ = ["LossOutput", "Method", "StepInputs", "Variables", "defaults", "get", "module", "names", "register",
+           "small"]

@@ -18,7 +18,11 @@ and the axis name. The trainer never looks at which method it runs. A method mod
     make(config) -> Method            the functions below, closed over the method's config fields
     defaults() -> dict                the method's config fields (``config.method``) and their paper values
     check(config) -> None             validation of those fields (config_checks helpers; ConfigError)
-    small(batch_size) -> dict         dotted overrides for a quick smoke run (tests): small heads and sizes
+
+and optionally ``config_defaults()``, ``check_devices(config, num_devices)``, ``small(batch_size)`` (dotted
+overrides for a quick smoke run: small heads and sizes) and ``reconstruction(config) -> ReconstructFn``.
+Supervised fine-tuning fills the same contract from ``jaxssl.tasks`` (its classes and pooling are hooks of
+its module, not fields here).
 
 Joint-embedding methods (views -> encoder -> projector -> predictor -> a loss on the outputs) are written
 against the narrower contract of ``jaxssl.methods.joint_embedding``, which turns them into a ``Method``.
@@ -107,6 +111,8 @@ class UpdateStateFn(Protocol):
 
 
 class ReconstructFn(Protocol):
+  """A masked method's picture (its module's optional ``reconstruction(config)``, read by ``jaxssl.plot``)."""
+
   def __call__(self, model: nn.Module, online: Variables, images: jax.Array,
                keys: jax.Array) -> tuple[jax.Array, jax.Array]: ...
 
@@ -147,15 +153,6 @@ class Method(NamedTuple):
       features), or "" when it can; the trainer then leaves the probe off and says why.
     drop_path: the method's forward pass hands the encoder per-example keys for stochastic depth (a ViT's
       ``model.drop_path_rate``); validation refuses a rate above 0 for methods that do not.
-    global_pool: the method reads only the encoder's pooled features (``__call__``), so a ViT may pool as MAE
-      fine-tunes (``model.pool="global"``: no final norm on the tokens); validation refuses that pool for the
-      methods that read the normed tokens.
-    reconstruct: for masked methods that predict pixels, (model, online, images, keys) -> (removed [N, H, W, 1],
-      1 where a pixel's patch was removed; the reconstruction [N, H, W, C] in the normalised images' units),
-      masks drawn from ``keys`` as in training (``python -m jaxssl.plot`` draws them); None for the others.
-    num_classes: > 0 when the model is a classifier: ``model.apply(variables, images, train=False)`` returns
-      logits [N, num_classes]; the trainer refuses a dataset with another number of classes, and evaluation
-      reports the test split's top-1 / top-5 of those logits instead of kNN.
     per_example_loss: the loss is a mean of per-example terms with no batch statistic, queue or centre in it,
       so gradient accumulation (``train.grad_accum_steps``) computes the same step (MAE, I-JEPA); the trainer
       refuses accumulation for the others unless ``train.allow_coupled_accumulation``.
@@ -171,9 +168,6 @@ class Method(NamedTuple):
   needs_labels: bool = False
   no_online_probe: str = ""
   drop_path: bool = False
-  global_pool: bool = False
-  reconstruct: ReconstructFn | None = None
-  num_classes: int = 0
   per_example_loss: bool = False
 
   @property

@@ -39,10 +39,22 @@ def make(config) -> base.Method:
     value = losses.mae_loss(predictions, patches, masks.mask, m.norm_pix_loss, axis_name=inputs.axis_name)
     return base.LossOutput(value, {"loss": value}, online.batch_stats)
 
+  return base.Method(name="mae", make_model=make_model, recipes=base.crop_and_flip, loss=loss, drop_path=True,
+                     per_example_loss=True,
+                     no_online_probe="its encoder sees only the visible patches; an online probe would need a "
+                     "second encoder pass over all of them (4x the tokens at mask ratio 0.75); use the kNN and "
+                     "linear probe (eval.linear_probe) on full images instead")
+
+
+def reconstruction(config) -> base.ReconstructFn:
+  """The paper's Figure 2 (``python -m jaxssl.plot``): (model, online, images [N, H, W, C], keys [N]) ->
+  (removed [N, H, W, 1], 1 where a pixel's patch was removed; the reconstruction [N, H, W, C] in the normalised
+  images' units, the visible patches pasted in), the masks drawn from ``keys`` as in training. With per-patch
+  normalised targets the predictions are mapped back with each true patch's mean and std (as the official
+  visualisation does)."""
+  m, patch = config.method, config.model.patch_size
+
   def reconstruct(model, online, images, keys):
-    """The paper's Figure 2: where the patches were removed, and the reconstruction with the visible patches
-    pasted in. With per-patch normalised targets the predictions are mapped back with each true patch's mean
-    and std (as the official visualisation does)."""
     patches = patchify(images, patch)
     masks = masks_for(keys, patches.shape[1], m.mask_ratio)
     predicted = model.apply({"params": online.params}, images, masks)
@@ -54,12 +66,7 @@ def make(config) -> base.Method:
     rebuilt = unpatchify(patches * (1 - removed) + predicted * removed, patch, grid, images.shape[-1])
     return unpatchify(jnp.broadcast_to(removed, patches.shape[:2] + (patch * patch,)), patch, grid, 1), rebuilt
 
-  return base.Method(name="mae", make_model=make_model, recipes=base.crop_and_flip, loss=loss, drop_path=True,
-                     per_example_loss=True,
-                     reconstruct=reconstruct,
-                     no_online_probe="its encoder sees only the visible patches; an online probe would need a "
-                     "second encoder pass over all of them (4x the tokens at mask ratio 0.75); use the kNN and "
-                     "linear probe (eval.linear_probe) on full images instead")
+  return reconstruct
 
 
 def defaults():

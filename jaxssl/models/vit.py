@@ -298,7 +298,7 @@ class ViT(nn.Module):
     pool: the features ``__call__`` returns: ``cls`` (the class token), ``mean`` (the mean patch token) or
       ``global``, MAE's fine-tuning pool (``models_vit.py`` with ``global_pool=True``): the mean of the last
       block's patch tokens, then a LayerNorm of its own, ``fc_norm``, in place of the final ``norm`` (which is
-      then not a parameter; ``jaxssl.methods.classifier`` starts ``fc_norm`` afresh on a pretrained encoder).
+      then not a parameter; ``jaxssl.tasks.classifier`` starts ``fc_norm`` afresh on a pretrained encoder).
     class_token: a class token first in the sequence (without one, pool ``mean`` or ``global``: I-JEPA's
       encoders, timm's average-pooled ViTs).
     num_registers: register tokens after the class token (Darcet et al. 2024, arXiv:2309.16588; DINOv2 with

@@ -7,14 +7,14 @@ from ``get_config(method)`` and override what differs.
 
 import ml_collections
 
-from jaxssl import methods
+from jaxssl import tasks
 
 
 def get_config(method: str) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
 
-  config.method = ml_collections.ConfigDict({"name": method, **methods.defaults(method)})
+  config.method = ml_collections.ConfigDict({"name": method, **tasks.defaults(method)})
 
   config.model = ml_collections.ConfigDict()
   config.model.encoder = "small_resnet"          # small_resnet | resnet18 | resnet50 | vit_micro | vit_tiny |
@@ -130,7 +130,7 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.eval.linear_batch_size = 256
   config.eval.linear_weight_decay = 0.0
   config.eval.linear_augment = False             # random resized crop + flip on the probe's training images
-  return override(config, methods.config_defaults(method))     # what the method needs elsewhere (MAE: a ViT)
+  return override(config, tasks.config_defaults(method))     # what the method needs elsewhere (MAE: a ViT)
 
 
 def override(config: ml_collections.ConfigDict, dotted: dict) -> ml_collections.ConfigDict:

@@ -1,7 +1,7 @@
 """Config validation, once at start: every error is one line naming the field and its value.
 
 This module holds the schema's sections and the rules across them; each method checks its own fields
-(``check(config)`` in its module, through ``jaxssl.methods.check``), and a knob of the shared sections that the
+(``check(config)`` in its module, through ``jaxssl.tasks.check``), and a knob of the shared sections that the
 chosen method's view recipes do not read is refused when set away from its default.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import ml_collections
 
-from jaxssl import data, methods
+from jaxssl import data, tasks
 from jaxssl.common import config_checks
 from jaxssl.common.config_checks import ConfigError, fail as _fail  # noqa: F401  (ConfigError: the public name)
 from jaxssl.models import ENCODERS
@@ -49,7 +49,7 @@ def _leaves(config: ml_collections.ConfigDict, prefix: str = ""):
 
 def _couples_the_batch(config: ml_collections.ConfigDict) -> str:
   """Why the step needs at least two examples at a time (a loss over the batch, BatchNorm); '' if it does not."""
-  if not methods.get(config).per_example_loss:
+  if not tasks.get(config).per_example_loss:
     return (f"method.name={config.method.name!r} has a loss that couples the examples of a batch (negatives, "
             "batch statistics, a centre, a queue or mixed pairs)")
   if not config.model.encoder.startswith("vit"):
@@ -99,8 +99,8 @@ def _check_randaugment_warps(config: ml_collections.ConfigDict) -> None:
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ConfigError for the first bad field."""
-  if config.method.name not in methods.names():
-    _fail("method.name", config.method.name, f"unknown method; known: {', '.join(methods.names())}")
+  if config.method.name not in tasks.names():
+    _fail("method.name", config.method.name, f"unknown method; known: {', '.join(tasks.names())}")
   unknown = _unknown_key(config, defaults.get_config(config.method.name))
   if unknown:
     value = config
@@ -124,7 +124,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   for field, choices in (("pos_embed", ("learned", "sincos")), ("weight_init", INITS), ("pool", POOLS)):
     if config.model[field] not in choices:
       _fail(f"model.{field}", config.model[field], f"use one of {', '.join(map(repr, choices))}")
-  if config.model.pool == "global" and not methods.get(config).global_pool:
+  if config.model.pool == "global" and not tasks.global_pool(config.method.name):
     _fail("model.pool", config.model.pool, f"MAE's global pool (no final norm on the tokens) is for fine-tuning; "
           f"method {config.method.name!r} reads the normed tokens: use 'cls' or 'mean'")
   config_checks.in_range(config, "model.drop_path_rate", 0.0, 1.0, closed_high=False)
@@ -205,7 +205,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _fail("augment.interpolation", config.augment.interpolation,
           f"use one of {', '.join(map(repr, INTERPOLATIONS))}")
 
-  methods.check(config, num_devices)
+  tasks.check(config, num_devices)
   _check_randaugment_warps(config)
   if config.model.init_from:
     import os
@@ -222,7 +222,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     for field in VIT_ONLY:
       if config.model[field] != getattr(ViT, field):          # the ViT's own default
         _fail(f"model.{field}", config.model[field], f"only ViTs read it; model.encoder={config.model.encoder!r}")
-  if config.model.drop_path_rate > 0 and not methods.get(config).drop_path:
+  if config.model.drop_path_rate > 0 and not tasks.get(config).drop_path:
     _fail("model.drop_path_rate", config.model.drop_path_rate,
           f"method {config.method.name!r} does not hand the encoder drop-path keys")
   _refuse_unread_augment_fields(config)
@@ -300,7 +300,7 @@ class _Reads:
 def augment_fields_read(config: ml_collections.ConfigDict) -> set[str]:
   """The ``augment.*`` fields the config's method reads to build its view recipes."""
   seen: set[str] = set()
-  methods.get(config).recipes(_Reads(config, seen))
+  tasks.get(config).recipes(_Reads(config, seen))
   return {field for field in seen if field.startswith("augment.")}
 
 

@@ -22,6 +22,14 @@ from jaxssl.ops import augment, mixing
 _MIX_STREAM, _DROP_STREAM, _ERASE_STREAM = 0, 1, 2
 _MIX_BATCH_TAG = 0x313A
 INITS = ("pretrained", "scratch")
+# The head reads only the encoder's pooled features, so a ViT may pool as MAE fine-tunes (model.pool="global").
+GLOBAL_POOL = True
+
+
+def classes(config) -> int:
+  """The classes the head predicts: ``model.apply(variables, images, train=False)`` returns logits [N, classes];
+  the trainer refuses data with another number, and evaluation scores these logits (top-1 / top-5)."""
+  return config.method.num_classes
 
 
 def make(config) -> base.Method:
@@ -52,7 +60,7 @@ def make(config) -> base.Method:
     return base.LossOutput(value, {"loss": value, "train_top1": top1}, batch_stats)
 
   return base.Method(name="classifier", make_model=make_model, recipes=recipes, loss=loss,
-                     needs_labels=True, drop_path=True, global_pool=True, num_classes=m.num_classes,
+                     needs_labels=True, drop_path=True,
                      # mixup / cutmix pair each image with another of the batch
                      per_example_loss=m.mixup_alpha == 0 and m.cutmix_alpha == 0,
                      no_online_probe="the classifier's own head is trained on the labels; its test top-1 is "
@@ -134,7 +142,3 @@ def check_devices(config, num_devices: int) -> None:
     if local % 2:
       config_checks.fail("train.batch_size", config.train.batch_size, f"mixup/cutmix pair neighbouring examples: "
                          f"each device's share ({local} on {num_devices} devices) must be even")
-
-
-def small(batch_size: int) -> dict:
-  return {}
