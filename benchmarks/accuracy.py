@@ -31,8 +31,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxssl import data, train
+from jaxssl import data, evals, train
 from jaxssl.engine import evaluation, parallel, train_step
+from jaxssl.evals import linear_probe
 from jaxssl.runs import restore  # noqa: E402
 
 
@@ -41,8 +42,8 @@ def random_init_scores(config, dataset, linear_epochs: int) -> dict[str, float]:
   mesh = parallel.make_mesh()
   trainer = train_step.build(config, total_steps=1)
   state = train_step.init_state(trainer, jax.random.key(config.seed), dataset.train.image_shape[-1])
-  config.eval.linear_epochs = linear_epochs
-  return evaluation.evaluate_state(trainer, parallel.replicate(state, mesh), dataset, mesh, linear=True)
+  config.eval.linear_epochs, config.eval.linear_probe = linear_epochs, True
+  return evals.evaluate_state(trainer, parallel.replicate(state, mesh), dataset, mesh)
 
 
 def raw_pixel_scores(dataset, linear_epochs: int) -> dict[str, float]:
@@ -65,18 +66,19 @@ def baselines(config, linear_epochs: int) -> dict[str, dict[str, float]]:
           "raw pixels": raw_pixel_scores(dataset, linear_epochs)}
 
 
-def linear_of_epoch_checkpoints(workdir: str, evals: list[dict], dataset) -> None:
+def linear_of_epoch_checkpoints(workdir: str, history: list[dict], dataset) -> None:
   """Adds linear_top1/top5 to each periodic evaluation (kNN only during training) from the checkpoint saved at
   its step; the final evaluation already has them."""
-  done = {e["step"]: e for e in evals if "linear_top1" in e}
+  done = {e["step"]: e for e in history if "linear_top1" in e}
   mesh, evaluator = parallel.make_mesh(), None
-  for e in evals:
+  for e in history:
     if e["step"] in done:
       e["linear_top1"], e["linear_top5"] = done[e["step"]]["linear_top1"], done[e["step"]]["linear_top5"]
       continue
     run = restore.load_run(workdir, e["step"])
-    evaluator = evaluator or evaluation.Evaluator(run.trainer, mesh)      # compiled once for every checkpoint
-    probe = evaluator.linear_probe(parallel.replicate(run.state, mesh), dataset)
+    evaluator = evaluator or evals.Evaluator(run.trainer, mesh)      # compiled once for every checkpoint
+    probe = linear_probe.probe(evals.Context(evaluator.compiled, parallel.replicate(run.state, mesh), dataset,
+                                             final=True))
     e["linear_top1"], e["linear_top5"] = probe["top1"], probe["top5"]
     print(f"step {e['step']} (epoch {e['epoch']:.2f}): linear top-1 {100 * probe['top1']:.2f}%", flush=True)
 
@@ -134,10 +136,10 @@ def main():
       results = train.run(config, workdir, dataset=dataset)
       wall = time.perf_counter() - t
       with open(os.path.join(workdir, "results.json")) as f:
-        evals = json.load(f)["evals"]
+        history = json.load(f)["evals"]
       if args.linear_every_epoch:
-        linear_of_epoch_checkpoints(workdir, evals, dataset)
-    runs[name] = (results, evals, wall)
+        linear_of_epoch_checkpoints(workdir, history, dataset)
+    runs[name] = (results, history, wall)
     print(f"{name}: {results} (wall {wall:.0f} s)", flush=True)
 
   print(f"\n{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -159,22 +161,22 @@ def main():
   epochs = int(np.ceil(args.epochs))
   print("| method | " + " | ".join(f"epoch {e}" for e in range(1, epochs + 1)) + " | passes raw pixels at |")
   print("|---|" + "---|" * epochs + "---|")
-  for name, (_, evals, _) in runs.items():
-    print_epoch_row(name, evals, "knn_accuracy", pixels, epochs)
+  for name, (_, history, _) in runs.items():
+    print_epoch_row(name, history, "knn_accuracy", pixels, epochs)
   if args.linear_every_epoch:
     pixels = base["raw pixels"]["linear_top1"]
     print(f"\nLinear-probe top-1 of each epoch's checkpoint, and the first epoch that passes raw pixels "
           f"({100 * pixels:.2f}%):\n")
     print("| method | " + " | ".join(f"epoch {e}" for e in range(1, epochs + 1)) + " | passes raw pixels at |")
     print("|---|" + "---|" * epochs + "---|")
-    for name, (_, evals, _) in runs.items():
-      print_epoch_row(name, evals, "linear_top1", pixels, epochs)
+    for name, (_, history, _) in runs.items():
+      print_epoch_row(name, history, "linear_top1", pixels, epochs)
 
 
-def print_epoch_row(name: str, evals: list[dict], metric: str, pixels: float, epochs: int) -> None:
+def print_epoch_row(name: str, history: list[dict], metric: str, pixels: float, epochs: int) -> None:
   """One Markdown row: the metric after each epoch (the last evaluation of that epoch) and the first epoch
   above raw pixels'."""
-  by_epoch = {round(e["epoch"]): e[metric] for e in evals if metric in e}
+  by_epoch = {round(e["epoch"]): e[metric] for e in history if metric in e}
   cells = [f"{100 * by_epoch[e]:.2f}%" if e in by_epoch else "" for e in range(1, epochs + 1)]
   passed = next((e for e in range(1, epochs + 1) if by_epoch.get(e, 0) > pixels), None)
   print(f"| {name} | " + " | ".join(cells) + f" | {'epoch ' + str(passed) if passed else 'not within budget'} |")

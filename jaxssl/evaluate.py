@@ -9,7 +9,7 @@ import sys
 
 import jax
 
-from jaxssl.engine.evaluation import evaluate_state, summary
+from jaxssl.evals import evaluate_state, summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
       if args.linear_lr is not None:
         config.eval.linear_lr = args.linear_lr
       config.eval.linear_augment = bool(args.linear_augment or config.eval.linear_augment)
+      config.eval.linear_probe = not args.no_linear
     if config.eval.linear_epochs <= 0 or not config.eval.linear_lr > 0:
       raise data.DataError(f"--linear_epochs={config.eval.linear_epochs} / --linear_lr={config.eval.linear_lr}: "
                            "must be positive")
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
   mesh = make_mesh()
-  scores = evaluate_state(run.trainer, replicate(run.state, mesh), dataset, mesh, linear=not args.no_linear)
+  scores = evaluate_state(run.trainer, replicate(run.state, mesh), dataset, mesh)
   step = int(run.state.step)
   print(f"{config.method.name} at step {step}: {summary(scores)}", flush=True)
   if jax.process_index() == 0:

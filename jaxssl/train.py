@@ -1,7 +1,7 @@
 """The training loop: validate, build, restore, step, log, evaluate, checkpoint, and one exit path.
 
 ``run(config, workdir)`` is what ``python -m jaxssl.main`` calls. The step is ``jaxssl.engine.train_step``'s, mapped
-over every device by ``jaxssl.engine.parallel``; evaluation is ``jaxssl.engine.evaluation``'s.
+over every device by ``jaxssl.engine.parallel``; evaluation is the config's evaluators (``jaxssl.evals``).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxssl import data, tasks
+from jaxssl import data, evals, tasks
 from jaxssl.common.config_checks import fail
 from jaxssl.common.progress import Progress
 from jaxssl.common.workdir import resolve
 from jaxssl.data import bad_images
-from jaxssl.engine import evaluation, fsdp, speed
+from jaxssl.engine import fsdp, speed
 from jaxssl.engine.cadence import Cadence
 from jaxssl.engine.parallel import make_mesh, shard_batch, shard_step
 from jaxssl.engine.train_step import build, finite_names, init_state, make_per_device_step, with_variables
@@ -119,6 +119,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   finished run returns its results without training or evaluating again.
   """
   validate.validate(config, num_devices=jax.device_count())
+  evals.check(config)
   run_identity.check_writable(workdir)
   root = resolve(workdir)
   changes = run_identity.check_same_run(root, config, allow_change, workdir)   # before minutes of data loading
@@ -338,7 +339,7 @@ def _run_in(setup: _Setup, preemption: _Preemption) -> dict[str, float]:
   if finished is not None and (int(state.step) >= total_steps or checkpointer.latest_step() is None):
     checkpointer.close()
     print(f"the run in {workdir} is finished (step {finished.get('steps', total_steps)} of {total_steps}): "
-          f"{evaluation.summary(finished) or 'no evaluation'}; its results are in {root / 'results.json'}",
+          f"{evals.summary(finished) or 'no evaluation'}; its results are in {root / 'results.json'}",
           flush=True)
     return finished
   step_fn = make_step(config, trainer, state, mesh)
@@ -346,11 +347,11 @@ def _run_in(setup: _Setup, preemption: _Preemption) -> dict[str, float]:
   writer = MetricsWriter(workdir, enabled=jax.process_index() == 0, resume_step=int(state.step))
   stop = lambda: bool(preemption.requested)
   # compiles the encoder's feature function once for the run; SIGTERM stops an evaluation between batches
-  evaluator = evaluation.Evaluator(trainer, mesh, stop=stop)
+  evaluator = evals.Evaluator(trainer, mesh, stop=stop)
   cadence = Cadence.of(config, total_steps, steps_per_epoch)
 
   results: dict[str, float] = dict(meta["results"])
-  evals = list(meta["evals"])
+  eval_history = list(meta["evals"])
   first_step = int(state.step)
 
   def stopped_before_training(during: str) -> dict:
@@ -366,7 +367,7 @@ def _run_in(setup: _Setup, preemption: _Preemption) -> dict[str, float]:
     return stopped_before_training("while the run was being set up")
   if config.eval.knn_at_init and first_step == 0:
     try:
-      results["knn_random_init"] = evaluator.knn_accuracy(state, dataset)
+      results["knn_random_init"] = evaluator.evaluate(state, dataset, only=("knn",))["knn_accuracy"]
     except data.Stopped:
       return stopped_before_training("during the kNN at initialisation")
     still_ours()
@@ -392,7 +393,7 @@ def _run_in(setup: _Setup, preemption: _Preemption) -> dict[str, float]:
     # history does not (it is in metrics.jsonl, made durable first).
     writer.flush()
     so_far = {**results, "train_seconds": train_seconds()}
-    checkpointer.save(step, state, {"data_position": position, "evals": evals, "results": so_far,
+    checkpointer.save(step, state, {"data_position": position, "evals": eval_history, "results": so_far,
                                     "total_steps": total_steps, "num_classes": num_classes, "channels": channels,
                                     "train_examples": len(dataset.train),
                                     "largest_parameter": float(_largest_parameter(state.params)),
@@ -481,10 +482,10 @@ def _run_in(setup: _Setup, preemption: _Preemption) -> dict[str, float]:
             return results
           eval_seconds += time.perf_counter() - t
           still_ours()
-          evals.append({"step": done, "epoch": done / steps_per_epoch, **scores})
+          eval_history.append({"step": done, "epoch": done / steps_per_epoch, **scores})
           writer.write(done, scores, prefix="eval")
           progress.close()
-          print(f"step {done} (epoch {done / steps_per_epoch:.2f}): {evaluation.summary(scores)}", flush=True)
+          print(f"step {done} (epoch {done / steps_per_epoch:.2f}): {evals.summary(scores)}", flush=True)
           timer.restart(done)
         if preempted and done < total_steps:
           save(done, pipeline.position)
@@ -512,7 +513,7 @@ def _run_in(setup: _Setup, preemption: _Preemption) -> dict[str, float]:
 
     if config.eval.at_end:
       try:
-        scores = evaluator.evaluate(state, dataset, linear=config.eval.linear_probe)
+        scores = evaluator.evaluate(state, dataset, final=True)
       except data.Stopped:
         print(f"{preemption.requested}: stopped during the final evaluation; the final checkpoint (step "
               f"{total_steps}) is saved; run the same command again for the final evaluation and results.json",
@@ -521,12 +522,12 @@ def _run_in(setup: _Setup, preemption: _Preemption) -> dict[str, float]:
         return results
       still_ours()
       results.update(scores)
-      evals.append({"step": total_steps, "epoch": total_steps / steps_per_epoch, **scores})
+      eval_history.append({"step": total_steps, "epoch": total_steps / steps_per_epoch, **scores})
       writer.write(total_steps, scores, prefix="eval")
       if "knn_accuracy" in scores:
         print(f"kNN accuracy ({config.method.name}, {total_steps} steps): {100 * scores['knn_accuracy']:.2f}%",
               flush=True)
-      print(f"final: {evaluation.summary(scores)}", flush=True)
+      print(f"final: {evals.summary(scores)}", flush=True)
   except TrainingError as e:
     raise TrainingError(f"{e}{_divergence_note(checkpointer, initial_largest)}") from None
   finally:
@@ -534,7 +535,7 @@ def _run_in(setup: _Setup, preemption: _Preemption) -> dict[str, float]:
     writer.close()
   if jax.process_index() == 0:
     still_ours()
-    summary = {"results": results, "evals": evals, "history": writer.history(), "config": config.to_dict()}
+    summary = {"results": results, "evals": eval_history, "history": writer.history(), "config": config.to_dict()}
     _write_results(root / "results.json", json.dumps(summary, indent=1, default=str))
   return results
 

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from jaxssl.engine import evaluation
 
@@ -92,7 +93,7 @@ def test_evaluator_compiles_once_per_run():
   """A run's periodic evaluations reuse the first one's compiled feature function."""
   import jax
 
-  from jaxssl import data
+  from jaxssl import data, evals
   from jaxssl.engine import parallel, train_step
   from helpers import mesh
   from tiny import tiny_config
@@ -102,8 +103,58 @@ def test_evaluator_compiles_once_per_run():
   trainer = train_step.build(config, total_steps=3)
   m = mesh(8)
   state = parallel.replicate(train_step.init_state(trainer, jax.random.key(0), 1), m)
-  evaluator = evaluation.Evaluator(trainer, m)
+  evaluator = evals.Evaluator(trainer, m)
   first = evaluator.evaluate(state, dataset)
-  compiled = evaluator._features_fn._cache_size()
+  compiled = evaluator.compiled.features_fn._cache_size()
   assert evaluator.evaluate(state, dataset) == first
-  assert evaluator._features_fn._cache_size() == compiled
+  assert evaluator.compiled.features_fn._cache_size() == compiled
+
+
+def test_evaluators_are_checked_by_name():
+  from jaxssl import evals
+  from jaxssl.common.config_checks import ConfigError
+  from tiny import tiny_config
+
+  config = tiny_config("simclr")
+  evals.check(config)
+  config.eval.evaluators = ("knn", "nosuch")
+  with pytest.raises(ConfigError, match=r"^config.eval.evaluators=\('knn', 'nosuch'\): unknown evaluator 'nosuch'"):
+    evals.check(config)
+  config.eval.evaluators = ("top1",)
+  with pytest.raises(ConfigError, match=r"'top1' scores a classifier's logits; method.name='simclr' has none"):
+    evals.check(config)
+  classifier = tiny_config("classifier")
+  assert tuple(classifier.eval.evaluators) == ("top1",)
+  evals.check(classifier)
+
+
+def test_a_new_evaluator_is_a_module_and_a_name(monkeypatch):
+  """A registered evaluator runs where the config names it, shares the one pass of features, and the evaluators
+  the config leaves out do not run."""
+  import types
+
+  import jax
+
+  from jaxssl import data, evals
+  from jaxssl.engine import train_step
+  from tiny import tiny_config
+
+  seen = []
+
+  def evaluate(ctx):
+    seen.append(ctx.final)
+    return {"test_examples": float(len(ctx.features["test_labels"]))}
+
+  monkeypatch.setitem(evals.EVALUATORS, "count", None)
+  evals.register("count", types.SimpleNamespace(evaluate=evaluate))
+  config = tiny_config("simclr")
+  config.eval.evaluators = ("count", "knn")
+  evals.check(config)
+  dataset = data.load(config.data)
+  trainer = train_step.build(config, total_steps=3, num_classes=dataset.num_classes)
+  state = train_step.init_state(trainer, jax.random.key(0), 1)
+  scores = evals.Evaluator(trainer).evaluate(state, dataset, final=True)
+  assert list(scores) == ["test_examples", "knn_accuracy"] and seen == [True]
+  assert scores["test_examples"] == len(dataset.test)
+  with pytest.raises(TypeError, match="evaluator 'bad' lacks evaluate"):
+    evals.register("bad", types.SimpleNamespace())

@@ -19,6 +19,7 @@ LAYERS = [
     ("schema", 5, {"schema"}),
     ("engine", 6, {"engine"}),
     ("runs", 7, {"runs", "weights"}),
+    ("evals", 7, {"evals"}),
     ("loop", 8, {"train"}),
     # the entry points, the package itself, and the old names kept as the same modules (jaxssl.losses, ...)
     ("entry points", 9, {"", "main", "finetune", "evaluate", "export", "plot", "losses", "defaults",
@@ -117,3 +118,23 @@ def test_the_check_sees_imports_inside_functions(tmp_path):
   assert [n.module for n in nodes] == ["jaxssl", "jaxssl.data"]
   graph = _imports(_modules())
   assert "jaxssl.runs.restore" in graph["jaxssl"]                 # jaxssl/__init__.py imports it inside __getattr__
+
+
+def test_the_readme_map_names_every_folder_and_layer():
+  """The README's package map (``## A tour of the package``) lists exactly jaxssl's folders, and each folder is
+  a layer here: the map a contributor reads is the layout the test enforces."""
+  import re
+
+  readme = open(os.path.join(ROOT, "README.md")).read()
+  tour = readme[readme.index("## A tour of the package"):]
+  block = tour[tour.index("```\njaxssl/"):]
+  block = block[:block.index("\n```", 4)]
+  mapped = set(re.findall(r"^  (\w+)/ ", block, flags=re.M))
+  folders = {d for d in os.listdir(os.path.join(ROOT, "jaxssl"))
+             if os.path.isfile(os.path.join(ROOT, "jaxssl", d, "__init__.py"))}
+  assert mapped == folders, f"in the README's map only: {mapped - folders}; in jaxssl/ only: {folders - mapped}"
+  layered = set().union(*(members for _, _, members in LAYERS))
+  assert folders <= layered, f"folders without a layer in LAYERS: {folders - layered}"
+  top = {name[:-3] for name in os.listdir(os.path.join(ROOT, "jaxssl")) if name.endswith(".py")} - {"__init__"}
+  missing = sorted(name for name in top if f"{name}.py" not in block)
+  assert not missing, f"top-level modules the README's map does not name: {missing}"

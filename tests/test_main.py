@@ -101,6 +101,7 @@ def test_evaluate_without_a_run_gives_one_line_error(tmp_path):
     ("--config.data.dataset=no_such_dataset", "config.data.dataset='no_such_dataset' is not a TFDS dataset"),
     ("--config.data.source=hdf5", "config.data.source='hdf5'"),
     ("--config.train.checkpoint_every=-1", "config.train.checkpoint_every=-1"),
+    ("--config.eval.evaluators=('knn','nosuch')", "config.eval.evaluators=('knn', 'nosuch'): unknown evaluator"),
 ])
 def test_bad_config_value_gives_one_line_error_and_exit_2(tmp_path, override, field):
   keep = tmp_path / "precious.txt"

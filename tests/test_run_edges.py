@@ -261,7 +261,7 @@ def test_after_a_nan_a_diverged_newest_checkpoint_is_named_and_an_earlier_one_of
   message = str(raised.value)
   assert message.startswith("step 5: not finite: ")
   folder = workdir / "checkpoints"
-  assert f"; but the newest checkpoint (step 4) had already diverged (its largest parameter is " in message
+  assert "; but the newest checkpoint (step 4) had already diverged (its largest parameter is " in message
   assert message.endswith(f"; step 2 had not: to resume from it, move the newer ones aside (mv {folder}/4 "
                           f"{folder}/diverged-4; mv {folder}/3 {folder}/diverged-3)"), message
   for step in (4, 3):

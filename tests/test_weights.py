@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import jaxssl
-from jaxssl import export, weights
+from jaxssl import export
 from jaxssl.schema import validate
 from jaxssl.weights import WeightsError
 from tiny import tiny_config

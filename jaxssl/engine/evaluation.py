@@ -3,18 +3,14 @@
 - weighted kNN (Wu et al. 2018): cosine similarity, k=200, temperature 0.1, on device in chunks;
 - offline linear probe: a linear classifier on frozen features trained with optax (SGD + momentum, cosine
   schedule), with or without augmentation (random resized crop + flip), top-1 and top-5;
-- the online probe's pieces (a linear classifier on stop-gradient features trained inside the train step live in
-  ``jaxssl.engine.train_step``; ``Evaluator.probe_accuracy`` scores it here).
+- the encoder's features of a whole split (``embed``), sharded over the devices and processes.
 
-``Evaluator`` compiles the encoder's feature function once per run, so periodic evaluations do not compile
-again. ``python -m jaxssl.evaluate --workdir DIR`` (jaxssl/evaluate.py) drives this module on a saved run.
+The evaluators a run chooses by name (``config.eval.evaluators``) are built from these in ``jaxssl.evals``.
 """
 
 from __future__ import annotations
 
 import functools
-import sys
-import time
 from typing import Callable
 
 import jax
@@ -24,7 +20,6 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxssl import tasks
 from jaxssl.data import Source
 from jaxssl.engine.parallel import shard_batch
 from jaxssl.engine.train_step import normalize
@@ -240,10 +235,6 @@ def linear_probe_of_features(features: dict[str, np.ndarray], num_classes: int,
 # A train state's encoder.
 
 
-def _encoder_variables(state) -> dict:
-  return {"params": state.params, "batch_stats": state.batch_stats}
-
-
 def encoder_fn(trainer, state) -> tuple[Callable, dict, Callable]:
   """(apply_fn, variables, preprocess) of the online encoder of a train state (BatchNorm in inference mode)."""
   size = trainer.recipes[0].size
@@ -254,117 +245,5 @@ def encoder_fn(trainer, state) -> tuple[Callable, dict, Callable]:
     return normalize(trainer, x)
 
   apply_fn = functools.partial(trainer.model.apply, method=trainer.model.embed)
-  return apply_fn, None if state is None else _encoder_variables(state), preprocess
-
-
-class Evaluator:
-  """kNN, online-probe and linear-probe accuracy of a run's train states. The encoder's feature function is
-  built once, so every evaluation of the run after the first reuses its compilation."""
-
-  def __init__(self, trainer, mesh: Mesh | None = None, stop: Callable[[], bool] | None = None):
-    """``stop``: when it turns true (SIGTERM), an evaluation ends with ``jaxssl.data.Stopped`` at its next read."""
-    self.trainer, self.mesh, self.stop = trainer, mesh, stop
-    apply_fn, _, self._preprocess = encoder_fn(trainer, None)
-    self._apply_fn = apply_fn
-    self._features_fn = features_function(apply_fn, self._preprocess, mesh)
-    self._logits_fn = None                        # a classifier's, built at its first evaluation
-
-  def _say(self, message: str) -> None:
-    """A progress line on stderr (process 0): evaluation passes can take minutes on a CPU."""
-    if jax.process_index() == 0:
-      print(f"evaluation: {message}", file=sys.stderr, flush=True)
-
-  def _embed(self, state, source, augment_key=None, name: str = ""):
-    variables = _encoder_variables(state)
-    start, shown = time.perf_counter(), [time.perf_counter()]
-
-    def progress(done: int, total: int) -> None:
-      now = time.perf_counter()
-      if name and (now - shown[0] > 30 or done == total):
-        shown[0] = now
-        self._say(f"encoded {done}/{total} {name} images ({now - start:.0f} s)")
-
-    return embed(self._apply_fn, variables, source, self.trainer.config.eval.batch_size, self.mesh,
-                 self._preprocess, augment_key=augment_key, features_fn=self._features_fn, progress=progress,
-                 stop=self.stop)
-
-  def features(self, state, dataset) -> dict[str, np.ndarray]:
-    """Frozen features and labels of the dataset's eval_train and test splits."""
-    train_x, train_y = self._embed(state, dataset.eval_train, name="train")
-    test_x, test_y = self._embed(state, dataset.test, name="test")
-    return {"train_features": train_x, "train_labels": train_y, "test_features": test_x, "test_labels": test_y}
-
-  def knn_accuracy(self, state, dataset, features=None) -> float:
-    """kNN test accuracy of the online encoder (config.eval.knn_k, knn_temperature)."""
-    f = features or self.features(state, dataset)
-    ev = self.trainer.config.eval
-    self._say(f"kNN (k={ev.knn_k}) of {len(f['test_labels'])} test images among {len(f['train_labels'])}")
-    return knn_accuracy_of_features(f, dataset.num_classes, ev)
-
-  def linear_probe(self, state, dataset, features=None) -> dict[str, float]:
-    """Linear-probe top-1/top-5 of the online encoder (config.eval.linear_*)."""
-    f = features or self.features(state, dataset)
-    ev, seed = self.trainer.config.eval, self.trainer.config.seed
-    augmented = None
-    if ev.linear_augment:
-      key = jax.random.key(seed + 17)
-      augmented = lambda e: self._embed(state, dataset.eval_train, augment_key=jax.random.fold_in(key, e))
-    self._say(f"linear probe, {ev.linear_epochs} epochs on {len(f['train_labels'])} frozen features"
-              + (" (augmented: the encoder runs every epoch)" if ev.linear_augment else ""))
-    start, shown = time.perf_counter(), [time.perf_counter()]
-
-    def epoch_with_progress(e: int):
-      # Called before each epoch after the first: a line every 30 s, since a long probe takes minutes.
-      now = time.perf_counter()
-      if now - shown[0] > 30:
-        shown[0] = now
-        self._say(f"linear probe epoch {e + 1}/{ev.linear_epochs} ({now - start:.0f} s)")
-      return augmented(e) if augmented is not None else (f["train_features"], f["train_labels"])
-
-    return linear_probe_of_features(f, dataset.num_classes, ev, seed, epoch_with_progress)
-
-  def probe_accuracy(self, state, features) -> float | None:
-    """Test top-1 accuracy of the train state's online probe (None when it has none)."""
-    if state.probe_params is None or self.trainer.probe is None:
-      return None
-    logits = np.asarray(self.trainer.probe.apply(state.probe_params, jnp.asarray(features["test_features"])))
-    return topk_accuracy(logits, features["test_labels"], 1)
-
-  def classifier_accuracy(self, state, dataset) -> dict[str, float]:
-    """Test top-1 / top-5 of a classifier's own logits (``Method.num_classes`` > 0)."""
-    if self._logits_fn is None:
-      model = self.trainer.model
-      self._logits_apply = lambda variables, x: model.apply(variables, x, train=False)
-      self._logits_fn = features_function(self._logits_apply, self._preprocess, self.mesh)
-    logits, labels = embed(self._logits_apply, _encoder_variables(state), dataset.test,
-                           self.trainer.config.eval.batch_size, self.mesh, self._preprocess,
-                           features_fn=self._logits_fn, stop=self.stop)
-    self._say(f"classifier top-1 on {len(labels)} test images")
-    return {"top1": topk_accuracy(logits, labels, 1), "top5": topk_accuracy(logits, labels, 5)}
-
-  def evaluate(self, state, dataset, linear: bool = False) -> dict[str, float]:
-    """kNN accuracy, the online probe's test accuracy (when there is one) and, with ``linear``, the offline
-    linear probe's top-1/top-5, from one pass of the encoder over the eval splits. A classifier
-    (``Method.num_classes``) is scored by its own logits instead (``top1``, ``top5``)."""
-    if tasks.classes(self.trainer.config):
-      return self.classifier_accuracy(state, dataset)
-    features = self.features(state, dataset)
-    out = {"knn_accuracy": self.knn_accuracy(state, dataset, features)}
-    probe = self.probe_accuracy(state, features)
-    if probe is not None:
-      out["online_probe_accuracy"] = probe
-    if linear:
-      lp = self.linear_probe(state, dataset, features)
-      out["linear_top1"], out["linear_top5"] = lp["top1"], lp["top5"]
-    return out
-
-
-def evaluate_state(trainer, state, dataset, mesh: Mesh | None = None, linear: bool = False) -> dict[str, float]:
-  """One evaluation of a train state (``Evaluator.evaluate``; a run that evaluates often keeps an Evaluator)."""
-  return Evaluator(trainer, mesh).evaluate(state, dataset, linear)
-
-
-def summary(scores: dict[str, float]) -> str:
-  names = {"top1": "top-1", "top5": "top-5", "knn_accuracy": "kNN", "online_probe_accuracy": "online probe",
-           "linear_top1": "linear top-1", "linear_top5": "linear top-5"}
-  return ", ".join(f"{names[k]} {100 * v:.2f}%" for k, v in scores.items() if k in names)
+  variables = None if state is None else {"params": state.params, "batch_stats": state.batch_stats}
+  return apply_fn, variables, preprocess

@@ -116,6 +116,7 @@ def get_config(method: str) -> ml_collections.ConfigDict:
   config.parallel.fsdp_per_block = True          # ViT blocks gather their own shards (False: all on entry)
 
   config.eval = ml_collections.ConfigDict()
+  config.eval.evaluators = ("knn", "online_probe", "linear_probe")   # by name (jaxssl/evals/), in print order
   config.eval.knn_k = 200
   config.eval.knn_temperature = 0.1
   config.eval.knn_at_init = True                 # also report the random-init encoder (the baseline to beat)

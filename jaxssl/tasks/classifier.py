@@ -96,7 +96,7 @@ def defaults():
 
 def config_defaults() -> dict:
   """Evaluation is the classifier's own test top-1 (no kNN at initialisation, no online probe)."""
-  return {"eval.knn_at_init": False, "eval.online_probe": False}
+  return {"eval.knn_at_init": False, "eval.online_probe": False, "eval.evaluators": ("top1",)}
 
 
 def check(config) -> None:
