@@ -17,7 +17,6 @@ accelerator's scheduler differs, but the state's share is the same on any backen
 """
 
 import argparse
-import contextlib
 import importlib
 import math
 import os
@@ -94,18 +93,19 @@ def saved_for_backward(config, c: Compiled, mesh) -> int:
   from jaxssl.engine import fsdp
 
   state = c.state.replace(opt_state=None)
+  trainer = c.trainer
   if config.parallel.fsdp:
     entry = fsdp.gradient_entry(c.state, mesh.size, config.parallel.fsdp_min_size, config.parallel.fsdp_per_block)
-    specs, enter, tracing = entry.specs.replace(opt_state=None), entry.enter, entry.tracing
+    specs, enter = entry.specs.replace(opt_state=None), entry.enter
+    trainer = fsdp.gradient_trainer(trainer, config.parallel.fsdp_per_block)
   else:
-    specs, enter, tracing = jax.tree.map(lambda _: P(), state), (lambda s: s), contextlib.nullcontext
+    specs, enter = jax.tree.map(lambda _: P(), state), (lambda s: s)
   measured = []
 
   def one_device(state, batch):
     entered = enter(state)
-    loss_fn = train_step.loss_function(c.trainer, entered, batch, jnp.zeros((), jnp.int32), parallel.AXIS)
-    with tracing():
-      _, backward = jax.vjp(lambda params: loss_fn(params)[0], entered.params)
+    loss_fn = train_step.loss_function(trainer, entered, batch, jnp.zeros((), jnp.int32), parallel.AXIS)
+    _, backward = jax.vjp(lambda params: loss_fn(params)[0], entered.params)
     measured.append(sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(backward)))
     return jnp.zeros(())
 

@@ -36,9 +36,11 @@ def _run(config, batches, sharded: bool, devices: int = 8):
 # mae: a ViT, AdamW, no EMA; simclr: a ResNet with synchronised BatchNorm and LARS (per-matrix trust ratios:
 # norms of whole arrays); dino: a ViT with an EMA teacher and a centre in the method state, on AdamW with the
 # gradient clipped to a global norm small enough to bind (a norm over every shard of every array); mae+scan:
-# MAE with model.scan_layers.
+# MAE with model.scan_layers; ijepa: the predictor's blocks gather their shards too (its gather_axis is the
+# encoder's).
 @pytest.mark.parametrize("method", ["mae", pytest.param("simclr", marks=pytest.mark.slow),   # 25 s and 54 s:
-                                    pytest.param("dino", marks=pytest.mark.slow), "mae+scan"])  # full suite only
+                                    pytest.param("dino", marks=pytest.mark.slow), "mae+scan",  # full suite only
+                                    pytest.param("ijepa", marks=pytest.mark.slow)])
 def test_sharded_step_equals_the_replicated_one(method):
   method, _, scan = method.partition("+")
   config = tiny_config(method)

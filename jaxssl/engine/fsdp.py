@@ -27,13 +27,13 @@ summed in another order).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Any, NamedTuple
 
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxssl.engine import train_step
 from jaxssl.engine.parallel import AXIS, StepFn
 from jaxssl.engine.state import TrainState
 from jaxssl.models import block_gather
@@ -139,11 +139,6 @@ class GradientEntry(NamedTuple):
     return state.replace(params=gather(state.params, self.specs.params, keep=self.kept_params),
                          ema_params=gather(state.ema_params, self.specs.ema_params, keep=self.kept_ema))
 
-  def tracing(self):
-    """The context to trace the gradient half in: the blocks gather their shards (or nothing, without
-    ``per_block``)."""
-    return block_gather.gathering_in_blocks(AXIS) if self.per_block else contextlib.nullcontext()
-
   def reduce(self, grads: Any) -> Any:
     """Inside shard_map: the gradients' mean over the devices, each device keeping its own shard."""
     return scatter_mean(grads, self.specs.params, scattered=self.kept_params)
@@ -157,22 +152,26 @@ def gradient_entry(state: TrainState, devices: int, min_size: int = MIN_SIZE,
   return GradientEntry(specs, kept(specs.params), kept(specs.ema_params), per_block)
 
 
+def gradient_trainer(trainer: train_step.Trainer, per_block: bool) -> train_step.Trainer:
+  """The trainer the gradient half runs: with ``per_block``, its model's blocks gather their own shards over the
+  mesh axis (``ViT.gather_axis``); the same parameters as ``trainer.model``'s."""
+  if not per_block:
+    return trainer
+  return trainer._replace(model=train_step.make_model(trainer.config, trainer.method, AXIS, gather_axis=AXIS))
+
+
 def fsdp_step(trainer, state: TrainState, mesh: Mesh, min_size: int = MIN_SIZE, per_block: bool = True) -> StepFn:
   """The jitted training step (state, batch) -> (state, metrics) for a state placed by ``state_shardings``
   (``state`` gives the structure and shapes; it may be abstract); ``per_block``: the ViT blocks gather their
   own parameters (module docstring). The state buffer is donated."""
-  from jaxssl.engine import train_step
-
   entry = gradient_entry(state, mesh.size, min_size, per_block)
   specs = entry.specs
-  gradient_step = train_step.make_gradient_step(trainer, AXIS, reduce_gradients=entry.reduce)
+  gradient_step = train_step.make_gradient_step(gradient_trainer(trainer, per_block), AXIS, reduce_gradients=entry.reduce)
   # The gradient half never sees the optimizer state: it stays sharded, outside shard_map.
   inner_specs = specs.replace(opt_state=None)
 
   def gradients(state: TrainState, batch) -> train_step.Gradients:
-    entered = entry.enter(state)
-    with entry.tracing():
-      return gradient_step(entered, batch)
+    return gradient_step(entry.enter(state), batch)
 
   out_specs = train_step.Gradients(grads=specs.params, batch_stats=P(), method_state=P(), probe_params=P(),
                                    probe_opt_state=P(), metrics=P())

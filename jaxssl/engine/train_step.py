@@ -54,9 +54,7 @@ def build(config: ml_collections.ConfigDict, total_steps: int, axis_name: str | 
   ``num_classes`` > 0 and ``config.eval.online_probe`` also the online linear probe and its optimizer (unless
   the method says why it cannot feed one: ``Method.no_online_probe``)."""
   method = tasks.get(config)
-  dtype = _dtype(config.model.compute_dtype)
-  encoder = make_encoder(config.model, config.augment.size, axis_name, dtype)
-  model = method.make_model(config, encoder, axis_name, dtype)
+  model = make_model(config, method, axis_name)
   probe = probe_tx = None
   if num_classes > 0 and config.eval.online_probe and not method.no_online_probe:
     probe = LinearProbe(num_classes)
@@ -65,6 +63,16 @@ def build(config: ml_collections.ConfigDict, total_steps: int, axis_name: str | 
   return Trainer(config=config, method=method, model=model,
                  tx=optim.make_optimizer(config, total_steps, steps_per_epoch), recipes=tuple(method.recipes(config)),
                  total_steps=total_steps, probe=probe, probe_tx=probe_tx, steps_per_epoch=steps_per_epoch)
+
+
+def make_model(config: ml_collections.ConfigDict, method: Method, axis_name: str | None,
+               gather_axis: str | None = None) -> nn.Module:
+  """The method's model around the config's encoder, BatchNorm synchronised over ``axis_name``; with
+  ``gather_axis`` the model of an FSDP step, whose ViT blocks gather their own sharded parameters over that
+  axis (``jaxssl.models.block_gather``). The two have the same parameters."""
+  dtype = _dtype(config.model.compute_dtype)
+  encoder = make_encoder(config.model, config.augment.size, axis_name, dtype, gather_axis)
+  return method.make_model(config, encoder, axis_name, dtype)
 
 
 def normalize(trainer: Trainer, images: jax.Array) -> jax.Array:

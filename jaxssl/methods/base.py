@@ -141,7 +141,9 @@ class Method(NamedTuple):
     name: registry name.
     make_model: (config, encoder, axis_name, dtype) -> the method's Flax model around the encoder. It must have
       an ``encoder`` attribute and an ``embed(images)`` method ([N, H, W, C] normalised images -> [N, D]
-      features of the unmasked image, for kNN, the linear probe and ``load_encoder``).
+      features of the unmasked image, for kNN, the linear probe and ``load_encoder``). Transformer blocks of
+      its own (``models.vit.block_class``: a decoder, a predictor) take the ViT encoder's ``gather_axis``, so
+      that under FSDP they gather their parameters as the encoder's blocks do.
     recipes: one augment.ViewRecipe per view.
     loss: (model, online, target, inputs) -> LossOutput; runs the model itself (``model.apply``).
     ema: (step, total_steps) -> tau when the method keeps an EMA target (``state.ema_params``); None for none.

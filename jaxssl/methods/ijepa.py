@@ -59,7 +59,8 @@ def make(config) -> base.Method:
 
   def make_model(config, encoder, axis_name, dtype):
     return IJEPANetwork(encoder, Predictor(encoder.dim, m.predictor_dim, m.predictor_depth, m.predictor_heads,
-                                           weight_init=encoder.weight_init, dtype=dtype))
+                                           weight_init=encoder.weight_init, dtype=dtype,
+                                           gather_axis=encoder.gather_axis))
 
   def loss(model, online, target, inputs):
     images = inputs.views[0]

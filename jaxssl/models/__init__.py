@@ -24,18 +24,19 @@ __all__ = ["MLP", "Classifier", "DINOHead", "LinearProbe", "PrototypeNetwork", "
            "conv_implementation", "make_encoder"]
 
 
-def make_encoder(model_config, image_size: int, axis_name: str | None, dtype: Any) -> nn.Module:
+def make_encoder(model_config, image_size: int, axis_name: str | None, dtype: Any,
+                 gather_axis: str | None = None) -> nn.Module:
   """The encoder ``model_config.encoder`` names. ResNets take the stem, remat and synchronise BN over ``axis_name``;
   ViTs take the patch size, position embeddings (learned ones made for ``image_size`` crops), initialisation,
   qkv bias, drop path, pooling, remat, scan_layers, class token, registers, LayerScale and feed-forward of
-  ``model_config``."""
+  ``model_config``, and ``gather_axis`` (an FSDP step's blocks gather their own parameters: ``ViT.gather_axis``)."""
   name = model_config.encoder
   m = model_config
   if name in VITS:
     return VITS[name](patch_size=m.patch_size, base_grid=image_size // m.patch_size, qkv_bias=m.qkv_bias,
                       pos_embed=m.pos_embed, weight_init=m.weight_init, drop_path_rate=m.drop_path_rate, pool=m.pool,
                       remat=m.remat, scan_layers=m.scan_layers, dtype=dtype, class_token=m.class_token,
-                      num_registers=m.num_registers, layer_scale=m.layer_scale, mlp=m.mlp)
+                      num_registers=m.num_registers, layer_scale=m.layer_scale, mlp=m.mlp, gather_axis=gather_axis)
   return RESNETS[name](stem=model_config.stem, axis_name=axis_name, dtype=dtype,
                        zero_init_residual=model_config.zero_init_residual,
                        conv=conv_implementation(model_config.conv), remat=model_config.remat,

@@ -1,20 +1,20 @@
-"""FSDP's gather one transformer block at a time (ZeRO-3; Rajbhandari et al. 2020, section 5): while an FSDP
-step is traced (``gathering_in_blocks``), each ViT block (``models.vit.block_class``) receives its parameters
-as this device's shards and gathers them (``all_gather``) on entry, inside a rematerialised region. The
+"""FSDP's gather one transformer block at a time (ZeRO-3; Rajbhandari et al. 2020, section 5): in the model an
+FSDP step runs (built with ``gather_axis``, a field of the ViT, MAE's decoder and I-JEPA's predictor), each ViT
+block (``models.vit.block_class``) receives its parameters as this device's shards and gathers them
+(``all_gather``) over that mesh axis on entry, inside a rematerialised region. The
 gathered copy then lives for one block in the forward pass and is gathered again for the same block in the
 backward pass, where the transpose of the gather reduce-scatters (``psum_scatter``) that block's gradients: a
 device never holds more than one block's whole parameters and gradients at once, instead of the whole tree
 (``jaxssl.engine.fsdp`` gathers what is outside the blocks on entry to the step, as before).
 
-Outside an FSDP step nothing here is active and a block is the plain ``Block``.
+Every other model (``gather_axis=None``) builds the plain ``Block``; nothing here is read at trace time but the
+model's own fields.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import re
-from typing import Any, Iterator
+from typing import Any
 
 import jax
 from jax.ad_checkpoint import checkpoint_name
@@ -25,24 +25,6 @@ GATHERED = "fsdp_gathered"
 # Modules whose parameters the model gathers itself: the unrolled blocks (block_3, decoder_block_0,
 # predictor_block_1: models.vit.block_class builds every one) and the scanned ones (blocks/block).
 _BLOCK = re.compile(r"(^|_)block_\d+$")
-
-_AXIS: contextvars.ContextVar[str | None] = contextvars.ContextVar("jaxssl_block_gather_axis", default=None)
-
-
-@contextlib.contextmanager
-def gathering_in_blocks(axis_name: str) -> Iterator[None]:
-  """While tracing under it, the blocks gather their sharded parameters over ``axis_name`` themselves."""
-  token = _AXIS.set(axis_name)
-  try:
-    yield
-  finally:
-    _AXIS.reset(token)
-
-
-def axis() -> str | None:
-  """The mesh axis the blocks gather over, or None outside ``gathering_in_blocks``."""
-  return _AXIS.get()
-
 
 def in_block(path: tuple[str, ...], split_dim: int | None) -> bool:
   """Whether the parameter at ``path`` (dict keys) is gathered by its block rather than on entry to the step:

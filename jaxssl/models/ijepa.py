@@ -28,6 +28,7 @@ class Predictor(nn.Module):
     dim, depth, num_heads: the predictor's width, blocks and heads (ViT-H/14: 384, 12, 16).
     weight_init: the linear layers' initialisation, as the encoder's (``dino``: truncated normal 0.02, the
       official I-JEPA one; ``mae``: xavier-uniform). The mask token is truncated normal 0.02 either way.
+    gather_axis: as the encoder's (``ViT.gather_axis``): an FSDP step's blocks gather their own parameters.
   """
   out_dim: int
   dim: int = 384
@@ -36,6 +37,7 @@ class Predictor(nn.Module):
   mlp_ratio: float = 4.0
   weight_init: str = "dino"
   dtype: Any = jnp.float32
+  gather_axis: str | None = None
 
   @nn.compact
   def __call__(self, context: jax.Array, context_ids: jax.Array, target_ids: jax.Array,
@@ -59,7 +61,7 @@ class Predictor(nn.Module):
       token_mask = jnp.concatenate([jnp.broadcast_to(real_context, (n, k_context)),
                                     jnp.broadcast_to(real_targets, (n, k_target))], axis=1)
       token_mask = jnp.repeat(token_mask, num_targets, axis=0)                  # [N * T, Kc + Kt]
-    block = block_class(False, self.dim, self.mlp_ratio, qkv_bias=True)
+    block = block_class(False, self.dim, self.mlp_ratio, qkv_bias=True, gather_axis=self.gather_axis)
     for i in range(self.depth):
       x = block(self.num_heads, self.mlp_ratio, qkv_bias=True, weight_init=self.weight_init, dtype=self.dtype,
                 name=f"predictor_block_{i}")(x, None, None, token_mask)

@@ -52,7 +52,7 @@ class MaskedAutoencoder(nn.Module):
     patches = jnp.take_along_axis(jnp.concatenate([x[:, 1:], fill], axis=1), masking.ids_restore[..., None], axis=1)
     x = jnp.concatenate([x[:, :1], patches], axis=1)
     x = x + jnp.asarray(sincos_pos_embed_2d(self.decoder_dim, grid, cls_token=True), x.dtype)[None]
-    block = block_class(False, self.decoder_dim, self.mlp_ratio, qkv_bias=True)
+    block = block_class(False, self.decoder_dim, self.mlp_ratio, qkv_bias=True, gather_axis=self.encoder.gather_axis)
     for i in range(self.decoder_depth):
       x = block(self.decoder_heads, self.mlp_ratio, qkv_bias=True, weight_init="mae", dtype=self.dtype,
                 name=f"decoder_block_{i}")(x)

@@ -226,19 +226,19 @@ def _block_shapes(width: int, mlp_ratio: float, qkv_bias: bool, layer_scale: flo
 
 
 def block_class(remat: bool, width: int, mlp_ratio: float, qkv_bias: bool, layer_scale: float = 0.0,
-                mlp: str = "gelu"):
+                mlp: str = "gelu", gather_axis: str | None = None):
   """The module class to build a transformer block ``width`` wide with: ``Block``, rematerialised in the
-  backward pass when ``remat``. While an FSDP step is traced (``block_gather.gathering_in_blocks``), a
-  ``Block`` that receives its parameters as this device's shards and gathers them on entry, always inside a
-  rematerialised region (with ``remat`` everything is recomputed; without, only the gather), so that one
-  block's whole parameters live at a time and the gather's transpose reduce-scatters their gradients."""
-  axis_name = block_gather.axis()
-  if axis_name is None:
+  backward pass when ``remat``. With ``gather_axis`` (the model of an FSDP step, ``jaxssl.models.block_gather``),
+  a ``Block`` that receives its parameters as this device's shards and gathers them over that mesh axis on
+  entry, always inside a rematerialised region (with ``remat`` everything is recomputed; without, only the
+  gather), so that one block's whole parameters live at a time and the gather's transpose reduce-scatters their
+  gradients."""
+  if gather_axis is None:
     return nn.remat(Block) if remat else Block
   whole = _block_shapes(width, mlp_ratio, qkv_bias, layer_scale, mlp)
 
   def gather(variables):
-    return {**variables, "params": block_gather.gather_to_shapes(variables["params"], whole, axis_name)}
+    return {**variables, "params": block_gather.gather_to_shapes(variables["params"], whole, gather_axis)}
 
   gathering = nn.map_variables(Block, "params", trans_in_fn=gather)
   return nn.remat(gathering) if remat else nn.remat(gathering, policy=block_gather.recompute_gathered())
@@ -256,13 +256,15 @@ class _ScannedBlock(nn.Module):
   drop_path: bool
   layer_scale: float = 0.0
   mlp: str = "gelu"
+  gather_axis: str | None = None
 
   @nn.compact
   def __call__(self, carry, per_layer):
     x, drop_keys, token_mask = carry
     index, rate = per_layer
     keys = None if drop_keys is None else jax.vmap(lambda k: jax.random.fold_in(k, index))(drop_keys)
-    block = block_class(False, x.shape[-1], self.mlp_ratio, self.qkv_bias, self.layer_scale, self.mlp)
+    block = block_class(False, x.shape[-1], self.mlp_ratio, self.qkv_bias, self.layer_scale, self.mlp,
+                        self.gather_axis)
     block = block(self.num_heads, self.mlp_ratio, self.qkv_bias, 0.0, self.weight_init, self.dtype,
                   layer_scale=self.layer_scale, mlp=self.mlp, name="block")
     return (block(x, keys, rate if self.drop_path else None, token_mask), drop_keys, token_mask), None
@@ -309,6 +311,8 @@ class ViT(nn.Module):
     scan_layers: the blocks as one ``nn.scan`` over stacked parameters (``blocks/block/...``, leading axis
       ``depth``), so compilation does not grow with depth; the same function as the unrolled
       ``block_0 ... block_{depth-1}`` (``stack_blocks`` converts their parameters).
+    gather_axis: the mesh axis an FSDP step's blocks gather their sharded parameters over (``block_class``);
+      None (every model outside that step) for blocks that hold theirs whole.
   """
   patch_size: int = 16
   dim: int = 192
@@ -328,6 +332,7 @@ class ViT(nn.Module):
   num_registers: int = 0
   layer_scale: float = 0.0
   mlp: str = "gelu"
+  gather_axis: str | None = None
 
   @property
   def num_prefix_tokens(self) -> int:
@@ -394,11 +399,13 @@ class ViT(nn.Module):
       step = nn.remat(_ScannedBlock) if self.remat else _ScannedBlock
       scan = nn.scan(step, variable_axes={"params": 0}, split_rngs={"params": True}, length=self.depth)
       blocks = scan(self.num_heads, self.mlp_ratio, self.qkv_bias, self.weight_init, self.dtype,
-                    drop_path=self.drop_path_rate > 0, layer_scale=self.layer_scale, mlp=self.mlp, name="blocks")
+                    drop_path=self.drop_path_rate > 0, layer_scale=self.layer_scale, mlp=self.mlp,
+                    gather_axis=self.gather_axis, name="blocks")
       per_layer = (jnp.arange(self.depth), jnp.asarray(rates, jnp.float32))
       (x, _, _), _ = blocks((x, drop_keys, token_mask), per_layer)
     else:
-      block = block_class(self.remat, self.dim, self.mlp_ratio, self.qkv_bias, self.layer_scale, self.mlp)
+      block = block_class(self.remat, self.dim, self.mlp_ratio, self.qkv_bias, self.layer_scale, self.mlp,
+                          self.gather_axis)
       for i in range(self.depth):
         keys = None if drop_keys is None else jax.vmap(lambda k: jax.random.fold_in(k, i))(drop_keys)
         x = block(self.num_heads, self.mlp_ratio, self.qkv_bias, float(rates[i]), self.weight_init, self.dtype,
