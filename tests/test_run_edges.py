@@ -65,7 +65,7 @@ def test_sigterm_while_resuming_or_during_the_knn_at_initialisation_stops_cleanl
                         capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-2000:]
   os.remove(workdir / "results.json")             # as if it had been stopped before writing it
-  result = _main_with_sigterm_at("jaxssl.train.make_step", workdir, "--config.train.num_steps=4",
+  result = _main_with_sigterm_at("jaxssl.segment.make_step", workdir, "--config.train.num_steps=4",
                                  "--allow_change=train.num_steps", "--config.eval.knn_at_init=False")
   assert result.returncode == 0, result.stderr[-2000:]
   assert "resuming from step 2" in result.stdout
