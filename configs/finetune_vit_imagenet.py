@@ -15,7 +15,7 @@ in the host workers with PIL, as timm's transforms (``augment.randaugment_on="au
 
 The argument after ``:`` is the size (``base`` by default, ``large``, ``huge``), the data (``imagenet2012`` by
 default, ``imagenette`` or ``folder``), or both. RandAugment runs on the host because a host core is far
-cheaper per image there than the device at 224 px on a CPU (benchmarks/randaugment_cost.py);
+cheaper per image there than the device at 224 px on a CPU (benchmarks/speed/randaugment_cost.py);
 ``--config.augment.randaugment_on=device --config.augment.interpolation=bilinear`` moves it to the device,
 whose warps are bilinear.
 """

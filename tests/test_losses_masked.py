@@ -1,6 +1,6 @@
 """The masked self-distillation losses (iBOT's patch loss, DINOv2's KoLeo and Sinkhorn-Knopp centring, I-JEPA's
 smooth L1): equal to lightly's / PyTorch's values (tests/data/lightly_losses.npz, written by
-benchmarks/lightly_loss_references.py), and 8 devices equal to 1."""
+benchmarks/peers/lightly_loss_references.py), and 8 devices equal to 1."""
 
 import pathlib
 

@@ -1,5 +1,5 @@
 """Weights from and to timm (jaxssl/weights/, jaxssl/export.py), against small timm models with random weights saved
-by timm itself (tests/data/weights/, written by benchmarks/make_weight_fixtures.py in the PyTorch venv): the
+by timm itself (tests/data/weights/, written by benchmarks/peers/make_weight_fixtures.py in the PyTorch venv): the
 features jaxssl computes from them equal timm's, and what jaxssl exports holds exactly the tensors, names and
 shapes timm's own files hold."""
 
@@ -370,7 +370,7 @@ def test_a_config_that_differs_from_the_weights_is_one_line_before_the_workdir()
 def test_finetune_from_a_timm_folder_then_export(tmp_path):
   """The README's example: an encoder imported from a timm folder, fine-tuned with python -m jaxssl.finetune,
   exported, read back with the same features (timm's side of the export is checked in the PyTorch venv:
-  benchmarks/weights_parity.py)."""
+  benchmarks/parity/weights_parity.py)."""
   env = dict(os.environ, XLA_FLAGS=cpu_flags(8), JAX_PLATFORMS="cpu")
   tiny = ["--config.data.source=synthetic", "--config.data.synthetic_size=16", "--config.augment.size=16",
           "--config.train.batch_size=16", "--config.train.num_steps=2"]

@@ -1,6 +1,6 @@
 """Google's Flax ViT checkpoints (.npz: big_vision's names, scanned or not, and the ViT paper's) read by
 jaxssl.load_encoder and written by ``python -m jaxssl.export --format npz``. The fixtures hold the timm fixtures'
-weights in those layouts (benchmarks/make_weight_fixtures.py); their features are timm's after timm's own
+weights in those layouts (benchmarks/peers/make_weight_fixtures.py); their features are timm's after timm's own
 ``_load_weights`` read the file."""
 
 import os

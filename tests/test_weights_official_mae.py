@@ -1,6 +1,6 @@
 """MAE pretraining continued from the official checkpoint, decoder included (jaxssl/weights/mae_decoder.py): a
 main_pretrain.py checkpoint at configs/mae.py's sizes (tests/data/weights/official_mae_micro, written by
-benchmarks/make_weight_fixtures.py from a transcription of models_mae.py) gives, through
+benchmarks/peers/make_weight_fixtures.py from a transcription of models_mae.py) gives, through
 ``--config.model.init_from``, the official forward's predictions and loss on the same images and masking
 noise."""
 

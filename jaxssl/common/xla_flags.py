@@ -2,7 +2,7 @@
 
 XLA:CPU (jax 0.10) hands single convolutions to YNNPACK by default. For the ResNets here Eigen's convolution
 is faster on the CPU, forward and in jaxssl.models.conv's backward pass (small ResNet at batch 512 on a 2-core
-x86_64 CPU: 0.52 s against 0.68 s per forward+backward; benchmarks/throughput.py). The flag only concerns the
+x86_64 CPU: 0.52 s against 0.68 s per forward+backward; benchmarks/speed/throughput.py). The flag only concerns the
 CPU backend. XLA reads XLA_FLAGS once, when the first backend starts, so this must run before any computation;
 a user who sets the option in XLA_FLAGS keeps theirs.
 

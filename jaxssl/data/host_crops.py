@@ -17,7 +17,7 @@ pipeline draws what an uninterrupted one draws.
 
 Speed: JPEGs are decoded at a reduced size (``PIL.Image.draft``, libjpeg's DCT scaling by 1/2, 1/4 or 1/8)
 when every crop of the example still has at least its output resolution; PIL releases the GIL while it decodes
-and resizes, so threads scale with the cores (BENCHMARKS.md, benchmarks/input_pipeline.py).
+and resizes, so threads scale with the cores (BENCHMARKS.md, benchmarks/speed/input_pipeline.py).
 """
 
 from __future__ import annotations

@@ -192,7 +192,7 @@ def loss_function(trainer: Trainer, state: TrainState, batch: Batch, offset: jax
                   axis_name: str | None) -> Callable[[Any], tuple[jax.Array, Any]]:
   """params -> (the method's loss on this device's ``batch``, its LossOutput): the views of each example drawn
   from its global index (``offset`` + position), the method's model run on them. What the step
-  differentiates (also what benchmarks/memory_scaling.py reads the residuals of)."""
+  differentiates (also what benchmarks/speed/memory_scaling.py reads the residuals of)."""
   method = trainer.method
   labels = batch["label"]
   step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)

@@ -351,7 +351,7 @@ def lars_direction(trust_coefficient: float, momentum: float) -> list[optax.Grad
   optax.lars applies the learning rate before the momentum (a buffer of lr-scaled updates). The two agree while
   the learning rate is constant; during a warm-up optax's steps lag (at the end of a 10-step warm-up about half
   as large), which left BYOL's first steps behind lightly's from the same weights
-  (benchmarks/step_parity_vs_lightly.py).
+  (benchmarks/parity/step_parity_vs_lightly.py).
   """
   return [optax.masked(optax.scale_by_trust_ratio(trust_coefficient=trust_coefficient), _matrices),
           optax.trace(decay=momentum)]
