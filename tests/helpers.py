@@ -51,24 +51,47 @@ def synthetic_batches(config, steps: int) -> list[dict]:
   return [next(pipeline) for _ in range(steps)]
 
 
+class Steps:
+  """The tests' one step harness: a config's trainer, its initial state (seed 0) placed on the first
+  ``num_devices`` devices (replicated, or with ``fsdp_min_size`` > 0 split: FSDP over arrays of at least that
+  many elements) and the jitted step the run uses (``jaxssl.segment.make_step``'s two kinds).
+
+      steps = Steps(config, num_devices=8)
+      metrics = steps.run(batches)          # one dict of metrics per global batch; steps.state after them
+  """
+
+  def __init__(self, config, num_devices: int = 8, total_steps: int = 3, num_classes: int = 0, channels: int = 1,
+               fsdp_min_size: int = 0):
+    from jaxssl.engine import fsdp, parallel, train_step
+
+    self.mesh = mesh(num_devices)
+    self.trainer = train_step.build(config, total_steps=total_steps, num_classes=num_classes)
+    self.initial = train_step.init_state(self.trainer, jax.random.key(0), channels)
+    if fsdp_min_size:
+      self.state = jax.device_put(self.initial, fsdp.state_shardings(self.initial, self.mesh, fsdp_min_size))
+      self._step = fsdp.fsdp_step(self.trainer, self.initial, self.mesh, fsdp_min_size)
+    else:
+      self.state = parallel.replicate(self.initial, self.mesh)
+      self._step = parallel.shard_step(train_step.make_per_device_step(self.trainer), self.mesh)
+
+  def step(self, batch: dict) -> dict:
+    """One step on a global batch (host arrays); the state moves on; returns the step's metrics."""
+    from jaxssl.engine import parallel
+
+    self.state, metrics = self._step(self.state, parallel.shard_batch(batch, self.mesh))
+    return metrics
+
+  def run(self, batches) -> list[dict]:
+    return [self.step(batch) for batch in batches]
+
+
 def run_steps(config, batches, num_devices: int = 8, fsdp_min_size: int = 0):
   """(final state, losses) of the config's steps on these batches, on ``num_devices`` devices: the state
   replicated, or with ``fsdp_min_size`` > 0 sharded (FSDP, arrays of at least that many elements). Every step's
   NaN guard must pass."""
-  from jaxssl.engine import fsdp, parallel, train_step
-
-  m = mesh(num_devices)
-  trainer = train_step.build(config, total_steps=len(batches), num_classes=10)
-  initial = train_step.init_state(trainer, jax.random.key(0), 1)
-  if fsdp_min_size:
-    state = jax.device_put(initial, fsdp.state_shardings(initial, m, fsdp_min_size))
-    step = fsdp.fsdp_step(trainer, initial, m, fsdp_min_size)
-  else:
-    state = parallel.replicate(initial, m)
-    step = parallel.shard_step(train_step.make_per_device_step(trainer), m)
+  steps = Steps(config, num_devices, total_steps=len(batches), num_classes=10, fsdp_min_size=fsdp_min_size)
   losses = []
-  for batch in batches:
-    state, metrics = step(state, parallel.shard_batch(batch, m))
+  for metrics in steps.run(batches):
     assert float(metrics["finite"]) == 1.0
     losses.append(float(metrics["loss"]))
-  return state, losses
+  return steps.state, losses

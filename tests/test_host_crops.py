@@ -14,7 +14,7 @@ import helpers
 from jaxssl import data
 from jaxssl.data import generate, host_crops
 from jaxssl.data.host_crops import CropSpec, HostCropper
-from jaxssl.engine import parallel, train_step
+from jaxssl.engine import train_step
 from jaxssl.ops import augment
 
 
@@ -176,15 +176,9 @@ def test_eight_devices_match_one_with_host_crops(jpeg_folder, method):
   assert len([k for k in batches[0] if k.startswith("view")]) == len(trainer.recipes)
 
   def run(num_devices):
-    mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:num_devices]), (parallel.AXIS,))
-    trainer = train_step.build(config, total_steps=2)
-    state = parallel.replicate(train_step.init_state(trainer, jax.random.key(0), 3), mesh)
-    step = parallel.shard_step(train_step.make_per_device_step(trainer), mesh)
-    losses = []
-    for batch in batches:
-      state, metrics = step(state, parallel.shard_batch(batch, mesh))
-      losses.append(float(metrics["loss"]))
-    return losses, jax.device_get(state.params)
+    steps = helpers.Steps(config, num_devices, total_steps=2, channels=3)
+    losses = [float(metrics["loss"]) for metrics in steps.run(batches)]
+    return losses, jax.device_get(steps.state.params)
 
   losses_one, params_one = run(1)
   losses_eight, params_eight = run(8)

@@ -50,24 +50,15 @@ def test_metrics_writer_jsonl_tensorboard_resume_and_collapse_warning(tmp_path, 
 
 def test_health_metrics_are_computed_on_log_steps_only():
   """The step runs the SVD only where the loop logs (train.log_every, and the last step), on 8 devices too."""
-  import jax
-
   from jaxssl import data
-  from jaxssl.engine import parallel
-  from helpers import mesh
+  from helpers import Steps
   from tiny import tiny_config
 
   config = tiny_config("simclr")
   config.train.log_every = 2
-  trainer = train_step.build(config, total_steps=3)
-  m = mesh(8)
-  state = parallel.replicate(train_step.init_state(trainer, jax.random.key(0), 1), m)
-  step = parallel.shard_step(train_step.make_per_device_step(trainer), m)
+  steps = Steps(config, num_devices=8)
   pipeline = data.Pipeline(data.synthetic(64, size=16), config.train.batch_size, seed=0, prefetch=0)
-  ranks = []
-  for _ in range(3):
-    state, out = step(state, parallel.shard_batch(next(pipeline), m))
-    ranks.append(float(out["rep_rank"]))
+  ranks = [float(steps.step(next(pipeline))["rep_rank"]) for _ in range(3)]
   assert ranks[0] == 0.0 and ranks[1] > 1.0 and ranks[2] > 1.0, ranks        # steps 2 and 3 (the last) log
 
 

@@ -12,7 +12,7 @@ from jaxssl.methods import joint_embedding
 from jaxssl.methods.base import StepInputs, Variables
 from jaxssl.methods.joint_embedding import Outputs
 from jaxssl.ops import optim
-from helpers import mesh, synthetic_batches
+from helpers import Steps, mesh, synthetic_batches
 from tiny import tiny_config
 
 METHODS = ["simclr", "byol", "vicreg"]
@@ -22,16 +22,12 @@ _batches = synthetic_batches
 
 
 def _run_shard_map(config, batches, num_devices, num_classes=0):
-  m = mesh(num_devices)
-  trainer = train_step.build(config, total_steps=len(batches), num_classes=num_classes)
-  state = parallel.replicate(train_step.init_state(trainer, jax.random.key(0), 1), m)
-  step = parallel.shard_step(train_step.make_per_device_step(trainer), m)
+  steps = Steps(config, num_devices, total_steps=len(batches), num_classes=num_classes)
   losses, probe = [], []
-  for batch in batches:
-    state, metrics = step(state, parallel.shard_batch(batch, m))
+  for metrics in steps.run(batches):
     losses.append(float(metrics["loss"]))
     probe.append([float(metrics.get("probe_loss", 0.0)), float(metrics.get("probe_acc", 0.0))])
-  return jax.device_get(state), losses, probe
+  return jax.device_get(steps.state), losses, probe
 
 
 def _run_pmap(config, batches, num_devices=8, num_classes=0):
@@ -223,20 +219,16 @@ def test_method_that_needs_labels_refuses_an_unlabeled_split(tmp_path, monkeypat
 def test_dino_with_a_vit_keeps_its_last_layer_frozen_for_its_steps_then_trains():
   config = tiny_config("dino")                       # last layer frozen for 2 steps; 16 px global, 8 px local crops
   config.model.encoder, config.model.patch_size = "vit_micro", 4
-  batches = _batches(config, 3)
-  trainer = train_step.build(config, total_steps=3)
-  m = mesh(1)
-  state = parallel.replicate(train_step.init_state(trainer, jax.random.key(0), 1), m)
-  step = parallel.shard_step(train_step.make_per_device_step(trainer), m)
+  steps = Steps(config, num_devices=1)
   last = lambda s: np.asarray(s.params["projector"]["last_layer"])
   first_hidden = lambda s: np.asarray(jax.tree.leaves(s.params["projector"])[0])
-  initial, initial_hidden = last(state), first_hidden(state)
-  for i, batch in enumerate(batches):
-    state, _ = step(state, parallel.shard_batch(batch, m))
+  initial, initial_hidden = last(steps.state), first_hidden(steps.state)
+  for i, batch in enumerate(_batches(config, 3)):
+    steps.step(batch)
     if i < 2:
-      np.testing.assert_array_equal(last(state), initial)
-  assert not np.array_equal(first_hidden(state), initial_hidden)
-  assert not np.array_equal(last(state), initial)
+      np.testing.assert_array_equal(last(steps.state), initial)
+  assert not np.array_equal(first_hidden(steps.state), initial_hidden)
+  assert not np.array_equal(last(steps.state), initial)
 
 
 @pytest.mark.slow                 # a long in-process run (over 20 s on 2 cores): not in the fast subset
