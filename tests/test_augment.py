@@ -139,12 +139,12 @@ def test_rotation_by_a_right_angle_is_exact():
 def test_rotation_is_reachable_from_the_config_and_gives_a_rotated_view():
   """augment.rotation_prob / rotation_degrees reach every recipe; a view with only rotation on is the image
   rotated by some angle within the range (found by search), and not the image itself."""
-  from jaxssl import methods
+  from jaxssl import tasks
   from jaxssl.schema import defaults
-  for name in methods.names():
+  for name in tasks.names():
     config = defaults.get_config(name)
     config.augment.rotation_prob, config.augment.rotation_degrees = 1.0, 30.0
-    recipes = methods.get(config).recipes(config)
+    recipes = tasks.get(config).recipes(config)
     assert all(r.rotation_prob == 1.0 and r.rotation_degrees == 30.0 for r in recipes), name
     assert defaults.get_config(name).augment.rotation_prob == 0.0        # off by default, as the papers
 

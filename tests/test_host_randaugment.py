@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import helpers
-from jaxssl import methods
+from jaxssl import tasks
 from jaxssl.common.config_checks import ConfigError
 from jaxssl.data import generate, host_crops, host_randaugment as hra
 from jaxssl.data.host_crops import CropSpec
@@ -73,7 +73,7 @@ def _classifier_recipe(**augment_fields) -> augment.ViewRecipe:
   config = defaults.get_config("classifier")
   config.augment.randaugment_layers = 2
   config.augment.update(augment_fields)
-  (recipe,) = methods.get(config).recipes(config)
+  (recipe,) = tasks.get(config).recipes(config)
   return recipe
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from jaxssl import methods
+from jaxssl import tasks
 from jaxssl.common.config_checks import ConfigError
 from jaxssl.ops import augment, randaugment as ra
 from jaxssl.schema import defaults, validate
@@ -83,7 +83,7 @@ def test_the_classifier_view_reads_randaugment_and_other_methods_refuse_it():
   config = defaults.get_config("classifier")
   config.augment.randaugment_layers = 2
   validate.validate(config, num_devices=1)
-  (recipe,) = methods.get(config).recipes(config)
+  (recipe,) = tasks.get(config).recipes(config)
   assert (recipe.randaugment_layers, recipe.randaugment_magnitude, recipe.randaugment_fill) == (
       2, 9.0, tuple(config.data.mean))
   simclr = defaults.get_config("simclr")

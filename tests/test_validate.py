@@ -171,3 +171,22 @@ def test_every_config_loads_from_any_directory(tmp_path):
                         text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-2000:]
   assert done.stdout.split()[-1] == str(len(paths)) and len(paths) >= 16
+
+
+def test_the_readme_lists_every_field_as_the_schema_declares_it():
+  """The README's field table is written from jaxssl/schema/fields.py (regenerate it with fields.markdown())."""
+  import os
+
+  from jaxssl.schema import fields
+  readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+  assert fields.markdown() in readme, "README.md's field table differs from jaxssl.schema.fields.markdown()"
+  shared = {f"{section}.{name}" for section in fields.SECTIONS for name in common.get_config("simclr")[section]}
+  assert shared == {field for field, _, _ in fields.rows()} - {"seed"}
+
+
+def test_a_field_rule_names_the_field_and_the_value():
+  from jaxssl.schema import fields
+  config = common.get_config("simclr")
+  config.optim.name = "adam"
+  with pytest.raises(validate.ConfigError, match=r"^config.optim.name='adam': use 'lars', 'sgd' or 'adamw'$"):
+    fields.check(config)

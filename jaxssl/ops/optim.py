@@ -30,6 +30,7 @@ import optax
 
 from jaxssl.common.config_checks import fail
 
+NAMES = ("lars", "sgd", "adamw")
 CLIP_MODES = ("global", "per_parameter")
 
 

@@ -112,14 +112,6 @@ def check(config) -> None:
     config_checks.fail("method.mixup_mode", m.mixup_mode, f"use one of {', '.join(map(repr, mixing.MODES))} "
                        "(timm's: one lambda per batch, or per example)")
   config_checks.in_range(config, "method.erase_prob", 0.0, 1.0)
-  a = config.augment
-  config_checks.non_negative_int(config, "augment.randaugment_layers")
-  config_checks.in_range(config, "augment.randaugment_magnitude", 0.0, 10.0)
-  if not a.randaugment_magnitude_std >= 0:
-    config_checks.fail("augment.randaugment_magnitude_std", a.randaugment_magnitude_std, "must be non-negative")
-  if a.randaugment_on not in RANDAUGMENT_PLACES:
-    config_checks.fail("augment.randaugment_on", a.randaugment_on,
-                       f"use one of {', '.join(map(repr, RANDAUGMENT_PLACES))} (auto: with the crops)")
   if not m.head_init_std >= 0:
     config_checks.fail("method.head_init_std", m.head_init_std, "must be non-negative (0: a zero head)")
   if m.init not in INITS:
