@@ -27,7 +27,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results (and chec
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Join a multi-process run (jax.distributed.initialize).")
 _ALLOW_CHANGE = flags.DEFINE_list("allow_change", [], "Config fields that may differ from the workdir's run on "
                                   "resume, e.g. train.num_epochs to extend it.")
-flags.mark_flags_as_required(["config", "workdir"])
+_PRINT_CONFIG = flags.DEFINE_bool("print_config", False, "Print the resolved config (file and overrides), one field "
+                                  "a line with its meaning, check it, and exit: nothing is trained or written, and "
+                                  "no --workdir is needed.")
+flags.mark_flags_as_required(["config"])
 
 
 def initialize_distributed() -> None:
@@ -84,9 +87,15 @@ def main(argv, prepare: Callable[[ml_collections.ConfigDict], None] | None = Non
     print(f"error: --config={_config_file(sys.argv)}: get_config() returned a {type(config).__name__}, not an "
           "ml_collections.ConfigDict (start from jaxssl.schema.defaults.get_config(method))", file=sys.stderr)
     return 2
+  if not _WORKDIR.value and not _PRINT_CONFIG.value:
+    print("error: --workdir: required (the run's directory: checkpoints, metrics, results.json)", file=sys.stderr)
+    return 2
   try:
     if prepare is not None:
       prepare(config)
+    if _PRINT_CONFIG.value:
+      _print_config(config)
+      return 0
     results = train.run(config, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value)
     if after is not None and not results.get("preempted"):
       after(config, results)
@@ -103,6 +112,20 @@ def main(argv, prepare: Callable[[ml_collections.ConfigDict], None] | None = Non
           file=sys.stderr)
     return 2
   return 0
+
+
+def _print_config(config: ml_collections.ConfigDict) -> None:
+  """``--print_config``: the config checked as a run would check it on this machine's devices (ConfigError),
+  then its fields and their meaning on stdout."""
+  import jax
+
+  from jaxssl import evals
+  from jaxssl.schema import fields, validate
+
+  validate.validate(config, num_devices=jax.device_count())
+  evals.check(config)
+  print(fields.describe(config))
+  print(f"# valid on {jax.device_count()} {jax.devices()[0].platform} device(s)")
 
 
 def parse_flags(argv: list[str]) -> list[str]:

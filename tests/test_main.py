@@ -229,3 +229,21 @@ def test_a_disk_that_refuses_the_checkpoint_is_one_line_without_library_tracebac
   assert len(error) == 1 and f"a checkpoint could not be written to {tmp_path}/checkpoints: File too large (" in (
       error[0]), result.stderr[-2000:]
   assert not (tmp_path / "checkpoints" / "2").exists()
+
+
+def test_print_config_lists_every_field_with_its_meaning_checks_it_and_writes_nothing(tmp_path):
+  env = dict(os.environ, XLA_FLAGS=cpu_flags(8), JAX_PLATFORMS="cpu")
+  run = lambda *args: subprocess.run([sys.executable, "-m", "jaxssl.main", f"--config={ROOT}/configs/mae.py", *args],
+                                     cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+  result = run("--config.train.num_steps=30", "--print_config")
+  assert result.returncode == 0, result.stderr[-2000:]
+  lines = result.stdout.splitlines()
+  assert any(line.startswith("train.num_steps") and " 30 " in line for line in lines)
+  assert any(line.startswith("method.mask_ratio") and "jaxssl.methods.mae.defaults()" in line for line in lines)
+  assert any(line.startswith("optim.base_lr") and "# peak lr = base_lr * batch_size / 256" in line for line in lines)
+  assert lines[-1] == "# valid on 8 cpu device(s)" and os.listdir(tmp_path) == []
+  bad = run("--config.optim.base_lr=-1.0", "--print_config")
+  assert bad.returncode == 2 and bad.stderr.strip() == "error: config.optim.base_lr=-1.0: must be positive"
+  missing = run()
+  assert missing.returncode == 2 and missing.stderr.strip().startswith("error: --workdir: required")
+  assert os.listdir(tmp_path) == []

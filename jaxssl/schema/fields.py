@@ -285,6 +285,21 @@ def rows(config: ml_collections.ConfigDict | None = None) -> list[tuple[str, Any
   return out
 
 
+def describe(config: ml_collections.ConfigDict) -> str:
+  """The resolved config, one field a line with its meaning (``python -m jaxssl.main --print_config``): the
+  method's own fields (documented in its module's ``defaults()``), then the shared sections."""
+  from jaxssl import tasks
+
+  where = tasks.module(config.method.name).__name__
+  lines = [("method.name", config.method.name, f"the method or task ({where})")]
+  lines += [(f"method.{key}", value, f"{where}.defaults()") for key, value in config.method.items() if key != "name"]
+  lines += rows(config)
+  width = max(len(field) for field, _, _ in lines)
+  shown = [(field, repr(tuple(value) if isinstance(value, list) else value), text) for field, value, text in lines]
+  value_width = min(max(len(v) for _, v, _ in shown), 40)
+  return "\n".join(f"{field:<{width}}  {value:<{value_width}}  # {text}" for field, value, text in shown)
+
+
 def markdown() -> str:
   """The README's field table."""
   lines = ["| field | default | meaning |", "|---|---|---|"]
