@@ -98,8 +98,10 @@ def test_mae_runs_the_whole_loop_with_knn_on_full_images(tmp_path, capsys):
   assert (tmp_path / "run" / "plots" / "reconstruction.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   run = load_run(str(tmp_path / "run"))
   images = jnp.asarray(np.random.default_rng(0).normal(size=(2, 16, 16, 1)), jnp.float32)
-  removed, rebuilt = run.trainer.method.reconstruct(run.trainer.model, Variables(run.state.params, {}), images,
-                                                    jax.random.split(jax.random.key(0), 2))
+  reconstruct = mae.reconstruction(run.config)       # the method's picture (methods.reconstruction finds it)
+  assert methods.reconstruction(run.config) is not None
+  removed, rebuilt = reconstruct(run.trainer.model, Variables(run.state.params, {}), images,
+                                 jax.random.split(jax.random.key(0), 2))
   kept = np.asarray(removed) == 0
   assert kept.mean() == 0.25
   np.testing.assert_allclose(np.asarray(rebuilt)[kept], np.asarray(images)[kept], atol=1e-6)
