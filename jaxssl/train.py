@@ -23,7 +23,7 @@ from jaxssl.engine.train_step import build, init_state, with_variables
 from jaxssl.methods.base import Variables
 from jaxssl.ops import optim
 from jaxssl.runs import checkpoint, pretrained_run, run_identity, workdir_lock
-from jaxssl.schema import validate
+from jaxssl.schema import schedules, validate
 from jaxssl.segment import TrainingError, make_step  # noqa: F401  (their public names here too)
 from jaxssl.weights import init_from
 
@@ -80,9 +80,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   mesh = make_mesh()
   steps_per_epoch = len(dataset.train) // config.train.batch_size
   total_steps = total_steps_for(config, len(dataset.train))
+  schedules.check(config, total_steps)           # a schedule that cannot fit the run: one line, nothing written
   print(f"devices: {jax.device_count()} {jax.devices()[0].platform} in {jax.process_count()} process(es), "
         f"{jax.local_device_count()} in process {jax.process_index()}; global batch {config.train.batch_size}, "
         f"{total_steps} steps", flush=True)
+  for note in schedules.notes(config, total_steps, steps_per_epoch):
+    print(f"note: {note}", flush=True)
   num_classes = dataset.num_classes if dataset.train.labeled else 0
   trainer = build(config, total_steps, num_classes=num_classes, steps_per_epoch=steps_per_epoch)
   if config.eval.online_probe and num_classes and trainer.probe is None:

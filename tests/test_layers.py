@@ -91,6 +91,17 @@ def test_imports_go_down_the_layers():
   assert not upward, "imports that run up or across the layers:\n" + "\n".join(upward)
 
 
+def test_methods_and_tasks_read_no_data_schema_or_run():
+  """A method (or the fine-tuning task) is arrays in, arrays out: it imports neither the data layer below it nor
+  anything of the schema, the engine or the runs on disk."""
+  graph = _imports(_modules())
+  forbidden = ("jaxssl.data", "jaxssl.schema", "jaxssl.engine", "jaxssl.runs", "jaxssl.weights", "jaxssl.evals")
+  found = [f"{module} imports {target}" for module, targets in graph.items()
+           if module.startswith(("jaxssl.methods", "jaxssl.tasks"))
+           for target in targets if target.startswith(forbidden)]
+  assert not found, "\n".join(found)
+
+
 def test_no_module_imports_itself_in_a_circle():
   graph = _imports(_modules())
   circles, state = [], {}

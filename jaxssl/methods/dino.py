@@ -38,6 +38,13 @@ def warmed_up(step, start: float, end: float, warmup_steps: int, hold_steps: int
   return start + progress * (end - start)
 
 
+def step_schedules(config) -> dict[str, tuple[int, str]]:
+  """The lengths in steps that must end within the run (``jaxssl.schema.schedules``): the teacher
+  temperature's warm-up."""
+  return {"method.teacher_temperature_warmup_steps": (int(config.method.teacher_temperature_warmup_steps),
+                                                      "the teacher temperature warms up")}
+
+
 def teacher_temperature(step, m):
   """The teacher temperature's warm-up from ``warmup_teacher_temperature`` to ``teacher_temperature``
   (``warmed_up`` over ``teacher_temperature_warmup_steps``, each value held ``teacher_temperature_hold_steps``)."""

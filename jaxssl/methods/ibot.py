@@ -24,6 +24,10 @@ CENTERINGS = ("center", "sinkhorn")
 LAST_LAYERS = "(patch_)?" + dino.LAST_LAYER    # both heads' (official: every parameter named last_layer)
 
 
+# The class token's and the patches' teacher temperatures warm up over the same steps as DINO's.
+step_schedules = dino.step_schedules
+
+
 def freeze_last_layers(steps: int) -> tuple:
   """``optim.rules`` freezing both heads' last layers for the first ``steps`` steps."""
   return dino.freeze_last_layer(steps, LAST_LAYERS)

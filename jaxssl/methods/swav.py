@@ -90,6 +90,12 @@ def defaults():
           "queue_size": 3840, "queue_start_step": 0}
 
 
+def step_schedules(config) -> dict[str, tuple[int, str]]:
+  """The lengths in steps that must end within the run (``jaxssl.schema.schedules``): the prototypes' freeze."""
+  return {"method.freeze_prototypes_steps": (int(config.method.freeze_prototypes_steps),
+                                             "the prototypes get no gradient")}
+
+
 def check(config) -> None:
   check_heads(config)
   config_checks.positive_int(config, "method.num_prototypes")

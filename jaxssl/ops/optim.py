@@ -199,10 +199,25 @@ def peak_learning_rate(config: ml_collections.ConfigDict) -> float:
   return config.optim.base_lr * config.train.batch_size / 256.0
 
 
+# A warm-up that would not end before the run does is cut to this share of the run (``jaxssl.schema.schedules``
+# says so in one line): otherwise the run ends at its peak learning rate.
+SHORT_RUN_WARMUP_SHARE = 0.5
+
+
+def run_warmup(config: ml_collections.ConfigDict, total_steps: int, steps_per_epoch: float = 0.0) -> int:
+  """The warm-up a run of ``total_steps`` uses: ``warmup_steps``, or where that is not shorter than the run,
+  ``SHORT_RUN_WARMUP_SHARE`` of it."""
+  warmup = warmup_steps(config, steps_per_epoch)
+  if warmup >= total_steps:
+    return int(total_steps * SHORT_RUN_WARMUP_SHARE)
+  return min(warmup, max(total_steps - 1, 0))
+
+
 def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int,
                            steps_per_epoch: float = 0.0) -> optax.Schedule:
-  """Linear warm-up from 0 to the peak, then cosine decay to ``optim.min_lr`` (DINO's and MAE's floor)."""
-  warmup = min(warmup_steps(config, steps_per_epoch), max(total_steps - 1, 0))
+  """Linear warm-up from 0 to the peak (``run_warmup``), then cosine decay to ``optim.min_lr`` (DINO's and MAE's
+  floor)."""
+  warmup = run_warmup(config, total_steps, steps_per_epoch)
   return optax.warmup_cosine_decay_schedule(init_value=0.0, peak_value=peak_learning_rate(config),
                                             warmup_steps=warmup, decay_steps=max(total_steps, warmup + 1),
                                             end_value=float(config.optim.min_lr))

@@ -1,0 +1,49 @@
+"""Schedules counted in steps, against the run's own length: what a shortened run (``train.num_steps=30``, how
+everyone tries a config first) does to them, said in one line or refused in one line, before anything is
+written.
+
+- The learning-rate warm-up (``optim.warmup_steps``, or ``optim.warmup_epochs`` of the run's own data and
+  batch) that would not end before the run does is cut to ``optim.SHORT_RUN_WARMUP_SHARE`` of the run, with a
+  note (``notes``): otherwise the run would end at its peak learning rate.
+- A parameter frozen for the whole run (``optim.rules``' frozen_steps: DINO's and iBOT's last layers), or a
+  method's warm-up that would not end (its module's optional ``step_schedules(config)``: DINO's and iBOT's
+  teacher temperature, SwAV's frozen prototypes), is refused (``check``), naming the field and what to set.
+
+A run of the length its config was made for is unchanged.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jaxssl import tasks
+from jaxssl.common.config_checks import fail
+from jaxssl.ops import optim
+
+
+def check(config: ml_collections.ConfigDict, total_steps: int) -> None:
+  """ConfigError for a schedule that cannot fit a run of ``total_steps`` steps."""
+  for i, rule in enumerate(optim.rules_of(config)):
+    if rule.frozen_steps >= total_steps:
+      fail(f"optim.rules[{i}]", tuple(config.optim.rules[i]), f"freezes the parameters it matches for "
+           f"{rule.frozen_steps} steps, the whole run of {total_steps}: they would never train; give it fewer "
+           f"frozen steps (its last entry) or train longer")
+  module = tasks.module(config.method.name)
+  schedules = module.step_schedules(config) if hasattr(module, "step_schedules") else {}
+  for field, (steps, what) in schedules.items():
+    if steps >= total_steps:
+      fail(field, steps, f"{what} for {steps} steps, not fewer than the run's {total_steps}, so that never "
+           f"ends; set it below {total_steps} for this run")
+
+
+def notes(config: ml_collections.ConfigDict, total_steps: int, steps_per_epoch: float) -> list[str]:
+  """One line for each schedule the run cuts to fit (the learning-rate warm-up)."""
+  asked = optim.warmup_steps(config, steps_per_epoch)
+  used = optim.run_warmup(config, total_steps, steps_per_epoch)
+  if used == min(asked, max(total_steps - 1, 0)):
+    return []
+  field = (f"optim.warmup_epochs={config.optim.warmup_epochs:g}"
+           if config.optim.warmup_epochs > 0 and steps_per_epoch > 0 else f"optim.warmup_steps={asked}")
+  return [f"{field} is {asked} steps, not shorter than the run ({total_steps} steps): the learning rate warms up "
+          f"over the first {used} instead ({optim.SHORT_RUN_WARMUP_SHARE:.0%} of the run); set "
+          "optim.warmup_steps (with optim.warmup_epochs=0) to choose"]
