@@ -119,11 +119,10 @@ def _print_config(config: ml_collections.ConfigDict) -> None:
   then its fields and their meaning on stdout."""
   import jax
 
-  from jaxssl import evals
-  from jaxssl.schema import fields, validate
+  from jaxssl import train
+  from jaxssl.schema import fields
 
-  validate.validate(config, num_devices=jax.device_count())
-  evals.check(config)
+  train.check(config)
   print(fields.describe(config))
   print(f"# valid on {jax.device_count()} {jax.devices()[0].platform} device(s)")
 

@@ -41,6 +41,13 @@ def total_steps_for(config: ml_collections.ConfigDict, num_train: int) -> int:
   return steps
 
 
+def check(config: ml_collections.ConfigDict) -> None:
+  """The config as a run checks it on this machine's devices, before anything else (ConfigError): the schema,
+  the method's own fields, and the evaluators it names."""
+  validate.validate(config, num_devices=jax.device_count())
+  evals.check(config)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
         allow_change: Sequence[str] = ()) -> dict[str, float]:
   """Validates the config, trains (resuming from the workdir's latest checkpoint), evaluates and writes
@@ -52,8 +59,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   another config is refused (``jaxssl.runs.run_identity``) unless the differing fields are in ``allow_change``; a
   finished run returns its results without training or evaluating again.
   """
-  validate.validate(config, num_devices=jax.device_count())
-  evals.check(config)
+  check(config)
   run_identity.check_writable(workdir)
   root = resolve(workdir)
   changes = run_identity.check_same_run(root, config, allow_change, workdir)   # before minutes of data loading

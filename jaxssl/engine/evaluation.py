@@ -235,6 +235,11 @@ def linear_probe_of_features(features: dict[str, np.ndarray], num_classes: int,
 # A train state's encoder.
 
 
+def encoder_variables(state) -> dict:
+  """The variables ``model.apply`` reads of a train state: its online params and BatchNorm statistics."""
+  return {"params": state.params, "batch_stats": state.batch_stats}
+
+
 def encoder_fn(trainer, state) -> tuple[Callable, dict, Callable]:
   """(apply_fn, variables, preprocess) of the online encoder of a train state (BatchNorm in inference mode)."""
   size = trainer.recipes[0].size
@@ -245,5 +250,4 @@ def encoder_fn(trainer, state) -> tuple[Callable, dict, Callable]:
     return normalize(trainer, x)
 
   apply_fn = functools.partial(trainer.model.apply, method=trainer.model.embed)
-  variables = None if state is None else {"params": state.params, "batch_stats": state.batch_stats}
-  return apply_fn, variables, preprocess
+  return apply_fn, None if state is None else encoder_variables(state), preprocess

@@ -166,7 +166,8 @@ def fsdp_step(trainer, state: TrainState, mesh: Mesh, min_size: int = MIN_SIZE, 
   own parameters (module docstring). The state buffer is donated."""
   entry = gradient_entry(state, mesh.size, min_size, per_block)
   specs = entry.specs
-  gradient_step = train_step.make_gradient_step(gradient_trainer(trainer, per_block), AXIS, reduce_gradients=entry.reduce)
+  gradient_step = train_step.make_gradient_step(gradient_trainer(trainer, per_block), AXIS,
+                                                reduce_gradients=entry.reduce)
   # The gradient half never sees the optimizer state: it stays sharded, outside shard_map.
   inner_specs = specs.replace(opt_state=None)
 

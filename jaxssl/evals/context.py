@@ -15,10 +15,6 @@ from jax.sharding import Mesh
 from jaxssl.engine import evaluation
 
 
-def encoder_variables(state) -> dict:
-  return {"params": state.params, "batch_stats": state.batch_stats}
-
-
 def say(message: str) -> None:
   """A progress line on stderr (process 0): evaluation passes can take minutes on a CPU."""
   if jax.process_index() == 0:
@@ -45,7 +41,7 @@ class Compiled:
         shown[0] = now
         say(f"encoded {done}/{total} {name} images ({now - start:.0f} s)")
 
-    return evaluation.embed(self.apply_fn, encoder_variables(state), source, self.trainer.config.eval.batch_size,
+    return evaluation.embed(self.apply_fn, evaluation.encoder_variables(state), source, self.trainer.config.eval.batch_size,
                             self.mesh, self.preprocess, augment_key=augment_key, features_fn=self.features_fn,
                             progress=progress, stop=self.stop)
 
@@ -57,7 +53,7 @@ class Compiled:
       apply_fn = lambda variables, x: model.apply(variables, x, train=False)
       self._outputs = (apply_fn, evaluation.features_function(apply_fn, self.preprocess, self.mesh))
     apply_fn, outputs_fn = self._outputs
-    return evaluation.embed(apply_fn, encoder_variables(state), source, self.trainer.config.eval.batch_size,
+    return evaluation.embed(apply_fn, evaluation.encoder_variables(state), source, self.trainer.config.eval.batch_size,
                             self.mesh, self.preprocess, features_fn=outputs_fn, stop=self.stop)
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, NamedTuple
 
 import ml_collections
 
-from jaxssl import data
+from jaxssl import data, tasks
 from jaxssl.common import config_checks
 from jaxssl.common.config_checks import fail
 from jaxssl.models import ENCODERS
@@ -288,8 +288,6 @@ def rows(config: ml_collections.ConfigDict | None = None) -> list[tuple[str, Any
 def describe(config: ml_collections.ConfigDict) -> str:
   """The resolved config, one field a line with its meaning (``python -m jaxssl.main --print_config``): the
   method's own fields (documented in its module's ``defaults()``), then the shared sections."""
-  from jaxssl import tasks
-
   where = tasks.module(config.method.name).__name__
   lines = [("method.name", config.method.name, f"the method or task ({where})")]
   lines += [(f"method.{key}", value, f"{where}.defaults()") for key, value in config.method.items() if key != "name"]

@@ -28,9 +28,7 @@ def check(config: ml_collections.ConfigDict, total_steps: int) -> None:
       fail(f"optim.rules[{i}]", tuple(config.optim.rules[i]), f"freezes the parameters it matches for "
            f"{rule.frozen_steps} steps, the whole run of {total_steps}: they would never train; give it fewer "
            f"frozen steps (its last entry) or train longer")
-  module = tasks.module(config.method.name)
-  schedules = module.step_schedules(config) if hasattr(module, "step_schedules") else {}
-  for field, (steps, what) in schedules.items():
+  for field, (steps, what) in tasks.step_schedules(config).items():
     if steps >= total_steps:
       fail(field, steps, f"{what} for {steps} steps, not fewer than the run's {total_steps}, so that never "
            f"ends; set it below {total_steps} for this run")
@@ -39,9 +37,9 @@ def check(config: ml_collections.ConfigDict, total_steps: int) -> None:
 def notes(config: ml_collections.ConfigDict, total_steps: int, steps_per_epoch: float) -> list[str]:
   """One line for each schedule the run cuts to fit (the learning-rate warm-up)."""
   asked = optim.warmup_steps(config, steps_per_epoch)
-  used = optim.run_warmup(config, total_steps, steps_per_epoch)
-  if used == min(asked, max(total_steps - 1, 0)):
+  if asked < total_steps:                        # optim.run_warmup keeps it
     return []
+  used = optim.run_warmup(config, total_steps, steps_per_epoch)
   field = (f"optim.warmup_epochs={config.optim.warmup_epochs:g}"
            if config.optim.warmup_epochs > 0 and steps_per_epoch > 0 else f"optim.warmup_steps={asked}")
   return [f"{field} is {asked} steps, not shorter than the run ({total_steps} steps): the learning rate warms up "

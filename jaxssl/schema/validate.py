@@ -19,7 +19,6 @@ from jaxssl.common.workdir import is_url
 from jaxssl.models.vit import ViT
 from jaxssl.ops import optim
 from jaxssl.schema import defaults, fields
-from jaxssl.schema.fields import POOLS  # noqa: F401  (its old name here)
 # model.* fields only a ViT reads; a ResNet run must leave them at the ViT's defaults.
 VIT_ONLY = ("pos_embed", "weight_init", "pool", "drop_path_rate", "scan_layers", "class_token", "num_registers",
             "layer_scale", "mlp")

@@ -64,6 +64,13 @@ def classes(config: ml_collections.ConfigDict) -> int:
   return methods.optional(module(config.method.name), "classes", 0, config)
 
 
+def step_schedules(config: ml_collections.ConfigDict) -> dict[str, tuple[int, str]]:
+  """{field: (steps, what happens during them)} of the schedules counted in steps that must end within the run
+  (the module's optional ``step_schedules(config)``: DINO's and iBOT's teacher warm-up, SwAV's frozen
+  prototypes); ``{}`` for the others."""
+  return methods.optional(module(config.method.name), "step_schedules", {}, config)
+
+
 def global_pool(name: str) -> bool:
   """Whether ``name`` reads only the encoder's pooled features, so a ViT may pool as MAE fine-tunes (no final
   norm on the tokens); the self-supervised methods read the normed tokens."""
