@@ -36,11 +36,10 @@ class CellFailed(SystemExit):
     return self.message
 
 
-def last_json(command: list[str], env_extra: dict | None = None, timeout: float | None = 3600,
-              env: dict | None = None) -> dict:
-  """Runs ``command`` in the repository and returns the last line of its stdout that is a JSON object
-  (``env``: the whole environment, else this one with ``env_extra``)."""
-  env = env if env is not None else dict(os.environ, **(env_extra or {}))
+def last_json(command: list[str], env_extra: dict | None = None, timeout: float | None = 3600) -> dict:
+  """Runs ``command`` in the repository, in this environment with ``env_extra`` set, and returns the last line
+  of its stdout that is a JSON object."""
+  env = dict(os.environ, **(env_extra or {}))
   try:
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
   except subprocess.TimeoutExpired:

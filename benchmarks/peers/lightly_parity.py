@@ -1,5 +1,5 @@
-"""lightly's side of benchmarks/parity/step_parity_vs_lightly.py: the method of benchmarks/peers/lightly_train.py (its Model,
-LARS, schedules) started from jaxssl's initial weights and trained on jaxssl's views. Never imported by jaxssl.
+"""lightly's side of benchmarks/parity/step_parity_vs_lightly.py: the method of
+benchmarks/peers/lightly_train.py (its Model, LARS, schedules) started from jaxssl's initial weights and trained on jaxssl's views. Never imported by jaxssl.
 
     .venv-lightly/bin/python benchmarks/peers/lightly_parity.py IN.npz OUT.npz
 

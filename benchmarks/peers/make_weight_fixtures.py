@@ -81,7 +81,8 @@ def write_transformers(out: str, model, images: torch.Tensor, features: str, not
   value = {"pooler": lambda: result.pooler_output, "cls": lambda: hidden[:, 0], "mean": lambda: hidden.mean(1)}
   np.savez(os.path.join(out, "features.npz"), images=images.numpy(), features=value[features]().numpy())
   with open(os.path.join(out, "README.md"), "w") as f:
-    f.write(f"{note}. Written by benchmarks/peers/make_weight_fixtures.py (transformers {transformers.__version__}, torch "
+    f.write(f"{note}. Written by benchmarks/peers/make_weight_fixtures.py "
+            f"(transformers {transformers.__version__}, torch "
             f"{torch.__version__}); features.npz: the images and the model's features of them ({features}).\n")
 
 

@@ -74,13 +74,13 @@ def main() -> int:
 
   from jaxssl.common import xla_flags
 
-  env = dict(os.environ, XLA_FLAGS=xla_flags.with_eigen_convolutions(os.environ.get("XLA_FLAGS", "")))
+  flags = {"XLA_FLAGS": xla_flags.with_eigen_convolutions(os.environ.get("XLA_FLAGS", ""))}
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
     for method in args.methods.split(","):
       recipe = os.path.join(tmp, f"{method}.json")
-      ours = common.last_json([sys.executable, os.path.abspath(__file__), "--worker", method, "--steps", str(args.steps),
-                         "--recipe", recipe], env)
+      ours = common.last_json([sys.executable, os.path.abspath(__file__), "--worker", method, "--steps",
+                               str(args.steps), "--recipe", recipe], flags)
       lightly = [args.lightly_python, common.peer("lightly_masked.py"), "--throughput", recipe,
                  str(args.steps)]
       rows.append((method, ours, common.last_json(lightly)))

@@ -87,13 +87,13 @@ def main() -> int:
 
   from jaxssl.common import xla_flags
 
-  env = dict(os.environ, XLA_FLAGS=xla_flags.with_eigen_convolutions(os.environ.get("XLA_FLAGS", "")))
+  flags = {"XLA_FLAGS": xla_flags.with_eigen_convolutions(os.environ.get("XLA_FLAGS", ""))}
   rows = []
   for size in args.sizes.split(","):
     ours = common.last_json([sys.executable, os.path.abspath(__file__), "--worker", size, "--steps", str(args.steps),
-                       "--dtype", args.dtype], env)
+                             "--dtype", args.dtype], flags)
     theirs = common.last_json([args.lightly_python, common.peer("lightly_mae.py"), "--throughput",
-                         json.dumps(_spec(size, args.dtype)), str(args.steps)])
+                               json.dumps(_spec(size, args.dtype)), str(args.steps)])
     rows.append((size, ours, theirs))
   print(f"MAE training step, {datetime.date.today()}, {platform.machine()} with {os.cpu_count()} cores, "
         f"jax {rows[0][1]['jax']} on {rows[0][1]['device']}; {args.dtype}, mask ratio 0.75, {args.steps} steps")

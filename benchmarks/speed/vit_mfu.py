@@ -1,7 +1,7 @@
 """Images/s, TFLOP/s per device and MFU of the ViT ImageNet steps, with and without remat, on this machine's
 devices: MAE ViT-B/16 and DINO ViT-S/16 (2 x 224 + 8 x 96 crops) at 224 px in bfloat16.
 
-    python benchmarks/speed/vit_mfu.py                                   # a GPU or TPU (benchmarks/speed/gpu.sh runs it)
+    python benchmarks/speed/vit_mfu.py           # a GPU or TPU (benchmarks/speed/gpu.sh runs it)
     python benchmarks/speed/vit_mfu.py --encoder vit_micro --batch 16 --steps 2     # a try on the CPU
 
 The whole training step of each ImageNet config (the photometric augmentations on device, the loss, backward,
