@@ -10,7 +10,8 @@ crops. Crops of the full image on the host, resized bicubically as the official 
     python -m jaxssl.main --config configs/dino_imagenet.py --workdir gs://BUCKET/runs/dino_in1k
     python -m jaxssl.main --config configs/dino_imagenet.py:imagenette --workdir runs/dino_imagenette
 
-The argument after ``:`` picks the data: ``imagenet2012`` (default), ``imagenette`` or ``folder``
+Its counts in epochs are of the data the run is given (``jaxssl.schema.schedules.in_steps``). The
+argument after ``:`` picks the data: ``imagenet2012`` (default), ``imagenette`` or ``folder``
 (``jaxssl.schema.defaults.imagenet``). Not reproduced from the official code: the ViT's stochastic depth (0.1; the
 joint-embedding methods do not hand the encoder drop-path keys).
 """

@@ -86,14 +86,17 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   mesh = make_mesh()
   steps_per_epoch = len(dataset.train) // config.train.batch_size
   total_steps = total_steps_for(config, len(dataset.train))
-  schedules.check(config, total_steps)           # a schedule that cannot fit the run: one line, nothing written
+  # The step's config: schedules given in epochs counted in this data's epochs (config.json keeps them as written).
+  step_config = schedules.in_steps(config, steps_per_epoch)
+  schedules.check(step_config, total_steps)      # a schedule that cannot fit the run: one line, nothing written
   print(f"devices: {jax.device_count()} {jax.devices()[0].platform} in {jax.process_count()} process(es), "
         f"{jax.local_device_count()} in process {jax.process_index()}; global batch {config.train.batch_size}, "
         f"{total_steps} steps", flush=True)
-  for note in schedules.notes(config, total_steps, steps_per_epoch):
+  for note in (schedules.in_epochs_notes(config, step_config, steps_per_epoch)
+               + schedules.notes(step_config, total_steps, steps_per_epoch)):
     print(f"note: {note}", flush=True)
   num_classes = dataset.num_classes if dataset.train.labeled else 0
-  trainer = build(config, total_steps, num_classes=num_classes, steps_per_epoch=steps_per_epoch)
+  trainer = build(step_config, total_steps, num_classes=num_classes, steps_per_epoch=steps_per_epoch)
   if config.eval.online_probe and num_classes and trainer.probe is None:
     print(f"online probe: off for method {config.method.name!r} ({trainer.method.no_online_probe})", flush=True)
   channels = dataset.train.image_shape[-1]

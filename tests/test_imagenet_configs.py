@@ -49,7 +49,7 @@ def jpegs(tmp_path_factory):
 # test_recipes_are_valid_as_written checks, not in code paths.
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["simclr", "dino"])
-def test_a_few_steps_on_a_jpeg_folder(method, jpegs, tmp_path):
+def test_a_few_steps_on_a_jpeg_folder(method, jpegs, tmp_path, capsys):
   config = _get_config(method, "folder")
   config.data.data_dir, config.data.workers = str(jpegs), 2
   config.data.image_size, config.augment.size = 24, 16
@@ -60,8 +60,10 @@ def test_a_few_steps_on_a_jpeg_folder(method, jpegs, tmp_path):
     config.method.proj_hidden_dims, config.method.bottleneck_dim, config.method.out_dim = (32,), 8, 32
     if method == "ibot":
       config.method.patch_out_dim = 32
-    # Two steps: the preset's frozen head (5,004 steps) and teacher warm-up would outlast the run (refused).
-    config.optim.rules, config.method.teacher_temperature_warmup_steps = (), 0
+    # The preset's schedules count this folder's epochs (16 images at batch 8: 2 steps each); a frozen head for
+    # one epoch and a 30-epoch teacher warm-up would outlast a run of 2 steps (refused), half an epoch does not.
+    config.optim.rules = ((config.optim.rules[0][0], 1.0, 1.0, 0.5),)
+    config.method.teacher_temperature_warmup_epochs = config.method.teacher_temperature_hold_epochs = 0.5
   else:
     config.model.encoder, config.model.stem = "small_resnet", "cifar"
     config.method.proj_hidden_dims, config.method.proj_dim = (32,), 16
@@ -70,6 +72,10 @@ def test_a_few_steps_on_a_jpeg_folder(method, jpegs, tmp_path):
   config.train.batch_size, config.train.num_steps, config.eval.batch_size = 8, 2, 64
   results = train.run(config, str(tmp_path))
   assert math.isfinite(results["final_loss"]) and 0 <= results["knn_accuracy"] <= 1
+  if method == "dino":
+    assert ("note: schedules in epochs of this run's data (2 steps each): optim.rules[0] frozen 0.5 epochs = 1 "
+            "steps; method.teacher_temperature_warmup_epochs=0.5 = 1 steps; "
+            "method.teacher_temperature_hold_epochs=0.5 = 1 steps") in capsys.readouterr().out
 
 
 def test_mae_recipe_is_the_papers_for_base_and_large():

@@ -69,3 +69,44 @@ def test_a_layer_frozen_for_the_whole_run_and_a_warmup_that_never_ends_are_refus
   with pytest.raises(ConfigError, match=r"^config.method.freeze_prototypes_steps=50: the prototypes get no "
                      r"gradient for 50 steps"):
     schedules.check(swav, 30)
+
+
+def _imagenet_config(method, data):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(method, os.path.join(ROOT, "configs", f"{method}_imagenet.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(data)
+
+
+@pytest.mark.parametrize("method", ["dino", "ibot"])
+def test_imagenet_presets_count_their_epochs_in_the_data_they_are_given(method):
+  # ImageNet at batch 1024 (1,251 steps an epoch): the steps the preset used to hard-code, so those runs are
+  # unchanged; a folder of 10,000 images at batch 256 (39 steps an epoch): 30 and 1 of its own epochs.
+  for data, per_epoch, warmup, frozen in (("imagenet2012", 1_281_167 // 1024, 37_530, 1_251),
+                                          ("folder", 10_000 // 256, 1_170, 39)):
+    config = _imagenet_config(method, data)
+    resolved = schedules.in_steps(config, per_epoch)
+    m = resolved.method
+    assert (m.teacher_temperature_warmup_steps, m.teacher_temperature_hold_steps) == (warmup, per_epoch)
+    assert [rule.frozen_steps for rule in optim.rules_of(resolved)] == [frozen]
+    assert resolved.optim.frozen_unit == "steps" and config.optim.frozen_unit == "epochs"   # the copy only
+    (note,) = schedules.in_epochs_notes(config, resolved, per_epoch)
+    assert note == (f"schedules in epochs of this run's data ({per_epoch} steps each): optim.rules[0] frozen 1 "
+                    f"epochs = {frozen} steps; method.teacher_temperature_warmup_epochs=30 = {warmup} steps; "
+                    f"method.teacher_temperature_hold_epochs=1 = {per_epoch} steps")
+  # A config whose schedules are in steps is left as it is, with nothing to say.
+  fashion = _config(method)
+  assert schedules.in_steps(fashion, 234).to_dict() == fashion.to_dict()
+  assert schedules.in_epochs_notes(fashion, fashion, 234) == []
+
+
+def test_schedules_in_epochs_are_checked():
+  config = _imagenet_config("dino", "folder")
+  config.optim.rules = (("head/last_layer/.*", 1.0, 1.0, -1.0),)
+  with pytest.raises(ConfigError, match=r"frozen count must be a number of epochs >= 0"):
+    optim.check_config(config)
+  config.method.teacher_temperature_hold_epochs = 0.0
+  from jaxssl.methods import dino
+  with pytest.raises(ConfigError, match=r"^config.method.teacher_temperature_hold_epochs=0.0: must be positive"):
+    dino.check(config)

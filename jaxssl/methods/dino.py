@@ -45,6 +45,19 @@ def step_schedules(config) -> dict[str, tuple[int, str]]:
                                                       "the teacher temperature warms up")}
 
 
+def steps_from_epochs(config, steps_per_epoch: float) -> dict[str, int]:
+  """The teacher temperature's warm-up given in epochs of the run's own data and batch (the official
+  ``warmup_teacher_temp_epochs``; the ImageNet presets), as the step fields the loss reads: the hold is
+  ``teacher_temperature_hold_epochs`` (at least one step) and the warm-up a whole number of holds. ``{}`` where
+  the warm-up is given in steps (``teacher_temperature_warmup_epochs=0``)."""
+  m = config.method
+  if m.get("teacher_temperature_warmup_epochs", 0.0) <= 0:
+    return {}
+  hold = max(1, int(round(m.teacher_temperature_hold_epochs * steps_per_epoch)))
+  holds = int(round(m.teacher_temperature_warmup_epochs * steps_per_epoch / hold))
+  return {"method.teacher_temperature_warmup_steps": holds * hold, "method.teacher_temperature_hold_steps": hold}
+
+
 def teacher_temperature(step, m):
   """The teacher temperature's warm-up from ``warmup_teacher_temperature`` to ``teacher_temperature``
   (``warmed_up`` over ``teacher_temperature_warmup_steps``, each value held ``teacher_temperature_hold_steps``)."""
@@ -57,6 +70,11 @@ def check_warmup(config) -> None:
   m = config.method
   config_checks.non_negative_int(config, "method.teacher_temperature_warmup_steps")
   config_checks.positive_int(config, "method.teacher_temperature_hold_steps")
+  config_checks.in_range(config, "method.teacher_temperature_warmup_epochs", 0.0, float("inf"), closed_high=False)
+  if m.teacher_temperature_warmup_epochs > 0 and not m.teacher_temperature_hold_epochs > 0:
+    config_checks.fail("method.teacher_temperature_hold_epochs", m.teacher_temperature_hold_epochs,
+                       "must be positive when method.teacher_temperature_warmup_epochs is "
+                       f"({m.teacher_temperature_warmup_epochs}): each value of the warm-up is held that long")
   if m.teacher_temperature_warmup_steps % m.teacher_temperature_hold_steps:
     config_checks.fail("method.teacher_temperature_hold_steps", m.teacher_temperature_hold_steps,
                        "must divide method.teacher_temperature_warmup_steps "
@@ -95,6 +113,10 @@ def freeze_last_layer(steps: int, pattern: str = LAST_LAYER) -> tuple:
   return ((pattern, 1.0, 1.0, int(steps)),)
 
 
+# The teacher temperature's warm-up in epochs of the run's data (0: the step fields above count it).
+WARMUP_IN_EPOCHS = {"teacher_temperature_warmup_epochs": 0.0, "teacher_temperature_hold_epochs": 0.0}
+
+
 def config_defaults() -> dict:
   """The last layer frozen for the first epoch: 1,251 steps at batch 1024 on ImageNet."""
   return {"optim.rules": freeze_last_layer(1251)}
@@ -102,12 +124,13 @@ def config_defaults() -> dict:
 
 def defaults():
   """Official defaults: head 2048-2048-256 then 65,536 outputs, student T 0.1, teacher T 0.04 -> 0.07 over 30
-  epochs, one value per epoch (here in steps: 30 ImageNet epochs at batch 1024 = 37,530, each value held 1,251),
-  centre momentum 0.9, EMA 0.996 -> 1."""
+  epochs, one value per epoch (here in steps: 30 ImageNet epochs at batch 1024 = 37,530, each value held 1,251;
+  ``teacher_temperature_warmup_epochs`` > 0 counts it in the run's own epochs instead, as the ImageNet configs
+  do), centre momentum 0.9, EMA 0.996 -> 1."""
   return {"proj_hidden_dims": (2048, 2048), "bottleneck_dim": 256, "out_dim": 65536, "student_temperature": 0.1,
           "warmup_teacher_temperature": 0.04, "teacher_temperature": 0.07,
           "teacher_temperature_warmup_steps": 37530, "teacher_temperature_hold_steps": 1251,
-          "center_momentum": 0.9, "base_momentum": 0.996}
+          **WARMUP_IN_EPOCHS, "center_momentum": 0.9, "base_momentum": 0.996}
 
 
 def check(config) -> None:

@@ -26,6 +26,7 @@ LAST_LAYERS = "(patch_)?" + dino.LAST_LAYER    # both heads' (official: every pa
 
 # The class token's and the patches' teacher temperatures warm up over the same steps as DINO's.
 step_schedules = dino.step_schedules
+steps_from_epochs = dino.steps_from_epochs
 
 
 def freeze_last_layers(steps: int) -> tuple:
@@ -143,7 +144,7 @@ def defaults():
           "shared_head": True, "student_temperature": 0.1, "warmup_teacher_temperature": 0.04,
           "teacher_temperature": 0.07, "warmup_teacher_patch_temperature": 0.04, "teacher_patch_temperature": 0.07,
           "teacher_temperature_warmup_steps": 37530, "teacher_temperature_hold_steps": 1251,
-          "center_momentum": 0.9, "patch_center_momentum": 0.9,
+          **dino.WARMUP_IN_EPOCHS, "center_momentum": 0.9, "patch_center_momentum": 0.9,
           "cls_weight": 1.0, "patch_weight": 1.0, "pred_ratios": (0.0, 0.3), "pred_ratio_vars": (0.0, 0.2),
           "pred_min_aspect": 0.3, "centering": "center", "koleo_weight": 0.0, "base_momentum": 0.996}
 

@@ -14,7 +14,9 @@ A parameter's settings (``settings_of``) come from the first rule of ``optim.rul
 path in full (``re.fullmatch`` on ``"encoder/block_3/attn/qkv/kernel"``), multiplying the built-in defaults:
 learning-rate multiplier 1, weight-decay multiplier 1 for weight matrices and convolution kernels and 0 for
 1-D parameters (biases, norms), not frozen. A rule is ``(pattern, lr_mult=1, wd_mult=1, frozen_steps=0)``, as
-big_vision's ``lr_mults`` / ``wd_mults`` / frozen patterns folded into one list.
+big_vision's ``lr_mults`` / ``wd_mults`` / frozen patterns folded into one list. With ``optim.frozen_unit="epochs"``
+the last entry counts epochs of the run's own data and batch (DINO's ``freeze_last_layer=1``), made steps by
+``rules_in_steps`` when the run knows its data.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import optax
 from jaxssl.common.config_checks import fail
 
 NAMES = ("lars", "sgd", "adamw")
+FROZEN_UNITS = ("steps", "epochs")
 CLIP_MODES = ("global", "per_parameter")
 
 
@@ -58,6 +61,15 @@ def path_of(key_path) -> str:
 def param_paths(tree: Any) -> list[str]:
   """The path of every leaf of ``tree``, in leaf order."""
   return [path_of(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def rules_in_steps(config: ml_collections.ConfigDict, steps_per_epoch: float) -> tuple:
+  """``config.optim.rules`` with their frozen counts in steps: as they are (``optim.frozen_unit="steps"``), or
+  each count of epochs times ``steps_per_epoch``, rounded (``"epochs"``)."""
+  if config.optim.get("frozen_unit", "steps") != "epochs":
+    return tuple(config.optim.rules)
+  return tuple(tuple(rule[:3]) + (int(round(rule[3] * steps_per_epoch)),) if len(rule) == 4 else tuple(rule)
+               for rule in config.optim.rules)
 
 
 def rules_of(config: ml_collections.ConfigDict) -> tuple[Rule, ...]:
@@ -137,7 +149,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     for name, value in zip(("lr_mult", "wd_mult"), rule[1:3]):
       if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
         fail(field, rule, f"its {name} must be a finite number >= 0")
-    if len(rule) == 4 and (isinstance(rule[3], bool) or not isinstance(rule[3], int) or rule[3] < 0):
+    if len(rule) == 4 and o.frozen_unit == "epochs":
+      if isinstance(rule[3], bool) or not isinstance(rule[3], (int, float)) or not 0 <= rule[3] < math.inf:
+        fail(field, rule, "its frozen count must be a number of epochs >= 0 (optim.frozen_unit='epochs')")
+    elif len(rule) == 4 and (isinstance(rule[3], bool) or not isinstance(rule[3], int) or rule[3] < 0):
       fail(field, rule, "its frozen_steps must be an integer >= 0")
   if not 0.0 < o.layer_decay <= 1.0:
     fail("optim.layer_decay", o.layer_decay, "must be in (0, 1] (1: no layer-wise decay; MAE fine-tunes ViT-B "

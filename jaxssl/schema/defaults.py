@@ -31,9 +31,6 @@ def override(config: ml_collections.ConfigDict, dotted: dict) -> ml_collections.
   return config
 
 
-# Train-split sizes of the ImageNet presets' datasets: settings that the papers give in epochs and the config
-# needs in steps (DINO's teacher-temperature warm-up, its frozen last layer) are computed from them.
-TRAIN_EXAMPLES = {"imagenet2012": 1_281_167, "imagenette/full-size-v2": 9_469}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENET_DATA = ("imagenet2012", "imagenette", "folder")
@@ -78,9 +75,3 @@ def size_and_data(arg: str, sizes, default_size: str = "base") -> tuple[str, str
                      f"({', '.join(IMAGENET_DATA)})")
   return (next((p for p in parts if p in sizes), default_size),
           next((p for p in parts if p in IMAGENET_DATA), "imagenet2012"))
-
-
-def steps_per_epoch(config: ml_collections.ConfigDict) -> int:
-  """Steps per epoch of the preset's dataset at the config's batch (ImageNet's size for an image folder)."""
-  examples = TRAIN_EXAMPLES.get(config.data.dataset, TRAIN_EXAMPLES["imagenet2012"])
-  return max(1, examples // config.train.batch_size)

@@ -219,6 +219,8 @@ OPTIM = {
     "layer_decay": Field(1.0, "< 1: ViT layer-wise lr decay (BEiT/MAE fine-tuning: 0.65-0.75)"),
     "rules": Field((), "(pattern, lr_mult, wd_mult, frozen_steps) on parameter paths, first full match wins "
                    "(jaxssl/ops/optim.py)"),
+    "frozen_unit": Field("steps", "what the rules' last entry counts: steps | epochs (of the run's own data and "
+                         "batch)", one_of(optim.FROZEN_UNITS)),
 }
 
 TRAIN = {

@@ -9,6 +9,11 @@ written.
   method's warm-up that would not end (its module's optional ``step_schedules(config)``: DINO's and iBOT's
   teacher temperature, SwAV's frozen prototypes), is refused (``check``), naming the field and what to set.
 
+Schedules given in epochs (``optim.warmup_epochs``, rules with ``optim.frozen_unit="epochs"``, DINO's and iBOT's
+``teacher_temperature_warmup_epochs``) count the run's own epochs, of its data and batch: ``in_steps`` turns them
+into the step fields the step reads once the run knows its data, so a preset made for ImageNet schedules a
+folder of 10,000 images by that folder's epochs, not by 1.28M images'.
+
 A run of the length its config was made for is unchanged.
 """
 
@@ -19,6 +24,36 @@ import ml_collections
 from jaxssl import tasks
 from jaxssl.common.config_checks import fail
 from jaxssl.ops import optim
+
+
+def in_steps(config: ml_collections.ConfigDict, steps_per_epoch: float) -> ml_collections.ConfigDict:
+  """A copy of ``config`` whose schedules in epochs are counted in steps of ``steps_per_epoch`` each (the config
+  the step is built from; the workdir records the config as written)."""
+  resolved = config.copy_and_resolve_references()
+  with resolved.unlocked():
+    if config.optim.get("frozen_unit", "steps") == "epochs":
+      resolved.optim.rules = optim.rules_in_steps(config, steps_per_epoch)
+      resolved.optim.frozen_unit = "steps"
+    for field, steps in tasks.steps_from_epochs(config, steps_per_epoch).items():
+      section, name = field.split(".")
+      resolved[section][name] = steps
+  return resolved
+
+
+def in_epochs_notes(config: ml_collections.ConfigDict, resolved: ml_collections.ConfigDict,
+                    steps_per_epoch: float) -> list[str]:
+  """One line saying what ``in_steps`` counted, where it counted anything."""
+  counted = []
+  if config.optim.get("frozen_unit", "steps") == "epochs":
+    counted += [f"optim.rules[{i}] frozen {rule[3]:g} epochs = {resolved.optim.rules[i][3]} steps"
+                for i, rule in enumerate(config.optim.rules) if len(rule) == 4]
+  for field, steps in tasks.steps_from_epochs(config, steps_per_epoch).items():
+    epochs_field = field.replace("_steps", "_epochs")
+    section, name = epochs_field.split(".")
+    counted.append(f"{epochs_field}={config[section][name]:g} = {steps} steps")
+  if not counted:
+    return []
+  return [f"schedules in epochs of this run's data ({steps_per_epoch:g} steps each): {'; '.join(counted)}"]
 
 
 def check(config: ml_collections.ConfigDict, total_steps: int) -> None:

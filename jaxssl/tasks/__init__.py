@@ -71,6 +71,12 @@ def step_schedules(config: ml_collections.ConfigDict) -> dict[str, tuple[int, st
   return methods.optional(module(config.method.name), "step_schedules", {}, config)
 
 
+def steps_from_epochs(config: ml_collections.ConfigDict, steps_per_epoch: float) -> dict[str, int]:
+  """{step field: steps} for the method's schedules given in epochs of the run's data (the module's optional
+  ``steps_from_epochs(config, steps_per_epoch)``: DINO's and iBOT's teacher warm-up); ``{}`` for the others."""
+  return methods.optional(module(config.method.name), "steps_from_epochs", {}, config, steps_per_epoch)
+
+
 def global_pool(name: str) -> bool:
   """Whether ``name`` reads only the encoder's pooled features, so a ViT may pool as MAE fine-tunes (no final
   norm on the tokens); the self-supervised methods read the normed tokens."""
