@@ -21,7 +21,8 @@ from jaxssl.schema import presets
 
 
 def get_config(data: str = "imagenet2012"):
-  config = presets.vit_small_imagenet(defaults.imagenet(defaults.get_config("dino"), data, batch_size=1024))
+  config = presets.vit_small_imagenet(defaults.imagenet(defaults.get_config("dino"), data, batch_size=1024,
+                                                          encoder="vit_small"))
   m = config.method
   m.warmup_teacher_temperature, m.teacher_temperature = 0.04, 0.07
   m.base_momentum = 0.996

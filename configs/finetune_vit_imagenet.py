@@ -30,8 +30,9 @@ SIZES = {"base": ("vit_base", 16, 5e-4, 0.65, 0.1, 100), "large": ("vit_large", 
 def get_config(arg: str = ""):
   size, data = defaults.size_and_data(arg, SIZES)
   encoder, patch, base_lr, layer_decay, drop_path, epochs = SIZES[size]
-  config = defaults.imagenet(defaults.get_config("classifier"), data, batch_size=1024)
-  config.model.encoder, config.model.patch_size, config.model.pool = encoder, patch, "global"
+  config = defaults.imagenet(defaults.get_config("classifier"), data, batch_size=1024, encoder=encoder,
+                             patch_size=patch)
+  config.model.pool = "global"
   config.model.drop_path_rate = drop_path
   config.method.num_classes = {"imagenet2012": 1000, "imagenette": 10}.get(data, 1000)
   config.augment.crop_scale = (0.08, 1.0)

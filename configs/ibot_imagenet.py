@@ -22,7 +22,7 @@ from jaxssl.schema import presets
 
 
 def get_config(data: str = "imagenet2012"):
-  config = defaults.imagenet(defaults.get_config("ibot"), data, batch_size=1024)
+  config = defaults.imagenet(defaults.get_config("ibot"), data, batch_size=1024, encoder="vit_small")
   config = presets.vit_small_imagenet(config, freeze=ibot.freeze_last_layers)   # DINO's ViT-S/16 optimizer
   config.model.drop_path_rate = 0.1
   a = config.augment

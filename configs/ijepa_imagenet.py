@@ -24,9 +24,8 @@ SIZES = {"huge": ("vit_huge", 14, 12, 16), "base": ("vit_base", 16, 6, 12)}
 
 def get_config(arg: str = ""):
   size, data = defaults.size_and_data(arg, SIZES, default_size="huge")
-  config = defaults.imagenet(defaults.get_config("ijepa"), data, batch_size=2048)
   encoder, patch, depth, heads = SIZES[size]
-  config.model.encoder, config.model.patch_size = encoder, patch
+  config = defaults.imagenet(defaults.get_config("ijepa"), data, batch_size=2048, encoder=encoder, patch_size=patch)
   config.model.pos_embed, config.model.pool = "sincos", "mean"
   m = config.method
   m.predictor_dim, m.predictor_depth, m.predictor_heads = 384, depth, heads

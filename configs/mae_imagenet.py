@@ -22,8 +22,7 @@ SIZES = {"base": "vit_base", "large": "vit_large"}
 
 def get_config(arg: str = ""):
   size, data = defaults.size_and_data(arg, SIZES)
-  config = defaults.imagenet(defaults.get_config("mae"), data, batch_size=4096)
-  config.model.encoder, config.model.patch_size = SIZES[size], 16
+  config = defaults.imagenet(defaults.get_config("mae"), data, batch_size=4096, encoder=SIZES[size])
   config.model.pos_embed, config.model.weight_init = "sincos", "mae"
   config.augment.crop_scale = (0.2, 1.0)
   config.augment.interpolation = "bicubic"

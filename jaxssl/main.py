@@ -30,6 +30,9 @@ _ALLOW_CHANGE = flags.DEFINE_list("allow_change", [], "Config fields that may di
 _PRINT_CONFIG = flags.DEFINE_bool("print_config", False, "Print the resolved config (file and overrides), one field "
                                   "a line with its meaning, check it, and exit: nothing is trained or written, and "
                                   "no --workdir is needed.")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Check the config, read the data, build the model, compile one step "
+                              "and report the parameters, FLOPs per image, memory and the step count and "
+                              "schedules, then exit: nothing is trained or written, and no --workdir is needed.")
 flags.mark_flags_as_required(["config"])
 
 
@@ -87,14 +90,23 @@ def main(argv, prepare: Callable[[ml_collections.ConfigDict], None] | None = Non
     print(f"error: --config={_config_file(sys.argv)}: get_config() returned a {type(config).__name__}, not an "
           "ml_collections.ConfigDict (start from jaxssl.schema.defaults.get_config(method))", file=sys.stderr)
     return 2
-  if not _WORKDIR.value and not _PRINT_CONFIG.value:
+  if not _WORKDIR.value and not (_PRINT_CONFIG.value or _DRY_RUN.value):
     print("error: --workdir: required (the run's directory: checkpoints, metrics, results.json)", file=sys.stderr)
     return 2
   try:
     if prepare is not None:
       prepare(config)
+    unread = _unread_override(config, sys.argv)
+    if unread:
+      print(f"error: {unread}", file=sys.stderr)
+      return 2
     if _PRINT_CONFIG.value:
       _print_config(config)
+      return 0
+    if _DRY_RUN.value:
+      from jaxssl import dry_run
+
+      dry_run.dry_run(config)
       return 0
     results = train.run(config, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value)
     if after is not None and not results.get("preempted"):
@@ -114,6 +126,21 @@ def main(argv, prepare: Callable[[ml_collections.ConfigDict], None] | None = Non
   return 0
 
 
+def _unread_override(config: ml_collections.ConfigDict, argv: list[str]) -> str | None:
+  """The first ``--config.model.X`` override on the command line that the config's encoder does not read (a
+  ResNet's stem on a ViT, a ViT's patch size on a ResNet), even at its default value: the user meant something
+  the run would ignore. ``validate`` refuses such a field only where it differs from its default."""
+  from jaxssl.schema import fields
+
+  unread = set(fields.other_family_fields(config))
+  for arg in argv[1:]:
+    field = arg[len("--config."):].split("=", 1)[0] if arg.startswith("--config.") else ""
+    if field in unread:
+      readers = {"vit": "ViTs", "resnet": "ResNets"}[fields.MODEL[field.split(".")[1]].only]
+      return f"{arg}: only {readers} read it; model.encoder={config.model.encoder!r}"
+  return None
+
+
 def _print_config(config: ml_collections.ConfigDict) -> None:
   """``--print_config``: the config checked as a run would check it on this machine's devices (ConfigError),
   then its fields and their meaning on stdout."""
@@ -131,14 +158,16 @@ def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with a bad flag or config override turned into one line and exit code 2; --help
   prints the usage and exits 0."""
   if any(a in ("--help", "-h", "-?", "--helpshort") for a in argv[1:]):
-    app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)
+    print(usage(sys.modules["__main__"].__doc__ or __doc__))
+    sys.exit(0)
   argv = last_overrides(argv)
   config_file = _config_file(argv)
+  loaded = None
   if _config_arg(argv):
     from jaxssl.schema import config_file as config_files
 
     try:
-      config_files.load(_config_arg(argv))
+      loaded = config_files.load(_config_arg(argv))
     except config_files.ConfigFileError as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
@@ -157,17 +186,65 @@ def parse_flags(argv: list[str]) -> list[str]:
     if "must have a value other than None" in str(e) and config_file:
       print(f"error: --config={config_file}: get_config() returned None (a missing return?)", file=sys.stderr)
       sys.exit(2)
-    raw = str(e).strip("\"'")
+    raw = str(e)
+    if len(raw) > 1 and raw[0] == raw[-1] and raw[0] in "\"'":     # absl quotes some messages whole
+      raw = raw[1:-1]
     message = " ".join(raw.split())
     if isinstance(e, (AttributeError, KeyError)):
       text = str(e.args[0]) if e.args else str(e)
       name = re.search(r"'([^'\\]+)", text)
       raw = name.group(1) if name else text
       suggestion = re.search(r'Did you mean \\?"([^"\\]+)', text)
-      message = f"no such config field {raw!r}" + (f"; did you mean {suggestion.group(1)!r}?" if suggestion else "")
+      culprits = [a for a in argv[1:] if a.startswith("--config.") and raw and raw in a]
+      close = suggestion.group(1) if suggestion else _close_field(loaded, culprits[0] if culprits else "")
+      message = f"no such config field {raw!r}" + (f"; did you mean {close!r}?" if close else "")
     culprits = [a for a in argv[1:] if a.startswith("--config.") and raw and raw in a]
     print(f"error: {culprits[0] + ': ' if culprits else ''}{message}", file=sys.stderr)
     sys.exit(2)
+
+def _close_field(config, override: str) -> str | None:
+  """The field of ``override``'s section (``--config.method.temprature=...``) whose name is closest to the one
+  given, for a "did you mean"; None if none is close or the config is unknown."""
+  import difflib
+
+  path = override[len("--config."):].split("=", 1)[0].split(".") if override.startswith("--config.") else []
+  section = config
+  for key in path[:-1]:
+    section = section.get(key) if isinstance(section, ml_collections.ConfigDict) else None
+  if not path or not isinstance(section, ml_collections.ConfigDict):
+    return None
+  close = difflib.get_close_matches(path[-1], list(section.keys()), n=1)
+  return close[0] if close else None
+
+
+def usage(doc: str) -> str:
+  """``--help``: the command's docstring, then each of its flags (this module's and the running command's own,
+  e.g. ``jaxssl.finetune``'s) with its meaning and its real default."""
+  own = [f for module, fs in flags.FLAGS.flags_by_module_dict().items()
+         if module in ("__main__", __name__) or module.endswith(("jaxssl/main.py", "jaxssl/finetune.py"))
+         for f in fs]
+  lines = [doc.strip(), "", "flags:"]
+  for flag in sorted({f.name: f for f in own}.values(), key=lambda f: f.name):
+    if flag.name in _REQUIRED:
+      default = _REQUIRED[flag.name]
+    elif flag.default in (None, "", []):
+      default = "none"
+    else:
+      default = f"default: {flag.default_as_str.strip(chr(39))}"
+    lines.append(_wrapped(f"--{flag.name}: {flag.help} ({default})"))
+  lines.append(_wrapped("--config.FIELD=VALUE: override one field of the config (--print_config lists them with "
+                        "their meaning)"))
+  return "\n".join(lines)
+
+
+def _wrapped(text: str) -> str:
+  import textwrap
+
+  return textwrap.fill(" ".join(text.split()), 110, initial_indent="  ", subsequent_indent="      ")
+
+
+_REQUIRED = {"config": "required", "workdir": "required, except with --print_config and --dry_run"}
+
 
 def _config_arg(argv: list[str]) -> str | None:
   """The --config value on the command line (a file, maybe with ":argument")."""

@@ -96,12 +96,37 @@ def make_step(config: ml_collections.ConfigDict, trainer, state, mesh):
 def _compiled_step(step_fn, state, batch, global_batch: int, step: int):
   """The step compiled ahead of time for this state and batch (the loop's one compilation), and a StepTimer
   with its FLOPs per device and the device's peak; prints what speed figures the log will carry."""
+  print("compiling the step (first time only)...", flush=True)
+  t = time.perf_counter()
   compiled = step_fn.lower(state, batch).compile()
   flops = speed.flops_per_device(compiled)
   kind = jax.devices()[0].device_kind
   peak = speed.peak_tflops(kind)
-  print(speed.describe(flops, peak, kind, global_batch, jax.device_count()), flush=True)
+  print(f"compiled in {time.perf_counter() - t:.0f} s; "
+        f"{speed.describe(flops, peak, kind, global_batch, jax.device_count())}", flush=True)
   return compiled, speed.StepTimer(global_batch, step, flops, peak)
+
+
+def input_pipeline(config: ml_collections.ConfigDict, dataset, trainer, channels: int, mesh,
+                   position: int) -> data.Pipeline:
+  """The training batches from ``position`` on (``jaxssl.data.Pipeline``), sharded over ``mesh``: the views are
+  made in the step, or the random resized crops here on the host (``data.crops_on_host``), which it says."""
+  crops = None
+  if data.crops_on_host(config.data):
+    crops = data.host_cropper(config, trainer.recipes, channels)
+    also = (", with their flips and RandAugment (augment.randaugment_on='auto')"
+            if any(spec.randaugment is not None for spec in crops.specs) else "")
+    print(f"data: random resized crops on the host from the full images{also}, {crops.workers} worker "
+          f"thread(s) (config.data.crop_on={config.data.crop_on!r})", flush=True)
+  return data.Pipeline(dataset.train, config.train.batch_size, seed=config.seed, position=position,
+                       process_index=jax.process_index(), process_count=jax.process_count(),
+                       prefetch=config.data.prefetch, transform=lambda b: shard_batch(b, mesh), crops=crops)
+
+
+def say_finished(workdir: str, root, results: dict, total_steps: int) -> None:
+  """The line a rerun of a finished run prints instead of training."""
+  print(f"the run in {workdir} is finished (step {results.get('steps', total_steps)} of {total_steps}): "
+        f"{evals.summary(results) or 'no evaluation'}; its results are in {root / 'results.json'}", flush=True)
 
 
 class Setup(NamedTuple):
@@ -189,7 +214,6 @@ class Segment:
       self.state, self.meta, damaged = checkpointer.restore_intact(self.state)
       for why in damaged:
         print(f"warning: {why}; moved aside to {checkpointer.directory}/damaged-*", flush=True)
-      print(f"resuming from step {int(self.state.step)} ({checkpointer.directory})", flush=True)
       saved_size = self.meta.get("train_examples")
       if saved_size is not None and saved_size != len(s.dataset.train) and not s.allow_size_change:
         checkpointer.close()
@@ -218,10 +242,10 @@ class Segment:
       (s.root / "config.json").write_text(config.to_json_best_effort(indent=1))
     if finished is not None and (int(self.state.step) >= s.total_steps or checkpointer.latest_step() is None):
       checkpointer.close()
-      print(f"the run in {s.workdir} is finished (step {finished.get('steps', s.total_steps)} of {s.total_steps}): "
-            f"{evals.summary(finished) or 'no evaluation'}; its results are in {s.root / 'results.json'}",
-            flush=True)
+      say_finished(s.workdir, s.root, finished, s.total_steps)
       return finished
+    if checkpointer.latest_step() is not None:
+      print(f"resuming from step {int(self.state.step)} ({checkpointer.directory})", flush=True)
     self._open()
     return None
 
@@ -291,20 +315,10 @@ class Segment:
         "initial_largest_parameter": self.initial_largest, "config": json.loads(self.config.to_json_best_effort())})
 
   def _pipeline(self) -> data.Pipeline:
-    s, config = self.setup, self.config
+    s = self.setup
     record = "bad_images.jsonl" if jax.process_index() == 0 else f"bad_images.process-{jax.process_index()}.jsonl"
-    bad_images.attach(s.dataset, config.data.max_bad_images, s.root / record)
-    crops = None
-    if data.crops_on_host(config.data):
-      crops = data.host_cropper(config, s.trainer.recipes, s.channels)
-      also = (", with their flips and RandAugment (augment.randaugment_on='auto')"
-              if any(spec.randaugment is not None for spec in crops.specs) else "")
-      print(f"data: random resized crops on the host from the full images{also}, {crops.workers} worker "
-            f"thread(s) (config.data.crop_on={config.data.crop_on!r})", flush=True)
-    return data.Pipeline(s.dataset.train, config.train.batch_size, seed=config.seed,
-                         position=int(self.meta["data_position"]), process_index=jax.process_index(),
-                         process_count=jax.process_count(), prefetch=config.data.prefetch,
-                         transform=lambda b: shard_batch(b, s.mesh), crops=crops)
+    bad_images.attach(s.dataset, self.config.data.max_bad_images, s.root / record)
+    return input_pipeline(self.config, s.dataset, s.trainer, s.channels, s.mesh, int(self.meta["data_position"]))
 
   def train(self) -> None:
     """Steps to the end, logging, evaluating and saving as ``Cadence`` says; a stop saves at the step boundary
@@ -312,7 +326,7 @@ class Segment:
     before anything is logged, evaluated or saved."""
     s, config, preemption = self.setup, self.config, self.preemption
     pipeline = self._pipeline()
-    self.progress = Progress(s.total_steps, enabled=jax.process_index() == 0)
+    self.progress = Progress(s.total_steps, enabled=jax.process_index() == 0, first_step=self.first_step)
     self.start = time.perf_counter()              # this segment's training time counts from here
     timer = None                                  # a speed.StepTimer once the step is compiled
     pending = None                                # the previous step's metrics, checked one step late
@@ -334,9 +348,8 @@ class Segment:
         pending = (metrics, step + 1, self.names)
         done = step + 1
         if step == self.first_step and not self.cadence.log(done):
-          print(f"step {done}: loss {float(metrics['loss']):.4g}, the first step of this segment, compiled and "
-                f"run in {time.perf_counter() - self.start:.0f} s; the log follows every {self.cadence.log_every} "
-                "steps", flush=True)
+          print(f"step {done}: loss {float(metrics['loss']):.4g}; the log follows every {self.cadence.log_every} "
+                "steps (every metric in metrics.jsonl)", flush=True)
         preempted = preemption.reached(done)
         if not (self.cadence.any(done) or preempted):
           continue

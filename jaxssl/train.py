@@ -7,7 +7,8 @@ over every device by ``jaxssl.engine.parallel``; evaluation is the config's eval
 
 from __future__ import annotations
 
-from typing import Sequence
+import time
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import ml_collections
@@ -48,22 +49,27 @@ def check(config: ml_collections.ConfigDict) -> None:
   evals.check(config)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
-        allow_change: Sequence[str] = ()) -> dict[str, float]:
-  """Validates the config, trains (resuming from the workdir's latest checkpoint), evaluates and writes
-  ``results.json``; returns the results.
+class Prepared(NamedTuple):
+  """What a run builds before it touches its workdir (``prepare``)."""
+  config: ml_collections.ConfigDict             # as written (config.json records it)
+  dataset: Any                                  # jaxssl.data.Dataset
+  mesh: Any
+  trainer: Any                                  # train_step.Trainer, of the config with its schedules in steps
+  state: Any                                    # the initial TrainState, placed on the mesh
+  total_steps: int
+  steps_per_epoch: int
+  num_classes: int
+  channels: int
 
-  ``dataset`` (a ``jaxssl.data.Dataset``, e.g. of in-memory ArraySources) replaces the config's data source.
-  Checkpoints go to ``workdir/checkpoints`` every ``train.checkpoint_every`` steps, at the end, and on SIGTERM
-  (then the run returns early with ``results["preempted"] = True``). A workdir holding a run started with
-  another config is refused (``jaxssl.runs.run_identity``) unless the differing fields are in ``allow_change``; a
-  finished run returns its results without training or evaluating again.
-  """
-  check(config)
-  run_identity.check_writable(workdir)
-  root = resolve(workdir)
-  changes = run_identity.check_same_run(root, config, allow_change, workdir)   # before minutes of data loading
-  dataset = dataset or data.load(config.data)   # raises DataError before the workdir is touched
+
+def prepare(config: ml_collections.ConfigDict, dataset=None, fresh: bool = True) -> Prepared:
+  """Loads and checks the data against the config, fits the schedules to the run's length, builds the trainer
+  and the initial state (warm-started from the config's pretrained run or weights when ``fresh``: a run with no
+  checkpoint yet). Prints what it found; writes nothing. Raises DataError, ConfigError, CheckpointError."""
+  t = time.perf_counter()
+  if dataset is None:
+    print(f"data: reading {_data_name(config.data)}...", flush=True)
+    dataset = data.load(config.data)            # raises DataError before the workdir is touched
   data.check_against_config(dataset, config)
   method = tasks.get(config)
   if method.needs_labels and not dataset.train.labeled:
@@ -82,6 +88,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
                          f"config.data.eval_train_split={config.data.eval_train_split!r} / "
                          f"config.data.test_split={config.data.test_split!r} have no labels; turn it off or "
                          "name labeled splits")
+  channels = dataset.train.image_shape[-1]
+  print(f"data: {len(dataset.train)} training images of {'x'.join(map(str, dataset.train.image_shape))}"
+        + (f", {len(dataset.test)} test" if dataset.test is not None else "")
+        + (f", {dataset.num_classes} classes" if dataset.num_classes else "") + f" ({time.perf_counter() - t:.0f} s)",
+        flush=True)
 
   mesh = make_mesh()
   steps_per_epoch = len(dataset.train) // config.train.batch_size
@@ -99,21 +110,52 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   trainer = build(step_config, total_steps, num_classes=num_classes, steps_per_epoch=steps_per_epoch)
   if config.eval.online_probe and num_classes and trainer.probe is None:
     print(f"online probe: off for method {config.method.name!r} ({trainer.method.no_online_probe})", flush=True)
-  channels = dataset.train.image_shape[-1]
-  starter = start_from(config, channels)
-  warm = starter is not None and not checkpoint.has_checkpoints(root)
+  starter = start_from(config, channels)         # checked on every start; used on a fresh one
+  starter = starter if fresh else None
   if config.parallel.fsdp:
     state = init_sharded(config, trainer, jax.random.key(config.seed), channels, mesh)
     optim.check_against_params(config, state.params)
-    if warm:
+    if starter is not None:
       state = warm_start_sharded(config, trainer, state, mesh, starter)   # CheckpointError if it cannot
   else:
     initial = init_state(trainer, jax.random.key(config.seed), channels)
     optim.check_against_params(config, initial.params)  # rules that cover nothing are refused (ConfigError)
-    if warm:
+    if starter is not None:
       initial = warm_start(trainer, initial, starter)   # a pretrained encoder (CheckpointError if it cannot)
     state = place_state(config, initial, mesh)
     del initial
+  return Prepared(config, dataset, mesh, trainer, state, total_steps, steps_per_epoch, num_classes, channels)
+
+
+def _data_name(d: ml_collections.ConfigDict) -> str:
+  """The data a config names, for the first line a run prints."""
+  if d.source == "tfds":
+    return f"{d.dataset} (TFDS{', ' + d.data_dir if d.data_dir else ''}), into memory" if d.cache else d.dataset
+  if d.source == "synthetic":
+    return f"{d.synthetic_num_examples} synthetic images"
+  return f"{d.source} {d.data_dir}"
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
+        allow_change: Sequence[str] = ()) -> dict[str, float]:
+  """Validates the config, trains (resuming from the workdir's latest checkpoint), evaluates and writes
+  ``results.json``; returns the results.
+
+  ``dataset`` (a ``jaxssl.data.Dataset``, e.g. of in-memory ArraySources) replaces the config's data source.
+  Checkpoints go to ``workdir/checkpoints`` every ``train.checkpoint_every`` steps, at the end, and on SIGTERM
+  (then the run returns early with ``results["preempted"] = True``). A workdir holding a run started with
+  another config is refused (``jaxssl.runs.run_identity``) unless the differing fields are in ``allow_change``; a
+  finished run returns its results without training or evaluating again.
+  """
+  check(config)
+  run_identity.check_writable(workdir)
+  root = resolve(workdir)
+  changes = run_identity.check_same_run(root, config, allow_change, workdir)   # before minutes of data loading
+  finished = None if changes else finished_before(root, config)
+  if finished is not None:                       # the same run, already finished: its results, no data read
+    segment.say_finished(workdir, root, *finished)
+    return finished[0]
+  p = prepare(config, dataset, fresh=not checkpoint.has_checkpoints(root))
 
   root.mkdir(parents=True, exist_ok=True)
   lock = workdir_lock.WorkdirLock(root, workdir).acquire() if jax.process_index() == 0 else None
@@ -123,12 +165,31 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset=None,
     # From the lock on, SIGTERM and Ctrl-C stop the run cleanly wherever it is (restoring, compiling, in an
     # evaluation, waiting on a read): it releases the lock instead of dying with it held.
     with segment.Preemption() as preemption:
-      setup = segment.Setup(root, workdir, config, dataset, mesh, trainer, state, total_steps, steps_per_epoch,
-                            num_classes, channels, changes, run_identity.TRAIN_SIZE in allow_change, lock)
+      setup = segment.Setup(root, workdir, config, p.dataset, p.mesh, p.trainer, p.state, p.total_steps,
+                            p.steps_per_epoch, p.num_classes, p.channels, changes,
+                            run_identity.TRAIN_SIZE in allow_change, lock)
       return segment.run_segment(setup, preemption)
   finally:
     if lock is not None:
       lock.release()
+
+
+def finished_before(root, config: ml_collections.ConfigDict) -> tuple[dict, int] | None:
+  """(results, total steps) of the workdir's run when results.json says it finished the steps this config
+  asks of the data it recorded (``train_examples``), and its newest checkpoint is that step or there is none;
+  else None (the segment decides, with the data)."""
+  recorded = run_identity.finished_results(root, 0)
+  examples = recorded.get("train_examples") if recorded else None
+  if not isinstance(examples, int) or examples <= 0:
+    return None
+  try:
+    total_steps = total_steps_for(config, examples)
+  except validate.ConfigError:
+    return None
+  latest = checkpoint.newest_step(root)
+  if int(recorded.get("steps", 0)) < total_steps or (latest is not None and latest < total_steps):
+    return None
+  return recorded, total_steps
 
 
 def state_shardings(config: ml_collections.ConfigDict, state, mesh):

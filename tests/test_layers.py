@@ -20,7 +20,7 @@ LAYERS = [
     ("engine", 6, {"engine"}),
     ("runs", 7, {"runs", "weights"}),
     ("evals", 7, {"evals"}),
-    ("loop", 8, {"train", "segment"}),
+    ("loop", 8, {"train", "segment", "dry_run"}),
     # the entry points, the package itself, and the old names kept as the same modules (jaxssl.losses, ...)
     ("entry points", 9, {"", "main", "finetune", "evaluate", "export", "plot", "losses", "defaults",
                          "config_checks", "augment"}),

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -116,7 +117,12 @@ def test_bad_config_value_gives_one_line_error_and_exit_2(tmp_path, override, fi
 
 @pytest.mark.parametrize("args,culprit", [
     (["--config=configs/simclr.py", "--config.nosuch=1"], "--config.nosuch=1"),
-    (["--config=configs/simclr.py", "--config.train.batch_size=abc"], "--config.train.batch_size=abc"),
+    (["--config=configs/simclr.py", "--config.train.batch_size=abc"],
+     "--config.train.batch_size=abc: invalid literal for int() with base 10: 'abc'"),
+    (["--config=configs/dino.py", "--config.method.center_momentun=0.9"],
+     "--config.method.center_momentun=0.9: no such config field 'center_momentun'; did you mean 'center_momentum'?"),
+    (["--config=configs/mae.py", "--config.model.stem=cifar"],
+     "--config.model.stem=cifar: only ResNets read it; model.encoder='vit_micro'"),
     (["--config=configs/nosuch.py"], "configs/nosuch.py"),
     ([], "--config"),
     (["--config=configs/simclr.py", "--config.train.num_epoch=3"],
@@ -131,9 +137,36 @@ def test_bad_command_line_gives_one_line_error_and_exit_2(tmp_path, args, culpri
   assert not (tmp_path / "run").exists()
 
 
+def test_dry_run_builds_compiles_and_reports_without_a_workdir(tmp_path):
+  env = dict(os.environ, XLA_FLAGS=cpu_flags(8), JAX_PLATFORMS="cpu")
+  run = lambda *args: subprocess.run([sys.executable, "-m", "jaxssl.main", f"--config={ROOT}/configs/simclr.py",  # noqa: E731
+                                      *TINY, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                     timeout=600)
+  result = run("--config.train.num_steps=30", "--config.optim.warmup_steps=40", "--dry_run")
+  assert result.returncode == 0, result.stderr[-2000:]
+  out = result.stdout
+  assert "dry run: simclr with small_resnet, nothing written" in out
+  assert re.search(r"parameters: [\d,]+ \([\d,]+ in the encoder\)", out), out
+  assert re.search(r"step: [\d.e+-]+ GFLOP per image \(XLA's count\), [\d.e+-]+ GiB per device, compiled in", out)
+  # The warm-up is fitted to the run as the run would fit it: 40 steps asked of 30 -> 15.
+  assert "length: 30 steps of 16 (" in out and "schedules in steps: optim warm-up 15" in out
+  assert os.listdir(tmp_path) == []
+  bad = run("--config.data.synthetic_channels=2", "--dry_run")
+  assert bad.returncode == 2 and bad.stderr.strip().startswith("error: config.data.synthetic_channels=2")
+  assert os.listdir(tmp_path) == []
+
+
 def test_help_exits_0(tmp_path):
   result = _main(tmp_path / "run", "--help")
   assert result.returncode == 0 and "--workdir" in result.stdout and "--allow_change" in result.stdout
+  assert "(default: 'None')" not in result.stdout and "--config: Path to a config file" in result.stdout
+  assert "--dry_run:" in result.stdout and "(required, except with --print_config and --dry_run)" in result.stdout
+  for module, expected in (("jaxssl.finetune", ["--config:", "--workdir:", "--allow_change:", "--pretrained:",
+                                                "--from: <pretrained|scratch>"]),
+                           ("jaxssl.data.generate", ["usage: python -m jaxssl.data.generate", "training images (default: 3000)"])):
+    shown = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300)
+    assert shown.returncode == 0 and all(e in shown.stdout for e in expected), (module, shown.stdout[-2000:])
   assert not (tmp_path / "run").exists()
 
 
@@ -242,6 +275,12 @@ def test_print_config_lists_every_field_with_its_meaning_checks_it_and_writes_no
   assert any(line.startswith("method.mask_ratio") and "jaxssl.methods.mae.defaults()" in line for line in lines)
   assert any(line.startswith("optim.base_lr") and "# peak lr = base_lr * batch_size / 256" in line for line in lines)
   assert lines[-1] == "# valid on 8 cpu device(s)" and os.listdir(tmp_path) == []
+  # Only the chosen encoder's fields: a ViT run shows no ResNet stem, and refuses one set even to its default.
+  assert not any(line.startswith(("model.stem", "model.zero_init_residual")) for line in lines)
+  assert any(line.startswith("model.patch_size") for line in lines)
+  stem = run("--config.model.stem=cifar", "--print_config")
+  assert stem.returncode == 2 and stem.stderr.strip() == ("error: --config.model.stem=cifar: only ResNets read it; "
+                                                         "model.encoder='vit_micro'")
   bad = run("--config.optim.base_lr=-1.0", "--print_config")
   assert bad.returncode == 2 and bad.stderr.strip() == "error: config.optim.base_lr=-1.0: must be positive"
   missing = run()

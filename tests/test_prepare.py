@@ -31,6 +31,10 @@ def test_prepare_builds_tfds_fashion_mnist_offline_from_idx_files(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   assert "prepared fashion_mnist" in result.stdout and "test 10, train 30" in result.stdout
   assert os.path.isdir(out / "fashion_mnist")
+  # Its own two lines, without TFDS's banner and progress bars or TensorFlow's log lines.
+  assert len(result.stdout.splitlines()) == 2 and result.stdout.startswith("preparing fashion_mnist (from ")
+  for noise in ("Downloading and preparing", "Generating", "Shuffling", "oneDNN", "downloaded and prepared"):
+    assert noise not in result.stdout + result.stderr, (noise, result.stderr[-2000:])
 
   config = ml_collections.ConfigDict({"source": "tfds", "dataset": "fashion_mnist", "data_dir": str(out),
                                       "train_split": "train", "eval_train_split": "", "test_split": "test",

@@ -48,6 +48,10 @@ def _set(config, path, value):
     ("simclr", "model.drop_path_rate", 0.1, "config.model.drop_path_rate=0.1: only ViTs read it; model.encoder='small_resnet'"),
     ("simclr", "model.pool", "mean", "config.model.pool='mean': only ViTs read it"),
     ("simclr", "model.scan_layers", True, "config.model.scan_layers=True: only ViTs read it"),
+    ("simclr", "model.patch_size", 16, "config.model.patch_size=16: only ViTs read it"),
+    ("mae", "model.stem", "imagenet", "config.model.stem='imagenet': only ResNets read it; model.encoder='vit_micro'"),
+    ("ijepa", "model.zero_init_residual", True, "config.model.zero_init_residual=True: only ResNets read it"),
+    ("ibot", "model.conv", "xla", "config.model.conv='xla': only ResNets read it"),
     ("mae", "parallel.fsdp_min_size", 0, "config.parallel.fsdp_min_size=0: must be a positive integer"),
     ("mae", "parallel.fsdp_per_block", None, "config.parallel.fsdp_per_block=None: must be True or False"),
     # Method-owned fields, checked by each method's check(config).

@@ -19,6 +19,8 @@ import os
 
 import numpy as np
 
+from jaxssl.common import command_line
+
 ASPECTS = (4 / 3, 3 / 4, 1.0, 3 / 2, 2 / 3, 16 / 9)
 VALIDATION = "validation"        # the held-out split's folder, as configs/*_imagenet.py:folder name it
 # A ResNet ImageNet config (SimCLR, BYOL, VICReg) made small enough for a few CPU steps, as
@@ -81,12 +83,14 @@ def write_folder(directory: str, num_images: int, classes: int = 10, seed: int =
 
 
 def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("directory")
-  parser.add_argument("--num_images", type=int, default=3000)
-  parser.add_argument("--test_images", type=int, default=500)
-  parser.add_argument("--classes", type=int, default=10)
-  parser.add_argument("--seed", type=int, default=0)
+  parser = command_line.ArgumentParser(prog="python -m jaxssl.data.generate", description=__doc__.split("\n\n")[0],
+                                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser.add_argument("directory", help="where train/ and validation/ (one folder per class) are written")
+  parser.add_argument("--num_images", type=command_line.positive_int, default=3000, help="training images")
+  parser.add_argument("--test_images", type=command_line.non_negative_int, default=500,
+                      help="validation images (0: none)")
+  parser.add_argument("--classes", type=command_line.positive_int, default=10, help="classes (folders)")
+  parser.add_argument("--seed", type=command_line.non_negative_int, default=0, help="the random seed")
   args = parser.parse_args(argv)
   write_folder(os.path.join(args.directory, "train"), args.num_images, args.classes, args.seed)
   if args.test_images:

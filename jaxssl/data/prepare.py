@@ -12,6 +12,8 @@ records needs TensorFlow once (``pip install 'jaxssl[prepare]'``); training read
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -58,13 +60,35 @@ def _local_builder_class(name: str):
   return LocalIdx
 
 
-def prepare(name: str, data_dir: str | None = None, source_dir: str | None = None) -> dict[str, int]:
-  """Builds ``name`` in ``data_dir`` (TFDS's default when None) as array_record; returns examples per split.
+def quiet_tfds() -> None:
+  """TensorFlow's and TFDS's own output off (its C++ log lines, the oneDNN notice, absl's INFO lines and the
+  progress bars): the command says what it does in its own lines. Before TensorFlow is imported."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+  from absl import logging
 
-  With ``source_dir`` (only for IDX_DATASETS) nothing is downloaded.
-  """
   import tensorflow_datasets as tfds
 
+  logging.set_verbosity(logging.ERROR)
+  tfds.disable_progress_bar()
+
+
+def prepare(name: str, data_dir: str | None = None, source_dir: str | None = None,
+            verbose: bool = False) -> dict[str, int]:
+  """Builds ``name`` in ``data_dir`` (TFDS's default when None) as array_record; returns examples per split.
+
+  With ``source_dir`` (only for IDX_DATASETS) nothing is downloaded. TFDS's own messages are shown only when
+  ``verbose``.
+  """
+  if not verbose:
+    quiet_tfds()
+  import tensorflow_datasets as tfds
+
+  with contextlib.redirect_stdout(sys.stdout if verbose else io.StringIO()):   # TFDS prints its own banner
+    return _build(tfds, name, data_dir, source_dir)
+
+
+def _build(tfds, name: str, data_dir: str | None, source_dir: str | None) -> dict[str, int]:
   if source_dir is not None:
     if name not in IDX_DATASETS:
       raise ValueError(f"--from is supported for {', '.join(IDX_DATASETS)}, not {name!r}; "
@@ -87,9 +111,12 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--from", dest="source_dir", default=None,
                       help=f"directory of local IDX files ({', '.join(IDX_DATASETS)}); no network needed")
   parser.add_argument("--data_dir", default=None, help="TFDS data_dir to write to (default: TFDS's)")
+  parser.add_argument("--verbose", action="store_true", help="show TFDS's and TensorFlow's own messages")
   args = parser.parse_args(argv)
+  origin = f"from {args.source_dir}" if args.source_dir else "downloading through TFDS"
+  print(f"preparing {args.dataset} ({origin}; a minute for Fashion-MNIST)...", flush=True)
   try:
-    counts = prepare(args.dataset, args.data_dir, args.source_dir)
+    counts = prepare(args.dataset, args.data_dir, args.source_dir, args.verbose)
   except ModuleNotFoundError as e:
     print(f"error: preparing needs {e.name}; install it with `pip install 'jaxssl[prepare]'`", file=sys.stderr)
     return 2

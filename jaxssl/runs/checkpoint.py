@@ -180,6 +180,14 @@ def has_checkpoints(root) -> bool:
   return folder.is_dir() and any(p.name.split(".")[0].isdigit() for p in folder.iterdir())
 
 
+def newest_step(root) -> int | None:
+  """The newest finished checkpoint's step in the workdir ``root`` (an etils path), read from the folder names
+  without opening anything; None if there is none."""
+  folder = root / "checkpoints"
+  steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+  return max(steps, default=None)
+
+
 def _subtree(tree: Any, name: str) -> Any:
   """The node of a nested mapping at ``name`` ("params/encoder"), or None where it has none."""
   for part in name.split("/"):

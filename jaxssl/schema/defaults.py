@@ -36,9 +36,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENET_DATA = ("imagenet2012", "imagenette", "folder")
 
 
-def imagenet(config: ml_collections.ConfigDict, data: str = "imagenet2012",
-             batch_size: int = 4096) -> ml_collections.ConfigDict:
-  """``config`` set up for ImageNet-style training: ResNet-50 (ImageNet stem, bfloat16) at 224 px, random
+def imagenet(config: ml_collections.ConfigDict, data: str = "imagenet2012", batch_size: int = 4096,
+             encoder: str = "resnet50", patch_size: int = 16) -> ml_collections.ConfigDict:
+  """``config`` set up for ImageNet-style training: ``encoder`` (ResNet-50 with the ImageNet stem, or a ViT cut
+  into ``patch_size`` patches) in bfloat16 at 224 px, random
   resized crops of the full images on the host, 10 warm-up epochs, evaluation (kNN and the online probe) at
   the end only. ``data`` picks the images:
 
@@ -49,7 +50,11 @@ def imagenet(config: ml_collections.ConfigDict, data: str = "imagenet2012",
   """
   if data not in IMAGENET_DATA:
     raise ValueError(f"config argument {data!r}: use one of {', '.join(IMAGENET_DATA)}")
-  config.model.encoder, config.model.stem, config.model.compute_dtype = "resnet50", "imagenet", "bfloat16"
+  config.model.encoder, config.model.compute_dtype = encoder, "bfloat16"
+  if encoder.startswith("vit"):
+    config.model.patch_size = patch_size
+  else:
+    config.model.stem = "imagenet"
   d = config.data
   d.source = "folder" if data == "folder" else "tfds"
   d.dataset = {"imagenet2012": "imagenet2012", "imagenette": "imagenette/full-size-v2"}.get(data, "")

@@ -30,10 +30,24 @@ POOLS = ("cls", "mean", "global")
 
 class Field(NamedTuple):
   """A config field: its ``default``, one line of ``help`` and the ``rule`` its value alone must follow (None:
-  any value of the default's type, or checked only against other fields, in ``validate``)."""
+  any value of the default's type, or checked only against other fields, in ``validate``); ``only``: the encoder
+  family that reads it ("vit", "resnet"; "" for all), so that another encoder's run refuses it set and
+  ``describe`` leaves it out."""
   default: Any
   help: str
   rule: Rule | None = None
+  only: str = ""
+
+
+def encoder_family(encoder: str) -> str:
+  """"vit" or "resnet": which of the ``only`` fields an encoder reads."""
+  return "vit" if encoder.startswith("vit") else "resnet"
+
+
+def other_family_fields(config: ml_collections.ConfigDict) -> list[str]:
+  """The ``model.*`` fields the config's encoder does not read (another family's)."""
+  family = encoder_family(config.model.encoder)
+  return [f"model.{name}" for name, f in MODEL.items() if f.only and f.only != family]
 
 
 # -- rules ---------------------------------------------------------------------------------------------------------
@@ -114,32 +128,38 @@ MODEL = {
     "encoder": Field("small_resnet", "small_resnet | resnet18 | resnet50 | vit_micro | vit_tiny | vit_small | "
                      "vit_base | vit_large | vit_huge",
                      one_of(ENCODERS, f"unknown encoder; known: {', '.join(sorted(ENCODERS))}")),
-    "patch_size": Field(4, "ViTs: 4 for 28-32 px images, 16 for ImageNet's 224 (14: ViT-H); divides the crops"),
+    "patch_size": Field(4, "ViTs: 4 for 28-32 px images, 16 for ImageNet's 224 (14: ViT-H); divides the crops",
+                        only="vit"),
     "pos_embed": Field("learned", "ViTs: learned (DINO) | sincos (fixed 2-D sine-cosine, MAE)",
-                       one_of(("learned", "sincos"))),
-    "weight_init": Field("dino", "ViTs: dino (truncated normal 0.02) | mae (xavier-uniform)", one_of(INITS)),
-    "qkv_bias": Field(True, "ViTs: biases on the query/key/value projection (timm, MAE)"),
+                       one_of(("learned", "sincos")), only="vit"),
+    "weight_init": Field("dino", "ViTs: dino (truncated normal 0.02) | mae (xavier-uniform)", one_of(INITS),
+                         only="vit"),
+    "qkv_bias": Field(True, "ViTs: biases on the query/key/value projection (timm, MAE)", only="vit"),
     "drop_path_rate": Field(0.0, "ViTs: stochastic depth at the last block (linear from 0)",
-                            in_range(0.0, 1.0, closed_high=False)),
+                            in_range(0.0, 1.0, closed_high=False), only="vit"),
     "pool": Field("cls", "ViTs: evaluation features, cls (class token) | mean (patches) | global (fine-tuning: "
-                  "MAE's mean, then fc_norm)", one_of(POOLS)),
-    "class_token": Field(True, "ViTs: a class token (False: pool mean or global; I-JEPA, timm avg)", boolean()),
-    "num_registers": Field(0, "ViTs: register tokens (DINOv2 with registers: 4)", non_negative_int()),
-    "layer_scale": Field(0.0, "ViTs: LayerScale's initial value (DINOv2: 1e-5); 0 for none", in_range(0.0, 10.0)),
-    "mlp": Field("gelu", "ViTs: the blocks' feed-forward, gelu | swiglu (DINOv2's ViT-g)", one_of(tuple(MLPS))),
+                  "MAE's mean, then fc_norm)", one_of(POOLS), only="vit"),
+    "class_token": Field(True, "ViTs: a class token (False: pool mean or global; I-JEPA, timm avg)", boolean(),
+                         only="vit"),
+    "num_registers": Field(0, "ViTs: register tokens (DINOv2 with registers: 4)", non_negative_int(), only="vit"),
+    "layer_scale": Field(0.0, "ViTs: LayerScale's initial value (DINOv2: 1e-5); 0 for none", in_range(0.0, 10.0),
+                         only="vit"),
+    "mlp": Field("gelu", "ViTs: the blocks' feed-forward, gelu | swiglu (DINOv2's ViT-g)", one_of(tuple(MLPS)),
+                 only="vit"),
     "init_from": Field("", "weights the encoder starts from (a timm folder or weights file)"),
     "init_from_arch": Field("", "for a bare weights file: a timm architecture (gives the heads)"),
     "remat": Field(False, "rematerialise each ViT / ResNet block in the backward pass"),
-    "scan_layers": Field(False, "ViTs: the blocks as one nn.scan (compile time flat in depth)"),
+    "scan_layers": Field(False, "ViTs: the blocks as one nn.scan (compile time flat in depth)", only="vit"),
     "stem": Field("cifar", "ResNets: cifar (3x3, no max-pool) | imagenet (7x7 + max-pool)",
-                  one_of(("cifar", "imagenet"), either(("cifar", "imagenet")))),
+                  one_of(("cifar", "imagenet"), either(("cifar", "imagenet"))), only="resnet"),
     "compute_dtype": Field("float32", "float32 | bfloat16",
                            one_of(("float32", "bfloat16"), either(("float32", "bfloat16")))),
     "zero_init_residual": Field(False, "ResNets: zero-initialised last BN of each block (torchvision's default: "
-                                "off, as lightly and solo-learn)"),
+                                "off, as lightly and solo-learn)", only="resnet"),
     "conv": Field("auto", "ResNets: auto (cpu on the CPU backend, else xla) | xla | cpu",
-                  one_of(_CONVS, either(_CONVS))),
-    "padding": Field("same", "ResNets' 3x3 convolutions: same (Flax) | torch (torchvision's)", one_of(PADDINGS)),
+                  one_of(_CONVS, either(_CONVS)), only="resnet"),
+    "padding": Field("same", "ResNets' 3x3 convolutions: same (Flax) | torch (torchvision's)", one_of(PADDINGS),
+                     only="resnet"),
 }
 
 DATA = {
@@ -289,11 +309,13 @@ def rows(config: ml_collections.ConfigDict | None = None) -> list[tuple[str, Any
 
 def describe(config: ml_collections.ConfigDict) -> str:
   """The resolved config, one field a line with its meaning (``python -m jaxssl.main --print_config``): the
-  method's own fields (documented in its module's ``defaults()``), then the shared sections."""
+  method's own fields (documented in its module's ``defaults()``), then the shared sections, without the
+  fields of the encoder family the config does not use."""
   where = tasks.module(config.method.name).__name__
   lines = [("method.name", config.method.name, f"the method or task ({where})")]
   lines += [(f"method.{key}", value, f"{where}.defaults()") for key, value in config.method.items() if key != "name"]
-  lines += rows(config)
+  unread = set(other_family_fields(config))
+  lines += [row for row in rows(config) if row[0] not in unread]
   width = max(len(field) for field, _, _ in lines)
   shown = [(field, repr(tuple(value) if isinstance(value, list) else value), text) for field, value, text in lines]
   value_width = min(max(len(v) for _, v, _ in shown), 40)

@@ -11,11 +11,11 @@ from jaxssl.methods import dino
 def vit_small_imagenet(config: ml_collections.ConfigDict,
                        freeze=dino.freeze_last_layer) -> ml_collections.ConfigDict:
   """DINO's ViT-S/16 ImageNet optimizer and schedule (the official 100-epoch settings), which iBOT's ViT-S/16
-  recipe shares: ViT-S/16, AdamW lr 0.0005 x batch / 256 to a minimum of 1e-6, weight decay 0.04 -> 0.4, each
-  parameter's gradient clipped to norm 3, 100 epochs, the teacher temperature's warm-up over 30 epochs, the
-  last layer(s) frozen for the first epoch (``freeze(count)`` gives the rules). The last two count the epochs of
-  the data the run is given (``jaxssl.schema.schedules.in_steps``), as the official code counts its own."""
-  config.model.encoder, config.model.patch_size = "vit_small", 16
+  recipe shares, for a ViT-S/16 config (``defaults.imagenet(..., encoder="vit_small")``): AdamW lr 0.0005 x
+  batch / 256 to a minimum of 1e-6, weight decay 0.04 -> 0.4, each parameter's gradient clipped to norm 3, 100
+  epochs, the teacher temperature's warm-up over 30 epochs, the last layer(s) frozen for the first epoch
+  (``freeze(count)`` gives the rules). The last two count the epochs of the data the run is given
+  (``jaxssl.schema.schedules.in_steps``), as the official code counts its own."""
   o = config.optim
   o.name, o.base_lr, o.min_lr = "adamw", 0.0005, 1e-6
   o.weight_decay, o.weight_decay_end = 0.04, 0.4

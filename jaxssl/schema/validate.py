@@ -16,12 +16,8 @@ from jaxssl import data, tasks
 from jaxssl.common import config_checks
 from jaxssl.common.config_checks import ConfigError, fail as _fail  # noqa: F401  (ConfigError: the public name)
 from jaxssl.common.workdir import is_url
-from jaxssl.models.vit import ViT
 from jaxssl.ops import optim
 from jaxssl.schema import defaults, fields
-# model.* fields only a ViT reads; a ResNet run must leave them at the ViT's defaults.
-VIT_ONLY = ("pos_embed", "weight_init", "pool", "drop_path_rate", "scan_layers", "class_token", "num_registers",
-            "layer_scale", "mlp")
 
 
 def _unknown_key(config, reference, prefix: str = "") -> str | None:
@@ -160,12 +156,11 @@ def _check_readers(config: ml_collections.ConfigDict) -> None:
   if m.init_from and (is_url(m.init_from) or not os.path.exists(m.init_from)):
     _fail("model.init_from", m.init_from, "no such weights file or folder (a timm hub folder, or a .safetensors, "
           ".npz or PyTorch file on this machine)")
-  if m.encoder.startswith("vit") and m.padding != "same":
-    _fail("model.padding", m.padding, f"only ResNets read it; model.encoder={m.encoder!r}")
-  if not m.encoder.startswith("vit"):
-    for field in VIT_ONLY:
-      if m[field] != getattr(ViT, field):          # the ViT's own default
-        _fail(f"model.{field}", m[field], f"only ViTs read it; model.encoder={m.encoder!r}")
+  readers = {"vit": "ViTs", "resnet": "ResNets"}
+  for field in fields.other_family_fields(config):     # another encoder's field, set: it would be ignored
+    name = field.split(".")[1]
+    if m[name] != fields.MODEL[name].default:
+      _fail(field, m[name], f"only {readers[fields.MODEL[name].only]} read it; model.encoder={m.encoder!r}")
   if m.drop_path_rate > 0 and not tasks.get(config).drop_path:
     _fail("model.drop_path_rate", m.drop_path_rate,
           f"method {config.method.name!r} does not hand the encoder drop-path keys")
