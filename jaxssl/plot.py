@@ -1,9 +1,12 @@
 """Pictures of a run: ``python -m jaxssl.plot --workdir DIR`` writes PNGs into ``DIR/plots``.
 
-- ``curves.png``: training loss, representation std / effective rank, and the accuracies over steps
-  (from metrics.jsonl);
-- ``views.png``: pairs of augmented views from the run's own recipe, the images the model saw;
-- ``embedding.png``: a 2-D t-SNE map of test-set features of the latest checkpoint, coloured by label;
+- ``curves.png``: training loss, learning rate, representation std / effective rank, and the accuracies over
+  steps (from metrics.jsonl; the offline linear probe from eval.json), each panel only where the run logged
+  what it shows;
+- ``views.png``: pairs of augmented views from the run's own recipe, the images the model saw, with a masked
+  method's masks drawn on them;
+- ``embedding.png``: a 2-D t-SNE map of test-set features of the latest checkpoint, coloured by class (named
+  where the dataset names them);
 - ``reconstruction.png`` (masked methods that predict pixels, MAE): for a few test images, the original, the
   masked input and the reconstruction (MAE's Figure 2).
 
@@ -34,60 +37,97 @@ def _save(fig, path) -> None:
     fig.savefig(f, dpi=100, format="png")
 
 
-def plot_curves(records: list[dict], path: str) -> None:
-  """Loss, collapse indicators and accuracies against the step."""
+ACCURACIES = (("knn_accuracy", "kNN"), ("online_probe_accuracy", "online probe (test)"),
+              ("linear_top1", "linear probe"), ("top1", "classifier (test)"))
+
+
+def curve_panels(records: list[dict], offline: dict | None = None) -> list[str]:
+  """The titles of the panels ``plot_curves`` draws for these records: only those with something in them."""
+  train = [r for r in records if r.get("kind") == "train"]
+  evals = [r for r in records if r.get("kind") == "eval"]
+  panels = ["training loss"]
+  if any("lr" in r for r in train):
+    panels.append("learning rate")
+  if any("rep_std" in r or "rep_rank" in r for r in train):
+    panels.append("collapse indicators")
+  if (any(key in r for r in evals for key, _ in ACCURACIES) or any("probe_acc" in r or "train_top1" in r
+                                                                     for r in train) or offline):
+    panels.append("accuracy (%)")
+  return panels
+
+
+def plot_curves(records: list[dict], path: str, offline: dict | None = None) -> dict[str, int]:
+  """Loss, learning rate, collapse indicators and accuracies against the step, each panel only where the run
+  logged what it shows; every evaluation a marker (kNN, online and linear probe, a classifier's top-1), and
+  ``offline`` (``python -m jaxssl.evaluate``'s eval.json: its step and linear probe) one more. Returns {panel
+  title: finite points drawn in it}."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
   train = [r for r in records if r.get("kind") == "train"]
   evals = [r for r in records if r.get("kind") == "eval"]
-  fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+  panels = curve_panels(records, offline)
+  fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+  axis = dict(zip(panels, axes[0]))
   steps = [r["step"] for r in train]
-  axes[0].plot(steps, [r.get("loss", np.nan) for r in train])
-  axes[0].set(title="training loss", xlabel="step")
-  if train and "rep_std" in train[0]:
-    axes[1].plot(steps, [r["rep_std"] for r in train], label="representation std (1 spread, 0 collapsed)")
-    twin = axes[1].twinx()
-    twin.plot(steps, [r["rep_rank"] for r in train], color="tab:orange", label="effective rank")
-    twin.set_ylabel("effective rank")
-    axes[1].legend(loc="lower left")
-  else:
-    axes[1].text(0.5, 0.5, "none logged by this method", ha="center", va="center",
-                 transform=axes[1].transAxes)
-  axes[1].set(title="collapse indicators", xlabel="step")
-  for key, label in (("knn_accuracy", "kNN"), ("online_probe_accuracy", "online probe (test)"),
-                     ("linear_top1", "linear probe"), ("top1", "classifier (test)")):
-    points = [(r["step"], 100 * r[key]) for r in evals if key in r]
-    if points:
-      axes[2].plot(*zip(*points), marker="o", label=label)
-  probe = [(r["step"], 100 * r["probe_acc"]) for r in train if "probe_acc" in r]
-  if probe:
-    axes[2].plot(*zip(*probe), alpha=0.4, label="online probe (train batch)")
-  classifier = [(r["step"], 100 * r["train_top1"]) for r in train if "train_top1" in r]
-  if classifier:
-    axes[2].plot(*zip(*classifier), alpha=0.4, label="classifier (train batch, augmented)")
-  axes[2].set(title="accuracy (%)", xlabel="step")
-  axes[2].legend()
+
+  ax = axis["training loss"]
+  ax.plot(steps, [r.get("loss", np.nan) for r in train])
+  ax.set(title="training loss", xlabel="step")
+  if "learning rate" in axis:
+    ax = axis["learning rate"]
+    ax.plot(steps, [r.get("lr", np.nan) for r in train])
+    ax.set(title="learning rate", xlabel="step")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+  if "collapse indicators" in axis:
+    ax = axis["collapse indicators"]
+    handles = ax.plot(steps, [r.get("rep_std", np.nan) for r in train], label="representation std (1 spread, 0 "
+                      "collapsed)")
+    ax.set(title="collapse indicators", xlabel="step", ylabel="std")
+    if any("rep_rank" in r for r in train):
+      twin = ax.twinx()
+      handles += twin.plot(steps, [r.get("rep_rank", np.nan) for r in train], color="tab:orange",
+                           label="effective rank (right)")
+      twin.set_ylabel("effective rank")
+    ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.8)
+  if "accuracy (%)" in axis:
+    ax = axis["accuracy (%)"]
+    for key, label in ACCURACIES:
+      points = [(r["step"], 100 * r[key]) for r in evals if key in r]
+      if points:
+        ax.plot(*zip(*points), marker="o", linestyle=":" if len(points) > 1 else "none", label=label)
+    if offline and "linear_top1" in offline:
+      ax.plot([offline["step"]], [100 * offline["linear_top1"]], marker="*", markersize=12, linestyle="none",
+              label="linear probe (jaxssl.evaluate)")
+    for key, label in (("probe_acc", "online probe (train batch)"),
+                       ("train_top1", "classifier (train batch, augmented)")):
+      points = [(r["step"], 100 * r[key]) for r in train if key in r]
+      if points:
+        ax.plot(*zip(*points), alpha=0.4, label=label)
+    ax.set(title="accuracy (%)", xlabel="step")
+    ax.legend(fontsize=8)
+  drawn = {title: sum(int(np.isfinite(np.asarray(line.get_ydata(), float)).sum())
+                      for a in fig.axes if a.bbox.bounds == ax.bbox.bounds for line in a.get_lines())
+           for title, ax in axis.items()}
   fig.tight_layout()
   _save(fig, path)
   plt.close(fig)
+  return drawn
 
 
 def plot_views(config, dataset, path: str, pairs: int = 8, seed: int = 0) -> None:
   """``pairs`` train images, each beside its views from the config's recipe (after augmentation, before
-  normalisation)."""
-  import jax
+  normalisation); a masked method's masks drawn on its views as its step draws them (``tasks.view_masks``):
+  red the patches hidden and predicted, dark those hidden only (I-JEPA's outside its context)."""
+  from jaxssl.runs import pictures
 
-  from jaxssl import tasks
-  from jaxssl.ops import augment
-
-  recipes = tasks.get(config).recipes(config)
   images, _ = dataset.train.read_substituted(np.arange(min(pairs, len(dataset.train))))
-  keys = jax.random.split(jax.random.key(seed), len(images))
-  views = [np.asarray(v) for v in augment.views(keys, images, recipes)]
-  rows = [[images[row] / 255.0] + [v[row] for v in views] for row in range(len(images))]
-  _image_grid(rows, ["image"] + [f"view {i + 1}" for i in range(len(views))], path)
+  views, masks = pictures.views_and_masks(config, images, seed)
+  shown = [pictures.masked_view(v, m) if m is not None else v for v, m in zip(views, masks)]
+  rows = [[images[row] / 255.0] + [v[row] for v in shown] for row in range(len(images))]
+  titles = [f"view {i + 1}" + (" (masked)" if m is not None else "") for i, m in enumerate(masks)]
+  _image_grid(rows, ["image"] + titles, path)
 
 
 def _image_grid(rows: list[list[np.ndarray]], titles: list[str], path: str) -> None:
@@ -132,8 +172,12 @@ def plot_embedding(run, dataset, path: str, max_points: int = 2000, seed: int = 
   points = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30, len(features) - 1)
                 ).fit_transform(features)
   fig, ax = plt.subplots(figsize=(7, 6))
-  scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4)
-  ax.legend(*scatter.legend_elements(), title="label", loc="best", fontsize=7)
+  names = getattr(dataset.test, "class_names", None) or []
+  for label in np.unique(labels):
+    chosen = labels == label
+    ax.scatter(points[chosen, 0], points[chosen, 1], s=4, color=plt.cm.tab10(int(label) % 10),
+               label=names[label] if 0 <= label < len(names) else str(label))
+  ax.legend(title="class", loc="best", fontsize=7, markerscale=3)
   ax.set(title=f"t-SNE of test features ({run.config.method.name}, step {int(run.state.step)})",
          xticks=[], yticks=[])
   fig.tight_layout()
@@ -145,26 +189,20 @@ def plot_reconstructions(run, dataset, reconstruct, path: str, count: int = 8, s
   """``count`` test images: the original, the masked input (removed patches grey) and the reconstruction with
   the visible patches pasted in, from the latest checkpoint, masks drawn as in training (``reconstruct``: the
   method's ``jaxssl.methods.base.ReconstructFn``)."""
-  import jax
+  from jaxssl.runs import pictures
 
-  from jaxssl.engine.train_step import normalize
-  from jaxssl.methods.base import Variables
-  from jaxssl.ops import augment
-
-  trainer = run.trainer
   images, _ = dataset.test.read_substituted(np.arange(min(count, len(dataset.test))))
-  size = trainer.recipes[0].size
-  x = jax.vmap(lambda im: augment.crop_and_resize(im, 0.0, 0.0, im.shape[0], im.shape[1], size))(
-      augment.to_float(jax.numpy.asarray(images)))
-  keys = jax.random.split(jax.random.key(seed), len(images))
-  removed, rebuilt = reconstruct(trainer.model, Variables(run.state.params, run.state.batch_stats),
-                                 normalize(trainer, x), keys)
-  mean, std = np.asarray(run.config.data.mean), np.asarray(run.config.data.std)
-  original = np.asarray(x)
-  masked = np.where(np.asarray(removed) > 0, 0.5, original)
-  rebuilt = np.clip(np.asarray(rebuilt) * std + mean, 0, 1)
-  _image_grid([[original[i], masked[i], rebuilt[i]] for i in range(len(images))],
-              ["original", "masked", "reconstruction"], path)
+  rows = pictures.reconstructions(run.trainer, run.state, run.config, images, reconstruct, seed)
+  _image_grid(rows, ["original", "masked", "reconstruction"], path)
+
+
+def _offline_eval(workdir: str) -> dict | None:
+  """``python -m jaxssl.evaluate``'s record (eval.json: its step and scores), or None where there is none."""
+  path = resolve(workdir) / "eval.json"
+  try:
+    return json.loads(path.read_text()) if path.exists() else None
+  except (OSError, ValueError):
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
   written = [str(out / name) for name in ("curves.png", "views.png", "embedding.png")]
   try:
     out.mkdir(parents=True, exist_ok=True)
-    plot_curves(records, written[0])
+    plot_curves(records, written[0], offline=_offline_eval(args.workdir))
     plot_views(config, dataset, written[1])
     if dataset.test is not None:
       plot_embedding(run, dataset, written[2], max_points=args.points)

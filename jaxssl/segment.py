@@ -13,14 +13,14 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxssl import data, evals
+from jaxssl import data, evals, tasks
 from jaxssl.common.progress import Progress
 from jaxssl.data import bad_images
 from jaxssl.engine import fsdp, speed
 from jaxssl.engine.cadence import Cadence
 from jaxssl.engine.parallel import shard_batch, shard_step
 from jaxssl.engine.train_step import finite_names, make_per_device_step
-from jaxssl.runs import checkpoint, run_identity
+from jaxssl.runs import checkpoint, pictures, run_identity
 from jaxssl.runs.checkpoint import CheckpointError
 from jaxssl.runs.metrics import MetricsWriter
 
@@ -274,6 +274,23 @@ class Segment:
     return _Stop(f"{self.preemption.requested}: stopped {during}, before the first step of this segment; "
                  f"{saved}; run the same command again to go on")
 
+  def _pictures(self, step: int) -> None:
+    """TensorBoard's pictures (``jaxssl.runs.pictures``): at a run's first step its config and views, at each
+    evaluation a masked method's reconstructions. One process only: the reconstruction runs the model on the
+    whole state, which a multi-process run holds across processes."""
+    s, config = self.setup, self.config
+    if jax.process_index() != 0 or jax.process_count() > 1:
+      return
+    if step == 0:
+      self.writer.write_config(config)
+      images, _ = s.dataset.train.read_substituted(np.arange(min(8, len(s.dataset.train))))
+      self.writer.write_image("views", pictures.views_picture(config, images), 0)
+    reconstruct = tasks.reconstruction(s.trainer.config)
+    if reconstruct is not None and s.dataset.test is not None:
+      images, _ = s.dataset.test.read_substituted(np.arange(min(8, len(s.dataset.test))))
+      rows = pictures.reconstructions(s.trainer, self.state, config, images, reconstruct)
+      self.writer.write_image("reconstructions", pictures.grid(rows), step)   # original, masked, rebuilt
+
   # -- the kNN at initialisation ---------------------------------------------------------------------------------
 
   def evaluate_at_init(self) -> None:
@@ -281,6 +298,8 @@ class Segment:
     config = self.config
     if self.preemption.requested:
       raise self._stopped_before_training("while the run was being set up")
+    if self.first_step == 0:
+      self._pictures(0)
     if not (config.eval.knn_at_init and self.first_step == 0):
       return
     try:
@@ -416,6 +435,7 @@ class Segment:
     self.still_ours()
     self.eval_history.append({"step": done, "epoch": done / s.steps_per_epoch, **scores})
     self.writer.write(done, scores, prefix="eval")
+    self._pictures(done)
     self.progress.close()
     print(f"step {done} (epoch {done / s.steps_per_epoch:.2f}): {evals.summary(scores)}", flush=True)
 
@@ -436,6 +456,7 @@ class Segment:
     self.results.update(scores)
     self.eval_history.append({"step": s.total_steps, "epoch": s.total_steps / s.steps_per_epoch, **scores})
     self.writer.write(s.total_steps, scores, prefix="eval")
+    self._pictures(s.total_steps)
     if "knn_accuracy" in scores:
       print(f"kNN accuracy ({config.method.name}, {s.total_steps} steps): {100 * scores['knn_accuracy']:.2f}%",
             flush=True)

@@ -77,3 +77,38 @@ def test_metrics_jsonl_is_rewritten_only_with_a_new_line_and_a_torn_line_is_drop
   lines = [json.loads(line) for line in path.read_text().splitlines()]
   assert [(r["step"], r["loss"]) for r in lines] == [(1, 2.0), (2, 1.4)]
   assert writer.history() == [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.4}]
+
+
+def _events(folder) -> dict[str, list]:
+  """{(tag, kind): [steps]} of the TensorBoard events under ``folder`` (tensorboardX's own protobufs)."""
+  import struct
+
+  from tensorboardX.proto import event_pb2
+
+  found = {}
+  for name in os.listdir(folder):
+    raw, i = (folder / name).read_bytes(), 0
+    while i < len(raw):
+      length = struct.unpack("<Q", raw[i:i + 8])[0]
+      event = event_pb2.Event()
+      event.ParseFromString(raw[i + 12:i + 12 + length])
+      i += 16 + length
+      for value in event.summary.value:
+        kind = "image" if value.HasField("image") else "scalar" if value.HasField("simple_value") else "other"
+        found.setdefault((value.tag, kind), []).append(event.step)
+  return found
+
+
+def test_tensorboard_gets_the_config_hyper_parameters_views_and_reconstructions(tmp_path):
+  from jaxssl import train
+  from tiny import tiny_config
+
+  config = tiny_config("mae")
+  config.train.num_steps, config.train.log_every, config.eval.knn_at_init = 2, 1, False
+  train.run(config, str(tmp_path))
+  events = _events(tmp_path / "tensorboard")
+  assert events[("config/text_summary", "other")] == [0]
+  assert ("_hparams_/experiment", "other") in events and ("_hparams_/session_start_info", "other") in events
+  assert events[("views", "image")] == [0]
+  assert events[("reconstructions", "image")] == [0, 2]          # before training and at the final evaluation
+  assert events[("eval/knn_accuracy", "scalar")] == [2] and events[("train/loss", "scalar")] == [1, 2]

@@ -35,7 +35,7 @@ class SubsetSource(Source):
   def __init__(self, source: Source, indices: np.ndarray):
     self.source, self.indices = source, np.asarray(indices)
     self.labels = np.asarray(source.labels)[self.indices]
-    self.labeled, self.num_classes = source.labeled, source.num_classes
+    self.labeled, self.num_classes, self.class_names = source.labeled, source.num_classes, source.class_names
     self.bad_images, self.read_timeout_s, self.where = source.bad_images, source.read_timeout_s, source.where
 
   def __len__(self) -> int:

@@ -42,6 +42,7 @@ class Source:
   ``config.data.read_timeout_s``) bounds its wait; ``where`` names the split in its errors."""
   num_classes: int = 0
   labeled: bool = False
+  class_names: tuple = ()          # the classes' names where the data has them (TFDS's, a folder's sub-folders)
   bad_images = None
   read_timeout_s: float = 0.0
   where: str = "the split"
@@ -116,7 +117,7 @@ def cached(source: Source) -> ArraySource:
     return source
   images, labels = source.all()
   out = ArraySource(images, labels, source.num_classes)
-  out.labeled = source.labeled
+  out.labeled, out.class_names = source.labeled, source.class_names
   return out
 
 
@@ -168,6 +169,7 @@ class TfdsSource(Source):
     features = builder.info.features
     self.labeled = "label" in features and not split.startswith("unlabel")
     self.num_classes = int(getattr(features["label"], "num_classes", 0) or 0) if "label" in features else 0
+    self.class_names = tuple(getattr(features["label"], "names", None) or ()) if "label" in features else ()
     self.image_size = image_size
     self.name, self.split = name, split
     self._builder, self._encoded = builder, None
@@ -242,6 +244,7 @@ class FolderSource(Source):
     self.paths, self.labels, self.classes = paths, np.asarray(labels, np.int32), classes
     self.labeled = labeled and bool(classes) and bool(np.all(self.labels >= 0))
     self.num_classes = len(classes) if self.labeled else 0
+    self.class_names = tuple(classes) if self.labeled else ()
     self.size, self.channels = size, channels
 
   def __len__(self) -> int:

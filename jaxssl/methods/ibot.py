@@ -42,6 +42,14 @@ def masks_for(keys, view: int, grid: tuple[int, int], m) -> jnp.ndarray:
   return masking.block_masks(base.stream(keys, _MASK_STREAM + view), grid, ratios, m.pred_min_aspect)
 
 
+def view_masks(config, keys) -> list:
+  """[N, L] per view, 1 where the student's patch is masked (and predicted), None for the local crops: for the
+  pictures."""
+  grid = (config.augment.size // config.model.patch_size,) * 2
+  masks = [masks_for(keys, v, grid, config.method).astype(jnp.float32) for v in range(2)]
+  return masks + [None] * config.augment.num_local_crops
+
+
 def patch_temperature(step, m):
   """The patch tokens' teacher temperature, warmed up over the class token's warm-up steps (official)."""
   return dino.warmed_up(step, m.warmup_teacher_patch_temperature, m.teacher_patch_temperature,

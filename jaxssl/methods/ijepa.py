@@ -48,6 +48,21 @@ def masks_for(step_key: jax.Array, keys: jax.Array, grid: tuple[int, int], m) ->
                                      context_keep(m, grid), m.min_keep)
 
 
+def view_masks(config, keys) -> list:
+  """[N, L] for the one view: 1 on the target blocks (predicted), 0 on the context the encoder sees, 0.5 on the
+  rest (neither), as a step's first batch draws them: for the pictures."""
+  grid = (config.augment.size // config.model.patch_size,) * 2
+  blocks = masks_for(sizes_key(config.seed, 0), keys, grid, config.method)
+  n, num_patches = keys.shape[0], grid[0] * grid[1]
+  rows = jnp.arange(n)[:, None]
+  seen = jnp.zeros((n, num_patches)).at[rows, blocks.context].max(blocks.context_valid().astype(jnp.float32))
+  targets = blocks.targets.reshape(n, -1)
+  real = jnp.broadcast_to((jnp.arange(blocks.targets.shape[-1]) < blocks.target_count)[None, None],
+                          blocks.targets.shape).reshape(n, -1)
+  predicted = jnp.zeros((n, num_patches)).at[rows, targets].max(real.astype(jnp.float32))
+  return [jnp.where(predicted > 0, 1.0, jnp.where(seen > 0, 0.0, 0.5))]
+
+
 def _recipes(config):
   """A random resized crop, nothing else (official: no flip, no colour)."""
   return (augment.ViewRecipe(**base.recipe_kwargs(config), flip_prob=0.0, jitter_prob=0.0, grayscale_prob=0.0),)

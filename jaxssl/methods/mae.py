@@ -23,6 +23,12 @@ def masks_for(keys, num_patches: int, mask_ratio: float) -> masking.Masking:
   return masking.random_masking(masking.uniform_noise(base.stream(keys, _MASK_STREAM), num_patches), mask_ratio)
 
 
+def view_masks(config, keys) -> list:
+  """[N, L] per view, 1 where a patch is removed (and predicted), as the step draws them: for the pictures."""
+  num_patches = (config.augment.size // config.model.patch_size) ** 2
+  return [masks_for(keys, num_patches, config.method.mask_ratio).mask]
+
+
 def make(config) -> base.Method:
   m = config.method
   patch = config.model.patch_size

@@ -1,5 +1,7 @@
 """Metrics on disk: ``WORKDIR/metrics.jsonl`` (one JSON object per line) and TensorBoard event files in
-``WORKDIR/tensorboard``, written by process 0 only; plus the representation-collapse warning.
+``WORKDIR/tensorboard``, written by process 0 only; plus the representation-collapse warning. TensorBoard also
+gets the config (as text, and its scalar fields in the HPARAMS tab beside the run's accuracies) and pictures
+(the views at the start, a masked method's reconstructions at each evaluation).
 """
 
 from __future__ import annotations
@@ -11,6 +13,20 @@ import sys
 # Representation std (of L2-normalised features, times sqrt(D)) is about 1 for spread-out features and tends
 # to 0 under complete collapse (Chen and He 2021, SimSiam, Fig. 2). Below this the run is warned once.
 COLLAPSE_STD = 0.1
+
+
+# The evaluations' scores the HPARAMS tab shows beside each run's config.
+HPARAM_METRICS = ("knn_accuracy", "online_probe_accuracy", "linear_top1", "top1")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flat(value, f"{prefix}{key}."))
+    else:
+      out[prefix + key] = value
+  return out
 
 
 def _record(line: str) -> dict | None:
@@ -78,6 +94,30 @@ class MetricsWriter:
       self._warned = True
       print(f"warning: step {step}: representation std {std:.3g} < {COLLAPSE_STD} (1 = spread out, 0 = "
             "collapsed); the representations may be collapsing", file=sys.stderr, flush=True)
+
+  def write_config(self, config) -> None:
+    """The config to TensorBoard, once at the start of a run: as text, and its fields with one value each
+    (numbers, strings, booleans; tuples as text) as hyper-parameters, against the accuracies the evaluations
+    log (``eval/knn_accuracy``, ...)."""
+    if self._tensorboard is None:
+      return
+    from tensorboardX.summary import hparams
+
+    self._tensorboard.add_text("config", "```\n" + config.to_json_best_effort(indent=1) + "\n```", 0)
+    flat = _flat(json.loads(config.to_json_best_effort()))
+    values = {k: (v if isinstance(v, (bool, int, float, str)) else json.dumps(v)) for k, v in flat.items()
+              if v is not None}
+    metrics = {f"eval/{name}": 0.0 for name in HPARAM_METRICS}
+    writer = self._tensorboard._get_file_writer()       # this run's own events file, not a sub-run
+    for summary in hparams(values, metrics):
+      writer.add_summary(summary)
+    self._tensorboard.flush()
+
+  def write_image(self, tag: str, image, step: int) -> None:
+    """An RGB image [H, W, 3] in [0, 1] to TensorBoard's IMAGES tab (``jaxssl.runs.pictures``)."""
+    if self._tensorboard is not None:
+      self._tensorboard.add_image(tag, image, step, dataformats="HWC")
+      self._tensorboard.flush()
 
   def close(self) -> None:
     if self._log is not None:

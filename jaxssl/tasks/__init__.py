@@ -77,6 +77,13 @@ def steps_from_epochs(config: ml_collections.ConfigDict, steps_per_epoch: float)
   return methods.optional(module(config.method.name), "steps_from_epochs", {}, config, steps_per_epoch)
 
 
+def view_masks(config: ml_collections.ConfigDict, keys) -> list | None:
+  """For a masked method's pictures: per view, [N, L] with 1 where a patch is hidden and predicted, 0.5 hidden
+  only, 0 seen (the module's optional ``view_masks(config, keys)``; None for a view without masks); None for the
+  methods that mask nothing."""
+  return methods.optional(module(config.method.name), "view_masks", None, config, keys)
+
+
 def global_pool(name: str) -> bool:
   """Whether ``name`` reads only the encoder's pooled features, so a ViT may pool as MAE fine-tunes (no final
   norm on the tokens); the self-supervised methods read the normed tokens."""
