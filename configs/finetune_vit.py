@@ -1,18 +1,21 @@
-"""Fine-tuning a pretrained ViT on Fashion-MNIST, MAE's recipe (He et al. 2022, arXiv:2111.06377; the official
-``main_finetune.py`` and FINETUNE.md for ViT-B) scaled to the micro ViT: AdamW (0.9, 0.999), lr 5e-4 x batch /
-256 after 5 warm-up epochs (here 1) and a cosine to 1e-6, weight decay 0.05 (none on biases, norms, the class
-token and position embeddings: the official ``no_weight_decay`` list), layer-wise lr decay 0.65, drop path 0.1,
-label smoothing 0.1, mixup 0.8 and cutmix 1.0, RandAugment rand-m9-mstd0.5-inc1 (2 operations, magnitude 9,
-std 0.5), random erasing 0.25, global pooling (``model.pool="global"``: the mean of the last block's patch
-tokens, then a LayerNorm of its own, ``fc_norm``, which starts afresh while the pretrained final norm is left
-out, as ``models_vit.py`` and ``main_finetune.py`` do).
+"""Fine-tuning a pretrained ViT on Fashion-MNIST at a CPU budget: MAE's optimizer (He et al. 2022,
+arXiv:2111.06377; ``main_finetune.py``: AdamW (0.9, 0.999), weight decay 0.05 except on biases, norms, the class
+token and position embeddings, a cosine to 1e-6, global pooling through a fresh ``fc_norm``) without its
+ImageNet regularisation: lr 1e-3 x batch / 256 after a warm-up of a fifth of an epoch, no layer-wise decay, no
+mixup, cutmix, RandAugment, random erasing, label smoothing or drop path, crops of 50-100% of the 28 px image
+and flips, 2 epochs (470 steps at batch 256, about 6 minutes on 2 CPU cores).
+
+Why not MAE's own recipe here: it is made for 100 epochs of ViT-B on ImageNet, and at 2 epochs of a micro ViT
+its regularisation keeps the classifier underfit: 49.09% top-1 for runs/mae's encoder, below that encoder's
+linear probe (76.69%). This recipe takes the same encoder to 77.89% and the same ViT from scratch to 74.62%
+(BENCHMARKS.md, "Fine-tuning recipes for Fashion-MNIST"). MAE's recipe for ImageNet is
+configs/finetune_vit_imagenet.py.
 
     python -m jaxssl.finetune --config configs/finetune_vit.py --pretrained runs/mae --workdir runs/mae_ft
     python -m jaxssl.finetune --config configs/finetune_vit.py --pretrained runs/mae --from scratch \\
         --workdir runs/mae_scratch
 
-Not reproduced: the official bicubic interpolation (timm's ``create_transform(interpolation="bicubic")``) of the crops
-and RandAugment's warps: Fashion-MNIST is cropped and RandAugmented on the device, which warps bilinearly.
+A recipe for ViTs: a pretrained ResNet is refused (use configs/finetune.py).
 """
 
 from jaxssl import defaults
@@ -21,13 +24,13 @@ from jaxssl import defaults
 def get_config():
   config = defaults.get_config("classifier")
   config.model.encoder, config.model.patch_size, config.model.pool = "vit_micro", 4, "global"
-  config.model.drop_path_rate = 0.1
-  config.augment.randaugment_layers = 2          # magnitude 9, std 0.5: the schema's defaults
+  m = config.method
+  m.label_smoothing, m.mixup_alpha, m.cutmix_alpha, m.erase_prob = 0.0, 0.0, 0.0, 0.0
+  config.augment.crop_scale = (0.5, 1.0)          # 28 px images: smaller crops leave too little of the garment
   o = config.optim
-  o.name, o.b1, o.b2, o.base_lr, o.min_lr, o.weight_decay = "adamw", 0.9, 0.999, 5e-4, 1e-6, 0.05
-  o.layer_decay = 0.65
+  o.name, o.b1, o.b2, o.base_lr, o.min_lr, o.weight_decay = "adamw", 0.9, 0.999, 1e-3, 1e-6, 0.05
   o.rules = ((r"encoder/(cls_token|pos_embed)", 1.0, 0.0),)
-  o.warmup_epochs = 1.0
-  config.train.num_epochs = 5.0
+  o.warmup_epochs = 0.2
+  config.train.num_epochs = 2.0
   config.train.checkpoint_every = 200
   return config

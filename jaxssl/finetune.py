@@ -24,6 +24,7 @@ import sys
 from absl import app, flags
 
 from jaxssl import main as entry                # --config, --workdir, --distributed, --allow_change
+from jaxssl.schema import fields                # after main, which sets XLA flags before JAX starts
 
 _PRETRAINED = flags.DEFINE_string("pretrained", "", "Workdir of the pretraining run whose encoder is fine-tuned.")
 _STEP = flags.DEFINE_integer("step", -1, "Its checkpoint step (-1: the latest).")
@@ -67,14 +68,30 @@ def prepare(config) -> None:
     _from_weights(config)
     return
   pretrained = load_config(_PRETRAINED.value, "--pretrained")      # CheckpointError when it is not a run directory
+  _check_recipe(config, pretrained.model.encoder)
   taken = []
+  unread = {f"model.{name}" for name, f in fields.MODEL.items()
+            if f.only and f.only != fields.encoder_family(pretrained.model.encoder)}
   for field in ARCHITECTURE:
     section, key = field.split(".")
-    value = pretrained[section][key]
+    value = pretrained[section][key] if field not in unread else fields.MODEL[key].default
     config[section][key] = tuple(value) if isinstance(value, list) else value
-    taken.append(f"{field}={config[section][key]!r}")
+    if field not in unread:
+      taken.append(f"{field}={config[section][key]!r}")
   config.method.pretrained, config.method.pretrained_step = _PRETRAINED.value, _STEP.value
   print(f"fine-tuning ({_FROM.value}): from {_PRETRAINED.value}: {', '.join(taken)}", flush=True)
+
+
+def _check_recipe(config, encoder: str) -> None:
+  """A recipe is made for one encoder family (its config file's own encoder: configs/finetune.py a ResNet's,
+  configs/finetune_vit.py a ViT's); the pretrained encoder of the other family is refused (ConfigError)."""
+  from jaxssl.common.config_checks import fail
+
+  made_for, given = fields.encoder_family(config.model.encoder), fields.encoder_family(encoder)
+  if made_for != given:
+    other = {"vit": "configs/finetune_vit.py", "resnet": "configs/finetune.py"}[given]
+    fail("model.encoder", encoder, f"--pretrained={_PRETRAINED.value!r} has a {given} encoder, but the config is "
+         f"a recipe for {made_for}s (its own model.encoder={config.model.encoder!r}): use {other}")
 
 
 def _from_weights(config) -> None:
@@ -87,12 +104,14 @@ def _from_weights(config) -> None:
   if _STEP.value != -1:
     fail("method.pretrained_step", _STEP.value, f"--pretrained={_PRETRAINED.value!r} is a weights file or folder, "
          "which has no steps: drop --step")
-  fields = init_from.architecture(_PRETRAINED.value)       # WeightsError (one line) when jaxssl has no such encoder
-  for field, value in fields.items():
+  taken = init_from.architecture(_PRETRAINED.value)        # WeightsError (one line) when jaxssl has no such encoder
+  if "encoder" in taken:
+    _check_recipe(config, taken["encoder"])
+  for field, value in taken.items():
     config.model[field] = value
   if _FROM.value == "pretrained":
     config.model.init_from = _PRETRAINED.value
-  shown = ", ".join(f"model.{k}={v!r}" for k, v in fields.items())
+  shown = ", ".join(f"model.{k}={v!r}" for k, v in taken.items())
   print(f"fine-tuning ({_FROM.value}): from the weights in {_PRETRAINED.value}: {shown}", flush=True)
 
 

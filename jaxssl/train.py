@@ -108,7 +108,8 @@ def prepare(config: ml_collections.ConfigDict, dataset=None, fresh: bool = True)
     print(f"note: {note}", flush=True)
   num_classes = dataset.num_classes if dataset.train.labeled else 0
   trainer = build(step_config, total_steps, num_classes=num_classes, steps_per_epoch=steps_per_epoch)
-  if config.eval.online_probe and num_classes and trainer.probe is None:
+  if num_classes and trainer.probe is None and trainer.method.no_online_probe and \
+      "online_probe" in config.eval.evaluators:      # MAE, I-JEPA: off whatever eval.online_probe says
     print(f"online probe: off for method {config.method.name!r} ({trainer.method.no_online_probe})", flush=True)
   starter = start_from(config, channels)         # checked on every start; used on a fresh one
   starter = starter if fresh else None

@@ -354,9 +354,16 @@ def test_the_command_refuses_bad_input_in_one_line(pretrained, tmp_path):
            ([f"--pretrained={tmp_path / 'nowhere'}"], "has no config.json: not a jaxssl run directory"),
            ([f"--pretrained={pretrained}"], "python -m jaxssl.finetune trains a classifier"),
            ([f"--pretrained={pretrained}", "--step=1"], f"config.method.pretrained_step=1 (--step): {pretrained}/"
-            "checkpoints has no checkpoint of that step (it has: 2)")]
+            "checkpoints has no checkpoint of that step (it has: 2)"),
+           # A recipe for one encoder family given the other's encoder: the ViT recipe on the ResNet run, the
+           # ResNet recipe on ViT weights.
+           ([f"--pretrained={pretrained}"], f"config.model.encoder='small_resnet': --pretrained='{pretrained}' has a "
+            "resnet encoder, but the config is a recipe for vits (its own model.encoder='vit_micro'): use "
+            "configs/finetune.py"),
+           (["--pretrained=tests/data/weights/timm_vit_micro"], "has a vit encoder, but the config is a recipe for "
+            "resnets (its own model.encoder='small_resnet'): use configs/finetune_vit.py")]
   for i, (extra, message) in enumerate(cases):
-    config = "configs/simclr.py" if i == 2 else "configs/finetune.py"
+    config = {2: "configs/simclr.py", 4: "configs/finetune_vit.py"}.get(i, "configs/finetune.py")
     command = [a for a in _finetune(tmp_path / "ft", *extra, config=config)
                if i != 2 or not a.startswith("--config.method.")]
     result = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
