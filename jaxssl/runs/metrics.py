@@ -10,6 +10,8 @@ import json
 import math
 import sys
 
+from jaxssl.runs.run_identity import flat
+
 # Representation std (of L2-normalised features, times sqrt(D)) is about 1 for spread-out features and tends
 # to 0 under complete collapse (Chen and He 2021, SimSiam, Fig. 2). Below this the run is warned once.
 COLLAPSE_STD = 0.1
@@ -17,16 +19,6 @@ COLLAPSE_STD = 0.1
 
 # The evaluations' scores the HPARAMS tab shows beside each run's config.
 HPARAM_METRICS = ("knn_accuracy", "online_probe_accuracy", "linear_top1", "top1")
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      out.update(_flat(value, f"{prefix}{key}."))
-    else:
-      out[prefix + key] = value
-  return out
 
 
 def _record(line: str) -> dict | None:
@@ -104,8 +96,8 @@ class MetricsWriter:
     from tensorboardX.summary import hparams
 
     self._tensorboard.add_text("config", "```\n" + config.to_json_best_effort(indent=1) + "\n```", 0)
-    flat = _flat(json.loads(config.to_json_best_effort()))
-    values = {k: (v if isinstance(v, (bool, int, float, str)) else json.dumps(v)) for k, v in flat.items()
+    fields = flat(json.loads(config.to_json_best_effort()))
+    values = {k: (v if isinstance(v, (bool, int, float, str)) else json.dumps(v)) for k, v in fields.items()
               if v is not None}
     metrics = {f"eval/{name}": 0.0 for name in HPARAM_METRICS}
     writer = self._tensorboard._get_file_writer()       # this run's own events file, not a sub-run

@@ -34,11 +34,12 @@ class WorkdirError(ValueError):
   """The workdir holds another run, is in use, or cannot be written."""
 
 
-def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+def flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+  """{"section.field": value} of a nested dict (a config as JSON)."""
   out = {}
   for key, value in tree.items():
     if isinstance(value, dict):
-      out.update(_flat(value, f"{prefix}{key}."))
+      out.update(flat(value, f"{prefix}{key}."))
     else:
       out[prefix + key] = value
   return out
@@ -48,14 +49,14 @@ def config_changes(saved: dict, config: ml_collections.ConfigDict) -> dict[str, 
   """{field: (saved value, new value)} for every field that differs and can change the result. A field the
   saved config lacks (added to the schema since the run was made) counts as its default, as ``load_config``
   reads it."""
-  old = _flat(saved)
-  new = _flat(json.loads(config.to_json_best_effort()))      # tuples as lists, as config.json holds them
+  old = flat(saved)
+  new = flat(json.loads(config.to_json_best_effort()))      # tuples as lists, as config.json holds them
   name = saved.get("method", {}).get("name") if isinstance(saved.get("method"), dict) else None
   if name:
     from jaxssl.schema import defaults
 
     try:
-      schema = _flat(json.loads(defaults.get_config(name).to_json_best_effort()))
+      schema = flat(json.loads(defaults.get_config(name).to_json_best_effort()))
     except (KeyError, ValueError):                          # a method this version does not know
       schema = {}
     old = {**{k: v for k, v in schema.items() if k not in old}, **old}
@@ -71,7 +72,7 @@ def config_changes(saved: dict, config: ml_collections.ConfigDict) -> dict[str, 
 def check_same_run(root, config: ml_collections.ConfigDict, allow: Iterable[str], workdir: str) -> dict:
   """Raises WorkdirError when ``root`` holds a run started with a config that differs from ``config`` in
   fields not named in ``allow``; returns the allowed changes (empty for a new workdir)."""
-  known = _flat(json.loads(config.to_json_best_effort()))
+  known = flat(json.loads(config.to_json_best_effort()))
   path = root / "config.json"
   saved = None
   from jaxssl.runs.checkpoint import has_checkpoints
@@ -88,7 +89,7 @@ def check_same_run(root, config: ml_collections.ConfigDict, allow: Iterable[str]
     else:
       saved = _recorded_config(root)
   # A field of the saved run's schema that this config lacks (another method's) may be named too.
-  named = set(known) | set(_flat(saved) if isinstance(saved, dict) else {}) | {TRAIN_SIZE}
+  named = set(known) | set(flat(saved) if isinstance(saved, dict) else {}) | {TRAIN_SIZE}
   unknown = [field for field in allow if field not in named]
   if unknown:
     raise WorkdirError(f"--allow_change={','.join(allow)}: {unknown[0]!r} is not a config field (e.g. "
