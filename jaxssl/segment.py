@@ -252,6 +252,9 @@ class Segment:
   def _open(self) -> None:
     """What training and evaluation need from the restored state on: the step, the writer, the evaluator."""
     s, config = self.setup, self.config
+    # From here every unreadable image is listed in the workdir (the evaluations and pictures read images too).
+    record = "bad_images.jsonl" if jax.process_index() == 0 else f"bad_images.process-{jax.process_index()}.jsonl"
+    bad_images.attach(s.dataset, config.data.max_bad_images, s.root / record)
     self.step_fn = make_step(config, s.trainer, self.state, s.mesh)
     self.names = finite_names(self.state)              # of the NaN guard's flags
     self.writer = MetricsWriter(s.workdir, enabled=jax.process_index() == 0, resume_step=int(self.state.step))
@@ -275,19 +278,28 @@ class Segment:
                  f"{saved}; run the same command again to go on")
 
   def _pictures(self, step: int) -> None:
-    """TensorBoard's pictures (``jaxssl.runs.pictures``): at a run's first step its config and views, at each
-    evaluation a masked method's reconstructions. One process only: the reconstruction runs the model on the
-    whole state, which a multi-process run holds across processes."""
+    """TensorBoard's pictures (``jaxssl.runs.pictures``): at a run's first step its config and the views its
+    recipe makes, at each evaluation a masked method's reconstructions, both of the first test images (the
+    evaluations read them anyway; the training split's first images may be the ones a damaged folder cannot
+    give). Best effort: images that cannot be read skip the picture with one line, the run goes on. One
+    process only: the reconstruction runs the model on the whole state, which a multi-process run holds across
+    processes."""
     s, config = self.setup, self.config
-    if jax.process_index() != 0 or jax.process_count() > 1:
-      return
     if step == 0:
       self.writer.write_config(config)
-      images, _ = s.dataset.train.read_substituted(np.arange(min(8, len(s.dataset.train))))
-      self.writer.write_image("views", pictures.views_picture(config, images), 0)
+    if jax.process_index() != 0 or jax.process_count() > 1 or s.dataset.test is None:
+      return
     reconstruct = tasks.reconstruction(s.trainer.config)
-    if reconstruct is not None and s.dataset.test is not None:
+    if step > 0 and reconstruct is None:
+      return
+    try:
       images, _ = s.dataset.test.read_substituted(np.arange(min(8, len(s.dataset.test))))
+    except data.DataError as e:
+      print(f"warning: no pictures for TensorBoard at step {step}: {e}", flush=True)
+      return
+    if step == 0:
+      self.writer.write_image("views", pictures.views_picture(config, images), 0)
+    if reconstruct is not None:
       rows = pictures.reconstructions(s.trainer, self.state, config, images, reconstruct)
       self.writer.write_image("reconstructions", pictures.grid(rows), step)   # original, masked, rebuilt
 
@@ -335,8 +347,6 @@ class Segment:
 
   def _pipeline(self) -> data.Pipeline:
     s = self.setup
-    record = "bad_images.jsonl" if jax.process_index() == 0 else f"bad_images.process-{jax.process_index()}.jsonl"
-    bad_images.attach(s.dataset, self.config.data.max_bad_images, s.root / record)
     return input_pipeline(self.config, s.dataset, s.trainer, s.channels, s.mesh, int(self.meta["data_position"]))
 
   def train(self) -> None:
