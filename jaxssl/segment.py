@@ -269,6 +269,7 @@ class Segment:
     if self.first_step == 0:
       self.initial_largest = float(_largest_parameter(self.state.params))
     self.eval_seconds = 0.0
+    self.views_drawn = False                           # TensorBoard's views picture, once per segment
     self.start = time.perf_counter()
 
   def _stopped_before_training(self, during: str) -> _Stop:
@@ -278,30 +279,28 @@ class Segment:
                  f"{saved}; run the same command again to go on")
 
   def _pictures(self, step: int) -> None:
-    """TensorBoard's pictures (``jaxssl.runs.pictures``): at a run's first step its config and the views its
-    recipe makes, at each evaluation a masked method's reconstructions, both of the first test images (the
-    evaluations read them anyway; the training split's first images may be the ones a damaged folder cannot
-    give). Best effort: images that cannot be read skip the picture with one line, the run goes on. One
-    process only: the reconstruction runs the model on the whole state, which a multi-process run holds across
-    processes."""
+    """TensorBoard's pictures (``jaxssl.runs.pictures``) after an evaluation that read the test split: the
+    views the recipe makes (once) and a masked method's reconstructions, of the first test images. Only after
+    an evaluation, so that they read images just read (a hung or damaged file has stopped the evaluation in its
+    own words first). One process only: the reconstruction runs the model on the whole state, which a
+    multi-process run holds across processes."""
     s, config = self.setup, self.config
-    if step == 0:
-      self.writer.write_config(config)
     if jax.process_index() != 0 or jax.process_count() > 1 or s.dataset.test is None:
       return
     reconstruct = tasks.reconstruction(s.trainer.config)
-    if step > 0 and reconstruct is None:
+    if self.views_drawn and reconstruct is None:
       return
     try:
       images, _ = s.dataset.test.read_substituted(np.arange(min(8, len(s.dataset.test))))
     except data.DataError as e:
       print(f"warning: no pictures for TensorBoard at step {step}: {e}", flush=True)
       return
-    if step == 0:
-      self.writer.write_image("views", pictures.views_picture(config, images), 0)
+    if not self.views_drawn:
+      self.writer.write_image("views", pictures.views_picture(config, images), step)
+      self.views_drawn = True
     if reconstruct is not None:
       rows = pictures.reconstructions(s.trainer, self.state, config, images, reconstruct)
-      self.writer.write_image("reconstructions", pictures.grid(rows), step)   # original, masked, rebuilt
+      self.writer.write_image("reconstructions", pictures.grid(rows), step)
 
   # -- the kNN at initialisation ---------------------------------------------------------------------------------
 
@@ -311,7 +310,7 @@ class Segment:
     if self.preemption.requested:
       raise self._stopped_before_training("while the run was being set up")
     if self.first_step == 0:
-      self._pictures(0)
+      self.writer.write_config(config)
     if not (config.eval.knn_at_init and self.first_step == 0):
       return
     try:
@@ -321,6 +320,7 @@ class Segment:
     self.results["knn_random_init"] = knn
     self.still_ours()
     self.writer.write(0, {"knn_accuracy": knn}, prefix="eval")
+    self._pictures(0)
     start_point = (f"as imported from {config.model.init_from}" if config.model.init_from else
                    "at random initialisation")
     print(f"kNN accuracy of the encoder {start_point}: {100 * knn:.2f}%", flush=True)
