@@ -123,10 +123,8 @@ def plot_views(config, dataset, path: str, pairs: int = 8, seed: int = 0) -> Non
   from jaxssl.runs import pictures
 
   images, _ = dataset.train.read_substituted(np.arange(min(pairs, len(dataset.train))))
-  views, masks = pictures.views_and_masks(config, images, seed)
-  shown = [pictures.masked_view(v, m) if m is not None else v for v, m in zip(views, masks)]
-  rows = [[images[row] / 255.0] + [v[row] for v in shown] for row in range(len(images))]
-  titles = [f"view {i + 1}" + (" (masked)" if m is not None else "") for i, m in enumerate(masks)]
+  rows, masked = pictures.view_rows(config, images, seed)
+  titles = [f"view {i + 1}" + (" (masked)" if m else "") for i, m in enumerate(masked)]
   _image_grid(rows, ["image"] + titles, path)
 
 

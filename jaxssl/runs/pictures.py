@@ -48,11 +48,17 @@ def grid(rows: list[list[np.ndarray]], pad: int = 2) -> np.ndarray:
   return out
 
 
-def views_picture(config: ml_collections.ConfigDict, images: np.ndarray, seed: int = 0) -> np.ndarray:
-  """Each image beside its views, masks drawn: one row per image (``grid``)."""
+def view_rows(config: ml_collections.ConfigDict, images: np.ndarray, seed: int = 0
+              ) -> tuple[list[list[np.ndarray]], list[bool]]:
+  """One row per image: the image, then its views with their masks drawn; and per view, whether it is masked."""
   views, masks = views_and_masks(config, images, seed)
   shown = [masked_view(v, m) if m is not None else v for v, m in zip(views, masks)]
-  return grid([[images[i] / 255.0] + [v[i] for v in shown] for i in range(len(images))])
+  return [[images[i] / 255.0] + [v[i] for v in shown] for i in range(len(images))], [m is not None for m in masks]
+
+
+def views_picture(config: ml_collections.ConfigDict, images: np.ndarray, seed: int = 0) -> np.ndarray:
+  """Each image beside its views, masks drawn: one row per image (``grid``)."""
+  return grid(view_rows(config, images, seed)[0])
 
 
 def reconstructions(trainer, state, config: ml_collections.ConfigDict, images: np.ndarray, reconstruct,
