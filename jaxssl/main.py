@@ -76,6 +76,7 @@ def main(argv, prepare: Callable[[ml_collections.ConfigDict], None] | None = Non
   from jaxssl.runs.checkpoint import CheckpointError
   from jaxssl.runs.run_identity import WorkdirError
   from jaxssl.schema.validate import ConfigError
+  from jaxssl.common.trackers import TrackerError
   from jaxssl.train import TrainingError
 
   try:
@@ -96,6 +97,7 @@ def main(argv, prepare: Callable[[ml_collections.ConfigDict], None] | None = Non
   try:
     if prepare is not None:
       prepare(config)
+    _split_lists(config, sys.argv)
     unread = _unread_override(config, sys.argv)
     if unread:
       print(f"error: {unread}", file=sys.stderr)
@@ -111,7 +113,7 @@ def main(argv, prepare: Callable[[ml_collections.ConfigDict], None] | None = Non
     results = train.run(config, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value)
     if after is not None and not results.get("preempted"):
       after(config, results)
-  except (ConfigError, DataError, CheckpointError, TrainingError, WorkdirError) as e:
+  except (ConfigError, DataError, CheckpointError, TrainingError, TrackerError, WorkdirError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
@@ -124,6 +126,19 @@ def main(argv, prepare: Callable[[ml_collections.ConfigDict], None] | None = Non
           file=sys.stderr)
     return 2
   return 0
+
+
+def _split_lists(config: ml_collections.ConfigDict, argv: list[str]) -> None:
+  """A tuple field set on the command line as ``a,b`` (``--config.metrics.writers=tensorboard,wandb``), which
+  config_flags reads as the one string ``('a,b',)``, becomes ``('a', 'b')``."""
+  for arg in argv[1:]:
+    field = arg[len("--config."):].split("=", 1)[0] if arg.startswith("--config.") else ""
+    section, _, name = field.partition(".")
+    if not name or section not in config or not isinstance(config[section], ml_collections.ConfigDict):
+      continue
+    value = config[section].get(name)
+    if isinstance(value, tuple) and len(value) == 1 and isinstance(value[0], str) and "," in value[0]:
+      config[section][name] = tuple(part.strip() for part in value[0].split(",") if part.strip())
 
 
 def _unread_override(config: ml_collections.ConfigDict, argv: list[str]) -> str | None:

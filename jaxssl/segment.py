@@ -257,7 +257,8 @@ class Segment:
     bad_images.attach(s.dataset, config.data.max_bad_images, s.root / record)
     self.step_fn = make_step(config, s.trainer, self.state, s.mesh)
     self.names = finite_names(self.state)              # of the NaN guard's flags
-    self.writer = MetricsWriter(s.workdir, enabled=jax.process_index() == 0, resume_step=int(self.state.step))
+    self.writer = MetricsWriter(s.workdir, enabled=jax.process_index() == 0, resume_step=int(self.state.step),
+                                config=config)
     # compiles the encoder's feature function once for the run; SIGTERM stops an evaluation between batches
     self.evaluator = evals.Evaluator(s.trainer, s.mesh, stop=lambda: bool(self.preemption.requested))
     self.cadence = Cadence.of(config, s.total_steps, s.steps_per_epoch)
@@ -279,28 +280,39 @@ class Segment:
                  f"{saved}; run the same command again to go on")
 
   def _pictures(self, step: int) -> None:
-    """TensorBoard's pictures (``jaxssl.runs.pictures``) after an evaluation that read the test split: the
-    views the recipe makes (once) and a masked method's reconstructions, of the first test images. Only after
-    an evaluation, so that they read images just read (a hung or damaged file has stopped the evaluation in its
-    own words first). One process only: the reconstruction runs the model on the whole state, which a
-    multi-process run holds across processes."""
+    """The trackers' pictures (``jaxssl.runs.pictures``) after an evaluation that read the test split: the
+    views the recipe makes (once) and a masked method's reconstructions, of the first test images, and the test
+    features for TensorBoard's projector. Only after an evaluation, so that they read images just read (a hung
+    or damaged file has stopped the evaluation in its own words first). One process only: the reconstruction
+    runs the model on the whole state, which a multi-process run holds across processes."""
     s, config = self.setup, self.config
     if jax.process_index() != 0 or jax.process_count() > 1 or s.dataset.test is None:
       return
     reconstruct = tasks.reconstruction(s.trainer.config)
-    if self.views_drawn and reconstruct is None:
-      return
     try:
-      images, _ = s.dataset.test.read_substituted(np.arange(min(8, len(s.dataset.test))))
+      if not self.views_drawn or reconstruct is not None:
+        images, _ = s.dataset.test.read_substituted(np.arange(min(8, len(s.dataset.test))))
+        if not self.views_drawn:
+          self.writer.write_image("views", pictures.views_picture(config, images), step)
+          self.views_drawn = True
+        if reconstruct is not None:
+          rows = pictures.reconstructions(s.trainer, self.state, config, images, reconstruct)
+          self.writer.write_image("reconstructions", pictures.grid(rows), step)
+      self._embedding(step)
     except data.DataError as e:
       print(f"warning: no pictures for TensorBoard at step {step}: {e}", flush=True)
+
+  def _embedding(self, step: int) -> None:
+    """``metrics.embedding_points`` test images spread over the split, their features, class names and images."""
+    test, points = self.setup.dataset.test, self.config.metrics.embedding_points
+    if points <= 0:
       return
-    if not self.views_drawn:
-      self.writer.write_image("views", pictures.views_picture(config, images), step)
-      self.views_drawn = True
-    if reconstruct is not None:
-      rows = pictures.reconstructions(s.trainer, self.state, config, images, reconstruct)
-      self.writer.write_image("reconstructions", pictures.grid(rows), step)
+    chosen = np.unique(np.linspace(0, len(test) - 1, min(points, len(test))).astype(np.int64))
+    images, labels = test.read_substituted(chosen)
+    features, _ = self.evaluator.compiled.embed(self.state, data.ArraySource(images, labels))
+    names = getattr(test, "class_names", None) or []
+    shown = [names[label] if 0 <= label < len(names) else str(label) for label in np.asarray(labels).tolist()]
+    self.writer.write_embedding(np.asarray(features), shown, images, step)
 
   # -- the kNN at initialisation ---------------------------------------------------------------------------------
 

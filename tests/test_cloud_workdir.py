@@ -82,7 +82,8 @@ def test_train_resume_evaluate_and_plot_with_the_workdir_on_gcs(gcs, tmp_path, c
   root = epath.Path(workdir)
   assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["2", "4"]
   assert json.loads((root / "config.json").read_text())["train"]["num_steps"] == 4
-  assert any(p.name.startswith("events.out") for p in (root / "tensorboard").iterdir())
+  assert any(p.name.startswith("events.out") for p in root.iterdir())         # TensorBoard names the run simclr
+  assert "embeddings/00000004/features.tsv" in (root / "projector_config.pbtxt").read_text()
 
   config.train.num_steps = 6                          # resumed from step 4, two steps more
   second = train.run(config, workdir, allow_change=["train.num_steps"])

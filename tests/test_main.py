@@ -268,10 +268,11 @@ def test_print_config_lists_every_field_with_its_meaning_checks_it_and_writes_no
   env = dict(os.environ, XLA_FLAGS=cpu_flags(8), JAX_PLATFORMS="cpu")
   run = lambda *args: subprocess.run([sys.executable, "-m", "jaxssl.main", f"--config={ROOT}/configs/mae.py", *args],
                                      cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-  result = run("--config.train.num_steps=30", "--print_config")
+  result = run("--config.train.num_steps=30", "--config.eval.evaluators=knn,linear_probe", "--print_config")
   assert result.returncode == 0, result.stderr[-2000:]
   lines = result.stdout.splitlines()
   assert any(line.startswith("train.num_steps") and " 30 " in line for line in lines)
+  assert any(line.startswith("eval.evaluators") and " ('knn', 'linear_probe') " in line for line in lines)  # a,b: a tuple
   assert any(line.startswith("method.mask_ratio") and "jaxssl.methods.mae.defaults()" in line for line in lines)
   assert any(line.startswith("optim.base_lr") and "# peak lr = base_lr * batch_size / 256" in line for line in lines)
   assert lines[-1] == "# valid on 8 cpu device(s)" and os.listdir(tmp_path) == []
@@ -283,6 +284,9 @@ def test_print_config_lists_every_field_with_its_meaning_checks_it_and_writes_no
                                                          "model.encoder='vit_micro'")
   bad = run("--config.optim.base_lr=-1.0", "--print_config")
   assert bad.returncode == 2 and bad.stderr.strip() == "error: config.optim.base_lr=-1.0: must be positive"
+  writer = run("--config.metrics.writers=tensorboard,mlflow", "--print_config")
+  assert writer.returncode == 2 and writer.stderr.strip() == (
+      "error: config.metrics.writers=('tensorboard', 'mlflow'): unknown writer 'mlflow'; use 'tensorboard' or 'wandb'")
   missing = run()
   assert missing.returncode == 2 and missing.stderr.strip().startswith("error: --workdir: required")
   assert os.listdir(tmp_path) == []

@@ -38,7 +38,7 @@ def test_metrics_writer_jsonl_tensorboard_resume_and_collapse_warning(tmp_path, 
   assert capsys.readouterr().err.count("representation std") == 1          # warned once
   lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [line["step"] for line in lines] == [1, 2, 3, 3, 4, 5] and lines[3]["kind"] == "eval"
-  assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "tensorboard"))
+  assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path))
   # Resuming from the checkpoint at step 2 forgets what the interrupted run logged after it, in the file from
   # the resumed run's first line on (a resume that stops before writing one leaves the file as it was).
   resumed = metrics.MetricsWriter(str(tmp_path), resume_step=2)
@@ -87,6 +87,8 @@ def _events(folder) -> dict[str, list]:
 
   found = {}
   for name in os.listdir(folder):
+    if not name.startswith("events.out.tfevents"):
+      continue
     raw, i = (folder / name).read_bytes(), 0
     while i < len(raw):
       length = struct.unpack("<Q", raw[i:i + 8])[0]
@@ -106,7 +108,7 @@ def test_tensorboard_gets_the_config_hyper_parameters_views_and_reconstructions(
   config = tiny_config("mae")
   config.train.num_steps, config.train.log_every, config.eval.knn_at_init = 2, 1, False
   train.run(config, str(tmp_path))
-  events = _events(tmp_path / "tensorboard")
+  events = _events(tmp_path)
   assert events[("config/text_summary", "other")] == [0]
   assert ("_hparams_/experiment", "other") in events and ("_hparams_/session_start_info", "other") in events
   # After the evaluations only (here the final one; with eval.knn_at_init also at step 0).

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+from typing import Callable
 
 from etils import epath
 
@@ -105,11 +106,12 @@ class LineLog:
 class Mirror:
   """A local directory that stands for ``remote`` (for writers that only write local files: TensorBoard).
 
-  Locally, ``path`` is ``remote`` itself. For a URL, the remote files are copied down at the start and the
-  local ones copied up at ``push``.
+  Locally, ``path`` is ``remote`` itself. For a URL, the remote files whose names ``mine`` accepts (TensorBoard's
+  event files, in a workdir that holds other files too) are copied down at the start, and the local ones
+  copied up at ``push``.
   """
 
-  def __init__(self, remote: epath.Path):
+  def __init__(self, remote: epath.Path, mine: Callable[[str], bool] = lambda name: True):
     self.remote = remote
     if not is_url(remote):
       self.path, self._temporary = str(remote), None
@@ -118,7 +120,7 @@ class Mirror:
     self.path = self._temporary
     if remote.exists():
       for item in remote.iterdir():
-        if item.is_file():
+        if mine(item.name) and item.is_file():
           with open(os.path.join(self.path, item.name), "wb") as f:
             f.write(item.read_bytes())
 

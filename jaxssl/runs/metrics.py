@@ -1,7 +1,8 @@
-"""Metrics on disk: ``WORKDIR/metrics.jsonl`` (one JSON object per line) and TensorBoard event files in
-``WORKDIR/tensorboard``, written by process 0 only; plus the representation-collapse warning. TensorBoard also
-gets the config (as text, and its scalar fields in the HPARAMS tab beside the run's accuracies) and pictures
-(the views at the start, a masked method's reconstructions at each evaluation).
+"""Metrics on disk: ``WORKDIR/metrics.jsonl`` (one JSON object per line), written by process 0 only, and the
+trackers ``metrics.writers`` names (``jaxssl.common.trackers``: TensorBoard by default, Weights & Biases); plus
+the representation-collapse warning. The trackers also get the config (as text, and its fields as
+hyper-parameters beside the run's accuracies) and pictures (the views, a masked method's reconstructions, the
+test features for TensorBoard's projector).
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import json
 import math
 import sys
 
+import numpy as np
+
+from jaxssl.common import trackers
 from jaxssl.runs.run_identity import flat
 
 # Representation std (of L2-normalised features, times sqrt(D)) is about 1 for spread-out features and tends
@@ -31,16 +35,18 @@ def _record(line: str) -> dict | None:
 
 
 class MetricsWriter:
-  """Appends step metrics and evaluations to ``workdir/metrics.jsonl`` (local or a URL, ``jaxssl.common.workdir``); on
-  resume, drops the lines of steps after the checkpoint. ``history()`` reads the training lines back."""
+  """Appends step metrics and evaluations to ``workdir/metrics.jsonl`` (local or a URL, ``jaxssl.common.workdir``) and
+  the trackers; on resume, drops the lines of steps after the checkpoint. ``history()`` reads the training lines
+  back. ``config``: the run's (its ``metrics.*`` fields choose the trackers; None: TensorBoard)."""
 
-  def __init__(self, workdir: str, enabled: bool = True, resume_step: int = 0):
-    from jaxssl.common.workdir import LineLog, Mirror, resolve
+  def __init__(self, workdir: str, enabled: bool = True, resume_step: int = 0, config=None):
+    from jaxssl.common.workdir import LineLog, resolve
 
     self.enabled = enabled
     self.path = resolve(workdir) / "metrics.jsonl"
     self._warned = False
-    self._tensorboard = self._mirror = self._log = None
+    self._log = None
+    self._trackers: list[trackers.Tracker] = []
     if not enabled:
       return
     self._log = LineLog(self.path)
@@ -49,12 +55,11 @@ class MetricsWriter:
       print(f"warning: {self.path}: dropped {len(torn)} line(s) that are not JSON records (a write cut short): "
             f"{torn[-1].strip()[:60]!r}", file=sys.stderr, flush=True)
     self._log.keep(lambda line: (record := _record(line)) is not None and record.get("step", 0) <= resume_step)
-    try:
-      from tensorboardX import SummaryWriter
-    except ImportError:                      # TensorBoard files are optional; metrics.jsonl is always written
-      return
-    self._mirror = Mirror(resolve(workdir) / "tensorboard")
-    self._tensorboard = SummaryWriter(self._mirror.path, purge_step=resume_step + 1 if resume_step else None)
+    m = config.metrics if config is not None else None
+    self._trackers = trackers.open_trackers(
+        m.writers if m else ("tensorboard",), resolve(workdir), trackers.run_name(workdir, m.run_name if m else ""),
+        _hparams(config) if config is not None else {}, resume_step,
+        **({"wandb_project": m.wandb_project, "wandb_entity": m.wandb_entity, "wandb_mode": m.wandb_mode} if m else {}))
 
   def history(self) -> list[dict]:
     """The training records written so far (this run's and, after a resume, the earlier segments'), each
@@ -68,19 +73,16 @@ class MetricsWriter:
     """Makes everything written so far durable (a checkpoint is about to record the step)."""
     if self._log is not None:
       self._log.flush()
-    if self._tensorboard is not None:
-      self._tensorboard.flush()
-      self._mirror.push()
+    for tracker in self._trackers:
+      tracker.flush()
 
   def write(self, step: int, metrics: dict[str, float], prefix: str = "train") -> None:
     if not self.enabled:
       return
     self._log.append(json.dumps({"step": step, "kind": prefix, **metrics}))
-    if self._tensorboard is not None:
-      for name, value in metrics.items():
-        if isinstance(value, (int, float)) and math.isfinite(value):
-          self._tensorboard.add_scalar(f"{prefix}/{name}", value, step)
-      self._tensorboard.flush()              # to the local file (the mirror's, for a URL: pushed at flush())
+    finite = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    for tracker in self._trackers:
+      tracker.scalars(step, prefix, finite)
     std = metrics.get("rep_std")
     if std is not None and std < COLLAPSE_STD and not self._warned:
       self._warned = True
@@ -88,32 +90,33 @@ class MetricsWriter:
             "collapsed); the representations may be collapsing", file=sys.stderr, flush=True)
 
   def write_config(self, config) -> None:
-    """The config to TensorBoard, once at the start of a run: as text, and its fields with one value each
+    """The config to the trackers, once at the start of a run: as text, and its fields with one value each
     (numbers, strings, booleans; tuples as text) as hyper-parameters, against the accuracies the evaluations
     log (``eval/knn_accuracy``, ...)."""
-    if self._tensorboard is None:
-      return
-    from tensorboardX.summary import hparams
-
-    self._tensorboard.add_text("config", "```\n" + config.to_json_best_effort(indent=1) + "\n```", 0)
-    fields = flat(json.loads(config.to_json_best_effort()))
-    values = {k: (v if isinstance(v, (bool, int, float, str)) else json.dumps(v)) for k, v in fields.items()
-              if v is not None}
-    metrics = {f"eval/{name}": 0.0 for name in HPARAM_METRICS}
-    writer = self._tensorboard._get_file_writer()       # this run's own events file, not a sub-run
-    for summary in hparams(values, metrics):
-      writer.add_summary(summary)
-    self._tensorboard.flush()
+    for tracker in self._trackers:
+      tracker.config(config.to_json_best_effort(indent=1), _hparams(config),
+                     tuple(f"eval/{name}" for name in HPARAM_METRICS))
 
   def write_image(self, tag: str, image, step: int) -> None:
-    """An RGB image [H, W, 3] in [0, 1] to TensorBoard's IMAGES tab (``jaxssl.runs.pictures``)."""
-    if self._tensorboard is not None:
-      self._tensorboard.add_image(tag, image, step, dataformats="HWC")
-      self._tensorboard.flush()
+    """An RGB image [H, W, 3] in [0, 1] (``jaxssl.runs.pictures``)."""
+    for tracker in self._trackers:
+      tracker.image(tag, image, step)
+
+  def write_embedding(self, features: np.ndarray, labels: list[str], images: np.ndarray, step: int) -> None:
+    """Test features [N, D] with their class names and images [N, H, W, C] (uint8), for TensorBoard's
+    projector (t-SNE, UMAP, PCA)."""
+    for tracker in self._trackers:
+      tracker.embedding(features, labels, images, step)
 
   def close(self) -> None:
     if self._log is not None:
       self._log.flush()
-    if self._tensorboard is not None:
-      self._tensorboard.close()
-      self._mirror.close()
+    for tracker in self._trackers:
+      tracker.close()
+
+
+def _hparams(config) -> dict:
+  """{"section.field": value} of the config, one number, string or boolean each (tuples as JSON text)."""
+  fields = flat(json.loads(config.to_json_best_effort()))
+  return {k: (v if isinstance(v, (bool, int, float, str)) else json.dumps(v)) for k, v in fields.items()
+          if v is not None}

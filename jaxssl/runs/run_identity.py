@@ -1,7 +1,7 @@
 """A workdir belongs to one run: the config it was started with, and one process writing to it at a time.
 
 - ``config_changes``: the fields in which a rerun's config differs from the workdir's ``config.json``. The
-  fields in ``NEUTRAL`` (logging, checkpoint cadence, prefetch, evaluation settings, the state's placement on
+  fields in ``NEUTRAL`` (logging, trackers, checkpoint cadence, prefetch, evaluation settings, the state's placement on
   the devices) never change what is trained and may differ; any other difference (method, model, data,
   optimizer, seed, batch, augmentation, schedule length) is refused unless the user names it
   (``--allow_change``), e.g. ``train.num_epochs`` to extend a run. Allowed changes are recorded in
@@ -22,7 +22,7 @@ import ml_collections
 from jaxssl.common.workdir import is_url
 
 NEUTRAL = ("train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "data.prefetch", "data.workers",
-           "data.cache", "data.max_bad_images", "data.read_timeout_s", "eval.", "parallel.")
+           "data.cache", "data.max_bad_images", "data.read_timeout_s", "eval.", "parallel.", "metrics.")
 
 
 # Not a config field: the number of examples in the train split, recorded in every checkpoint. Naming it in

@@ -20,6 +20,7 @@ from jaxssl.models.resnet import CONV_IMPLEMENTATIONS, PADDINGS
 from jaxssl.models.vit import INITS, MLPS
 from jaxssl.ops import optim
 from jaxssl.ops.augment import INTERPOLATIONS
+from jaxssl.common import trackers
 from jaxssl.tasks.classifier import RANDAUGMENT_PLACES
 
 # (config, "section.field") -> None, or a ConfigError.
@@ -280,8 +281,34 @@ EVAL = {
     "linear_augment": Field(False, "random resized crop + flip on the probe's training images"),
 }
 
+def _writers(config, field) -> None:
+  """Known writers, each installed: a missing tracker is one line before the run starts, not a traceback later."""
+  import importlib.util
+
+  value = config_checks.get(config, field)
+  names = (value,) if isinstance(value, str) else tuple(value)
+  for name in names:
+    if name not in trackers.WRITERS:
+      fail(field, value, f"unknown writer {name!r}; {either(trackers.WRITERS)}")
+    if importlib.util.find_spec(trackers.PACKAGES[name]) is None:
+      fail(field, value, f"{name} needs the {trackers.PACKAGES[name]} package: pip install 'jaxssl[{name}]'")
+
+
+METRICS = {
+    "writers": Field(("tensorboard",), "where metrics, the config and pictures go besides metrics.jsonl: "
+                     "tensorboard, wandb (jaxssl/runs/trackers.py)", _writers),
+    "run_name": Field("", "the run's name in TensorBoard and W&B ('': the workdir's last folder)"),
+    "embedding_points": Field(500, "test images in TensorBoard's projector (t-SNE, PCA) at each evaluation; 0: none",
+                              non_negative_int()),
+    "wandb_project": Field("jaxssl", "W&B project"),
+    "wandb_entity": Field("", "W&B entity (team or user; '': your default)"),
+    "wandb_mode": Field("", "W&B mode: online | offline (sync later: wandb sync) | disabled ('': WANDB_MODE or "
+                        "online)", one_of(("", "online", "offline", "disabled"))),
+}
+
 SECTIONS: dict[str, dict[str, Field]] = {"model": MODEL, "data": DATA, "augment": AUGMENT, "optim": OPTIM,
-                                         "train": TRAIN, "parallel": PARALLEL, "eval": EVAL}
+                                         "train": TRAIN, "parallel": PARALLEL, "eval": EVAL,
+                                         "metrics": METRICS}
 
 
 def section_defaults(section: str) -> ml_collections.ConfigDict:
