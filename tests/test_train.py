@@ -191,9 +191,10 @@ def test_bfloat16_compute_runs():
 
 @pytest.mark.slow
 # The methods whose step holds cross-device state or randomness beyond the loss (queues, nearest neighbours, a
-# centre, whitening permutations, Sinkhorn over a queue). SimSiam, Barlow Twins, MoCo v3 and SupCon add nothing to
-# their losses' own 8-vs-1 tests (test_losses*.py) but the shared step, which simclr/byol/vicreg cover above.
-@pytest.mark.parametrize("method", ["nnclr", "meanshift", "dino", "wmse", "swav"])
+# centre, whitening permutations, Sinkhorn over a queue). SimSiam, Barlow Twins, MoCo v3 and
+# SupCon add nothing to their losses' own 8-vs-1 tests (test_losses*.py) but the shared step, which
+# simclr/byol/vicreg cover above.
+@pytest.mark.parametrize("method", ["nnclr", "mocov2", "meanshift", "dino", "wmse", "swav"])
 def test_more_methods_eight_devices_match_one(method):
   config = tiny_config(method)
   batches = _batches(config, 2)
@@ -203,7 +204,7 @@ def test_more_methods_eight_devices_match_one(method):
   np.testing.assert_allclose(losses8, losses1, atol=1e-4, rtol=1e-4)
   _assert_trees_close(state8.params, state1.params, DEVICES_TOLERANCE)
   _assert_trees_close(state8.method_state, state1.method_state, 1e-4)     # queues filled from the global batch
-  if method == "nnclr":
+  if method in ("nnclr", "mocov2"):
     assert int(state8.method_state["pointer"]) == 2 * config.train.batch_size
 
 

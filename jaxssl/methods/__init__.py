@@ -11,12 +11,13 @@ from typing import Any
 
 import ml_collections
 
-from jaxssl.methods import (barlow_twins, byol, dino, ibot, ijepa, mae, meanshift, mocov3, nnclr, simclr, simsiam,
-                            supcon, swav, vicreg, wmse)
+from jaxssl.methods import (barlow_twins, byol, dino, ibot, ijepa, mae, meanshift, mocov2, mocov3, nnclr, simclr,
+                            simsiam, supcon, swav, vicreg, wmse)
 from jaxssl.methods.base import LossOutput, Method, StepInputs, Variables
 
 _REGISTRY: dict[str, Any] = {
     "simclr": simclr, "nnclr": nnclr, "meanshift": meanshift, "supcon": supcon,  # deep metric learning
+    "mocov2": mocov2,
     "byol": byol, "simsiam": simsiam, "dino": dino,                       # self-distillation
     "vicreg": vicreg, "barlow_twins": barlow_twins, "wmse": wmse, "swav": swav,  # canonical correlation
     "mocov3": mocov3,

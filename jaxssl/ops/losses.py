@@ -228,6 +228,35 @@ def info_nce(q: jax.Array, k: jax.Array, temperature: float = 0.2, axis_name: Ax
   return _pmean(2.0 * temperature * _match_global_keys(q, k, temperature, axis_name), axis_name)
 
 
+def moco_queue_loss(q: jax.Array, k: jax.Array, queue: jax.Array, temperature: float = 0.2,
+                    axis_name: AxisName = None) -> jax.Array:
+  """MoCo's InfoNCE against a queue of keys (He et al. 2020, arXiv:1911.05722, algorithm 1; MoCo v2, Chen et
+  al. 2020, arXiv:2003.04297), as the official ``moco/builder.py``.
+
+  Each query's positive is its own image's key; its K negatives are the queue's keys (earlier batches' keys,
+  not this batch's):
+
+      L = mean_i CE([q_i . k_i, q_i . queue_1, ..., q_i . queue_K] / T, 0)
+
+  over the global batch (the official code's per-GPU mean, averaged over GPUs by DDP's gradient mean).
+
+  Args:
+    q: [N, D] queries (the online network's projections of one view; normalised here).
+    k: [N, D] keys (the momentum encoder's projections of the other view; normalised here, no gradient).
+    queue: [K, D] unit keys of earlier batches (``enqueue``); no gradient.
+    temperature: T (MoCo v2: 0.2).
+  """
+  chex.assert_rank([q, k, queue], 2)
+  chex.assert_equal_shape([q, k])
+  q = _l2_normalize(q)
+  k = jax.lax.stop_gradient(_l2_normalize(k))
+  positive = jnp.sum(q * k, axis=-1, keepdims=True)                          # [N, 1]
+  negative = q @ jax.lax.stop_gradient(queue).astype(q.dtype).T              # [N, K]
+  logits = jnp.concatenate([positive, negative], axis=1) / temperature
+  per_example = jax.nn.logsumexp(logits, axis=1) - logits[:, 0]
+  return _pmean(jnp.mean(per_example), axis_name)
+
+
 def supcon(features: jax.Array, labels: jax.Array, temperature: float = 0.07,
            base_temperature: float = 0.07, axis_name: AxisName = None) -> jax.Array:
   """Supervised contrastive loss L^sup_out (Khosla et al. 2020, arXiv:2004.11362, eq. 2), as the official code.
