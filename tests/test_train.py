@@ -191,10 +191,10 @@ def test_bfloat16_compute_runs():
 
 @pytest.mark.slow
 # The methods whose step holds cross-device state or randomness beyond the loss (queues, nearest neighbours, a
-# centre, whitening permutations, Sinkhorn over a queue). SimSiam, Barlow Twins, MoCo v3 and
+# centre, whitening permutations, Sinkhorn over a queue, SIGReg's directions). SimSiam, Barlow Twins, MoCo v3 and
 # SupCon add nothing to their losses' own 8-vs-1 tests (test_losses*.py) but the shared step, which
 # simclr/byol/vicreg cover above.
-@pytest.mark.parametrize("method", ["nnclr", "mocov2", "meanshift", "dino", "wmse", "swav"])
+@pytest.mark.parametrize("method", ["nnclr", "mocov2", "meanshift", "dino", "wmse", "swav", "lejepa"])
 def test_more_methods_eight_devices_match_one(method):
   config = tiny_config(method)
   batches = _batches(config, 2)

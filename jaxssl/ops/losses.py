@@ -11,7 +11,7 @@ over the axis (``lax.pmean``, as the trainer does) gives exactly the gradient of
 
 from __future__ import annotations
 
-from typing import Hashable
+from typing import Hashable, Sequence
 
 import chex
 import jax
@@ -255,6 +255,70 @@ def moco_queue_loss(q: jax.Array, k: jax.Array, queue: jax.Array, temperature: f
   logits = jnp.concatenate([positive, negative], axis=1) / temperature
   per_example = jax.nn.logsumexp(logits, axis=1) - logits[:, 0]
   return _pmean(jnp.mean(per_example), axis_name)
+
+
+def epps_pulley(x: jax.Array, t_max: float = 3.0, knots: int = 17, axis_name: AxisName = None) -> jax.Array:
+  """The Epps-Pulley statistic of each column of ``x`` against N(0, 1), as LeJEPA computes it (Balestriero and
+  LeCun 2025, arXiv:2511.08544; the official ``EppsPulley``):
+
+      T = N * integral over t of |phi_N(t) - exp(-t^2 / 2)|^2 exp(-t^2 / 2) dt
+
+  with phi_N the samples' empirical characteristic function (its real and imaginary parts: the means of cos(t x)
+  and sin(t x) over the global batch), the integral over t in [-t_max, t_max] as twice the trapezoid rule on
+  ``knots`` points of [0, t_max] (the integrand is even), and N the global batch.
+
+  Args:
+    x: [N, S] this device's share of the samples, one column per statistic (a random direction).
+  Returns:
+    [S] statistics, the same on every device.
+  """
+  t = jnp.linspace(0.0, t_max, knots, dtype=jnp.float32)
+  step = t_max / (knots - 1)
+  trapezoid = jnp.full((knots,), 2.0 * step, jnp.float32).at[jnp.array([0, knots - 1])].set(step)
+  normal = jnp.exp(-0.5 * t * t)                                         # N(0, 1)'s characteristic function
+  xt = x.astype(jnp.float32)[..., None] * t                              # [N, S, knots]
+  cos_mean = _pmean(jnp.mean(jnp.cos(xt), axis=0), axis_name)            # [S, knots]
+  sin_mean = _pmean(jnp.mean(jnp.sin(xt), axis=0), axis_name)
+  error = jnp.square(cos_mean - normal) + jnp.square(sin_mean)
+  n_global = _psum(jnp.asarray(x.shape[0], jnp.float32), axis_name)
+  return (error @ (trapezoid * normal)) * n_global
+
+
+def random_directions(key: jax.Array, dim: int, num: int) -> jax.Array:
+  """[dim, num] unit columns, Gaussian directions (SIGReg's slices; the same key gives the same on every device)."""
+  directions = jax.random.normal(key, (dim, num), jnp.float32)
+  return directions / jnp.linalg.norm(directions, axis=0, keepdims=True)
+
+
+def sigreg(z: jax.Array, directions: jax.Array, t_max: float = 3.0, knots: int = 17,
+           axis_name: AxisName = None) -> jax.Array:
+  """SIGReg, LeJEPA's Sketched Isotropic Gaussian Regulariser (arXiv:2511.08544): the Epps-Pulley statistic of
+  the embeddings ``z`` [N, K] projected on each of the ``directions`` [K, S] (``random_directions``, drawn anew
+  each step), averaged over the directions: small when every 1-D projection of the global batch looks N(0, 1)."""
+  chex.assert_rank([z, directions], 2)
+  return jnp.mean(epps_pulley(z.astype(jnp.float32) @ directions, t_max, knots, axis_name))
+
+
+def lejepa_loss(projections: Sequence[jax.Array], num_global: int, directions: jax.Array, lam: float = 0.05,
+                t_max: float = 3.0, knots: int = 17, axis_name: AxisName = None) -> tuple[jax.Array, jax.Array,
+                                                                                         jax.Array]:
+  """LeJEPA's loss (arXiv:2511.08544): every view's embedding predicts the mean of its image's global views'
+  embeddings (no stop-gradient), and SIGReg keeps each view's embeddings isotropic Gaussian:
+
+      L = (1 - lam) * mean_{v, i, k} (c_ik - z_vik)^2 + lam * mean_v SIGReg(z_v),   c_i = mean_{g global} z_gi
+
+  Args:
+    projections: one [N, K] array per view, the ``num_global`` global views first.
+    directions: [K, S] SIGReg's directions of this step, shared by the views.
+    lam: the trade-off, LeJEPA's one hyper-parameter.
+  Returns:
+    (loss, prediction term, SIGReg term), each the same on every device.
+  """
+  z = jnp.stack([p.astype(jnp.float32) for p in projections])             # [V, N, K]
+  centres = jnp.mean(z[:num_global], axis=0)                              # [N, K]
+  prediction = _pmean(jnp.mean(jnp.square(centres - z)), axis_name)
+  regulariser = jnp.mean(jnp.stack([sigreg(view, directions, t_max, knots, axis_name) for view in z]))
+  return (1.0 - lam) * prediction + lam * regulariser, prediction, regulariser
 
 
 def supcon(features: jax.Array, labels: jax.Array, temperature: float = 0.07,
