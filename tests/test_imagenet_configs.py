@@ -13,7 +13,7 @@ from jaxssl.ops import optim
 from jaxssl.schema import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ("simclr", "byol", "vicreg", "mocov2", "dino", "ibot")
+METHODS = ("simclr", "byol", "vicreg", "mocov2", "dino", "ibot", "lejepa", "simmim")
 
 
 def _get_config(method, *arg):
@@ -29,7 +29,7 @@ def test_recipes_are_valid_as_written(method):
   config = _get_config(method)
   validate.validate(config, num_devices=8)
   assert config.data.dataset == "imagenet2012" and data.crops_on_host(config.data)
-  assert config.augment.size == 224 and config.model.encoder in ("resnet50", "vit_small")
+  assert config.augment.size == 224 and config.model.encoder in ("resnet50", "vit_small", "vit_base")
   # The warm-up is 10 epochs of ImageNet at the paper's batch (MoCo v2's cosine has none).
   steps_per_epoch = 1_281_167 // config.train.batch_size
   warmup_epochs = 0 if method == "mocov2" else 10

@@ -12,7 +12,7 @@ from typing import Any
 import ml_collections
 
 from jaxssl.methods import (barlow_twins, byol, dino, ibot, ijepa, lejepa, mae, meanshift, mocov2, mocov3, nnclr,
-                            simclr, simsiam, supcon, swav, vicreg, wmse)
+                            simclr, simmim, simsiam, supcon, swav, vicreg, wmse)
 from jaxssl.methods.base import LossOutput, Method, StepInputs, Variables
 
 _REGISTRY: dict[str, Any] = {
@@ -22,7 +22,7 @@ _REGISTRY: dict[str, Any] = {
     "vicreg": vicreg, "barlow_twins": barlow_twins, "wmse": wmse, "swav": swav,  # canonical correlation
     "lejepa": lejepa,                                                    # an isotropic Gaussian regulariser
     "mocov3": mocov3,
-    "mae": mae, "ibot": ibot, "ijepa": ijepa,                             # masked image modeling
+    "mae": mae, "simmim": simmim, "ibot": ibot, "ijepa": ijepa,           # masked image modeling
 }
 
 

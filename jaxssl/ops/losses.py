@@ -684,6 +684,30 @@ def patch_statistics(patches: jax.Array, eps: float = 1e-6) -> tuple[jax.Array, 
   return mean, jnp.sqrt(patches.var(axis=-1, keepdims=True, ddof=1) + eps)
 
 
+def simmim_loss(predictions: jax.Array, patches: jax.Array, mask: jax.Array, channels: int, eps: float = 1e-5,
+                axis_name: AxisName = None) -> jax.Array:
+  """SimMIM's reconstruction loss (Xie et al. 2022, arXiv:2111.09886; official ``models/simmim.py``): the L1
+  distance between the predicted and the input pixels, over the masked patches' pixels and channels only,
+
+      L = sum_{n,l,j} mask_nl |pred_nlj - x_nlj| / (sum_{n,l} mask_nl * p * p + eps) / C
+
+  (the official code upsamples the patch mask to pixels and divides by its sum, then by the channels). Over the
+  global batch; each image masks the same count, so it is also the mean of the per-device losses.
+
+  Args:
+    predictions, patches: [N, L, p*p*C] predicted and true pixels (``jaxssl.models.vit.patchify``).
+    mask: [N, L] 1 for masked patches.
+    channels: C, the images' channels.
+  """
+  chex.assert_rank([predictions, patches, mask], [3, 3, 2])
+  chex.assert_equal_shape([predictions, patches])
+  pixels_per_patch = patches.shape[-1] // channels
+  error = jnp.sum(jnp.abs(predictions.astype(jnp.float32) - patches.astype(jnp.float32)), axis=-1)
+  masked_error = _psum(jnp.sum(error * mask), axis_name)
+  masked_pixels = _psum(jnp.sum(mask), axis_name) * pixels_per_patch
+  return masked_error / (masked_pixels + eps) / channels
+
+
 def mae_loss(predictions: jax.Array, patches: jax.Array, mask: jax.Array, norm_pix: bool = True,
              eps: float = 1e-6, axis_name: AxisName = None) -> jax.Array:
   """MAE's reconstruction loss (He et al. 2022, arXiv:2111.06377; official ``models_mae.forward_loss``).
