@@ -95,3 +95,15 @@ def run_steps(config, batches, num_devices: int = 8, fsdp_min_size: int = 0):
     assert float(metrics["finite"]) == 1.0
     losses.append(float(metrics["loss"]))
   return steps.state, losses
+
+
+def assert_refused(config, changes: dict, message: str, num_devices: int = 1) -> None:
+  """``validate`` refuses ``config`` with ``changes`` ({"section.field": value}, set in place) in one ConfigError
+  whose line matches the regular expression ``message``."""
+  import pytest
+
+  from jaxssl.schema import defaults, validate
+
+  defaults.override(config, changes)
+  with pytest.raises(validate.ConfigError, match=message):
+    validate.validate(config, num_devices)

@@ -14,8 +14,7 @@ from jaxssl.methods import simmim
 from jaxssl.methods.base import StepInputs, Variables
 from jaxssl.models.vit import patchify, unpatchify
 from jaxssl.ops import losses
-from jaxssl.schema import validate
-from helpers import Steps, on_devices, synthetic_batches
+from helpers import Steps, assert_refused, on_devices, synthetic_batches
 from tiny import tiny_config
 
 
@@ -97,8 +96,8 @@ def test_the_methods_loss_on_its_network_and_the_mask_token_inside_the_encoder()
   np.testing.assert_allclose(float(out.loss), float(expected), rtol=1e-6)
   # The mask token is the encoder's input at the masked patches: it gets a gradient, and changing a masked
   # patch's pixels changes no prediction, while changing a visible one does.
-  grads = jax.grad(lambda params: trainer.method.loss(trainer.model, Variables(params, {}), None, inputs).loss)(
-      state.params)
+  grads = jax.jit(jax.grad(lambda params: trainer.method.loss(trainer.model, Variables(params, {}), None,
+                                                             inputs).loss))(state.params)
   assert float(jnp.abs(grads["mask_token"]).sum()) > 0
   first_masked = int(np.argmax(np.asarray(masked[0])))
   first_visible = int(np.argmin(np.asarray(masked[0])))
@@ -126,13 +125,8 @@ def test_simmim_trains_the_same_on_eight_devices_as_on_one():
 
 def test_config_checks():
   config = tiny_config("simmim")
-  config.method.mask_patch_size = 6
-  with pytest.raises(validate.ConfigError, match=r"method.mask_patch_size=6: must be a multiple of "
-                                                 r"model.patch_size \(4\) and divide augment.size \(16\)"):
-    validate.validate(config, 1)
-  config.method.mask_patch_size, config.method.mask_ratio = 8, 0.0
-  with pytest.raises(validate.ConfigError, match="method.mask_ratio=0.0: masks nothing"):
-    validate.validate(config, 1)
-  config.method.mask_ratio, config.model.encoder = 0.6, "small_resnet"
-  with pytest.raises(validate.ConfigError, match="use a ViT"):
-    validate.validate(config, 1)
+  assert_refused(config, {"method.mask_patch_size": 6}, r"method.mask_patch_size=6: must be a multiple of "
+                 r"model.patch_size \(4\) and divide augment.size \(16\)")
+  assert_refused(config, {"method.mask_patch_size": 8, "method.mask_ratio": 0.0},
+                 "method.mask_ratio=0.0: masks nothing")
+  assert_refused(config, {"method.mask_ratio": 0.6, "model.encoder": "small_resnet"}, "use a ViT")
