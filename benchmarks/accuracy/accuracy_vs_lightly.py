@@ -48,7 +48,8 @@ from jaxssl import data, train
 from jaxssl.engine import evaluation, train_step
 from jaxssl.ops import augment, optim  # noqa: E402
 
-LIGHTLY_RECIPES = ("simclr", "byol", "vicreg", "barlow_twins", "simsiam", "nnclr", "mocov3", "mae", "ibot", "ijepa")
+LIGHTLY_RECIPES = ("simclr", "byol", "vicreg", "barlow_twins", "simsiam", "nnclr", "mocov2", "mocov3", "lejepa", "mae",
+                   "ibot", "ijepa")
 MASKED = ("mae", "ibot", "ijepa")      # AdamW recipes, trained by lightly_mae.py / lightly_masked.py
 
 
@@ -127,7 +128,7 @@ def lightly_recipe(config, dataset, paths: dict, workers: int) -> dict:
   schedule = optim.learning_rate_schedule(config, total_steps, steps_per_epoch)
   masked = config.method.name in MASKED
   dino_vit = _dino_vit(config)
-  if config.optim.name not in (("adamw",) if masked or dino_vit else ("lars", "sgd")):
+  if config.optim.name not in (("adamw",) if masked or dino_vit or config.method.name == "lejepa" else ("lars", "sgd")):
     raise ValueError(f"config.optim.name={config.optim.name!r}: not in the lightly recipe of "
                      f"{config.method.name!r}")
   extra = {}

@@ -17,10 +17,13 @@ What is the same as jaxssl, from the recipe:
   lightly's NNMemoryBankModule as the support set (the config's size, random unit rows at the start, as
   jaxssl's) and its loss written as jaxssl's (solo-learn's one-directional form, not lightly's NTXentLoss); MoCo
   v3 with BYOL's momentum target and the official InfoNCE (2T-scaled cross-entropy) written as jaxssl's, its
-  heads built from lightly's ProjectionHead (lightly has none for v3);
+  heads built from lightly's ProjectionHead (lightly has none for v3); MoCo v2 as lightly's own (its
+  MoCoProjectionHead, NTXentLoss with a memory bank of the config's size, the key from the momentum copy);
+  LeJEPA with lightly's SIGReg and lejepa_invariance_loss (its own directions each step);
 - lightly's LARS with two parameter groups: weights (ndim > 1) with weight decay and the trust ratio, the rest
   without either (lightly's LARS skips the trust ratio where weight decay is 0), as jaxssl's masks; or, for a
-  config with optim.name=sgd (SimSiam's), torch's SGD with momentum and the same two groups;
+  config with optim.name=sgd (SimSiam's, MoCo v2's), torch's SGD with momentum and the same two groups, or with
+  adamw (LeJEPA's) torch's AdamW;
 - the learning rate of every step and the momentum target's tau (BYOL, MoCo v3; the target updated after each
   optimizer step), as lists in the recipe computed by jaxssl's own schedules (linear warm-up from 0 and cosine
   to 0; tau from base to 1);
@@ -50,6 +53,7 @@ import numpy as np
 import torch
 import torchvision.transforms as T
 from lightly.loss import BarlowTwinsLoss, NegativeCosineSimilarity, NTXentLoss, VICRegLoss
+from lightly.loss.lejepa_loss import SIGReg, lejepa_invariance_loss
 from lightly.models.modules import NNMemoryBankModule, heads
 from lightly.models.utils import deactivate_requires_grad
 from lightly.transforms import RandomSolarization
@@ -123,6 +127,12 @@ def mlp(dims_in: int, hidden: list, out: int, kind: str) -> nn.Module:
     return heads.SimSiamProjectionHead(dims_in, hidden[0], out)
   if kind == "nnclr" and layers == 3 and hidden[0] == hidden[1]:
     return heads.NNCLRProjectionHead(dims_in, hidden[0], out)
+  if kind == "mocov2" and layers == 2:
+    return heads.MoCoProjectionHead(dims_in, hidden[0], out)
+  if kind == "lejepa":
+    # The LeJEPA projector of MINIMAL.md (torchvision's MLP with BatchNorm), as jaxssl's.
+    blocks = [(d_in, d_out, nn.BatchNorm1d(d_out), nn.ReLU()) for d_in, d_out in zip([dims_in] + hidden, hidden)]
+    return heads.ProjectionHead(blocks + [(hidden[-1], out, None, None)])
   if kind == "mocov3":
     # lightly has no MoCo v3 head: the official layout (as jaxssl's) from lightly's ProjectionHead, the output
     # BatchNorm without scale and shift.
@@ -154,6 +164,19 @@ class Model(nn.Module):
       deactivate_requires_grad(self.projection_target)
       self.criterion = NegativeCosineSimilarity()
       self.temperature = m.get("temperature")
+    elif name == "mocov2":
+      # lightly's MoCo v2: its head, a momentum copy, and NTXentLoss with a memory bank of keys (the queue).
+      self.projection = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], "mocov2")
+      self.backbone_target = small_resnet(recipe["channels"])
+      self.projection_target = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], "mocov2")
+      self.copy_online_to_target()
+      deactivate_requires_grad(self.backbone_target)
+      deactivate_requires_grad(self.projection_target)
+      self.criterion = NTXentLoss(temperature=m["temperature"], memory_bank_size=(m["queue_size"], m["proj_dim"]))
+    elif name == "lejepa":
+      self.projection = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], "lejepa")
+      self.sigreg = SIGReg(knots=m["knots"], t_max=m["t_max"], num_vectors=m["num_slices"])
+      self.lam, self.num_global = m["lam"], m["num_global_views"]
     elif name == "vicreg":
       self.projection = mlp(dim, m["proj_hidden_dims"], m["proj_dim"], "vicreg")
       self.criterion = VICRegLoss(lambda_param=m["sim_coeff"], mu_param=m["std_coeff"], nu_param=m["cov_coeff"])
@@ -174,7 +197,7 @@ class Model(nn.Module):
 
   @property
   def has_target(self) -> bool:
-    """A momentum target network (BYOL, MoCo v3), updated by update_target after each step."""
+    """A momentum target network (BYOL, MoCo v2, MoCo v3), updated by update_target after each step."""
     return hasattr(self, "backbone_target")
 
   @torch.no_grad()
@@ -186,7 +209,17 @@ class Model(nn.Module):
     return [p for n, p in self.named_parameters() if "_target" not in n]
 
   def loss(self, views):
+    if self.name == "lejepa":
+      # lightly's SIGReg and invariance term; its LeJEPALoss needs a local view, MINIMAL.md's recipe has none.
+      proj = torch.stack([self.projection(self.backbone(x)) for x in views])
+      invariance = lejepa_invariance_loss(all_proj=proj, global_proj=proj[:self.num_global])
+      return self.lam * self.sigreg(proj) + (1.0 - self.lam) * invariance
     x0, x1 = views
+    if self.name == "mocov2":
+      query = self.projection(self.backbone(x0))
+      with torch.no_grad():
+        key = self.projection_target(self.backbone_target(x1))
+      return self.criterion(query, key)
     if self.has_target:
       p0 = self.prediction(self.projection(self.backbone(x0)))
       p1 = self.prediction(self.projection(self.backbone(x1)))
@@ -243,6 +276,8 @@ def make_optimizer(model: Model, o: dict) -> torch.optim.Optimizer:
             {"params": [p for p in online if p.ndim <= 1], "weight_decay": 0.0}]
   if o["name"] == "lars":
     return LARS(groups, lr=0.0, momentum=o["momentum"], trust_coefficient=o["trust_coefficient"])
+  if o["name"] == "adamw":                                         # LeJEPA's
+    return torch.optim.AdamW(groups, lr=0.0, betas=(o["b1"], o["b2"]), eps=1e-8)
   return torch.optim.SGD(groups, lr=0.0, momentum=o["momentum"])   # jaxssl's sgd: same mask, then momentum
 
 
