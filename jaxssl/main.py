@@ -75,8 +75,8 @@ def main(argv, prepare: Callable[[ml_collections.ConfigDict], None] | None = Non
   from jaxssl.data import DataError
   from jaxssl.runs.checkpoint import CheckpointError
   from jaxssl.runs.run_identity import WorkdirError
-  from jaxssl.schema.validate import ConfigError
   from jaxssl.common.trackers import TrackerError
+  from jaxssl.schema.validate import ConfigError
   from jaxssl.train import TrainingError
 
   try:
@@ -128,11 +128,15 @@ def main(argv, prepare: Callable[[ml_collections.ConfigDict], None] | None = Non
   return 0
 
 
+def _overrides(argv: list[str]) -> list[tuple[str, str]]:
+  """(argument, dotted field) of each ``--config.FIELD[=VALUE]`` on the command line."""
+  return [(arg, arg[len("--config."):].split("=", 1)[0]) for arg in argv[1:] if arg.startswith("--config.")]
+
+
 def _split_lists(config: ml_collections.ConfigDict, argv: list[str]) -> None:
   """A tuple field set on the command line as ``a,b`` (``--config.metrics.writers=tensorboard,wandb``), which
   config_flags reads as the one string ``('a,b',)``, becomes ``('a', 'b')``."""
-  for arg in argv[1:]:
-    field = arg[len("--config."):].split("=", 1)[0] if arg.startswith("--config.") else ""
+  for _, field in _overrides(argv):
     section, _, name = field.partition(".")
     if not name or section not in config or not isinstance(config[section], ml_collections.ConfigDict):
       continue
@@ -148,8 +152,7 @@ def _unread_override(config: ml_collections.ConfigDict, argv: list[str]) -> str 
   from jaxssl.schema import fields
 
   unread = set(fields.other_family_fields(config))
-  for arg in argv[1:]:
-    field = arg[len("--config."):].split("=", 1)[0] if arg.startswith("--config.") else ""
+  for arg, field in _overrides(argv):
     if field in unread:
       readers = {"vit": "ViTs", "resnet": "ResNets"}[fields.MODEL[field.split(".")[1]].only]
       return f"{arg}: only {readers} read it; model.encoder={config.model.encoder!r}"

@@ -113,8 +113,9 @@ class Views(torch.utils.data.Dataset):
 def mlp(dims_in: int, hidden: list, out: int, kind: str) -> nn.Module:
   """lightly's projection head of the method at the config's widths (its layer count fixed where lightly's is)."""
   layers = len(hidden) + 1
-  if kind == "simclr":
-    # SimCLR v1's head, as jaxssl's: lightly's SimCLRProjectionHead adds a BatchNorm after the output layer (v2).
+  if kind in ("simclr", "lejepa"):
+    # SimCLR v1's head, as jaxssl's (lightly's SimCLRProjectionHead adds a BatchNorm after the output layer: v2),
+    # and LeJEPA's projector of MINIMAL.md (torchvision's MLP with BatchNorm), the same layers.
     blocks = [(d_in, d_out, nn.BatchNorm1d(d_out), nn.ReLU()) for d_in, d_out in zip([dims_in] + hidden, hidden)]
     return heads.ProjectionHead(blocks + [(hidden[-1], out, None, None)])
   if kind == "byol" and layers == 2:
@@ -129,10 +130,6 @@ def mlp(dims_in: int, hidden: list, out: int, kind: str) -> nn.Module:
     return heads.NNCLRProjectionHead(dims_in, hidden[0], out)
   if kind == "mocov2" and layers == 2:
     return heads.MoCoProjectionHead(dims_in, hidden[0], out)
-  if kind == "lejepa":
-    # The LeJEPA projector of MINIMAL.md (torchvision's MLP with BatchNorm), as jaxssl's.
-    blocks = [(d_in, d_out, nn.BatchNorm1d(d_out), nn.ReLU()) for d_in, d_out in zip([dims_in] + hidden, hidden)]
-    return heads.ProjectionHead(blocks + [(hidden[-1], out, None, None)])
   if kind == "mocov3":
     # lightly has no MoCo v3 head: the official layout (as jaxssl's) from lightly's ProjectionHead, the output
     # BatchNorm without scale and shift.

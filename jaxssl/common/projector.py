@@ -18,6 +18,11 @@ KEEP = 5                    # the newest evaluations' embeddings kept (one ResNe
 THUMBNAIL = 64              # px: the sprite of 500 ImageNet images stays under TensorBoard's 8192 px
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+  """An image as uint8: as it is, or floats in [0, 1] rounded to [0, 255]."""
+  return image if image.dtype == np.uint8 else np.asarray(np.clip(image, 0.0, 1.0) * 255 + 0.5, np.uint8)
+
+
 def _sprite(images: np.ndarray) -> tuple[bytes, int]:
   """The PNG of ``images`` [N, H, W, C] (uint8, or floats in [0, 1]) in a square grid, row by row, and the side
   of one image."""
@@ -28,7 +33,7 @@ def _sprite(images: np.ndarray) -> tuple[bytes, int]:
   per_row = math.ceil(math.sqrt(n))
   grid = Image.new("RGB", (per_row * side, per_row * side))
   for i, image in enumerate(images):
-    pixels = image if image.dtype == np.uint8 else np.asarray(np.clip(image, 0.0, 1.0) * 255 + 0.5, np.uint8)
+    pixels = to_uint8(image)
     picture = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).convert("RGB")
     grid.paste(picture.resize((side, side)), ((i % per_row) * side, (i // per_row) * side))
   out = io.BytesIO()

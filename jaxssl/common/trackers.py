@@ -122,8 +122,7 @@ class WandB:
     self._run.config.update(values, allow_val_change=True)
 
   def image(self, tag: str, image: np.ndarray, step: int) -> None:
-    pixels = np.asarray(np.clip(image, 0.0, 1.0) * 255 + 0.5, np.uint8)
-    self._run.log({"step": step, tag: self._wandb.Image(pixels)})
+    self._run.log({"step": step, tag: self._wandb.Image(projector.to_uint8(image))})
 
   def embedding(self, features: np.ndarray, labels: list[str], images: np.ndarray, step: int) -> None:
     pass                                    # TensorBoard's projector only
@@ -140,7 +139,7 @@ def open_trackers(writers: tuple[str, ...], root: epath.Path, name: str, values:
   """The trackers ``writers`` names, opened for the run in ``root`` (the workdir) named ``name``, whose config's
   fields are ``values`` ({"section.field": value})."""
   opened: list[Tracker] = []
-  for writer in (writers,) if isinstance(writers, str) else writers:
+  for writer in writers:
     if writer == "tensorboard":
       opened.append(TensorBoard(root, resume_step))
     elif writer == "wandb":

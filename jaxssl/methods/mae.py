@@ -7,12 +7,10 @@ per-example keys, so 8 devices give the same step as 1.
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-
 from jaxssl.common import config_checks
 from jaxssl.methods import base
 from jaxssl.models.mae import MaskedAutoencoder
-from jaxssl.models.vit import patchify, unpatchify
+from jaxssl.models.vit import paste_predictions, patchify
 from jaxssl.ops import losses, masking
 
 _MASK_STREAM, _DROP_STREAM = 0, 1
@@ -67,10 +65,7 @@ def reconstruction(config) -> base.ReconstructFn:
     if m.norm_pix_loss:
       mean, std = losses.patch_statistics(patches)
       predicted = predicted * std + mean
-    removed = masks.mask[..., None]
-    grid = (images.shape[1] // patch, images.shape[2] // patch)
-    rebuilt = unpatchify(patches * (1 - removed) + predicted * removed, patch, grid, images.shape[-1])
-    return unpatchify(jnp.broadcast_to(removed, patches.shape[:2] + (patch * patch,)), patch, grid, 1), rebuilt
+    return paste_predictions(images, patches, predicted, masks.mask, patch)
 
   return reconstruct
 

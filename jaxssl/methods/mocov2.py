@@ -19,9 +19,6 @@ Where this departs from the official code, and why:
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-
 from jaxssl.common import config_checks
 from jaxssl.methods import base, joint_embedding
 from jaxssl.methods.base import simclr_pair
@@ -37,19 +34,13 @@ def heads(config, axis_name, dtype) -> joint_embedding.Heads:
                                    axis_name=axis_name, dtype=dtype))
 
 
-def init_queue(key: jax.Array, queue_size: int, dim: int) -> dict[str, jax.Array]:
-  """The official start: a queue [K, D] of random unit keys, and the pointer to its first row."""
-  queue = jax.random.normal(key, (queue_size, dim))
-  return {"queue": queue / jnp.linalg.norm(queue, axis=1, keepdims=True), "pointer": jnp.zeros((), jnp.int32)}
-
-
 def make(config) -> base.Method:
   """InfoNCE of the first view's queries against the second view's keys and the queue (``losses.moco_queue_loss``);
   the keys of the global batch then replace the queue's oldest."""
   m = config.method
 
   def init_state(key, config):
-    return init_queue(key, m.queue_size, m.proj_dim)
+    return losses.random_queue(key, m.queue_size, m.proj_dim)               # the official start: random keys
 
   def loss(online, target, method_state, labels, step, axis_name):
     value = losses.moco_queue_loss(online.projections[0], target.projections[0], method_state["queue"],

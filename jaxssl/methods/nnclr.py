@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import functools
 
-import jax
-import jax.numpy as jnp
-
 from jaxssl.common import config_checks
 from jaxssl.methods import base, joint_embedding
 from jaxssl.methods.base import byol_pair
@@ -23,8 +20,7 @@ def make(config) -> base.Method:
   m = config.method
 
   def init_state(key, config):
-    queue = jax.random.normal(key, (m.queue_size, m.proj_dim))
-    return {"queue": queue / jnp.linalg.norm(queue, axis=1, keepdims=True), "pointer": jnp.zeros((), jnp.int32)}
+    return losses.random_queue(key, m.queue_size, m.proj_dim)
 
   def loss(online, target, method_state, labels, step, axis_name):
     z1, z2 = online.projections

@@ -22,8 +22,8 @@ import jax.numpy as jnp
 from jaxssl.common import config_checks
 from jaxssl.methods import base
 from jaxssl.models.simmim import SimMIMNetwork
-from jaxssl.models.vit import patchify, unpatchify
-from jaxssl.ops import augment, losses
+from jaxssl.models.vit import paste_predictions, patchify
+from jaxssl.ops import augment, losses, masking
 
 _MASK_STREAM, _DROP_STREAM = 0, 1
 
@@ -35,7 +35,7 @@ def block_masks(keys: jax.Array, grid: int, scale: int, mask_ratio: float) -> ja
   side = grid // scale
   count = side * side
   masked = int(math.ceil(count * mask_ratio))
-  noise = jax.vmap(lambda k: jax.random.uniform(k, (count,)))(base.stream(keys, _MASK_STREAM))
+  noise = masking.uniform_noise(base.stream(keys, _MASK_STREAM), count)
   rank = jnp.argsort(jnp.argsort(noise, axis=1), axis=1)                 # each square's place in a permutation
   squares = (rank < masked).astype(jnp.float32).reshape(-1, side, side)
   return jnp.repeat(jnp.repeat(squares, scale, axis=1), scale, axis=2).reshape(-1, grid * grid)
@@ -88,11 +88,7 @@ def reconstruction(config) -> base.ReconstructFn:
   def reconstruct(model, online, images, keys):
     masked = masks_for(config, keys)
     predicted = model.apply({"params": online.params}, images, masked)
-    patches = patchify(images, patch)
-    removed = masked[..., None]
-    grid = (images.shape[1] // patch, images.shape[2] // patch)
-    rebuilt = unpatchify(patches * (1 - removed) + predicted * removed, patch, grid, images.shape[-1])
-    return unpatchify(jnp.broadcast_to(removed, patches.shape[:2] + (patch * patch,)), patch, grid, 1), rebuilt
+    return paste_predictions(images, patchify(images, patch), predicted, masked, patch)
 
   return reconstruct
 

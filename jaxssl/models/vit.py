@@ -49,6 +49,18 @@ def unpatchify(patches: jax.Array, patch_size: int, grid: tuple[int, int], chann
   return x.reshape(n, gh * p, gw * p, channels)
 
 
+def paste_predictions(images: jax.Array, patches: jax.Array, predicted: jax.Array, mask: jax.Array,
+                      patch_size: int) -> tuple[jax.Array, jax.Array]:
+  """A masked-patch method's picture of ``images`` [N, H, W, C] (their ``patches`` and the ``predicted`` ones
+  [N, L, p*p*C]; ``mask`` [N, L], 1 where a patch was masked): the mask as an image [N, H, W, 1] and the images
+  with the masked patches' predictions pasted in [N, H, W, C]."""
+  removed = mask[..., None]
+  grid = (images.shape[1] // patch_size, images.shape[2] // patch_size)
+  rebuilt = unpatchify(patches * (1 - removed) + predicted * removed, patch_size, grid, images.shape[-1])
+  as_image = unpatchify(jnp.broadcast_to(removed, patches.shape[:2] + (patch_size * patch_size,)), patch_size, grid, 1)
+  return as_image, rebuilt
+
+
 def _sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
   """[M] positions -> [M, dim]: sines then cosines of positions x 1 / 10000^(2i / dim), i < dim / 2."""
   omega = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2))

@@ -393,6 +393,13 @@ def nnclr_loss(nn: jax.Array, p: jax.Array, temperature: float = 0.1, axis_name:
   return _pmean(_match_global_keys(nn, p, temperature, axis_name), axis_name)
 
 
+def random_queue(key: jax.Array, size: int, dim: int) -> dict[str, jax.Array]:
+  """A queue's start (NNCLR's support set, MoCo's keys): ``queue`` [size, dim] of random unit rows, as the
+  official MoCo and solo-learn start theirs, and the ``pointer`` to its first row (``enqueue``)."""
+  queue = jax.random.normal(key, (size, dim))
+  return {"queue": queue / jnp.linalg.norm(queue, axis=1, keepdims=True), "pointer": jnp.zeros((), jnp.int32)}
+
+
 def enqueue(queue: jax.Array, pointer: jax.Array, z: jax.Array, axis_name: AxisName = None):
   """Writes the L2-normalised projections of the global batch into a FIFO queue (NNCLR, MoCo).
 

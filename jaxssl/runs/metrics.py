@@ -55,11 +55,12 @@ class MetricsWriter:
       print(f"warning: {self.path}: dropped {len(torn)} line(s) that are not JSON records (a write cut short): "
             f"{torn[-1].strip()[:60]!r}", file=sys.stderr, flush=True)
     self._log.keep(lambda line: (record := _record(line)) is not None and record.get("step", 0) <= resume_step)
-    m = config.metrics if config is not None else None
+    from jaxssl.schema.fields import section_defaults
+
+    m = config.metrics if config is not None else section_defaults("metrics")
     self._trackers = trackers.open_trackers(
-        m.writers if m else ("tensorboard",), resolve(workdir), trackers.run_name(workdir, m.run_name if m else ""),
-        _hparams(config) if config is not None else {}, resume_step,
-        **({"wandb_project": m.wandb_project, "wandb_entity": m.wandb_entity, "wandb_mode": m.wandb_mode} if m else {}))
+        m.writers, resolve(workdir), trackers.run_name(workdir, m.run_name),
+        _hparams(config) if config is not None else {}, resume_step, m.wandb_project, m.wandb_entity, m.wandb_mode)
 
   def history(self) -> list[dict]:
     """The training records written so far (this run's and, after a resume, the earlier segments'), each

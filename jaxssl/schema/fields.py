@@ -13,14 +13,13 @@ from typing import Any, Callable, NamedTuple
 import ml_collections
 
 from jaxssl import data, tasks
-from jaxssl.common import config_checks
+from jaxssl.common import config_checks, trackers
 from jaxssl.common.config_checks import fail
 from jaxssl.models import ENCODERS
 from jaxssl.models.resnet import CONV_IMPLEMENTATIONS, PADDINGS
 from jaxssl.models.vit import INITS, MLPS
 from jaxssl.ops import optim
 from jaxssl.ops.augment import INTERPOLATIONS
-from jaxssl.common import trackers
 from jaxssl.tasks.classifier import RANDAUGMENT_PLACES
 
 # (config, "section.field") -> None, or a ConfigError.
@@ -286,8 +285,7 @@ def _writers(config, field) -> None:
   import importlib.util
 
   value = config_checks.get(config, field)
-  names = (value,) if isinstance(value, str) else tuple(value)
-  for name in names:
+  for name in value:
     if name not in trackers.WRITERS:
       fail(field, value, f"unknown writer {name!r}; {either(trackers.WRITERS)}")
     if importlib.util.find_spec(trackers.PACKAGES[name]) is None:
