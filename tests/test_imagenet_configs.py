@@ -154,3 +154,54 @@ def test_finetune_recipe_is_maes_finetune_md_for_each_size(size):
   assert got == FINETUNE_MD[size]
   assert config.train.batch_size == 1024 and (o.b1, o.b2, o.weight_decay, o.min_lr) == (0.9, 0.999, 0.05, 1e-6)
   assert (m.mixup_alpha, m.cutmix_alpha, m.mixup_mode, m.label_smoothing) == (0.8, 1.0, "batch", 0.1)
+
+
+# (official sizes, from the released checkpoints: ViT-L/14 304 M parameters with its GELU MLP; ViT-g/14 1.1 B)
+@pytest.mark.parametrize("arg,encoder,patch,mlp,backbone_millions,prototypes",
+                         [("", "vit_large", 14, "swiglu", (300, 320), 131072),
+                          ("giant", "vit_giant", 14, "swiglu", (1100, 1140), 131072),
+                          ("short", "vit_large", 16, "gelu", (300, 308), 65536)])
+def test_dinov2_recipes_are_the_official_files(arg, encoder, patch, mlp, backbone_millions, prototypes):
+  import jax
+  import jax.numpy as jnp
+
+  from jaxssl import models
+  config = _get_config("dinov2", arg)
+  validate.validate(config, num_devices=8)
+  c, m, o = config.model, config.method, config.optim
+  assert (c.encoder, c.patch_size, c.mlp, c.layer_scale, c.drop_path_uniform, c.pool) == (
+      encoder, patch, mlp, 1e-5, True, "cls_mean")
+  assert (m.out_dim, m.patch_out_dim, m.koleo_weight, m.mask_probability, tuple(m.mask_ratio_range)) == (
+      prototypes, prototypes, 0.1, 0.5, (0.1, 0.5))
+  assert (o.lr_scaling, o.clip_mode, o.freeze_mode, o.clip_grad_norm) == ("sqrt_1024", "per_group", "zero_lr", 3.0)
+  assert config.train.num_steps == (100 if arg == "short" else 500) * 1250
+  assert o.warmup_steps == (10 if arg == "short" else 80) * 1250 and o.warmup_epochs == 0
+  assert m.teacher_temperature_warmup_steps == 30 * 1250 and m.teacher_temperature_hold_steps == 1
+  assert config.train.batch_size % m.group_size == 0
+  encoder_module = models.make_encoder(c, 224, None, jnp.float32)
+  shapes = jax.eval_shape(lambda: encoder_module.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3))))
+  millions = sum(x.size for x in jax.tree.leaves(shapes)) / 1e6
+  assert backbone_millions[0] < millions < backbone_millions[1], millions
+  if arg == "giant":     # DINOv2's SwiGLUFFNFused: 2 x 4096 for 1536 wide
+    assert shapes["params"]["block_0"]["mlp"]["fc1"]["kernel"].shape == (1536, 8192)
+  small = _get_config("dinov2", f"{arg},imagenette".lstrip(","))
+  validate.validate(small, num_devices=8)
+
+
+@pytest.mark.slow
+def test_dinov2_recipe_runs_sharded_on_eight_devices_on_a_jpeg_folder(jpegs, tmp_path):
+  """The ViT-L/14 recipe with its encoder and heads made small, FSDP over 8 simulated devices."""
+  config = _get_config("dinov2", "folder")
+  config.data.data_dir, config.data.workers = str(jpegs), 2
+  config.data.image_size, config.augment.size = 24, 16
+  config.model.compute_dtype, config.model.encoder, config.model.patch_size = "float32", "vit_micro", 4
+  config.augment.local_size, config.augment.num_local_crops = 8, 2
+  m = config.method
+  m.proj_hidden_dims, m.bottleneck_dim, m.patch_bottleneck_dim, m.out_dim, m.patch_out_dim = (32,), 8, 8, 32, 32
+  m.teacher_temperature_warmup_steps, m.group_size = 1, 1
+  config.optim.rules = ((config.optim.rules[0][0], 1.0, 1.0, 1), config.optim.rules[1])
+  config.optim.warmup_steps = 1
+  config.parallel.fsdp, config.parallel.fsdp_min_size = True, 256
+  config.train.batch_size, config.train.num_steps, config.eval.batch_size = 8, 2, 64
+  results = train.run(config, str(tmp_path))
+  assert math.isfinite(results["final_loss"]) and 0 <= results["knn_accuracy"] <= 1

@@ -11,8 +11,8 @@ from typing import Any
 
 import ml_collections
 
-from jaxssl.methods import (barlow_twins, byol, dino, ibot, ijepa, lejepa, mae, meanshift, mocov2, mocov3, nnclr,
-                            simclr, simmim, simsiam, supcon, swav, vicreg, wmse)
+from jaxssl.methods import (barlow_twins, byol, dino, dinov2, ibot, ijepa, lejepa, mae, meanshift, mocov2, mocov3,
+                            nnclr, simclr, simmim, simsiam, supcon, swav, vicreg, wmse)
 from jaxssl.methods.base import LossOutput, Method, StepInputs, Variables
 
 _REGISTRY: dict[str, Any] = {
@@ -23,6 +23,7 @@ _REGISTRY: dict[str, Any] = {
     "lejepa": lejepa,                                                    # an isotropic Gaussian regulariser
     "mocov3": mocov3,
     "mae": mae, "simmim": simmim, "ibot": ibot, "ijepa": ijepa,           # masked image modeling
+    "dinov2": dinov2,                                                    # self-distillation with masking
 }
 
 

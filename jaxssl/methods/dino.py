@@ -102,7 +102,7 @@ def make(config) -> base.Method:
                                 init_state=init_state, update_state=update_state, target_views=(0, 1))
 
 
-LAST_LAYER = "projector/last_layer(/.*)?"    # a weight-normalised direction: one leaf
+LAST_LAYER = "projector/last_layer(_norm)?(/.*)?"    # the weight-normalised directions (and learned norms)
 
 
 def freeze_last_layer(steps: int, pattern: str = LAST_LAYER) -> tuple:

@@ -16,7 +16,7 @@ from jaxssl.common import config_checks
 from jaxssl.methods import base, dino
 from jaxssl.methods.base import check_momentum, ema_schedule
 from jaxssl.models import DINOHead
-from jaxssl.models.ibot import IBOTNetwork, teacher_outputs
+from jaxssl.models.ibot import IBOTNetwork, student_outputs, teacher_outputs
 from jaxssl.ops import losses, masking
 
 _MASK_STREAM, _RATIO_STREAM, _DROP_STREAM = 10, 20, 30
@@ -95,17 +95,13 @@ def make(config) -> base.Method:
     return {"center": jnp.zeros((m.out_dim,), jnp.float32),
             "patch_center": jnp.zeros((m.patch_out_dim,), jnp.float32)}
 
-  def student(module, views, masks, picks, drop_keys):
-    return [module(x, masked=masks[v] if v < 2 else None, drop_keys=drop_keys[v], train=True,
-                   with_patches=v < 2, scored=picks[v] if v < 2 else None) for v, x in enumerate(views)]
-
   def loss(model, online, target, inputs):
     axis = inputs.axis_name
     views = list(inputs.views)
     masks = [masks_for(inputs.keys, v, grid, m) for v in range(2)]
     picks = [masking.masked_first(mask, scored) for mask in masks]
     drop_keys = [base.stream(inputs.keys, _DROP_STREAM + v) for v in range(len(views))]
-    outs = model.apply({"params": online.params}, views, masks, picks, drop_keys, method=student)
+    outs = model.apply({"params": online.params}, views, masks, picks, drop_keys, method=student_outputs)
     teacher = [teacher_outputs(model, target.params, views[v]) for v in range(2)]
     temperature, patch_temp = dino.teacher_temperature(inputs.step, m), patch_temperature(inputs.step, m)
     state = inputs.method_state

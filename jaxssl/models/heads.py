@@ -122,17 +122,25 @@ def cosine_scores(z: jnp.ndarray, prototypes: jnp.ndarray) -> jnp.ndarray:
 class DINOHead(nn.Module):
   """DINO's projection head (Caron et al. 2021, arXiv:2104.14294, official code with norm_last_layer=True):
   MLP (GELU, no BN) to a bottleneck, L2 normalisation, then a weight-normalised linear layer with unit norms,
-  i.e. cosine scores against ``out_dim`` learned directions. Returns logits [N, out_dim] in [-1, 1]."""
+  i.e. cosine scores against ``out_dim`` learned directions. Returns logits [N, out_dim] in [-1, 1].
+
+  ``norm_last_layer=False``: the weight-normalised layer's norms are learned too (``last_layer_norm`` [out_dim,
+  1], starting at 1, as torch's ``weight_g``): DINOv2's ``DINOHead`` and DINO's ``--norm_last_layer false``."""
   hidden_dims: Sequence[int]
   bottleneck_dim: int
   out_dim: int
   dtype: Any = jnp.float32
+  norm_last_layer: bool = True
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
     x = MLP(self.hidden_dims, self.bottleneck_dim, use_bn=False, activation="gelu", dtype=self.dtype)(x, train)
     last = self.param("last_layer", nn.initializers.truncated_normal(0.02), (self.out_dim, self.bottleneck_dim))
-    return cosine_scores(x, last)
+    scores = cosine_scores(x, last)
+    if self.norm_last_layer:
+      return scores
+    norms = self.param("last_layer_norm", nn.initializers.ones, (self.out_dim, 1))
+    return scores * norms[:, 0].astype(scores.dtype)
 
 
 class Classifier(nn.Module):

@@ -19,10 +19,21 @@ from jaxssl.ops import masking
 class IBOTOutputs(NamedTuple):
   """One view's outputs: ``cls`` [N, D] the encoder's class token; ``cls_logits`` [N, K]; ``patch_logits``
   [N, L, Kp], or [N, S, Kp] for the S patch tokens the call named (``scored``), or None when the patches were
-  not scored (local crops)."""
+  not scored (local crops); ``features`` [N, F] the encoder's features pooled as its ``pool`` says (what
+  ``embed`` returns for unmasked images; the online probe reads them)."""
   cls: jax.Array
   cls_logits: jax.Array
   patch_logits: jax.Array | None
+  features: jax.Array | None = None
+
+
+def pooled(encoder: ViT, tokens) -> jax.Array:
+  """[N, F] features from a ViT's tokens, as ``ViT.__call__`` pools them (``encoder.pool``)."""
+  if encoder.pool == "global":
+    return tokens.pooled
+  if encoder.pool == "cls_mean":
+    return jnp.concatenate([tokens.cls, tokens.patches.mean(axis=1)], axis=-1)
+  return tokens.cls if encoder.pool == "cls" else tokens.patches.mean(axis=1)
 
 
 def score_patches(head: nn.Module, patches: jax.Array, train: bool = True) -> jax.Array:
@@ -58,11 +69,20 @@ class IBOTNetwork(nn.Module):
       head = self.projector if self.patch_projector is None else self.patch_projector
       patches = tokens.patches if scored is None else masking.at_tokens(tokens.patches, scored)
       patch_logits = score_patches(head, patches, train)
-    return IBOTOutputs(tokens.cls, cls_logits, patch_logits)
+    return IBOTOutputs(tokens.cls, cls_logits, patch_logits, pooled(self.encoder, tokens))
 
   def embed(self, x: jax.Array) -> jax.Array:
     """The encoder's features of full, unmasked images (``model.pool``), for evaluation."""
     return self.encoder(x, train=False)
+
+
+def student_outputs(network: IBOTNetwork, views: list[jax.Array], masks: list[jax.Array], picks: list[jax.Array],
+                    drop_keys: list[jax.Array]) -> list[IBOTOutputs]:
+  """The student on every view (for ``model.apply(..., method=student_outputs)``): the two global crops with
+  their [N, L] ``masks`` and their patch logits at the tokens ``picks`` [N, S], the local crops unmasked and
+  without patch logits; drop path from the per-example ``drop_keys`` of each view."""
+  return [network(x, masked=masks[v] if v < 2 else None, drop_keys=drop_keys[v], train=True, with_patches=v < 2,
+                  scored=picks[v] if v < 2 else None) for v, x in enumerate(views)]
 
 
 def teacher_outputs(network: IBOTNetwork, params: dict, images: jax.Array) -> IBOTOutputs:

@@ -192,6 +192,14 @@ class LayerScale(nn.Module):
     return x * gamma.astype(x.dtype)
 
 
+def swiglu_mlp_ratio(width: int, ratio: float = 4.0) -> float:
+  """The ``mlp_ratio`` of DINOv2's SwiGLU feed-forward (``SwiGLUFFNFused``): each half ``int(width * ratio *
+  2 / 3)`` rounded up to a multiple of 8, both halves packed in fc1 (ViT-g: 1536 -> 2 x 4096; ViT-L: 1024 ->
+  2 x 2736)."""
+  half = (int(width * ratio * 2 / 3) + 7) // 8 * 8
+  return 2 * half / width
+
+
 def mlp_width(width: int, mlp_ratio: float) -> int:
   """The feed-forward's hidden width (SwiGLU: both halves): ``round(width * mlp_ratio)`` (round, not int, so a
   ratio read off a checkpoint's shapes, 8192 / 1536, gives its width back)."""
@@ -308,8 +316,10 @@ class ViT(nn.Module):
     pos_embed: ``learned`` (DINO) or ``sincos`` (fixed, not a parameter: MAE).
     weight_init: ``dino`` (truncated normal 0.02) or ``mae`` (xavier-uniform linears and patch embedding, normal 0.02
       class token).
-    drop_path_rate: stochastic depth, rising linearly from 0 at the first block to this rate at the last (timm).
-    pool: the features ``__call__`` returns: ``cls`` (the class token), ``mean`` (the mean patch token) or
+    drop_path_rate: stochastic depth, rising linearly from 0 at the first block to this rate at the last (timm),
+      or the same at every block with ``drop_path_uniform`` (DINOv2's ``drop_path_uniform: true``).
+    pool: the features ``__call__`` returns: ``cls`` (the class token), ``mean`` (the mean patch token),
+      ``cls_mean`` (the two concatenated, [N, 2 * dim]: DINOv2's linear evaluation with ``avgpool``) or
       ``global``, MAE's fine-tuning pool (``models_vit.py`` with ``global_pool=True``): the mean of the last
       block's patch tokens, then a LayerNorm of its own, ``fc_norm``, in place of the final ``norm`` (which is
       then not a parameter; ``jaxssl.tasks.classifier`` starts ``fc_norm`` afresh on a pretrained encoder).
@@ -336,6 +346,7 @@ class ViT(nn.Module):
   pos_embed: str = "learned"
   weight_init: str = "dino"
   drop_path_rate: float = 0.0
+  drop_path_uniform: bool = False
   pool: str = "cls"
   remat: bool = False
   scan_layers: bool = False
@@ -406,7 +417,8 @@ class ViT(nn.Module):
     token_mask = None
     if keep_count is not None:                   # the class token and registers, then the real kept patches
       token_mask = jnp.arange(x.shape[1]) < self.num_prefix_tokens + keep_count[:, None]
-    rates = np.linspace(0.0, self.drop_path_rate, self.depth) if self.depth > 1 else [self.drop_path_rate]
+    rates = (np.full(self.depth, self.drop_path_rate) if self.drop_path_uniform or self.depth == 1
+             else np.linspace(0.0, self.drop_path_rate, self.depth))
     if self.scan_layers:
       step = nn.remat(_ScannedBlock) if self.remat else _ScannedBlock
       scan = nn.scan(step, variable_axes={"params": 0}, split_rngs={"params": True}, length=self.depth)
@@ -437,11 +449,13 @@ class ViT(nn.Module):
     ``train`` (and then ``drop_keys`` are needed)."""
     if train and self.drop_path_rate > 0 and drop_keys is None and not self.is_initializing():
       raise ValueError(f"drop_path_rate={self.drop_path_rate} needs per-example drop_keys in training")
-    if self.pool == "cls" and not self.class_token:
-      raise ValueError("pool='cls' needs a class token (class_token=True); use 'mean' or 'global'")
+    if self.pool in ("cls", "cls_mean") and not self.class_token:
+      raise ValueError(f"pool={self.pool!r} needs a class token (class_token=True); use 'mean' or 'global'")
     out = self.tokens(x, drop_keys=drop_keys if train else None)
     if self.pool == "global":
       return out.pooled
+    if self.pool == "cls_mean":
+      return jnp.concatenate([out.cls, out.patches.mean(axis=1)], axis=-1)
     return out.cls if self.pool == "cls" else out.patches.mean(axis=1)
 
 
@@ -489,6 +503,7 @@ ViTSmall = functools.partial(ViT, dim=384, depth=12, num_heads=6)
 ViTBase = functools.partial(ViT, dim=768, depth=12, num_heads=12)
 ViTLarge = functools.partial(ViT, dim=1024, depth=24, num_heads=16)
 ViTHuge = functools.partial(ViT, dim=1280, depth=32, num_heads=16)
+ViTGiant = functools.partial(ViT, dim=1536, depth=40, num_heads=24)     # DINOv2's vit_giant2
 
 
 def for_global_pool(saved: dict, fresh: dict) -> tuple[dict, bool]:

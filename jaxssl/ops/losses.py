@@ -631,19 +631,26 @@ def ibot_patch_loss(student: jax.Array, targets: jax.Array, mask: jax.Array, stu
   return _pmean(jnp.mean(per_image), axis_name)
 
 
-def koleo_loss(x: jax.Array, eps: float = 1e-8, axis_name: AxisName = None) -> jax.Array:
+def koleo_loss(x: jax.Array, eps: float = 1e-8, axis_name: AxisName = None, group_size: int = 0) -> jax.Array:
   """The KoLeo regulariser (Sablayrolles et al. 2019, arXiv:1806.03198), as DINOv2's ``KoLeoLoss`` and
   lightly's: minus the mean log distance of each L2-normalised row to its nearest other row,
 
       L = -mean_i log(|| x_i - x_nn(i) + eps || + eps),   nn(i) = argmax_{j != i} x_i . x_j
 
-  With ``axis_name`` the neighbours come from the global batch (DINOv2 searches each GPU's batch: call it
-  without ``axis_name`` inside the device for that).
+  With ``axis_name`` the neighbours come from the global batch. DINOv2 searches each GPU's batch: with
+  ``group_size`` > 0 each run of that many consecutive rows is searched on its own (its official per-GPU batch)
+  and the loss is the mean over the groups, the same on any number of devices whose shares are whole groups.
 
   Args:
     x: [n, D] features (DINOv2: the student's class tokens of one global view).
   """
   chex.assert_rank(x, 2)
+  if group_size:
+    n = x.shape[0]
+    if n % group_size:
+      raise ValueError(f"koleo_loss: {n} rows are not groups of {group_size}")
+    per_group = jax.vmap(lambda g: koleo_loss(g, eps))(x.reshape(n // group_size, group_size, x.shape[-1]))
+    return _pmean(jnp.mean(per_group), axis_name)
   x = _l2_normalize(x.astype(jnp.float32), eps)
   others = _all_gather(x, axis_name)
   n = x.shape[0]

@@ -8,6 +8,8 @@ Two kinds (I-JEPA's multi-block masks, drawn per batch and per example, are ``ja
 - BEiT's / iBOT's blockwise masks (Bao et al. 2022, arXiv:2106.08254; Zhou et al. 2022, arXiv:2111.07832,
   the official ``ImageFolderMask``): rectangles of random area and aspect ratio until a drawn share of the patches
   is masked. The student sees a mask token there, so every example keeps all its tokens and the share may vary.
+  DINOv2 draws the shares of a batch together (``stratified_mask_counts``): half the images masked, their
+  shares spread evenly over 10-50%.
 
 The official samplers are Python loops over ``random``; here each is a ``lax.while_loop`` over the same draws
 (per-example keys instead of a global generator), vmapped over the batch.
@@ -20,6 +22,7 @@ from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class Masking(NamedTuple):
@@ -86,9 +89,16 @@ def block_mask(key: jax.Array, grid: tuple[int, int], ratio: jax.Array, min_aspe
 
   ``min_block``: iBOT's (min(gh, gw) // 3) ** 2 by default (BEiT and DINOv2 use 4).
   """
+  return block_mask_of_count(key, grid, ratio * grid[0] * grid[1], min_aspect, min_block, attempts)
+
+
+def block_mask_of_count(key: jax.Array, grid: tuple[int, int], target: jax.Array, min_aspect: float = 0.3,
+                        min_block: int | None = None, attempts: int = 10) -> jax.Array:
+  """``block_mask`` aiming at ``target`` patches (a count, DINOv2's ``MaskingGenerator(num_masking_patches)``,
+  or a float share of the grid times its size)."""
   gh, gw = grid
   low = float((min(gh, gw) // 3) ** 2 if min_block is None else min_block)
-  high = ratio * gh * gw
+  high = target
   log_aspect = (math.log(min_aspect), -math.log(min_aspect))
 
   def draw(state):
@@ -114,6 +124,21 @@ def block_mask(key: jax.Array, grid: tuple[int, int], ratio: jax.Array, min_aspe
   init = (jnp.zeros(grid, bool), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), key)
   mask, *_ = jax.lax.while_loop(unfinished, draw, init)
   return mask.reshape(-1).astype(jnp.float32)
+
+
+def stratified_mask_counts(key: jax.Array, total: int, num_patches: int, probability: float,
+                           ratio_range: tuple[float, float]) -> jax.Array:
+  """int32 [total]: how many patches DINOv2's collate masks in each of ``total`` images drawn together
+  (``collate_data_and_cast``): ``int(total * probability)`` images are masked, the i-th of them
+  ``int(num_patches * uniform(r_i, r_{i+1}))`` patches with ``r = linspace(*ratio_range, masked + 1)`` (their
+  shares spread evenly over the range), the others none, in a random order."""
+  masked = int(total * probability)
+  edges = np.linspace(*ratio_range, masked + 1).astype(np.float32)
+  k_share, k_order = jax.random.split(key)
+  shares = jax.random.uniform(k_share, (masked,), minval=edges[:-1], maxval=edges[1:])
+  counts = jnp.floor(num_patches * shares).astype(jnp.int32)
+  counts = jnp.concatenate([counts, jnp.zeros((total - masked,), jnp.int32)])
+  return jax.random.permutation(k_order, counts)
 
 
 def most_block_masked(grid: tuple[int, int], ratios: Sequence[float], ratio_vars: Sequence[float]) -> int:

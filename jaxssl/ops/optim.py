@@ -34,7 +34,9 @@ from jaxssl.common.config_checks import fail
 
 NAMES = ("lars", "sgd", "adamw")
 FROZEN_UNITS = ("steps", "epochs")
-CLIP_MODES = ("global", "per_parameter")
+CLIP_MODES = ("global", "per_parameter", "per_group")
+LR_SCALINGS = ("linear_256", "sqrt_1024")
+FREEZE_MODES = ("skip", "zero_lr")
 
 
 class Rule(NamedTuple):
@@ -79,7 +81,7 @@ def rules_of(config: ml_collections.ConfigDict) -> tuple[Rule, ...]:
 
 # --- layer-wise learning-rate decay (BEiT, Bao et al. 2021; MAE's util/lr_decay.py) -----------------------
 
-_EMBEDDING = re.compile(r"encoder/(patch_embed|cls_token|pos_embed)(/.*)?")
+_EMBEDDING = re.compile(r"encoder/(patch_embed|cls_token|pos_embed|reg_token)(/.*)?|mask_token")
 _BLOCK = re.compile(r"encoder/block_(\d+)/.*")
 
 
@@ -90,8 +92,8 @@ def vit_depth(paths: Sequence[str]) -> int:
 
 
 def layer_id(path: str, depth: int) -> int:
-  """The official rule (``get_layer_id_for_vit``): the patch embedding, class token and position embedding are
-  layer 0, block ``b`` is layer ``b + 1``, everything else (final norm, heads, decoders) is ``depth + 1``."""
+  """The official rule (``get_layer_id_for_vit``; DINOv2's ``get_vit_lr_decay_rate``): the patch embedding,
+  class token, position embedding, registers and a masked method's mask token are layer 0, block ``b`` is layer ``b + 1``, everything else (final norm, heads, decoders) is ``depth + 1``."""
   if _EMBEDDING.fullmatch(path):
     return 0
   block = _BLOCK.fullmatch(path)
@@ -161,11 +163,25 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     fail("optim.clip_grad_norm", o.clip_grad_norm, "must be non-negative (0: no clipping)")
   if o.clip_mode not in CLIP_MODES:
     fail("optim.clip_mode", o.clip_mode, f"use one of {', '.join(map(repr, CLIP_MODES))}")
+  if o.clip_mode == "per_group":
+    groups = o.get("clip_groups", ())
+    if not isinstance(groups, (tuple, list)) or not groups or not all(isinstance(g, str) for g in groups):
+      fail("optim.clip_groups", groups, "clip_mode='per_group' needs a tuple of regular expressions on parameter "
+           "paths, one per group")
+    for g in groups:
+      try:
+        re.compile(g)
+      except re.error as e:
+        fail("optim.clip_groups", groups, f"bad regular expression {g!r}: {e}")
+  if o.get("lr_scaling", "linear_256") not in LR_SCALINGS:
+    fail("optim.lr_scaling", o.lr_scaling, f"use one of {', '.join(map(repr, LR_SCALINGS))}")
+  if o.get("freeze_mode", "skip") not in FREEZE_MODES:
+    fail("optim.freeze_mode", o.freeze_mode, f"use one of {', '.join(map(repr, FREEZE_MODES))}")
   if not o.min_lr >= 0:
     fail("optim.min_lr", o.min_lr, "must be non-negative")
   if o.min_lr >= peak_learning_rate(config):
     fail("optim.min_lr", o.min_lr, f"must be below the peak learning rate {peak_learning_rate(config):g} "
-         "(optim.base_lr x train.batch_size / 256)")
+         f"(optim.base_lr scaled by train.batch_size, optim.lr_scaling={o.get('lr_scaling', 'linear_256')!r})")
 
 
 def check_against_params(config: ml_collections.ConfigDict, params: Any) -> None:
@@ -180,6 +196,11 @@ def check_against_params(config: ml_collections.ConfigDict, params: Any) -> None
       why = ("every parameter it matches is taken by an earlier rule" if shadowed else
              f"matches no parameter (paths look like {', '.join(_examples(paths))})")
       fail(f"optim.rules[{i}]", tuple(config.optim.rules[i]), why)
+  if config.optim.clip_mode == "per_group":
+    groups = tuple(config.optim.clip_groups)
+    for path in paths:
+      if clip_group(path, groups) < 0:
+        fail("optim.clip_groups", groups, f"parameter {path} is in no group")
   if config.optim.layer_decay != 1.0 and not vit_depth(paths):
     if config.model.get("scan_layers", False):
       fail("optim.layer_decay", config.optim.layer_decay, "needs the blocks one by one (encoder/block_N "
@@ -210,7 +231,10 @@ def warmup_steps(config: ml_collections.ConfigDict, steps_per_epoch: float = 0.0
 
 
 def peak_learning_rate(config: ml_collections.ConfigDict) -> float:
-  """base_lr * global_batch / 256 (Goyal et al. 2017)."""
+  """``base_lr * global_batch / 256`` (Goyal et al. 2017), or with ``optim.lr_scaling="sqrt_1024"``
+  ``base_lr * sqrt(global_batch / 1024)`` (DINOv2's ``scaling_rule: sqrt_wrt_1024``)."""
+  if config.optim.get("lr_scaling", "linear_256") == "sqrt_1024":
+    return config.optim.base_lr * math.sqrt(config.train.batch_size / 1024.0)
   return config.optim.base_lr * config.train.batch_size / 256.0
 
 
@@ -270,6 +294,31 @@ def clip_per_parameter(max_norm: float) -> optax.GradientTransformation:
       coef = max_norm / (jnp.linalg.norm(g.astype(jnp.float32).ravel()) + 1e-6)
       return jnp.where(coef < 1.0, g * coef.astype(g.dtype), g)
     return jax.tree.map(clip, updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def clip_group(path: str, patterns: Sequence[str]) -> int:
+  """The index of the first pattern matching ``path`` in full, -1 for none."""
+  return next((i for i, p in enumerate(patterns) if re.fullmatch(p, path)), -1)
+
+
+def clip_per_group(max_norm: float, patterns: Sequence[str]) -> optax.GradientTransformation:
+  """The gradients of each group of parameters (the first of ``patterns`` that matches a path in full) scaled
+  together to a global norm of at most ``max_norm``: DINOv2's ``clip_grad_norm_`` on each student module
+  (backbone, DINO head, iBOT head) apart, torch's ``g *= max_norm / (norm + 1e-6)`` where that is below 1."""
+
+  def update(updates, state, params=None):
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(updates)
+    groups = [clip_group(path_of(p), patterns) for p, _ in leaves]
+    out = [g for _, g in leaves]
+    for group in sorted(set(groups)):
+      members = [i for i, k in enumerate(groups) if k == group]
+      norm = jnp.sqrt(sum(jnp.sum(jnp.square(out[i].astype(jnp.float32))) for i in members))
+      coef = jnp.minimum(max_norm / (norm + 1e-6), 1.0)
+      for i in members:
+        out[i] = out[i] * coef.astype(out[i].dtype)
+    return jax.tree_util.tree_unflatten(treedef, out), state
 
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
@@ -396,11 +445,15 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
   rules = rules_of(config)
   settings = lambda tree: settings_of(tree, rules, o.layer_decay)
   freezes = any(r.frozen_steps > 0 for r in rules)
-  gate = [gate_frozen(settings)] if freezes else []
+  # DINOv2 freezes with a learning rate of 0: the moments still run and only the update is zeroed.
+  skips = freezes and o.get("freeze_mode", "skip") == "skip"
+  gate = [gate_frozen(settings)] if skips else []
   parts = []
   if o.clip_grad_norm > 0:
-    parts.append(optax.clip_by_global_norm(o.clip_grad_norm) if o.clip_mode == "global"
-                 else clip_per_parameter(o.clip_grad_norm))
+    clips = {"global": lambda: optax.clip_by_global_norm(o.clip_grad_norm),
+             "per_parameter": lambda: clip_per_parameter(o.clip_grad_norm),
+             "per_group": lambda: clip_per_group(o.clip_grad_norm, tuple(o.clip_groups))}
+    parts.append(clips[o.clip_mode]())
   if o.weight_decay_end < 0 and all(float(r.wd_mult) in (0.0, 1.0) for r in rules):
     # Each parameter decayed by weight_decay or not at all: optax's own transformation, so that the optimizer
     # state has the structure it had before the rules and older checkpoints still restore.
@@ -421,7 +474,7 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
   elif o.name == "sgd":
     parts += [decay, *gate, optax.chain(optax.trace(decay=o.momentum, nesterov=bool(o.nesterov)), learning_rate)]
   elif o.name == "adamw":
-    parts += [scale_by_adam(o.b1, o.b2, 1e-8, settings if freezes else None), decay, learning_rate]
+    parts += [scale_by_adam(o.b1, o.b2, 1e-8, settings if skips else None), decay, learning_rate]
   else:
     raise ValueError(f"unknown optimizer {o.name!r}")
   if rules or o.layer_decay != 1.0:

@@ -25,7 +25,7 @@ from jaxssl.tasks.classifier import RANDAUGMENT_PLACES
 # (config, "section.field") -> None, or a ConfigError.
 Rule = Callable[[ml_collections.ConfigDict, str], None]
 
-POOLS = ("cls", "mean", "global")
+POOLS = ("cls", "mean", "cls_mean", "global")
 
 
 class Field(NamedTuple):
@@ -126,7 +126,7 @@ _CONVS = ("auto", *CONV_IMPLEMENTATIONS)
 
 MODEL = {
     "encoder": Field("small_resnet", "small_resnet | resnet18 | resnet50 | vit_micro | vit_tiny | vit_small | "
-                     "vit_base | vit_large | vit_huge",
+                     "vit_base | vit_large | vit_huge | vit_giant",
                      one_of(ENCODERS, f"unknown encoder; known: {', '.join(sorted(ENCODERS))}")),
     "patch_size": Field(4, "ViTs: 4 for 28-32 px images, 16 for ImageNet's 224 (14: ViT-H); divides the crops",
                         only="vit"),
@@ -137,14 +137,17 @@ MODEL = {
     "qkv_bias": Field(True, "ViTs: biases on the query/key/value projection (timm, MAE)", only="vit"),
     "drop_path_rate": Field(0.0, "ViTs: stochastic depth at the last block (linear from 0)",
                             in_range(0.0, 1.0, closed_high=False), only="vit"),
-    "pool": Field("cls", "ViTs: evaluation features, cls (class token) | mean (patches) | global (fine-tuning: "
-                  "MAE's mean, then fc_norm)", one_of(POOLS), only="vit"),
+    "drop_path_uniform": Field(False, "ViTs: the same drop-path rate at every block (DINOv2)", boolean(),
+                               only="vit"),
+    "pool": Field("cls", "ViTs: evaluation features, cls (class token) | mean (patches) | cls_mean (both "
+                  "concatenated: DINOv2's linear evaluation) | global (fine-tuning: MAE's mean, then fc_norm)",
+                  one_of(POOLS), only="vit"),
     "class_token": Field(True, "ViTs: a class token (False: pool mean or global; I-JEPA, timm avg)", boolean(),
                          only="vit"),
     "num_registers": Field(0, "ViTs: register tokens (DINOv2 with registers: 4)", non_negative_int(), only="vit"),
     "layer_scale": Field(0.0, "ViTs: LayerScale's initial value (DINOv2: 1e-5); 0 for none", in_range(0.0, 10.0),
                          only="vit"),
-    "mlp": Field("gelu", "ViTs: the blocks' feed-forward, gelu | swiglu (DINOv2's ViT-g)", one_of(tuple(MLPS)),
+    "mlp": Field("gelu", "ViTs: the blocks' feed-forward, gelu | swiglu (DINOv2's ViT-g; as wide as DINOv2's)", one_of(tuple(MLPS)),
                  only="vit"),
     "init_from": Field("", "weights the encoder starts from (a timm folder or weights file)"),
     "init_from_arch": Field("", "for a bare weights file: a timm architecture (gives the heads)"),
@@ -222,7 +225,7 @@ AUGMENT = {
 
 OPTIM = {
     "name": Field("lars", " | ".join(optim.NAMES), one_of(optim.NAMES, either(optim.NAMES))),
-    "base_lr": Field(0.3, "peak lr = base_lr * batch_size / 256", positive()),
+    "base_lr": Field(0.3, "peak lr = base_lr * batch_size / 256 (optim.lr_scaling)", positive()),
     "weight_decay": Field(1e-6, "decoupled weight decay (none on 1-D parameters)", non_negative()),
     "momentum": Field(0.9, "LARS and SGD", in_range(0.0, 1.0, closed_high=False)),
     "nesterov": Field(False, "SGD: Nesterov momentum (SimCLR's fine-tuning)"),
@@ -235,7 +238,14 @@ OPTIM = {
     "min_lr": Field(0.0, "the cosine's floor (DINO: 1e-6; MAE fine-tuning: 1e-6)"),
     "weight_decay_end": Field(-1.0, ">= 0: cosine from weight_decay to this (DINO: 0.04 -> 0.4)"),
     "clip_grad_norm": Field(0.0, "> 0: clip gradients to this norm (DINO: 3.0)"),
-    "clip_mode": Field("global", "global (one norm, optax) | per_parameter (each leaf, DINO)"),
+    "clip_mode": Field("global", "global (one norm, optax) | per_parameter (each leaf, DINO) | per_group (each "
+                       "of optim.clip_groups, DINOv2)"),
+    "clip_groups": Field((), "clip_mode per_group: regular expressions on parameter paths, one norm per group "
+                         "(DINOv2: backbone, DINO head, iBOT head)"),
+    "lr_scaling": Field("linear_256", "the peak lr: linear_256 (base_lr x batch / 256) | sqrt_1024 (base_lr x "
+                        "sqrt(batch / 1024), DINOv2)", one_of(optim.LR_SCALINGS)),
+    "freeze_mode": Field("skip", "frozen rules: skip (DINO: the parameter sits out, its Adam moments wait) | "
+                         "zero_lr (DINOv2: lr 0, its moments still run)", one_of(optim.FREEZE_MODES)),
     "layer_decay": Field(1.0, "< 1: ViT layer-wise lr decay (BEiT/MAE fine-tuning: 0.65-0.75)"),
     "rules": Field((), "(pattern, lr_mult, wd_mult, frozen_steps) on parameter paths, first full match wins "
                    "(jaxssl/ops/optim.py)"),

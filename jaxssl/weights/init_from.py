@@ -51,7 +51,7 @@ def architecture(source: str, arch: str = "", default_heads: int | None = None) 
 
 
 def _fields(module, source: str) -> dict[str, Any]:
-  from jaxssl.models import VITS
+  from jaxssl.models import VITS, swiglu_mlp_ratio
   from jaxssl.models.resnet import ResNet
 
   if isinstance(module, ResNet):
@@ -63,10 +63,12 @@ def _fields(module, source: str) -> dict[str, Any]:
     return {"encoder": name, "stem": "imagenet", "padding": "torch"}
   sizes = {(v.keywords["dim"], v.keywords["depth"], v.keywords["num_heads"]): k for k, v in VITS.items()}
   name = sizes.get((module.dim, module.depth, module.num_heads))
-  if name is None or module.mlp_ratio != 4.0:
+  ratio = swiglu_mlp_ratio(module.dim) if module.mlp == "swiglu" else 4.0
+  if name is None or abs(module.mlp_ratio - ratio) > 1e-6:
     known = ", ".join(f"{k} ({d} wide, {depth} deep, {h} heads)" for (d, depth, h), k in sizes.items())
     raise WeightsError(f"{source}: a ViT {module.dim} wide, {module.depth} deep with {module.num_heads} heads and an "
-                       f"MLP ratio of {module.mlp_ratio:g}; jaxssl's ViTs are {known} with ratio 4")
+                       f"MLP ratio of {module.mlp_ratio:g}; jaxssl's ViTs are {known} with ratio 4 (SwiGLU: "
+                       "DINOv2's width)")
   return {"encoder": name, "patch_size": module.patch_size, "class_token": module.class_token,
           "num_registers": module.num_registers, "layer_scale": 1e-5 if module.layer_scale else 0.0,
           "mlp": module.mlp, "qkv_bias": module.qkv_bias}
