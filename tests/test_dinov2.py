@@ -195,10 +195,11 @@ def test_block_masks_reach_the_official_generators_counts():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("group_size,centering", [(0, "sinkhorn"), (2, "center")])
-def test_dinov2_trains_the_same_on_eight_devices_as_on_one(group_size, centering):
+@pytest.mark.parametrize("group_size,centering,gram", [(0, "sinkhorn", 0.0), (2, "center", 1.0)])
+def test_dinov2_trains_the_same_on_eight_devices_as_on_one(group_size, centering, gram):
   config = tiny_config("dinov2")
   config.method.group_size, config.method.centering = group_size, centering
+  config.method.gram_weight, config.method.gram_start, config.method.gram_update_every = gram, 1, 2
   config.model.layer_scale = 1.0      # KoLeo's float32 conditioning at LayerScale 1e-5: see the test above
   batches = _batches(config, 3)
   state8, losses8, _ = _run_shard_map(config, batches, 8)
@@ -207,6 +208,7 @@ def test_dinov2_trains_the_same_on_eight_devices_as_on_one(group_size, centering
   np.testing.assert_allclose(losses8, losses1, rtol=1e-4, atol=1e-4)
   _assert_trees_close(state8.params, state1.params, 5e-4)
   _assert_trees_close(state8.method_state, state1.method_state, 1e-4)
+  assert ("gram_encoder" in state8.method_state) == (gram > 0)
   assert set(state8.params) == {"encoder", "mask_token", "projector", "patch_projector"}
   assert set(state8.ema_params) == {"encoder", "projector", "patch_projector"}
 
@@ -216,7 +218,7 @@ def test_center_mode_keeps_the_patch_centre_over_masked_tokens_only():
   config.method.centering = "center"
   trainer, state, inputs = _loss_inputs(config)
   out = trainer.method.loss(trainer.model, Variables(state.params, {}), Variables(state.ema_params, {}), inputs)
-  cls_logits, patch_logits, weights = out.state_inputs
+  cls_logits, patch_logits, weights, _ = out.state_inputs
   new = trainer.method.update_state(state.method_state, out.state_inputs, inputs.step, None)
   flat, w = np.concatenate([np.asarray(p).reshape(-1, 32) for p in patch_logits]), np.concatenate(
       [np.asarray(x).reshape(-1) for x in weights]) > 0
@@ -311,3 +313,150 @@ def test_the_pictures_draw_masks_for_fewer_images_than_a_group():
   masks = dinov2.view_masks(config, keys)
   assert len(masks) == 2 + config.augment.num_local_crops and masks[2] is None
   assert int((np.asarray(masks[0]).sum(1) > 0).sum() + (np.asarray(masks[1]).sum(1) > 0).sum()) == 8
+
+
+# --- DINOv3's Gram anchoring -----------------------------------------------------------------------------------
+
+def _official_gram_loss(output_feats, target_feats, apply_norm=True, remove_neg=False, remove_only_teacher_neg=False):
+  """``GramLoss.forward`` with ``img_level=True`` (dinov3/loss/gram_loss.py), in jnp."""
+  normalize = lambda x: x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+  if apply_norm:
+    target_feats = normalize(target_feats)
+  target_sim = target_feats @ jnp.swapaxes(target_feats, -1, -2)
+  if apply_norm:
+    output_feats = normalize(output_feats)
+  student_sim = output_feats @ jnp.swapaxes(output_feats, -1, -2)
+  if remove_neg:
+    target_sim = jnp.where(target_sim < 0, 0.0, target_sim)
+    student_sim = jnp.where(student_sim < 0, 0.0, student_sim)
+  elif remove_only_teacher_neg:
+    student_sim = jnp.where((student_sim < 0) & (target_sim < 0), 0.0, student_sim)
+    target_sim = jnp.where(target_sim < 0, 0.0, target_sim)
+  return jnp.mean((student_sim - target_sim) ** 2)
+
+
+@pytest.mark.parametrize("mode,normalize", [("none", True), ("both", True), ("teacher", True), ("none", False)])
+def test_gram_loss_equals_the_official_gram_loss(mode, normalize):
+  from jaxssl.ops import losses
+  rng = np.random.default_rng(0)
+  student = jnp.asarray(rng.normal(size=(3, 10, 8)), jnp.float32)
+  teacher = jnp.asarray(rng.normal(size=(3, 10, 8)), jnp.float32)
+  ours = lambda s: losses.gram_loss(s, teacher, normalize, mode)
+  official = lambda s: _official_gram_loss(s, teacher, normalize, mode == "both", mode == "teacher")
+  np.testing.assert_allclose(ours(student), official(student), rtol=1e-5)
+  np.testing.assert_allclose(jax.grad(ours)(student), jax.grad(official)(student), rtol=1e-4, atol=1e-7)
+  assert float(losses.gram_loss(teacher, teacher, normalize, mode)) == pytest.approx(0.0, abs=1e-10)
+
+
+def _official_gram_updates(total, it_load_ema_teacher, it_first_update, update_frequency, max_updates):
+  """The steps whose Gram teacher is freshly the EMA teacher in dinov3/train/train.py's loop: loaded before
+  iteration ``it_load_ema_teacher``, updated after iteration ``it`` (so in use from ``it + 1``)."""
+  fresh, updates = set(), 0
+  for it in range(total):
+    if it == it_load_ema_teacher:
+      fresh.add(it)
+    if (it + 1) >= it_first_update and (it + 1) % update_frequency == 0 and (
+        max_updates is None or updates < max_updates):
+      fresh.add(it + 1)
+      updates += 1
+  return sorted(s for s in fresh if s < total)
+
+
+@pytest.mark.parametrize("start,first,every,most", [(0, 0, 5, 3), (7, 10, 4, 0), (3, 3, 3, 2)])
+def test_the_gram_teacher_is_refreshed_as_the_official_loop_refreshes_it(start, first, every, most):
+  m = tiny_config("dinov2").method
+  m.gram_start, m.gram_update_start, m.gram_update_every, m.gram_max_updates = start, first, every, most
+  ours = [s for s in range(40) if bool(dinov2.gram_refresh(jnp.asarray(s), m))]
+  assert ours == _official_gram_updates(40, start, first, every, most or None)
+
+
+def test_gram_anchoring_adds_its_loss_and_keeps_the_teacher_copy():
+  config = tiny_config("dinov2")
+  m = config.method
+  m.gram_weight, m.gram_start, m.gram_update_every = 2.0, 5, 100       # the copy is taken at step 5
+  trainer, state, inputs = _loss_inputs(config)                         # step 5
+  assert set(state.method_state) == {"center", "patch_center", "gram_encoder"}
+  ema = jax.tree.map(lambda x: x + 0.01, state.ema_params)              # a teacher that differs from the student
+  out = trainer.method.loss(trainer.model, Variables(state.params, {}), Variables(ema, {}), inputs)
+  copied = out.state_inputs[3]
+  _assert_trees_close(copied, ema["encoder"], 0.0)
+  plain = out.metrics["cls_loss"] + out.metrics["patch_loss"] + m.koleo_weight * out.metrics["koleo"]
+  np.testing.assert_allclose(out.loss, plain + 2.0 * out.metrics["gram_loss"], rtol=1e-6)
+  assert float(out.metrics["gram_loss"]) > 0
+  new = trainer.method.update_state(state.method_state, out.state_inputs, inputs.step, None)
+  _assert_trees_close(new["gram_encoder"], ema["encoder"], 0.0)
+  # At a step that is no refresh, the saved copy is the teacher (the EMA's own moves do not reach it).
+  later = inputs._replace(step=jnp.asarray(6, jnp.int32), method_state=new)
+  out = trainer.method.loss(trainer.model, Variables(state.params, {}), Variables(state.ema_params, {}), later)
+  _assert_trees_close(out.state_inputs[3], ema["encoder"], 0.0)
+
+
+# --- DINOv3's rotary position embedding --------------------------------------------------------------------------
+
+def _official_rope(H, W, embed_dim, num_heads, base=100.0):
+  """``RopePositionEmbedding.forward`` (dinov3/layers/rope_position_encoding.py), normalize_coords="separate",
+  no shift, jitter or rescale, in float64 numpy."""
+  d_head = embed_dim // num_heads
+  periods = base ** (2 * np.arange(d_head // 4) / (d_head // 2))
+  coords_h = np.arange(0.5, H) / H
+  coords_w = np.arange(0.5, W) / W
+  coords = np.stack(np.meshgrid(coords_h, coords_w, indexing="ij"), axis=-1).reshape(-1, 2)
+  coords = 2.0 * coords - 1.0
+  angles = 2 * np.pi * coords[:, :, None] / periods[None, None, :]
+  angles = np.tile(angles.reshape(H * W, -1), 2)
+  return np.sin(angles), np.cos(angles)
+
+
+def _official_apply_rope(q, sin, cos):
+  """``SelfAttention.apply_rope`` on [B, heads, N, Dh] (prefix tokens left as they are), ``rope_apply``."""
+  prefix = q.shape[2] - sin.shape[-2]
+  x = q[:, :, prefix:]
+  x1, x2 = np.split(x, 2, axis=-1)
+  rotated = x * cos + np.concatenate([-x2, x1], axis=-1) * sin
+  return np.concatenate([q[:, :, :prefix], rotated], axis=2)
+
+
+def test_rope_equals_dinov3s_on_random_queries():
+  from jaxssl.models import vit
+  sin, cos = vit.rope_sin_cos((3, 5), 16)
+  ref_sin, ref_cos = _official_rope(3, 5, 64, 4)
+  np.testing.assert_allclose(sin, ref_sin, atol=1e-6)
+  np.testing.assert_allclose(cos, ref_cos, atol=1e-6)
+  q = np.random.default_rng(0).normal(size=(2, 4, 2 + 15, 16)).astype(np.float32)   # class token + 1 register
+  ours = vit.apply_rope(jnp.asarray(q.transpose(0, 2, 1, 3)), jnp.asarray(sin), jnp.asarray(cos))
+  np.testing.assert_allclose(np.asarray(ours).transpose(0, 2, 1, 3), _official_apply_rope(q, ref_sin, ref_cos),
+                             atol=1e-5)
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_a_rope_vit_has_no_position_table_and_its_patches_know_where_they_are(scan, monkeypatch):
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 16, 16, 1)), jnp.float32)
+  vit = ViT(patch_size=4, dim=32, depth=2, num_heads=2, base_grid=4, pos_embed="rope", scan_layers=scan,
+            num_registers=1)
+  params = vit.init(jax.random.key(0), x)
+  assert "pos_embed" not in params["params"]
+  tokens = vit.apply(params, x, method=ViT.tokens)
+  # The same patch content at two places gives two different tokens; without positions they would be equal to
+  # float32 rounding (attention is equivariant to permutations of its tokens).
+  same = jnp.tile(x[:, :4, :4], (1, 4, 4, 1))
+  out = vit.apply(params, same, method=ViT.tokens).patches
+  assert float(jnp.abs(out[:, 0] - out[:, 5]).max()) > 1e-4 and tokens.patches.shape == (2, 16, 32)
+  from jaxssl.models import vit as vit_module
+  identity = lambda grid, head_dim: (np.zeros((grid[0] * grid[1], head_dim), np.float32),
+                                     np.ones((grid[0] * grid[1], head_dim), np.float32))
+  monkeypatch.setattr(vit_module, "rope_sin_cos", identity)       # no rotation: no positions at all
+  unrotated = vit.apply(params, same, method=ViT.tokens).patches
+  assert float(jnp.abs(unrotated[:, 0] - unrotated[:, 5]).max()) < 1e-5
+  with pytest.raises(ValueError, match="pos_embed='rope' rotates every patch"):
+    vit.apply(params, x, keep_ids=jnp.zeros((2, 3), jnp.int32), method=ViT.tokens)
+
+
+def test_dinov2_with_rope_and_mae_refuses_it():
+  config = tiny_config("dinov2")
+  config.model.pos_embed = "rope"
+  validate.validate(config, num_devices=8)
+  trainer, state, inputs = _loss_inputs(config)
+  assert "pos_embed" not in state.params["encoder"]
+  out = trainer.method.loss(trainer.model, Variables(state.params, {}), Variables(state.ema_params, {}), inputs)
+  assert np.isfinite(float(out.loss))
+  assert_refused(tiny_config("mae"), {"model.pos_embed": "rope"}, r"^config\.model\.pos_embed='rope': MAE's encoder")

@@ -41,7 +41,7 @@ def _set(config, path, value):
     ("simclr", "data.read_timeout_s", -5.0, "config.data.read_timeout_s=-5.0: must be a non-negative number"),
     ("simclr", "optim.warmup_epochs", -1.0, "config.optim.warmup_epochs=-1.0"),
     ("simclr", "optim.b2", 1.0, "config.optim.b2=1.0: must be in [0, 1)"),
-    ("dino", "model.pos_embed", "rope", "config.model.pos_embed='rope': use one of 'learned', 'sincos'"),
+    ("dino", "model.pos_embed", "alibi", "config.model.pos_embed='alibi': use one of 'learned', 'sincos', 'rope'"),
     ("dino", "model.weight_init", "torch", "config.model.weight_init='torch': use one of 'dino', 'mae'"),
     ("mae", "model.pool", "max", "config.model.pool='max': use one of 'cls', 'mean'"),
     ("mae", "model.drop_path_rate", 1.0, "config.model.drop_path_rate=1.0: must be in [0, 1)"),

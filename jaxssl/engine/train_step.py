@@ -108,7 +108,8 @@ def _make_state(trainer: Trainer, key: jax.Array, channels: int) -> TrainState:
       opt_state=None,
       ema_params=None,
       ema_batch_stats=None,
-      method_state=method.init_state(state_key, trainer.config),
+      method_state=(method.init_state(state_key, trainer.config) if method.fill_state is None else
+                    method.fill_state(method.init_state(state_key, trainer.config), params)),
       rng=jax.random.key_data(rng),
       probe_params=probe_params,
       probe_opt_state=probe_opt_state,

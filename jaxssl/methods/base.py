@@ -155,6 +155,9 @@ class Method(NamedTuple):
       features), or "" when it can; the trainer then leaves the probe off and says why.
     drop_path: the method's forward pass hands the encoder per-example keys for stochastic depth (a ViT's
       ``model.drop_path_rate``); validation refuses a rate above 0 for methods that do not.
+    fill_state: (method_state, params) -> method state with parts shaped as the parameters (DINOv3's Gram
+      teacher, a copy of the encoder), called once after ``init_state`` when a new run's state is made; None
+      for none.
     per_example_loss: the loss is a mean of per-example terms with no batch statistic, queue or centre in it,
       so gradient accumulation (``train.grad_accum_steps``) computes the same step (MAE, I-JEPA); the trainer
       refuses accumulation for the others unless ``train.allow_coupled_accumulation``.
@@ -171,6 +174,7 @@ class Method(NamedTuple):
   no_online_probe: str = ""
   drop_path: bool = False
   per_example_loss: bool = False
+  fill_state: Any = None
 
   @property
   def uses_ema(self) -> bool:

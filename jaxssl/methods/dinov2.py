@@ -19,6 +19,14 @@ learn their norms (torch's ``weight_g``) and are frozen with a learning rate of 
 (``optim.freeze_mode="zero_lr"``). Masks (``masks``): of the 2 x ``group_size`` global crops of a group, half
 are masked, their shares spread evenly over 10-50% (stratified), with BEiT's block generator.
 
+DINOv3's Gram anchoring (Simeoni et al. 2025, arXiv:2508.10104; ``dinov3/train/ssl_meta_arch.py``,
+``loss/gram_loss.py``) is an option (``method.gram_weight`` > 0): the student's patch tokens of the global crops
+keep each image's patch-similarity matrix near that of a Gram teacher, a copy of the EMA teacher's encoder taken
+at ``gram_start`` (the official ``it_load_ema_teacher``) and refreshed every ``gram_update_every`` steps from
+``gram_update_start`` on, at most ``gram_max_updates`` times (``update_frequency``, ``it_first_update``,
+``max_updates``). Not reproduced from DINOv3: the Gram teacher's larger crops (``gram_teacher_crops_size``,
+its features resized to the student's grid), the loss weight's schedule, ``img_level=False``.
+
 Not reproduced: the xFormers block-diagonal attention that runs all heads in one call (the same values), the
 fp16 gradient scaler, and the high-resolution adaptation at the end of the long runs (518 px).
 """
@@ -109,6 +117,32 @@ def teacher_outputs(network: IBOTNetwork, params: dict, images: jax.Array, picks
   return IBOTOutputs(tokens.cls, cls_logits, patch_logits.astype(jnp.float32))
 
 
+GRAM_NEGATIVES = ("none", "both", "teacher")
+
+
+def gram_refresh(step: jax.Array, m) -> jax.Array:
+  """True at the steps whose Gram teacher is the EMA teacher as it stands when the step starts: ``gram_start``
+  (the first copy) and, as the official loop updates it after iteration ``it`` when ``(it + 1) >=
+  it_first_update`` and ``(it + 1) % update_frequency == 0`` (at most ``max_updates`` times), every step
+  ``s = it + 1`` that says so."""
+  every, first = int(m.gram_update_every), int(m.gram_update_start)
+  if every <= 0:
+    return step == m.gram_start
+  multiples = lambda x: (x + every - 1) // every                # multiples of ``every`` below x (x >= 0)
+  before = jnp.maximum(multiples(step) - multiples(jnp.maximum(first, 1)), 0)
+  periodic = (step >= jnp.maximum(first, 1)) & (step % every == 0)
+  if m.gram_max_updates > 0:
+    periodic = periodic & (before < m.gram_max_updates)
+  return (step == m.gram_start) | periodic
+
+
+def gram_teacher(network: IBOTNetwork, target_encoder, saved, step: jax.Array, m):
+  """The Gram teacher's encoder parameters for this step: the EMA teacher's where ``gram_refresh``, else the
+  saved copy."""
+  refresh = gram_refresh(step, m)
+  return jax.tree.map(lambda t, g: jnp.where(refresh, t, g), jax.lax.stop_gradient(target_encoder), saved)
+
+
 def masked_mean(values: list[jax.Array], weights: list[jax.Array], axis_name=None) -> jax.Array:
   """The mean of [n, S, K] ``values`` over the tokens whose [n, S] weight is 1, over the global batch."""
   total = sum(jnp.sum(v * w[..., None], axis=(0, 1)) for v, w in zip(values, weights))
@@ -156,22 +190,46 @@ def make(config) -> base.Method:
                                             m.student_temperature, axis) for v in range(2)) / 2
     koleo = sum(losses.koleo_loss(outs[v].cls, axis_name=axis, group_size=m.group_size) for v in range(2))
     value = m.cls_weight * cls_loss + m.patch_weight * patch_loss + m.koleo_weight * koleo
-    metrics = {"loss": value, "cls_loss": cls_loss, "patch_loss": patch_loss, "koleo": koleo,
+    metrics = {"cls_loss": cls_loss, "patch_loss": patch_loss, "koleo": koleo,
                "teacher_temperature": temperature, "masked_share": jnp.mean(jnp.stack(crop_masks))}
+    gram_params = None
+    if m.gram_weight > 0:
+      gram_params = gram_teacher(model, target.params["encoder"], state["gram_encoder"], inputs.step, m)
+      anchors = [model.encoder.apply({"params": gram_params}, views[v], method=ViT.tokens).patches for v in range(2)]
+      gram = sum(losses.gram_loss(outs[v].patches, anchors[v], m.gram_normalize, m.gram_remove_negative, axis)
+                 for v in range(2)) / 2          # the official loss flattens both crops into one batch
+      value = value + m.gram_weight * (inputs.step >= m.gram_start) * gram
+      metrics["gram_loss"] = gram
+    metrics["loss"] = value
     return base.LossOutput(value, metrics, online.batch_stats, [outs[0].features, outs[1].features],
-                           ([t.cls_logits for t in teacher], [t.patch_logits for t in teacher], weights))
+                           ([t.cls_logits for t in teacher], [t.patch_logits for t in teacher], weights,
+                            gram_params))
 
   def update_state(method_state, state_inputs, step, axis_name):
-    cls_logits, patch_logits, weights = state_inputs     # the teacher's, on the two global crops
+    cls_logits, patch_logits, weights, gram_params = state_inputs     # the teacher's, on the two global crops
     patch_mean = masked_mean(patch_logits, weights, axis_name)
     m_patch = m.center_momentum
-    return {"center": losses.dino_center(method_state["center"], cls_logits, m.center_momentum, axis_name),
-            "patch_center": m_patch * method_state["patch_center"] + (1.0 - m_patch) * patch_mean}
+    new = {"center": losses.dino_center(method_state["center"], cls_logits, m.center_momentum, axis_name),
+           "patch_center": m_patch * method_state["patch_center"] + (1.0 - m_patch) * patch_mean}
+    if gram_params is not None:
+      new["gram_encoder"] = gram_params
+    return new
+
+  def fill_state(method_state, params):
+    """The Gram teacher's slot: a copy of the encoder (replaced by the EMA teacher at ``gram_start``)."""
+    return dict(method_state, gram_encoder=jax.tree.map(jnp.copy, params["encoder"]))
 
   parts = ("encoder", "projector") + (("patch_projector",) if m.separate_head else ())
   return base.Method(name="dinov2", make_model=make_model, recipes=dino.recipes, loss=loss,
                      ema=ema_schedule(m.base_momentum), ema_parts=parts, init_state=init_state,
-                     update_state=update_state, drop_path=True)
+                     update_state=update_state, drop_path=True,
+                     fill_state=fill_state if m.gram_weight > 0 else None)
+
+
+# DINOv3's Gram anchoring, off (weight 0); the rest as ``dinov3_vit7b16_gram_anchor.yaml``: a teacher refreshed
+# every 10,000 iterations, at most 3 times, normalised features, negatives kept.
+GRAM_DEFAULTS = {"gram_weight": 0.0, "gram_start": 0, "gram_update_start": 0, "gram_update_every": 10000,
+                 "gram_max_updates": 3, "gram_normalize": True, "gram_remove_negative": "none"}
 
 
 def defaults():
@@ -187,7 +245,9 @@ def defaults():
           "teacher_temperature_warmup_steps": 37500, "teacher_temperature_hold_steps": 1, **dino.WARMUP_IN_EPOCHS,
           "centering": "sinkhorn", "center_momentum": 0.9, "cls_weight": 1.0, "patch_weight": 1.0,
           "koleo_weight": 0.1, "mask_probability": 0.5, "mask_ratio_range": (0.1, 0.5), "mask_min_aspect": 0.3,
-          "mask_min_patches": 4, "group_size": 0, "base_momentum": 0.994}
+          "mask_min_patches": 4, "group_size": 0, "base_momentum": 0.994,
+          **GRAM_DEFAULTS}
+
 
 
 def check(config) -> None:
@@ -218,6 +278,11 @@ def check(config) -> None:
   config_checks.non_negative_int(config, "method.group_size")
   if m.centering not in CENTERINGS:
     config_checks.fail("method.centering", m.centering, f"must be one of {CENTERINGS}")
+  config_checks.in_range(config, "method.gram_weight", 0.0, float("inf"), closed_high=False)
+  for field in ("gram_start", "gram_update_start", "gram_update_every", "gram_max_updates"):
+    config_checks.non_negative_int(config, f"method.{field}")
+  if m.gram_remove_negative not in GRAM_NEGATIVES:
+    config_checks.fail("method.gram_remove_negative", m.gram_remove_negative, f"must be one of {GRAM_NEGATIVES}")
   check_momentum(config)
 
 

@@ -107,6 +107,9 @@ def defaults():
 
 
 def check(config) -> None:
+  if config.model.pos_embed == "rope":
+    config_checks.fail("model.pos_embed", "rope", "I-JEPA's encoder sees a subset of the patches; RoPE here rotates "
+                       "the whole grid: use learned or sincos")
   m = config.method
   if not config.model.encoder.startswith("vit"):
     config_checks.fail("model.encoder", config.model.encoder, "I-JEPA predicts patch tokens: use a ViT (vit_*)")

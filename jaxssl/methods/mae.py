@@ -77,6 +77,9 @@ def defaults():
 
 
 def check(config) -> None:
+  if config.model.pos_embed == "rope":
+    config_checks.fail("model.pos_embed", "rope", "MAE's encoder sees a subset of the patches; RoPE here rotates "
+                       "the whole grid: use learned or sincos")
   if not config.model.encoder.startswith("vit"):
     config_checks.fail("model.encoder", config.model.encoder, "MAE masks patches: use a ViT (vit_*)")
   if not config.model.class_token:

@@ -20,11 +20,13 @@ class IBOTOutputs(NamedTuple):
   """One view's outputs: ``cls`` [N, D] the encoder's class token; ``cls_logits`` [N, K]; ``patch_logits``
   [N, L, Kp], or [N, S, Kp] for the S patch tokens the call named (``scored``), or None when the patches were
   not scored (local crops); ``features`` [N, F] the encoder's features pooled as its ``pool`` says (what
-  ``embed`` returns for unmasked images; the online probe reads them)."""
+  ``embed`` returns for unmasked images; the online probe reads them); ``patches`` [N, L, D] the encoder's patch
+  tokens (DINOv3's Gram anchoring reads them)."""
   cls: jax.Array
   cls_logits: jax.Array
   patch_logits: jax.Array | None
   features: jax.Array | None = None
+  patches: jax.Array | None = None
 
 
 def pooled(encoder: ViT, tokens) -> jax.Array:
@@ -69,7 +71,7 @@ class IBOTNetwork(nn.Module):
       head = self.projector if self.patch_projector is None else self.patch_projector
       patches = tokens.patches if scored is None else masking.at_tokens(tokens.patches, scored)
       patch_logits = score_patches(head, patches, train)
-    return IBOTOutputs(tokens.cls, cls_logits, patch_logits, pooled(self.encoder, tokens))
+    return IBOTOutputs(tokens.cls, cls_logits, patch_logits, pooled(self.encoder, tokens), tokens.patches)
 
   def embed(self, x: jax.Array) -> jax.Array:
     """The encoder's features of full, unmasked images (``model.pool``), for evaluation."""

@@ -89,6 +89,33 @@ def sincos_pos_embed_2d(dim: int, grid: tuple[int, int], cls_token: bool = False
 INITS = ("dino", "mae")
 
 
+def rope_sin_cos(grid: tuple[int, int], head_dim: int, base: float = 100.0) -> tuple[np.ndarray, np.ndarray]:
+  """DINOv3's rotary position embedding (Simeoni et al. 2025; ``dinov3/layers/rope_position_encoding.py`` with
+  ``base``, ``normalize_coords="separate"`` and no coordinate augmentation): each patch's centre in [-1, 1] along
+  rows and columns, angles ``2 pi coord / period`` for ``head_dim / 4`` periods ``base ** (4 i / head_dim)``,
+  rows' angles then columns', tiled twice. Returns (sin, cos), each [gh * gw, head_dim], float32."""
+  if head_dim % 4:
+    raise ValueError(f"RoPE needs a head width divisible by 4, not {head_dim}")
+  periods = base ** (2 * np.arange(head_dim // 4, dtype=np.float64) / (head_dim // 2))
+  rows = (np.arange(grid[0]) + 0.5) / grid[0]
+  cols = (np.arange(grid[1]) + 0.5) / grid[1]
+  coords = np.stack(np.meshgrid(rows, cols, indexing="ij"), axis=-1).reshape(-1, 2) * 2.0 - 1.0
+  angles = (2 * np.pi * coords[:, :, None] / periods[None, None, :]).reshape(len(coords), -1)
+  angles = np.tile(angles, 2)
+  return np.sin(angles).astype(np.float32), np.cos(angles).astype(np.float32)
+
+
+def apply_rope(x: jax.Array, sin: jax.Array, cos: jax.Array) -> jax.Array:
+  """Queries or keys [N, T, H, Dh] with their last P tokens rotated (DINOv3's ``rope_apply``: ``x cos +
+  rotate_half(x) sin``, rotate_half [a, b] -> [-b, a]); the T - P tokens before them (class token, registers)
+  as they are. ``sin``, ``cos``: [P, Dh]."""
+  prefix = x.shape[1] - sin.shape[0]
+  patches = x[:, prefix:].astype(jnp.float32)
+  first, second = jnp.split(patches, 2, axis=-1)
+  rotated = patches * cos[None, :, None, :] + jnp.concatenate([-second, first], axis=-1) * sin[None, :, None, :]
+  return jnp.concatenate([x[:, :prefix], rotated.astype(x.dtype)], axis=1)
+
+
 def dense_init(init: str):
   return nn.initializers.xavier_uniform() if init == "mae" else nn.initializers.truncated_normal(0.02)
 
@@ -136,16 +163,21 @@ class Attention(nn.Module):
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, token_mask: jax.Array | None = None) -> jax.Array:
-    """``token_mask``: bool [N, T], the real tokens (no query attends to the others: padding); None for all."""
+  def __call__(self, x: jax.Array, token_mask: jax.Array | None = None,
+               rope: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
+    """``token_mask``: bool [N, T], the real tokens (no query attends to the others: padding); None for all.
+    ``rope``: (sin, cos) [P, Dh] rotating the queries and keys of the last P tokens (``apply_rope``)."""
     n, t, dim = x.shape
     if dim % self.num_heads:
       raise ValueError(f"width {dim} is not divisible by {self.num_heads} heads")
     qkv = on_tokens(nn.Dense(3 * dim, use_bias=self.qkv_bias, dtype=self.dtype,
                              kernel_init=dense_init(self.weight_init), name="qkv"), x)
     q, k, v = jnp.split(qkv.reshape(n, t, 3, self.num_heads, dim // self.num_heads), 3, axis=2)
+    q, k, v = q[:, :, 0], k[:, :, 0], v[:, :, 0]
+    if rope is not None:
+      q, k = apply_rope(q, *rope), apply_rope(k, *rope)
     mask = None if token_mask is None else token_mask[:, None, None, :]
-    y = jax.nn.dot_product_attention(q[:, :, 0], k[:, :, 0], v[:, :, 0], mask=mask)
+    y = jax.nn.dot_product_attention(q, k, v, mask=mask)
     return on_tokens(nn.Dense(dim, dtype=self.dtype, kernel_init=dense_init(self.weight_init), name="proj"),
                      y.reshape(n, t, dim))
 
@@ -223,7 +255,8 @@ class Block(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, drop_keys: jax.Array | None = None,
-               rate: jax.Array | None = None, token_mask: jax.Array | None = None) -> jax.Array:
+               rate: jax.Array | None = None, token_mask: jax.Array | None = None,
+               rope: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
     """``rate``: this block's drop-path rate when traced (under ``nn.scan``), else ``drop_path_rate``."""
     rate = self.drop_path_rate if rate is None else rate
     norm = functools.partial(nn.LayerNorm, epsilon=1e-6, dtype=self.dtype)
@@ -231,7 +264,7 @@ class Block(nn.Module):
         jax.vmap(lambda k: jax.random.fold_in(k, 0))(drop_keys), jax.vmap(lambda k: jax.random.fold_in(k, 1))(drop_keys))
     scale = (lambda y, name: LayerScale(self.layer_scale, name=name)(y)) if self.layer_scale else (lambda y, _: y)
     y = Attention(self.num_heads, self.qkv_bias, self.weight_init, self.dtype, name="attn")(norm(name="norm1")(x),
-                                                                                         token_mask)
+                                                                                         token_mask, rope)
     x = x + drop_path(scale(y, "ls1"), keys[0], rate)
     mlp = MLPS[self.mlp](mlp_width(x.shape[-1], self.mlp_ratio), self.weight_init, self.dtype, name="mlp")
     y = mlp(norm(name="norm2")(x))
@@ -265,7 +298,8 @@ def block_class(remat: bool, width: int, mlp_ratio: float, qkv_bias: bool, layer
 
 
 class _ScannedBlock(nn.Module):
-  """One step of ``nn.scan`` over the blocks: carry (x, per-example drop keys or None, token mask or None),
+  """One step of ``nn.scan`` over the blocks: carry (x, per-example drop keys or None, token mask or None, RoPE's
+  (sin, cos) or None),
   per-layer inputs (block index, drop-path rate) -> the next carry. Its parameters are those of ``Block``,
   stacked."""
   num_heads: int
@@ -280,14 +314,14 @@ class _ScannedBlock(nn.Module):
 
   @nn.compact
   def __call__(self, carry, per_layer):
-    x, drop_keys, token_mask = carry
+    x, drop_keys, token_mask, rope = carry
     index, rate = per_layer
     keys = None if drop_keys is None else jax.vmap(lambda k: jax.random.fold_in(k, index))(drop_keys)
     block = block_class(False, x.shape[-1], self.mlp_ratio, self.qkv_bias, self.layer_scale, self.mlp,
                         self.gather_axis)
     block = block(self.num_heads, self.mlp_ratio, self.qkv_bias, 0.0, self.weight_init, self.dtype,
                   layer_scale=self.layer_scale, mlp=self.mlp, name="block")
-    return (block(x, keys, rate if self.drop_path else None, token_mask), drop_keys, token_mask), None
+    return (block(x, keys, rate if self.drop_path else None, token_mask, rope), drop_keys, token_mask, rope), None
 
 
 class Tokens(NamedTuple):
@@ -313,7 +347,9 @@ class ViT(nn.Module):
     base_grid: side of the patch grid learned position embeddings are made for (that of the global crops);
       other grids get them resized bicubically.
     qkv_bias: biases on the query, key and value projections (timm's and MAE's default).
-    pos_embed: ``learned`` (DINO) or ``sincos`` (fixed, not a parameter: MAE).
+    pos_embed: ``learned`` (DINO), ``sincos`` (fixed, not a parameter: MAE) or ``rope`` (DINOv3's rotary
+      embedding of the patch tokens' queries and keys in every attention, ``rope_sin_cos``; no absolute
+      positions; every patch of the grid, so not with ``keep_ids``).
     weight_init: ``dino`` (truncated normal 0.02) or ``mae`` (xavier-uniform linears and patch embedding, normal 0.02
       class token).
     drop_path_rate: stochastic depth, rising linearly from 0 at the first block to this rate at the last (timm),
@@ -366,6 +402,8 @@ class ViT(nn.Module):
     """[1, (1 +) gh * gw, dim] position embeddings for a patch grid (row 0: the class token's, when there is
     one; registers have none)."""
     first = int(self.class_token)
+    if self.pos_embed == "rope":                 # positions enter the attention instead (``rope_sin_cos``)
+      return jnp.zeros((1, first + grid[0] * grid[1], self.dim), jnp.float32)
     if self.pos_embed == "sincos":
       return jnp.asarray(sincos_pos_embed_2d(self.dim, grid, cls_token=self.class_token))[None]
     pos = self.param("pos_embed", nn.initializers.truncated_normal(0.02),
@@ -414,6 +452,12 @@ class ViT(nn.Module):
       registers = self.param("reg_token", token_init(self.weight_init), (1, self.num_registers, self.dim))
       prefix.append(jnp.broadcast_to(registers.astype(x.dtype), (n, self.num_registers, self.dim)))
     x = jnp.concatenate(prefix + [x], axis=1)
+    rope = None
+    if self.pos_embed == "rope":
+      if keep_ids is not None:
+        raise ValueError("pos_embed='rope' rotates every patch of the grid: kept-patch subsets (MAE, I-JEPA) need "
+                         "'learned' or 'sincos'")
+      rope = tuple(jnp.asarray(a) for a in rope_sin_cos(grid, self.dim // self.num_heads))
     token_mask = None
     if keep_count is not None:                   # the class token and registers, then the real kept patches
       token_mask = jnp.arange(x.shape[1]) < self.num_prefix_tokens + keep_count[:, None]
@@ -426,14 +470,14 @@ class ViT(nn.Module):
                     drop_path=self.drop_path_rate > 0, layer_scale=self.layer_scale, mlp=self.mlp,
                     gather_axis=self.gather_axis, name="blocks")
       per_layer = (jnp.arange(self.depth), jnp.asarray(rates, jnp.float32))
-      (x, _, _), _ = blocks((x, drop_keys, token_mask), per_layer)
+      (x, _, _, _), _ = blocks((x, drop_keys, token_mask, rope), per_layer)
     else:
       block = block_class(self.remat, self.dim, self.mlp_ratio, self.qkv_bias, self.layer_scale, self.mlp,
                           self.gather_axis)
       for i in range(self.depth):
         keys = None if drop_keys is None else jax.vmap(lambda k: jax.random.fold_in(k, i))(drop_keys)
         x = block(self.num_heads, self.mlp_ratio, self.qkv_bias, float(rates[i]), self.weight_init, self.dtype,
-                  layer_scale=self.layer_scale, mlp=self.mlp, name=f"block_{i}")(x, keys, None, token_mask)
+                  layer_scale=self.layer_scale, mlp=self.mlp, name=f"block_{i}")(x, keys, None, token_mask, rope)
     pooled = None
     if self.pool == "global":
       pooled = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="fc_norm")(x[:, self.num_prefix_tokens:].mean(axis=1))

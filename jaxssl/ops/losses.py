@@ -662,6 +662,36 @@ def koleo_loss(x: jax.Array, eps: float = 1e-8, axis_name: AxisName = None, grou
   return _pmean(-jnp.mean(jnp.log(distance + eps)), axis_name)
 
 
+def gram_loss(student: jax.Array, teacher: jax.Array, normalize: bool = True, remove_negative: str = "none",
+              axis_name: AxisName = None) -> jax.Array:
+  """DINOv3's Gram anchoring (Simeoni et al. 2025, arXiv:2508.10104; official ``dinov3/loss/gram_loss.py``,
+  ``img_level=True``): the mean squared difference between each image's patch-similarity (Gram) matrix under the
+  student and under the Gram teacher,
+
+      L = mean_{n, i, j} (s_n,i . s_n,j - t_n,i . t_n,j)^2   (rows L2-normalised with ``normalize``)
+
+  ``remove_negative``: ``none``; ``both`` (``remove_neg``: negative similarities set to 0 in both matrices);
+  ``teacher`` (``remove_only_teacher_neg``: the teacher's negatives set to 0, and the student's where both are
+  negative).
+
+  Args:
+    student: [n, P, D] the student's patch tokens (before its heads); teacher: [n, P, D] the Gram teacher's.
+  """
+  chex.assert_rank([student, teacher], 3)
+  s, t = student.astype(jnp.float32), jax.lax.stop_gradient(teacher).astype(jnp.float32)
+  if normalize:
+    unit = lambda x: x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    s, t = unit(s), unit(t)
+  student_sim = jnp.einsum("npd,nqd->npq", s, s)
+  target_sim = jnp.einsum("npd,nqd->npq", t, t)
+  if remove_negative == "both":
+    student_sim, target_sim = jnp.maximum(student_sim, 0.0), jnp.maximum(target_sim, 0.0)
+  elif remove_negative == "teacher":
+    student_sim = jnp.where((student_sim < 0) & (target_sim < 0), 0.0, student_sim)
+    target_sim = jnp.maximum(target_sim, 0.0)
+  return _pmean(jnp.mean((student_sim - target_sim) ** 2), axis_name)
+
+
 def ijepa_loss(predictions: jax.Array, targets: jax.Array, axis_name: AxisName = None,
                valid: jax.Array | None = None) -> jax.Array:
   """I-JEPA's loss (Assran et al. 2023, arXiv:2301.08243; official ``src/train.py``: ``F.smooth_l1_loss``

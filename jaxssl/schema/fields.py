@@ -130,8 +130,8 @@ MODEL = {
                      one_of(ENCODERS, f"unknown encoder; known: {', '.join(sorted(ENCODERS))}")),
     "patch_size": Field(4, "ViTs: 4 for 28-32 px images, 16 for ImageNet's 224 (14: ViT-H); divides the crops",
                         only="vit"),
-    "pos_embed": Field("learned", "ViTs: learned (DINO) | sincos (fixed 2-D sine-cosine, MAE)",
-                       one_of(("learned", "sincos")), only="vit"),
+    "pos_embed": Field("learned", "ViTs: learned (DINO) | sincos (fixed 2-D sine-cosine, MAE) | rope (DINOv3's "
+                       "rotary embedding; not with MAE or I-JEPA)", one_of(("learned", "sincos", "rope")), only="vit"),
     "weight_init": Field("dino", "ViTs: dino (truncated normal 0.02) | mae (xavier-uniform)", one_of(INITS),
                          only="vit"),
     "qkv_bias": Field(True, "ViTs: biases on the query/key/value projection (timm, MAE)", only="vit"),

@@ -156,6 +156,9 @@ def from_jaxssl(params: dict, module, class_position: bool = False) -> dict[str,
   with registers (DINOv2's and transformers' layout)."""
   from jaxssl.models.vit import sincos_pos_embed_2d, unstack_blocks
 
+  if module.pos_embed == "rope":
+    raise WeightsError("a ViT with pos_embed='rope' (DINOv3's rotary embedding) has no position table for timm's "
+                       "or transformers' ViT: export it as flax")
   if "blocks" in params:
     params = unstack_blocks(params)
   a = lambda x: np.asarray(x, np.float32)                      # noqa: E731
