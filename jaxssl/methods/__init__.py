@@ -12,7 +12,7 @@ from typing import Any
 import ml_collections
 
 from jaxssl.methods import (barlow_twins, byol, dino, dinov2, ibot, ijepa, lejepa, mae, meanshift, mocov2, mocov3,
-                            nnclr, simclr, simmim, simsiam, supcon, swav, vicreg, wmse)
+                            msn, nnclr, simclr, simmim, simsiam, supcon, swav, vicreg, wmse)
 from jaxssl.methods.base import LossOutput, Method, StepInputs, Variables
 
 _REGISTRY: dict[str, Any] = {
@@ -24,6 +24,7 @@ _REGISTRY: dict[str, Any] = {
     "mocov3": mocov3,
     "mae": mae, "simmim": simmim, "ibot": ibot, "ijepa": ijepa,           # masked image modeling
     "dinov2": dinov2,                                                    # self-distillation with masking
+    "msn": msn,                                                          # masked siamese, prototypes
 }
 
 

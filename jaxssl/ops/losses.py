@@ -11,6 +11,7 @@ over the axis (``lax.pmean``, as the trainer does) gives exactly the gradient of
 
 from __future__ import annotations
 
+import math
 from typing import Hashable, Sequence
 
 import chex
@@ -690,6 +691,62 @@ def gram_loss(student: jax.Array, teacher: jax.Array, normalize: bool = True, re
     student_sim = jnp.where((student_sim < 0) & (target_sim < 0), 0.0, student_sim)
     target_sim = jnp.maximum(target_sim, 0.0)
   return _pmean(jnp.mean((student_sim - target_sim) ** 2), axis_name)
+
+
+MSN_PRIORS = ("uniform", "power_law")
+
+
+def power_law_prior(size: int, exponent: float) -> jax.Array:
+  """PMSN's prior over the prototypes (Assran et al. 2022, arXiv:2210.07277; lightly's
+  ``_power_law_distribution``): p_k proportional to k ** -exponent, k = 1 .. size."""
+  k = jnp.arange(1, size + 1, dtype=jnp.float32)
+  p = k ** (-exponent)
+  return p / jnp.sum(p)
+
+
+def msn_loss(anchors: jax.Array, targets: jax.Array, prototypes: jax.Array, temperature: float = 0.1,
+             sharpen_temperature: float | jax.Array = 0.25, sinkhorn_iterations: int = 3,
+             regularization_weight: float = 1.0, prior: str = "uniform", power_law_exponent: float = 0.25,
+             axis_name: AxisName = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """MSN's loss (Assran et al. 2022, "Masked Siamese Networks for Label-Efficient Learning", arXiv:2204.07141;
+  official ``src/losses.py``, ``init_msn_loss`` with one-hot prototype labels and ``me_max``): each anchor's soft
+  assignment to the prototypes, p = softmax(cos(z, prototypes) / T), against its image's sharpened target
+  assignment (the target view's, ``p_t ** (1 / T_sharpen)`` renormalised, then Sinkhorn-Knopp over the global
+  batch when ``sinkhorn_iterations`` > 0, without gradient), plus the mean-entropy maximisation of the average
+  anchor assignment over the global batch:
+
+      L = mean_i H(target_i, p_i) + w * (sum_k pbar_k log pbar_k + log K)          (prior ``uniform``)
+      L = mean_i H(target_i, p_i) + w * KL(prior || pbar)                           (``power_law``: PMSN)
+
+  Args:
+    anchors: [V * n, D] the anchor views' embeddings, view after view (the official ``torch.cat`` order).
+    targets: [n, D] the target view's embeddings (the EMA encoder's on the unmasked view).
+    prototypes: [K, D] the learned prototypes.
+
+  Returns:
+    (loss, metrics): the cross-entropy ``msn_ce``, the regulariser ``me_max`` and the number of prototypes
+    some target picks ``targets_used`` (this device's).
+  """
+  chex.assert_rank([anchors, targets, prototypes], 2)
+  unit = lambda x: x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+  protos = unit(prototypes.astype(jnp.float32))
+  probs = jax.nn.softmax(unit(anchors.astype(jnp.float32)) @ protos.T / temperature, axis=-1)
+  target = jax.nn.softmax(unit(jax.lax.stop_gradient(targets).astype(jnp.float32)) @
+                          jax.lax.stop_gradient(protos).T / temperature, axis=-1)
+  target = target ** (1.0 / sharpen_temperature)
+  target = target / jnp.sum(target, axis=-1, keepdims=True)
+  if sinkhorn_iterations > 0:
+    target = sinkhorn(jnp.log(target), 1.0, sinkhorn_iterations, axis_name=axis_name)
+  target = jax.lax.stop_gradient(jnp.tile(target, (anchors.shape[0] // targets.shape[0], 1)))
+  ce = _pmean(jnp.mean(-jnp.sum(target * jnp.log(probs), axis=-1)), axis_name)
+  mean_probs = _pmean(jnp.mean(probs, axis=0), axis_name)
+  if prior == "power_law":
+    p = power_law_prior(mean_probs.shape[0], power_law_exponent)
+    regulariser = jnp.sum(p * (jnp.log(p) - jnp.log(mean_probs)))
+  else:
+    regulariser = jnp.sum(mean_probs * jnp.log(mean_probs)) + math.log(mean_probs.shape[0])
+  used = jnp.sum(jnp.zeros((target.shape[-1],)).at[jnp.argmax(target, axis=-1)].set(1.0))
+  return ce + regularization_weight * regulariser, {"msn_ce": ce, "me_max": regulariser, "targets_used": used}
 
 
 def ijepa_loss(predictions: jax.Array, targets: jax.Array, axis_name: AxisName = None,

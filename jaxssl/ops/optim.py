@@ -173,12 +173,21 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         re.compile(g)
       except re.error as e:
         fail("optim.clip_groups", groups, f"bad regular expression {g!r}: {e}")
+  if o.get("clip_exclude", ""):
+    try:
+      re.compile(o.clip_exclude)
+    except re.error as e:
+      fail("optim.clip_exclude", o.clip_exclude, f"bad regular expression: {e}")
   if o.get("lr_scaling", "linear_256") not in LR_SCALINGS:
     fail("optim.lr_scaling", o.lr_scaling, f"use one of {', '.join(map(repr, LR_SCALINGS))}")
   if o.get("freeze_mode", "skip") not in FREEZE_MODES:
     fail("optim.freeze_mode", o.freeze_mode, f"use one of {', '.join(map(repr, FREEZE_MODES))}")
   if not o.min_lr >= 0:
     fail("optim.min_lr", o.min_lr, "must be non-negative")
+  if not 0.0 <= o.get("warmup_from", 0.0) < 1.0:
+    fail("optim.warmup_from", o.warmup_from, "must be in [0, 1): the share of the peak lr the warm-up starts at")
+  if not o.get("schedule_stretch", 1.0) >= 1.0:
+    fail("optim.schedule_stretch", o.schedule_stretch, "must be >= 1 (the cosines over that many times the run)")
   if o.min_lr >= peak_learning_rate(config):
     fail("optim.min_lr", o.min_lr, f"must be below the peak learning rate {peak_learning_rate(config):g} "
          f"(optim.base_lr scaled by train.batch_size, optim.lr_scaling={o.get('lr_scaling', 'linear_256')!r})")
@@ -196,6 +205,9 @@ def check_against_params(config: ml_collections.ConfigDict, params: Any) -> None
       why = ("every parameter it matches is taken by an earlier rule" if shadowed else
              f"matches no parameter (paths look like {', '.join(_examples(paths))})")
       fail(f"optim.rules[{i}]", tuple(config.optim.rules[i]), why)
+  exclude = config.optim.get("clip_exclude", "")
+  if exclude and not any(re.fullmatch(exclude, p) for p in paths):
+    fail("optim.clip_exclude", exclude, f"matches no parameter (paths look like {', '.join(_examples(paths))})")
   if config.optim.clip_mode == "per_group":
     groups = tuple(config.optim.clip_groups)
     for path in paths:
@@ -254,22 +266,27 @@ def run_warmup(config: ml_collections.ConfigDict, total_steps: int, steps_per_ep
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int,
                            steps_per_epoch: float = 0.0) -> optax.Schedule:
-  """Linear warm-up from 0 to the peak (``run_warmup``), then cosine decay to ``optim.min_lr`` (DINO's and MAE's
-  floor)."""
+  """Linear warm-up from 0 (or ``optim.warmup_from`` x the peak: MSN's ``start_lr``) to the peak
+  (``run_warmup``), then cosine decay to ``optim.min_lr`` (DINO's and MAE's floor) over the run, or over
+  ``optim.schedule_stretch`` times it (MSN's ``T_max = 1.25 x`` the run: it ends before the floor)."""
   warmup = run_warmup(config, total_steps, steps_per_epoch)
-  return optax.warmup_cosine_decay_schedule(init_value=0.0, peak_value=peak_learning_rate(config),
-                                            warmup_steps=warmup, decay_steps=max(total_steps, warmup + 1),
+  peak = peak_learning_rate(config)
+  stretched = int(round(total_steps * config.optim.get("schedule_stretch", 1.0)))
+  return optax.warmup_cosine_decay_schedule(init_value=peak * config.optim.get("warmup_from", 0.0),
+                                            peak_value=peak, warmup_steps=warmup,
+                                            decay_steps=max(stretched, warmup + 1),
                                             end_value=float(config.optim.min_lr))
 
 
 def weight_decay_schedule(config: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
   """``optim.weight_decay`` throughout, or with ``optim.weight_decay_end`` >= 0 a cosine from it to that value
-  over the run, as DINO's ``cosine_scheduler(weight_decay, weight_decay_end, ...)`` (0.04 -> 0.4)."""
+  over the run (or ``optim.schedule_stretch`` times it), as DINO's ``cosine_scheduler(weight_decay, weight_decay_end, ...)`` (0.04 -> 0.4)."""
   start, end = float(config.optim.weight_decay), float(config.optim.weight_decay_end)
   if end < 0:
     return lambda count: jnp.asarray(start, jnp.float32)
+  length = max(int(round(total_steps * config.optim.get("schedule_stretch", 1.0))), 1)
   def schedule(count):
-    progress = jnp.minimum(count / max(total_steps, 1), 1.0)
+    progress = jnp.minimum(count / length, 1.0)
     return end + (start - end) * (1.0 + jnp.cos(math.pi * progress)) / 2.0
   return schedule
 
@@ -453,7 +470,14 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
     clips = {"global": lambda: optax.clip_by_global_norm(o.clip_grad_norm),
              "per_parameter": lambda: clip_per_parameter(o.clip_grad_norm),
              "per_group": lambda: clip_per_group(o.clip_grad_norm, tuple(o.clip_groups))}
-    parts.append(clips[o.clip_mode]())
+    clip = clips[o.clip_mode]()
+    if o.get("clip_exclude", ""):
+      # MSN clips the encoder's gradients (its head inside) and not the prototypes': the excluded leaves are left
+      # out of the norm and of the scaling.
+      keep = lambda tree: jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(tree), [
+          not re.fullmatch(o.clip_exclude, p) for p in param_paths(tree)])
+      clip = optax.masked(clip, keep)
+    parts.append(clip)
   if o.weight_decay_end < 0 and all(float(r.wd_mult) in (0.0, 1.0) for r in rules):
     # Each parameter decayed by weight_decay or not at all: optax's own transformation, so that the optimizer
     # state has the structure it had before the rules and older checkpoints still restore.

@@ -236,12 +236,16 @@ OPTIM = {
     "warmup_epochs": Field(0.0, "> 0: warm-up in epochs of the train split (overrides steps)",
                            test(lambda v: v >= 0, "must be non-negative (0: use optim.warmup_steps)")),
     "min_lr": Field(0.0, "the cosine's floor (DINO: 1e-6; MAE fine-tuning: 1e-6)"),
+    "warmup_from": Field(0.0, "the warm-up starts at this share of the peak lr (MSN: 0.2)"),
+    "schedule_stretch": Field(1.0, "the lr and weight-decay cosines run over this many times the run (MSN: 1.25)"),
     "weight_decay_end": Field(-1.0, ">= 0: cosine from weight_decay to this (DINO: 0.04 -> 0.4)"),
     "clip_grad_norm": Field(0.0, "> 0: clip gradients to this norm (DINO: 3.0)"),
     "clip_mode": Field("global", "global (one norm, optax) | per_parameter (each leaf, DINO) | per_group (each "
                        "of optim.clip_groups, DINOv2)"),
     "clip_groups": Field((), "clip_mode per_group: regular expressions on parameter paths, one norm per group "
                          "(DINOv2: backbone, DINO head, iBOT head)"),
+    "clip_exclude": Field("", "a regular expression: parameters it matches in full are not clipped (MSN: "
+                          "prototypes)"),
     "lr_scaling": Field("linear_256", "the peak lr: linear_256 (base_lr x batch / 256) | sqrt_1024 (base_lr x "
                         "sqrt(batch / 1024), DINOv2)", one_of(optim.LR_SCALINGS)),
     "freeze_mode": Field("skip", "frozen rules: skip (DINO: the parameter sits out, its Adam moments wait) | "
