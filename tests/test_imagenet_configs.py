@@ -13,7 +13,7 @@ from jaxssl.ops import optim
 from jaxssl.schema import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ("simclr", "byol", "vicreg", "mocov2", "dino", "ibot", "lejepa", "simmim")
+METHODS = ("simclr", "byol", "vicreg", "mocov2", "dino", "ibot", "lejepa", "simmim", "msn")
 
 
 def _get_config(method, *arg):
@@ -30,9 +30,9 @@ def test_recipes_are_valid_as_written(method):
   validate.validate(config, num_devices=8)
   assert config.data.dataset == "imagenet2012" and data.crops_on_host(config.data)
   assert config.augment.size == 224 and config.model.encoder in ("resnet50", "vit_small", "vit_base")
-  # The warm-up is 10 epochs of ImageNet at the paper's batch (MoCo v2's cosine has none).
+  # The warm-up is 10 epochs of ImageNet at the paper's batch (MoCo v2's cosine has none, MSN's is 15).
   steps_per_epoch = 1_281_167 // config.train.batch_size
-  warmup_epochs = 0 if method == "mocov2" else 10
+  warmup_epochs = {"mocov2": 0, "msn": 15}.get(method, 10)
   assert optim.warmup_steps(config, steps_per_epoch) == round(warmup_epochs * steps_per_epoch)
   small = _get_config(method, "imagenette")
   validate.validate(small, num_devices=8)

@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 
 from helpers import assert_refused
-from jaxssl.engine import train_step
 from jaxssl.methods import msn
-from jaxssl.methods.base import StepInputs, Variables
+from jaxssl.methods.base import Variables
 from jaxssl.models.vit import ViT
 from jaxssl.ops import losses, optim
 from jaxssl.schema import validate
 from test_train import _assert_trees_close, _batches, _run_shard_map
-from tiny import tiny_config
+from tiny import loss_inputs, tiny_config
 
 
 # --- a transcription of the official loss (src/losses.py), in jnp --------------------------------------------
@@ -81,15 +80,7 @@ def test_pmsn_prior_is_lightlys_power_law_and_its_kl():
 
 # --- the method ----------------------------------------------------------------------------------------------
 
-def _loss_inputs(config, n=8, seed=0):
-  trainer = train_step.build(config, total_steps=3, axis_name=None)
-  state = train_step.init_state(trainer, jax.random.key(0), 1)
-  rng = np.random.default_rng(seed)
-  views = [jnp.asarray(rng.normal(size=(n, 16, 16, 1)), jnp.float32) for _ in range(2)] + \
-          [jnp.asarray(rng.normal(size=(n, 8, 8, 1)), jnp.float32) for _ in range(2)]
-  keys = jax.random.split(jax.random.key(1), n)
-  inputs = StepInputs(views, keys, jnp.zeros((n,), jnp.int32), jnp.asarray(5, jnp.int32), state.method_state, None)
-  return trainer, state, inputs
+_loss_inputs = loss_inputs
 
 
 def test_msn_loss_is_the_official_computation_on_the_networks_outputs():

@@ -232,5 +232,15 @@ def crop_and_flip(config: ml_collections.ConfigDict) -> tuple[augment.ViewRecipe
   return (augment.ViewRecipe(**recipe_kwargs(config), jitter_prob=0.0, grayscale_prob=0.0),)
 
 
+def check_group_size(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """``method.group_size`` (a method's draws per group of the official per-GPU batch: DINOv2's KoLeo and masks,
+  MSN's patch drop) must divide each device's share of the batch, so that no group straddles devices."""
+  g = config.method.group_size
+  share = config.train.batch_size // max(num_devices, 1)
+  if g and share % g:
+    config_checks.fail("method.group_size", g, f"each of the {num_devices} devices gets {share} examples: the "
+                       "groups (the official per-GPU batch) must divide that")
+
+
 def check_momentum(config: ml_collections.ConfigDict) -> None:
   config_checks.in_range(config, "method.base_momentum", 0.0, 1.0, closed_high=False)

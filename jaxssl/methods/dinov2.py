@@ -289,11 +289,7 @@ def check(config) -> None:
 def check_devices(config, num_devices: int) -> None:
   """KoLeo's groups and the masks' groups must not straddle devices: each device's share a whole number of
   ``method.group_size`` groups."""
-  g = config.method.group_size
-  share = config.train.batch_size // max(num_devices, 1)
-  if g and share % g:
-    config_checks.fail("method.group_size", g, f"each of the {num_devices} devices gets {share} examples: the "
-                       "groups (the official per-GPU batch) must divide that")
+  base.check_group_size(config, num_devices)
 
 
 def config_defaults() -> dict:

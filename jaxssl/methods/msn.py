@@ -149,11 +149,7 @@ def check(config) -> None:
 
 def check_devices(config, num_devices: int) -> None:
   """A patch-drop group must not straddle devices."""
-  g = config.method.group_size
-  share = config.train.batch_size // max(num_devices, 1)
-  if g and share % g:
-    config_checks.fail("method.group_size", g, f"each of the {num_devices} devices gets {share} examples: the "
-                       "groups (the official per-GPU batch) must divide that")
+  base.check_group_size(config, num_devices)
 
 
 def config_defaults() -> dict:
