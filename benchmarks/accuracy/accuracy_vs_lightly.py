@@ -11,8 +11,8 @@ it in the PyTorch venv, on the same images. Both encoders are scored by the same
 k=200, T=0.1) and linear probe (30 epochs on frozen, standardised features), on features of the same test
 images; so are raw pixels and both encoders at initialisation (their default inits differ). Methods with a
 lightly recipe: simclr, byol, vicreg, barlow_twins, simsiam, nnclr, mocov3 (the default is the first three), and
-mae (benchmarks/peers/lightly_mae.py: lightly's MAE example model with the official loss and AdamW), ibot, ijepa and
-dino with a ViT config (benchmarks/peers/lightly_masked.py: lightly's masked ViT, heads, losses, block masks and I-JEPA
+mae (benchmarks/peers/lightly_mae.py: lightly's MAE example model with the official loss and AdamW), ibot, ijepa,
+msn and dino with a ViT config (benchmarks/peers/lightly_masked.py: lightly's masked ViT, heads, losses, block masks and I-JEPA
 collator and predictor, with the official optimizers).
 Prints a Markdown table.
 
@@ -49,8 +49,8 @@ from jaxssl.engine import evaluation, train_step
 from jaxssl.ops import augment, optim  # noqa: E402
 
 LIGHTLY_RECIPES = ("simclr", "byol", "vicreg", "barlow_twins", "simsiam", "nnclr", "mocov2", "mocov3", "lejepa", "mae",
-                   "ibot", "ijepa")
-MASKED = ("mae", "ibot", "ijepa")      # AdamW recipes, trained by lightly_mae.py / lightly_masked.py
+                   "ibot", "ijepa", "msn")
+MASKED = ("mae", "ibot", "ijepa", "msn")      # AdamW recipes, trained by lightly_mae.py / lightly_masked.py
 
 
 def _linen_with(**replacements):
@@ -132,7 +132,7 @@ def lightly_recipe(config, dataset, paths: dict, workers: int) -> dict:
     raise ValueError(f"config.optim.name={config.optim.name!r}: not in the lightly recipe of "
                      f"{config.method.name!r}")
   extra = {}
-  if config.method.name in ("ibot", "ijepa") or dino_vit:
+  if config.method.name in ("ibot", "ijepa", "msn") or dino_vit:
     vit, m = trainer.model.encoder, config.method
     extra["spec"] = {"image_size": config.augment.size, "patch_size": vit.patch_size,
                      "channels": dataset.train.image_shape[-1], "dim": vit.dim, "depth": vit.depth,
@@ -146,6 +146,8 @@ def lightly_recipe(config, dataset, paths: dict, workers: int) -> dict:
       extra["clip"] = config.optim.clip_grad_norm
       last = ibot.LAST_LAYERS if config.method.name == "ibot" else dino.LAST_LAYER
       extra["frozen_steps"] = max([rule[3] for rule in config.optim.rules if rule[0] == last] or [0])
+    elif config.method.name == "msn":
+      extra["clip"] = config.optim.clip_grad_norm
     else:
       # The collator keeps blocks of more than min_keep patches, targets too (jaxssl's check keeps it below the
       # smallest block), and cuts each batch's contexts to their fewest.

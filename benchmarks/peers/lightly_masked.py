@@ -1,5 +1,5 @@
-"""lightly's side of accuracy_vs_lightly.py for iBOT, I-JEPA and DINO with a ViT: lightly's modules and losses,
-trained on the recipe jaxssl's config describes.
+"""lightly's side of accuracy_vs_lightly.py for iBOT, I-JEPA, MSN and DINO with a ViT: lightly's modules and
+losses, trained on the recipe jaxssl's config describes.
 
     .venv-lightly/bin/python benchmarks/peers/lightly_masked.py RECIPE.json     # written by accuracy_vs_lightly.py
     .venv-lightly/bin/python benchmarks/peers/lightly_masked.py --throughput RECIPE.json STEPS   # masked_throughput.py
@@ -16,6 +16,11 @@ trained on the recipe jaxssl's config describes.
 - I-JEPA: the same ViT without a class token and fixed sine-cosine positions, lightly's ``IJEPAPredictorTIMM``
   and ``IJEPAMaskCollator`` (the official collator: a batch cut to its smallest context), the official loss
   (smooth L1 against the layer-normalised target tokens), AdamW at jaxssl's per-step rates and decays, EMA.
+- MSN: lightly's example (examples/pytorch/msn.py) on the recipe: the ViT in ``MaskedVisionTransformerTIMM``,
+  ``MSNProjectionHead``, prototypes as a bias-free ``Linear``'s weight passed to ``MSNLoss`` (or ``PMSNLoss``) as
+  ``.data`` (as the example: the prototypes do not train), ``random_token_mask`` per image on the anchor and the
+  focal views, the EMA target backbone and head; AdamW at jaxssl's per-step rates and decays, the backbone's and
+  head's gradients clipped to the recipe's norm.
 
 Each then writes the frozen encoder's features of the evaluation images (iBOT: the class token; I-JEPA: the
 mean patch token, as jaxssl's configs), at initialisation and after training, and the timing line.
@@ -34,9 +39,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightly.data.ijepa_collate import IJEPAMaskCollator
-from lightly.loss import DINOLoss, IBOTPatchLoss
+from lightly.loss import DINOLoss, IBOTPatchLoss, MSNLoss, PMSNLoss
 from lightly.models import utils
 from lightly.models.modules import DINOProjectionHead, MaskedVisionTransformerTIMM
+from lightly.models.modules.heads import MSNProjectionHead
 from lightly.models.modules.ijepa_timm import IJEPAPredictorTIMM
 from timm.models.vision_transformer import VisionTransformer
 
@@ -253,6 +259,72 @@ def train_distillation(recipe: dict, arrays, loader) -> None:
   lightly_train.print_timing(seconds, losses, step)
 
 
+class MSN(torch.nn.Module):
+  """lightly's MSN example model at the recipe's sizes."""
+
+  def __init__(self, spec: dict, m: dict):
+    super().__init__()
+    hidden = m["proj_hidden_dims"]
+    if len(hidden) != 2 or hidden[0] != hidden[1]:
+      raise ValueError(f"lightly's MSNProjectionHead has two hidden layers of one width, not {hidden}")
+    self.backbone = MaskedVisionTransformerTIMM(vit=vit(spec, class_token=True), pos_embed_initialization="learn")
+    self.head = MSNProjectionHead(spec["dim"], hidden[0], m["proj_dim"])
+    self.target_backbone = copy.deepcopy(self.backbone).requires_grad_(False)
+    self.target_head = copy.deepcopy(self.head).requires_grad_(False)
+    self.prototypes = torch.nn.Linear(m["proj_dim"], m["num_prototypes"], bias=False).weight
+    self.grid = spec["image_size"] // spec["patch_size"]
+    self.patch_size = spec["patch_size"]
+
+  def forward_masked(self, images: torch.Tensor, mask_ratio: float) -> torch.Tensor:
+    length = (images.shape[-1] // self.patch_size) ** 2
+    idx_keep, _ = utils.random_token_mask(size=(images.shape[0], length), mask_ratio=mask_ratio,
+                                          device=images.device)
+    return self.head(self.backbone(images=images, idx_keep=idx_keep))
+
+
+def msn_step(recipe: dict, model: MSN, opt: torch.optim.Optimizer):
+  """MSN's step ``step_fn(views, step) -> loss``: view 0 the target, view 1 the anchor, the rest focal."""
+  m = recipe["method_config"]
+  loss_fn = (PMSNLoss(temperature=m["temperature"], sinkhorn_iterations=m["sinkhorn_iterations"],
+                      regularization_weight=m["me_max_weight"], power_law_exponent=m["power_law_exponent"])
+             if m["prior"] == "power_law" else
+             MSNLoss(temperature=m["temperature"], sinkhorn_iterations=m["sinkhorn_iterations"],
+                     regularization_weight=m["me_max_weight"]))
+  model.backbone.train(), model.head.train(), model.target_backbone.train(), model.target_head.train()
+  online = list(model.backbone.parameters()) + list(model.head.parameters())
+
+  def step_fn(views, step):
+    set_rates(opt, recipe, step)
+    with torch.no_grad():
+      targets = model.target_head(model.target_backbone(images=views[0]))
+    anchors = torch.cat([model.forward_masked(views[1], m["patch_drop"]),
+                         model.forward_masked(torch.cat(views[2:]), m["patch_drop"])])
+    loss = loss_fn(anchors, targets, model.prototypes.data, target_sharpen_temperature=m["sharpen_temperature"])
+    opt.zero_grad()
+    loss.backward()
+    if recipe["clip"] > 0:
+      torch.nn.utils.clip_grad_norm_(online, recipe["clip"])
+    opt.step()
+    tau = recipe["ema_taus"][step]
+    ema(model.target_backbone, model.backbone, tau)
+    ema(model.target_head, model.head, tau)
+    return loss
+
+  return step_fn
+
+
+def train_msn(recipe: dict, arrays, loader) -> None:
+  model = MSN(recipe["spec"], recipe["method_config"])
+  opt = adamw([model.backbone, model.head], recipe["optim"])
+  pooled = Pooled(model.backbone, "cls")
+  init = {"init_train": lightly_train.features(pooled, arrays["eval_train_images"], recipe["mean"], recipe["std"]),
+          "init_test": lightly_train.features(pooled, arrays["test_images"], recipe["mean"], recipe["std"])}
+  losses, step, seconds = lightly_train.train_loop(loader, msn_step(recipe, model, opt), recipe["total_steps"],
+                                                   recipe["log_every"])
+  lightly_train.write_features(recipe, pooled.eval(), arrays, init, recipe["total_steps"])
+  lightly_train.print_timing(seconds, losses, step)
+
+
 class IJEPA:
   """lightly's I-JEPA parts at the recipe's sizes: the context encoder, its EMA target, the predictor, the
   official mask collator and AdamW; ``step(batch, step) -> loss`` takes the collator's output."""
@@ -356,6 +428,9 @@ def main(path: str) -> None:
   loader = torch.utils.data.DataLoader(
       images, batch_size=recipe["batch_size"], shuffle=True, drop_last=True, num_workers=recipe["workers"],
       persistent_workers=recipe["workers"] > 0, generator=torch.Generator().manual_seed(recipe["seed"]))
+  if recipe["method"] == "msn":
+    train_msn(recipe, arrays, loader)
+    return
   train_distillation(recipe, arrays, loader)
 
 
