@@ -16,7 +16,7 @@ from jaxssl.methods.base import Variables
 from jaxssl.models.vit import ViT
 from jaxssl.ops import losses, optim
 from jaxssl.schema import validate
-from test_train import _assert_trees_close, _batches, _run_shard_map
+from test_train import _eight_devices_as_one
 from tiny import loss_inputs, tiny_config
 
 
@@ -116,12 +116,7 @@ def test_msn_loss_is_the_official_computation_on_the_networks_outputs():
 def test_msn_trains_the_same_on_eight_devices_as_on_one(group_size, prior):
   config = tiny_config("msn")
   config.method.group_size, config.method.prior = group_size, prior
-  batches = _batches(config, 3)
-  state8, losses8, _ = _run_shard_map(config, batches, 8)
-  state1, losses1, _ = _run_shard_map(config, batches, 1)
-  assert all(np.isfinite(losses8))
-  np.testing.assert_allclose(losses8, losses1, rtol=1e-4, atol=1e-4)
-  _assert_trees_close(state8.params, state1.params, 5e-4)
+  state8, state1 = _eight_devices_as_one(config)
 
 
 def _official_warmup_cosine(step, warmup_steps, start_lr, ref_lr, T_max, final_lr):

@@ -55,6 +55,18 @@ def _assert_trees_close(a, b, atol):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=atol)
 
 
+
+def _eight_devices_as_one(config, steps: int = 3):
+  """(state on 8 devices, state on 1) after ``steps`` of the same batches, asserting finite losses that agree
+  (1e-4) and parameters that agree (5e-4)."""
+  batches = _batches(config, steps)
+  state8, losses8, _ = _run_shard_map(config, batches, 8)
+  state1, losses1, _ = _run_shard_map(config, batches, 1)
+  assert all(np.isfinite(losses8))
+  np.testing.assert_allclose(losses8, losses1, rtol=1e-4, atol=1e-4)
+  _assert_trees_close(state8.params, state1.params, 5e-4)
+  return state8, state1
+
 # vicreg in the fast subset; simclr and byol (over 40 s each on 2 cores) only in the full suite.
 @pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.slow) if m != "vicreg" else m for m in METHODS])
 def test_eight_devices_match_one_and_pmap(method):

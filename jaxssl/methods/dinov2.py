@@ -136,7 +136,7 @@ def gram_refresh(step: jax.Array, m) -> jax.Array:
   return (step == m.gram_start) | periodic
 
 
-def gram_teacher(network: IBOTNetwork, target_encoder, saved, step: jax.Array, m):
+def gram_teacher(target_encoder, saved, step: jax.Array, m):
   """The Gram teacher's encoder parameters for this step: the EMA teacher's where ``gram_refresh``, else the
   saved copy."""
   refresh = gram_refresh(step, m)
@@ -194,7 +194,7 @@ def make(config) -> base.Method:
                "teacher_temperature": temperature, "masked_share": jnp.mean(jnp.stack(crop_masks))}
     gram_params = None
     if m.gram_weight > 0:
-      gram_params = gram_teacher(model, target.params["encoder"], state["gram_encoder"], inputs.step, m)
+      gram_params = gram_teacher(target.params["encoder"], state["gram_encoder"], inputs.step, m)
       anchors = [model.encoder.apply({"params": gram_params}, views[v], method=ViT.tokens).patches for v in range(2)]
       gram = sum(losses.gram_loss(outs[v].patches, anchors[v], m.gram_normalize, m.gram_remove_negative, axis)
                  for v in range(2)) / 2          # the official loss flattens both crops into one batch
